@@ -1,0 +1,96 @@
+//! The `sessions` settings table of `Rocket.toml`, read once at ignite.
+
+use rocket::serde::Deserialize;
+use time::Duration;
+
+/// Every knob of the session design. Durations are whole seconds with the unit in the name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(crate = "rocket::serde", default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub idle_timeout_secs: u32,
+    pub absolute_timeout_secs: u32,
+    pub touch_interval_secs: u32,
+    pub confirm_window_secs: u32,
+    pub tombstone_grace_secs: u32,
+    /// How long before the idle timeout a page warns and offers "Stay signed in".
+    pub idle_warning_secs: u32,
+    pub max_sessions_per_user: u32,
+    /// Request parts whose change ends the session (header names, or `ip`).
+    pub fingerprint_bind: Vec<String>,
+    /// Request parts whose change is recorded but keeps the session.
+    pub fingerprint_watch: Vec<String>,
+    pub cookie_name: String,
+    pub reaper_interval_secs: u32,
+    pub reaper_batch_size: u32,
+    /// Bound on argon2 hashes running at once (each takes 19 MiB and a core).
+    pub max_concurrent_hashes: u32,
+    /// Create the demo accounts at start. Ignored by release builds.
+    pub seed_demo_users: bool,
+    /// Send Strict-Transport-Security (release profile: served behind TLS).
+    pub hsts: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_timeout_secs: 30 * 60,
+            absolute_timeout_secs: 12 * 60 * 60,
+            touch_interval_secs: 60,
+            confirm_window_secs: 10 * 60,
+            tombstone_grace_secs: 60 * 60,
+            idle_warning_secs: 2 * 60,
+            max_sessions_per_user: 5,
+            fingerprint_bind: vec!["user-agent".into(), "sec-ch-ua".into(), "accept-language".into()],
+            fingerprint_watch: vec!["ip".into()],
+            cookie_name: "__Host-sid".into(),
+            reaper_interval_secs: 60,
+            reaper_batch_size: 500,
+            max_concurrent_hashes: 4,
+            seed_demo_users: false,
+            hsts: false,
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::seconds(self.idle_timeout_secs.into())
+    }
+
+    pub fn absolute_timeout(&self) -> Duration {
+        Duration::seconds(self.absolute_timeout_secs.into())
+    }
+
+    pub fn touch_interval(&self) -> Duration {
+        Duration::seconds(self.touch_interval_secs.into())
+    }
+
+    pub fn confirm_window(&self) -> Duration {
+        Duration::seconds(self.confirm_window_secs.into())
+    }
+
+    pub fn tombstone_grace(&self) -> Duration {
+        Duration::seconds(self.tombstone_grace_secs.into())
+    }
+
+    pub fn idle_warning(&self) -> Duration {
+        Duration::seconds(self.idle_warning_secs.into())
+    }
+
+    /// Rejects settings that would make the design's guarantees false.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.idle_timeout_secs == 0 || self.absolute_timeout_secs == 0 {
+            return Err("timeouts must be at least one second".into());
+        }
+        if self.touch_interval_secs >= self.idle_timeout_secs {
+            return Err("touch_interval_secs must be shorter than idle_timeout_secs".into());
+        }
+        if self.max_sessions_per_user == 0 || self.max_concurrent_hashes == 0 {
+            return Err("max_sessions_per_user and max_concurrent_hashes must be positive".into());
+        }
+        if !self.cookie_name.starts_with("__Host-") {
+            return Err("cookie_name must keep the __Host- prefix (no Domain, Secure, Path=/)".into());
+        }
+        Ok(())
+    }
+}

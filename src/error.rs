@@ -1,0 +1,76 @@
+//! `AppError`: the failures (not the expected outcomes) a request can meet, and how each is answered.
+
+use rocket::http::Status;
+use rocket::response::{self, Responder};
+use rocket::Request;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the database is unreachable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("database query failed")]
+    Database(#[source] sqlx::Error),
+    #[error("the session could not be checked: the database is unreachable")]
+    SessionCheckFailed,
+    #[error("the form's CSRF token is missing or wrong")]
+    CsrfRejected,
+    #[error("template rendering failed")]
+    Template(#[from] askama::Error),
+    #[error("password hashing failed: {0}")]
+    PasswordHash(String),
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            // Connection-level failures: the database is down or restarting, not a bug.
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => AppError::DatabaseUnavailable(error),
+            sqlx::Error::Database(ref db) if db.code().is_some_and(is_unavailable_sqlstate) => {
+                AppError::DatabaseUnavailable(error)
+            }
+            _ => AppError::Database(error),
+        }
+    }
+}
+
+/// SQLSTATE classes 08 (connection exception) and 57P (operator intervention: shutdown, restart).
+fn is_unavailable_sqlstate(code: std::borrow::Cow<'_, str>) -> bool {
+    code.starts_with("08") || code.starts_with("57P")
+}
+
+impl AppError {
+    pub fn status(&self) -> Status {
+        match self {
+            AppError::DatabaseUnavailable(_) | AppError::SessionCheckFailed => Status::ServiceUnavailable,
+            AppError::CsrfRejected => Status::Forbidden,
+            AppError::Database(_) | AppError::Template(_) | AppError::PasswordHash(_) => {
+                Status::InternalServerError
+            }
+        }
+    }
+}
+
+impl<'r> Responder<'r, 'static> for AppError {
+    /// Logs the cause chain once, then lets the catcher for the status render a plain page:
+    /// the visitor never sees internals.
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(&self);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        match self.status().code {
+            500.. => rocket::error!("{message}"),
+            _ => rocket::warn!("{message}"),
+        }
+        Err(self.status())
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

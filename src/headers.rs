@@ -1,0 +1,31 @@
+//! The security headers on every response.
+
+use rocket::fairing::{Fairing, Info, Kind};
+use rocket::http::Header;
+use rocket::{Request, Response};
+
+use crate::config::SessionConfig;
+
+pub struct SecurityHeaders;
+
+#[rocket::async_trait]
+impl Fairing for SecurityHeaders {
+    fn info(&self) -> Info {
+        Info { name: "Security headers", kind: Kind::Response }
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        response.set_header(Header::new("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"));
+        response.set_header(Header::new("X-Content-Type-Options", "nosniff"));
+        response.set_header(Header::new("Referrer-Policy", "same-origin"));
+        // Strict-Transport-Security only where the site is served over TLS (release profile).
+        if request.rocket().state::<SessionConfig>().is_some_and(|config| config.hsts) {
+            response.set_header(Header::new("Strict-Transport-Security", "max-age=63072000; includeSubDomains"));
+        }
+        // Pages may show account data: never stored, so Back after sign-out shows nothing.
+        // Only the static assets (which set their own Cache-Control) may be cached.
+        if !request.uri().path().starts_with("/static/") {
+            response.set_header(Header::new("Cache-Control", "no-store"));
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! secure-sessions: a reference implementation of secure browser sessions on PostgreSQL.
+
+pub mod app;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod csrf;
+pub mod db;
+pub mod demo;
+pub mod device;
+pub mod error;
+pub mod events;
+pub mod headers;
+pub mod html;
+pub mod local_path;
+pub mod routes;
+pub mod session;
+pub mod users;

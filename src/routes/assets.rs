@@ -1,0 +1,29 @@
+//! The stylesheet and the idle-warning script, compiled into the binary so it runs from anywhere.
+
+use rocket::http::{ContentType, Header};
+use rocket::{get, routes, Responder, Route};
+
+#[derive(Responder)]
+struct Asset {
+    body: &'static str,
+    content_type: ContentType,
+    cache: Header<'static>,
+}
+
+fn asset(body: &'static str, content_type: ContentType) -> Asset {
+    Asset { body, content_type, cache: Header::new("Cache-Control", "public, max-age=3600") }
+}
+
+#[get("/static/app.css")]
+fn stylesheet() -> Asset {
+    asset(include_str!("../../static/app.css"), ContentType::CSS)
+}
+
+#[get("/static/idle.js")]
+fn idle_script() -> Asset {
+    asset(include_str!("../../static/idle.js"), ContentType::JavaScript)
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![stylesheet, idle_script]
+}

@@ -1,0 +1,18 @@
+//! `GET /healthz`: 200 when the database answers, 503 otherwise.
+
+use rocket::http::Status;
+use rocket::{get, routes, Route, State};
+
+use crate::db::Db;
+
+#[get("/healthz")]
+async fn healthz(db: &State<Db>) -> (Status, &'static str) {
+    match sqlx::query("SELECT 1").execute(db.pool()).await {
+        Ok(_) => (Status::Ok, "ok\n"),
+        Err(_) => (Status::ServiceUnavailable, "database unavailable\n"),
+    }
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![healthz]
+}

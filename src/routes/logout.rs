@@ -1,0 +1,60 @@
+//! `POST /logout`: destroys the session, clears the cookie and the site's storage.
+
+use rocket::form::Form;
+use rocket::http::{CookieJar, Header};
+use rocket::response::Redirect;
+use rocket::{post, routes, uri, FromForm, Responder, Route, State};
+
+use super::login;
+use crate::client::ClientInfo;
+use crate::clock::AppClock;
+use crate::config::SessionConfig;
+use crate::db::Db;
+use crate::error::AppResult;
+use crate::session::cookie::cleared_session_cookie;
+use crate::session::{self, AuthenticatedUser, Reason, SessionError};
+
+#[derive(FromForm)]
+pub struct LogoutForm {
+    csrf_token: String,
+}
+
+#[derive(Responder)]
+pub struct SignedOut {
+    redirect: Redirect,
+    /// Tells the browser to drop this site's cookies and storage too.
+    clear_site_data: Header<'static>,
+}
+
+#[post("/logout", data = "<form>")]
+pub async fn logout(
+    user: Result<&AuthenticatedUser, SessionError>,
+    form: Form<LogoutForm>,
+    client: &ClientInfo,
+    cookies: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<SessionConfig>,
+    clock: &State<AppClock>,
+) -> AppResult<SignedOut> {
+    match user {
+        Ok(user) => {
+            user.verify_csrf(&form.csrf_token)?;
+            let mut conn = db.connection().await?;
+            let session = user.session();
+            session::end(&mut conn, &session.key, session.user_id, session.public_id, Reason::SignedOut, client, clock.now())
+                .await?;
+        }
+        // Already signed out (or never signed in): there is nothing to destroy, say so all the same.
+        Err(SessionError::Ended(_)) => {}
+        Err(SessionError::Unavailable) => return Err(crate::error::AppError::SessionCheckFailed),
+    }
+    cookies.add(cleared_session_cookie(config));
+    Ok(SignedOut {
+        redirect: Redirect::to(uri!(login::page(Some(Reason::SignedOut.code()), None::<&str>))),
+        clear_site_data: Header::new("Clear-Site-Data", "\"cookies\", \"storage\""),
+    })
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![logout]
+}

@@ -1,0 +1,29 @@
+//! The pages and endpoints, one module per page.
+
+pub mod account;
+pub mod assets;
+pub mod errors;
+pub mod health;
+pub mod home;
+pub mod login;
+pub mod logout;
+pub mod register;
+
+use rocket::{Catcher, Route};
+
+pub fn routes() -> Vec<Route> {
+    [
+        home::routes(),
+        login::routes(),
+        register::routes(),
+        logout::routes(),
+        account::routes(),
+        health::routes(),
+        assets::routes(),
+    ]
+    .concat()
+}
+
+pub fn catchers() -> Vec<Catcher> {
+    errors::catchers()
+}

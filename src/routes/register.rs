@@ -1,0 +1,125 @@
+//! `GET /register` and `POST /register`: demo sign-up, which signs the new account in.
+
+use askama::Template;
+use rocket::form::Form;
+use rocket::http::CookieJar;
+use rocket::response::Redirect;
+use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
+use sqlx::Connection;
+
+use super::account;
+use crate::client::ClientInfo;
+use crate::clock::AppClock;
+use crate::config::SessionConfig;
+use crate::csrf::PreSessionCsrf;
+use crate::db::Db;
+use crate::error::AppResult;
+use crate::events::{self, EventKind, NewEvent};
+use crate::html::{Nav, Page};
+use crate::session::cookie::{presented_token, session_cookie};
+use crate::session;
+use crate::users::{self, Password, PasswordHasher, Role, Username};
+
+#[derive(Template)]
+#[template(path = "register.html")]
+pub struct RegisterPage {
+    nav: Option<Nav>,
+    errors: Vec<String>,
+    username: String,
+    csrf_token: String,
+    rules: &'static str,
+}
+
+impl RegisterPage {
+    fn new(csrf: &PreSessionCsrf) -> Self {
+        RegisterPage {
+            nav: None,
+            errors: Vec::new(),
+            username: String::new(),
+            csrf_token: csrf.token().to_owned(),
+            rules: Username::RULES,
+        }
+    }
+}
+
+#[derive(Responder)]
+pub enum RegisterResponse {
+    Redirect(Redirect),
+    Page(Page<RegisterPage>),
+}
+
+#[get("/register")]
+pub fn page(csrf: PreSessionCsrf) -> Page<RegisterPage> {
+    Page(RegisterPage::new(&csrf))
+}
+
+#[derive(FromForm)]
+pub struct RegisterForm {
+    username: String,
+    password: String,
+    password_confirm: String,
+    csrf_token: String,
+}
+
+/// The account the form asks for, or every reason it cannot be created.
+fn validate(form: &RegisterForm) -> Result<(Username, Password), Vec<String>> {
+    let username = Username::parse(&form.username);
+    let password = Password::parse(form.password.clone());
+    let mut errors = Vec::new();
+    if let Err(rule) = &username {
+        errors.push(rule.to_string());
+    }
+    match &password {
+        Err(rule) => errors.push(rule.to_string()),
+        Ok(_) if form.password != form.password_confirm => errors.push("The two passwords do not match.".into()),
+        Ok(password) => errors.extend(password.weakness(&form.username)),
+    }
+    match (username, password) {
+        (Ok(username), Ok(password)) if errors.is_empty() => Ok((username, password)),
+        _ => Err(errors),
+    }
+}
+
+#[post("/register", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
+pub async fn submit(
+    form: Form<RegisterForm>,
+    csrf: PreSessionCsrf,
+    client: &ClientInfo,
+    cookies: &CookieJar<'_>,
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    config: &State<SessionConfig>,
+    clock: &State<AppClock>,
+) -> AppResult<RegisterResponse> {
+    csrf.verify(&form.csrf_token)?;
+    let refuse = |errors: Vec<String>| {
+        let mut page = RegisterPage::new(&csrf);
+        page.errors = errors;
+        page.username = form.username.chars().take(64).collect();
+        Ok(RegisterResponse::Page(Page(page)))
+    };
+    let (username, password) = match validate(&form) {
+        Ok(valid) => valid,
+        Err(errors) => return refuse(errors),
+    };
+    let password_hash = hasher.hash(&password).await?;
+
+    let now = clock.now();
+    let mut conn = db.connection().await?;
+    let mut tx = conn.begin().await?;
+    let Some(user_id) = users::store::create(&mut tx, &username, &password_hash, Role::User, now).await? else {
+        return refuse(vec!["That username is taken. Please choose another.".into()]);
+    };
+    let created = NewEvent { user_id, kind: EventKind::Registered, session: None, client, detail: String::new() };
+    events::record(&mut tx, created, now).await?;
+    let started = session::start(&mut tx, user_id, presented_token(cookies, config), client, config, now).await?;
+    tx.commit().await?;
+
+    cookies.add(session_cookie(config, &started.token));
+    Ok(RegisterResponse::Redirect(Redirect::to(uri!(account::page))))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![page, submit]
+}

@@ -1,0 +1,137 @@
+//! Request guards: an `&AuthenticatedUser` in a handler's arguments is proof of a live session.
+
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome};
+use rocket::Request;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::cookie::cleared_session_cookie;
+use super::token::{SessionKey, SessionToken};
+use super::{LiveSession, Reason, Validated};
+use crate::client::ClientInfo;
+use crate::clock::AppClock;
+use crate::config::SessionConfig;
+use crate::csrf;
+use crate::db::Db;
+use rocket_db_pools::Database;
+use crate::error::AppError;
+use crate::users::Role;
+
+/// A signed-in user and the session that proves it. Only `FromRequest` builds one.
+pub struct AuthenticatedUser {
+    session: LiveSession,
+    csrf_token: String,
+}
+
+impl AuthenticatedUser {
+    pub fn user_id(&self) -> i64 {
+        self.session.user_id
+    }
+
+    pub fn username(&self) -> &str {
+        &self.session.username
+    }
+
+    pub fn role(&self) -> Role {
+        self.session.role
+    }
+
+    pub fn session(&self) -> &LiveSession {
+        &self.session
+    }
+
+    pub fn session_key(&self) -> &SessionKey {
+        &self.session.key
+    }
+
+    pub fn session_public_id(&self) -> Uuid {
+        self.session.public_id
+    }
+
+    pub fn signed_in_at(&self) -> OffsetDateTime {
+        self.session.created_at
+    }
+
+    /// The token this session's forms must carry.
+    pub fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+
+    /// Rejects a state-changing form that did not come from one of this session's pages.
+    pub fn verify_csrf(&self, presented: &str) -> Result<(), AppError> {
+        csrf::verify(&self.csrf_token, presented)
+    }
+}
+
+/// Why the guard refused.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionError {
+    /// No live session: the 401 catcher sends the visitor to `/login?reason=<code>`.
+    Ended(Reason),
+    /// The database could not be asked: 503, and the session is left as it is.
+    Unavailable,
+}
+
+/// The outcome of checking this request's session, computed once and cached on the request
+/// (the 401 catcher reads it back for the reason code).
+pub(crate) enum Check {
+    Live(AuthenticatedUser),
+    Failed(SessionError),
+}
+
+impl Check {
+    pub(crate) fn ended_reason(request: &Request<'_>) -> Reason {
+        match request.local_cache(|| Check::Failed(SessionError::Ended(Reason::LoginRequired))) {
+            Check::Failed(SessionError::Ended(reason)) => *reason,
+            _ => Reason::LoginRequired,
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for &'r AuthenticatedUser {
+    type Error = SessionError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match request.local_cache_async(check(request)).await {
+            Check::Live(user) => Outcome::Success(user),
+            Check::Failed(error @ SessionError::Ended(_)) => Outcome::Error((Status::Unauthorized, *error)),
+            Check::Failed(error @ SessionError::Unavailable) => Outcome::Error((Status::ServiceUnavailable, *error)),
+        }
+    }
+}
+
+async fn check(request: &Request<'_>) -> Check {
+    let rocket = request.rocket();
+    let config = rocket.state::<SessionConfig>().expect("session settings are managed at ignite");
+    let cookies = request.cookies();
+    let Some(cookie) = cookies.get(&config.cookie_name) else {
+        return Check::Failed(SessionError::Ended(Reason::LoginRequired));
+    };
+    let Some(token) = SessionToken::parse(cookie.value()) else {
+        // Malformed: treated as absent, and cleared so the browser stops sending it.
+        cookies.add(cleared_session_cookie(config));
+        return Check::Failed(SessionError::Ended(Reason::LoginRequired));
+    };
+    let db = Db::fetch(rocket).expect("the database is attached at ignite");
+    let clock = rocket.state::<AppClock>().expect("the clock is managed at ignite");
+    let client = request.local_cache(|| ClientInfo::of(request, config));
+
+    let validated = match db.pool().acquire().await {
+        Ok(mut conn) => super::validate(&mut conn, &token, client, config, clock.now()).await,
+        Err(error) => Err(error),
+    };
+    match validated {
+        Ok(Validated::Live(session)) => Check::Live(AuthenticatedUser { session, csrf_token: token.csrf_token() }),
+        Ok(Validated::Ended(reason)) => {
+            // Kept when the handler runs anyway (an optional guard); the 401 catcher clears it otherwise.
+            cookies.add(cleared_session_cookie(config));
+            Check::Failed(SessionError::Ended(reason))
+        }
+        Err(error) => {
+            rocket::warn!("session check failed: {}", AppError::from(error));
+            Check::Failed(SessionError::Unavailable)
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Browser sessions: the lifecycle verbs (start, validate, end) over the store and the policy.
+
+pub mod cookie;
+pub mod fingerprint;
+pub mod guard;
+pub mod policy;
+pub mod reaper;
+pub mod reason;
+pub mod store;
+pub mod token;
+
+pub use guard::{AuthenticatedUser, SessionError};
+pub use reason::Reason;
+
+use sqlx::{Connection, PgConnection};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::client::ClientInfo;
+use crate::config::SessionConfig;
+use crate::events::{self, EventKind, NewEvent};
+use crate::users::Role;
+use policy::{Decision, FingerprintMatch, Lifetimes, Limits};
+use token::{SessionKey, SessionToken};
+
+const BROWSER: &str = "browser";
+
+/// A session that passed every check on this request.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    pub key: SessionKey,
+    pub public_id: Uuid,
+    pub user_id: i64,
+    pub username: String,
+    pub role: Role,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub confirmed_until: Option<OffsetDateTime>,
+}
+
+impl LiveSession {
+    pub fn lifetimes(&self) -> Lifetimes {
+        Lifetimes { last_seen_at: self.last_seen_at, expires_at: self.expires_at }
+    }
+}
+
+pub enum Validated {
+    Live(LiveSession),
+    Ended(Reason),
+}
+
+/// A freshly started session: the token goes into the cookie, and nowhere else.
+pub struct Started {
+    pub token: SessionToken,
+    pub public_id: Uuid,
+}
+
+pub fn limits(config: &SessionConfig) -> Limits {
+    Limits { idle_timeout: config.idle_timeout(), touch_interval: config.touch_interval() }
+}
+
+/// Starts a browser session for a user who has just proved who they are, inside the caller's
+/// transaction, and destroys the session the browser came with (`presented`), if any.
+/// Always a new random token: a token chosen before sign-in (fixation) never becomes a
+/// signed-in one.
+pub async fn start(
+    tx: &mut PgConnection,
+    user_id: i64,
+    presented: Option<SessionToken>,
+    client: &ClientInfo,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> sqlx::Result<Started> {
+    if let Some(previous) = presented {
+        store::revoke(tx, &previous.key(), Reason::SignedOut, now).await?;
+    }
+    let token = SessionToken::generate();
+    let public_id = store::insert(
+        tx,
+        &store::NewSession {
+            key: &token.key(),
+            user_id,
+            kind: BROWSER,
+            now,
+            expires_at: now + config.absolute_timeout(),
+            fingerprint: &client.fingerprint,
+            ip: &client.ip,
+            user_agent: &client.user_agent,
+        },
+    )
+    .await?;
+    events::record(
+        tx,
+        NewEvent { user_id, kind: EventKind::SignIn, session: Some(public_id), client, detail: String::new() },
+        now,
+    )
+    .await?;
+    Ok(Started { token, public_id })
+}
+
+/// Checks a presented token against its row, the account and the policy; ends the session
+/// (with its security event, in one transaction) when the policy says so.
+pub async fn validate(
+    conn: &mut PgConnection,
+    token: &SessionToken,
+    client: &ClientInfo,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> sqlx::Result<Validated> {
+    let key = token.key();
+    let Some(record) = store::find_with_user(conn, &key).await? else {
+        return Ok(Validated::Ended(Reason::LoginRequired));
+    };
+    if let Some(code) = &record.revoke_reason {
+        // A tombstone: tell the returning device why it was signed out.
+        return Ok(Validated::Ended(Reason::from_code(code).unwrap_or(Reason::Revoked)));
+    }
+    if record.kind != BROWSER {
+        return Ok(Validated::Ended(Reason::LoginRequired));
+    }
+    if record.disabled {
+        return Ok(Validated::Ended(Reason::Revoked));
+    }
+    let lifetimes = Lifetimes { last_seen_at: record.last_seen_at, expires_at: record.expires_at };
+    let fingerprint = FingerprintMatch {
+        bound: record.fingerprint_bind == client.fingerprint.bind,
+        watched: record.fingerprint_watch == client.fingerprint.watch,
+    };
+    let (touch, watched_changed) = match policy::decide(lifetimes, limits(config), fingerprint, now) {
+        Decision::End(reason) => {
+            end(conn, &key, record.user_id, record.public_id, reason, client, now).await?;
+            if reason == Reason::FingerprintMismatch {
+                rocket::warn!("session {} ended: binding fingerprint changed", key.log_id());
+            }
+            return Ok(Validated::Ended(reason));
+        }
+        Decision::Continue { touch, watched_changed } => (touch, watched_changed),
+    };
+
+    let mut confirmed_until = record.confirmed_until;
+    let still_live = if watched_changed {
+        confirmed_until = None;
+        let mut tx = conn.begin().await?;
+        let updated = store::record_network_change(&mut tx, &key, &client.fingerprint, &client.ip, now).await?;
+        if updated {
+            let event = NewEvent {
+                user_id: record.user_id,
+                kind: EventKind::NetworkChanged,
+                session: Some(record.public_id),
+                client,
+                detail: String::new(),
+            };
+            events::record(&mut tx, event, now).await?;
+        }
+        tx.commit().await?;
+        updated
+    } else if touch {
+        store::touch(conn, &key, now).await?
+    } else {
+        true
+    };
+    if !still_live {
+        // Ended between our read and our write (a sign-out elsewhere): honour the tombstone.
+        return Ok(Validated::Ended(Reason::Revoked));
+    }
+    Ok(Validated::Live(LiveSession {
+        key,
+        public_id: record.public_id,
+        user_id: record.user_id,
+        username: record.username,
+        role: Role::parse(&record.role),
+        created_at: record.created_at,
+        last_seen_at: if touch || watched_changed { now } else { record.last_seen_at },
+        expires_at: record.expires_at,
+        confirmed_until,
+    }))
+}
+
+/// Ends one session for `reason` and records why, in one transaction. Ending an already ended
+/// session changes nothing and records nothing.
+pub async fn end(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    user_id: i64,
+    public_id: Uuid,
+    reason: Reason,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let mut tx = conn.begin().await?;
+    let ended = store::revoke(&mut tx, key, reason, now).await?;
+    if ended {
+        let kind = match reason {
+            Reason::IdleTimeout => EventKind::IdleTimeout,
+            Reason::SessionExpired => EventKind::SessionExpired,
+            Reason::FingerprintMismatch => EventKind::FingerprintMismatch,
+            _ => EventKind::SignOut,
+        };
+        let event = NewEvent { user_id, kind, session: Some(public_id), client, detail: String::new() };
+        events::record(&mut tx, event, now).await?;
+    }
+    tx.commit().await?;
+    Ok(ended)
+}

@@ -1,0 +1,114 @@
+//! Pure decisions about a session's life: no I/O, so a table of cases tests them all.
+
+use time::{Duration, OffsetDateTime};
+
+use super::reason::Reason;
+
+/// The times that decide whether a session lives on.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The settings the decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub idle_timeout: Duration,
+    pub touch_interval: Duration,
+}
+
+/// How the request's fingerprint compares with the one recorded at sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FingerprintMatch {
+    /// The binding parts (User-Agent, ...) are unchanged.
+    pub bound: bool,
+    /// The watched parts (the IP prefix, ...) are unchanged.
+    pub watched: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The session stays. `touch`: last-seen is older than the touch interval, write it.
+    /// `watched_changed`: record the anomaly and end privileged confirmation.
+    Continue { touch: bool, watched_changed: bool },
+    /// The session ends now, for this reason.
+    End(Reason),
+}
+
+/// Decides a live (not revoked) session's fate at `now`.
+///
+/// Absolute expiry wins over idleness (the stronger statement), and both over the fingerprint.
+/// Idleness is measured from `last_seen_at`, which is written at most once per touch interval:
+/// a session may end up to one touch interval early, never late.
+pub fn decide(lifetimes: Lifetimes, limits: Limits, fingerprint: FingerprintMatch, now: OffsetDateTime) -> Decision {
+    if now >= lifetimes.expires_at {
+        return Decision::End(Reason::SessionExpired);
+    }
+    let idle_for = now - lifetimes.last_seen_at;
+    if idle_for >= limits.idle_timeout {
+        return Decision::End(Reason::IdleTimeout);
+    }
+    if !fingerprint.bound {
+        return Decision::End(Reason::FingerprintMismatch);
+    }
+    Decision::Continue { touch: idle_for >= limits.touch_interval, watched_changed: !fingerprint.watched }
+}
+
+/// When the idle timeout will end the session if no request comes first, as far as the
+/// server can promise (see `decide`).
+pub fn idle_deadline(lifetimes: Lifetimes, limits: Limits) -> OffsetDateTime {
+    (lifetimes.last_seen_at + limits.idle_timeout).min(lifetimes.expires_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const SIGN_IN: OffsetDateTime = datetime!(2026-01-01 08:00 UTC);
+    const LIMITS: Limits = Limits { idle_timeout: Duration::minutes(30), touch_interval: Duration::minutes(1) };
+    const SAME: FingerprintMatch = FingerprintMatch { bound: true, watched: true };
+
+    fn at(minutes_after_sign_in: i64) -> OffsetDateTime {
+        SIGN_IN + Duration::minutes(minutes_after_sign_in)
+    }
+
+    #[test]
+    fn decisions_follow_the_table() {
+        let new_ip = FingerprintMatch { bound: true, watched: false };
+        let new_browser = FingerprintMatch { bound: false, watched: true };
+        let keep = Decision::Continue { touch: false, watched_changed: false };
+        let touch = Decision::Continue { touch: true, watched_changed: false };
+        // (last seen, absolute expiry, now, fingerprint) -> decision; minutes after sign-in.
+        let table = [
+            (0, 720, 0, SAME, keep),
+            (0, 720, 0, new_ip, Decision::Continue { touch: false, watched_changed: true }),
+            (0, 720, 1, SAME, touch),
+            (10, 720, 10, SAME, keep),
+            (10, 720, 39, SAME, touch),
+            (10, 720, 40, SAME, Decision::End(Reason::IdleTimeout)),
+            (10, 720, 41, new_browser, Decision::End(Reason::IdleTimeout)),
+            (0, 720, 29, new_browser, Decision::End(Reason::FingerprintMismatch)),
+            (715, 720, 719, SAME, touch),
+            (719, 720, 720, SAME, Decision::End(Reason::SessionExpired)),
+            (700, 720, 800, SAME, Decision::End(Reason::SessionExpired)),
+        ];
+        for (last_seen, expires, now, fingerprint, expected) in table {
+            let lifetimes = Lifetimes { last_seen_at: at(last_seen), expires_at: at(expires) };
+            assert_eq!(
+                decide(lifetimes, LIMITS, fingerprint, at(now)),
+                expected,
+                "last seen {last_seen}, expires {expires}, now {now}, {fingerprint:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_idle_deadline_never_passes_the_absolute_expiry() {
+        let fresh = Lifetimes { last_seen_at: at(0), expires_at: at(720) };
+        assert_eq!(idle_deadline(fresh, LIMITS), at(30));
+        let late = Lifetimes { last_seen_at: at(700), expires_at: at(720) };
+        assert_eq!(idle_deadline(late, LIMITS), at(720));
+    }
+}

@@ -1,0 +1,56 @@
+//! The background reaper: deletes session rows one grace period after their absolute expiry.
+
+use rocket::fairing::AdHoc;
+use rocket::tokio::time::{interval, Duration, MissedTickBehavior};
+
+use super::store;
+use crate::clock::AppClock;
+use crate::config::SessionConfig;
+use crate::db::Db;
+use rocket_db_pools::Database;
+
+/// Deletes every row past `expires_at + tombstone_grace`, in batches that each commit on their
+/// own, so requests never wait behind one long delete. Returns how many rows went.
+pub async fn reap_once(pool: &sqlx::PgPool, config: &SessionConfig, clock: &AppClock) -> sqlx::Result<u64> {
+    let cutoff = clock.now() - config.tombstone_grace();
+    let batch = i64::from(config.reaper_batch_size);
+    let mut total = 0;
+    loop {
+        let deleted = store::reap(&mut *pool.acquire().await?, cutoff, batch).await?;
+        total += deleted;
+        if deleted < batch as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Runs `reap_once` every `reaper_interval_secs` until the app shuts down. Safe with any
+/// number of instances: each skips the rows another is deleting.
+pub fn stage() -> AdHoc {
+    AdHoc::on_liftoff("Session reaper", |rocket| {
+        Box::pin(async move {
+            let (Some(db), Some(config), Some(clock)) =
+                (Db::fetch(rocket), rocket.state::<SessionConfig>(), rocket.state::<AppClock>())
+            else {
+                return;
+            };
+            let (pool, config, clock) = (db.pool().clone(), config.clone(), clock.clone());
+            let shutdown = rocket.shutdown();
+            rocket::tokio::spawn(async move {
+                let mut ticks = interval(Duration::from_secs(config.reaper_interval_secs.into()));
+                ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                rocket::tokio::pin!(shutdown);
+                loop {
+                    rocket::tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = ticks.tick() => match reap_once(&pool, &config, &clock).await {
+                            Ok(0) => {}
+                            Ok(deleted) => rocket::info!("reaper deleted {deleted} expired sessions"),
+                            Err(error) => rocket::warn!("reaper failed (will retry): {error}"),
+                        },
+                    }
+                }
+            });
+        })
+    })
+}

@@ -1,0 +1,85 @@
+//! Why a visitor is on the sign-in page: the `reason=` codes, a public contract that is never renamed.
+
+/// Every code the app puts in `/login?reason=`. An ended session's row stores one as its tombstone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    LoginRequired,
+    SignedOut,
+    IdleTimeout,
+    SessionExpired,
+    FingerprintMismatch,
+    Revoked,
+    PasswordChanged,
+    SessionLimit,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::LoginRequired,
+        Reason::SignedOut,
+        Reason::IdleTimeout,
+        Reason::SessionExpired,
+        Reason::FingerprintMismatch,
+        Reason::Revoked,
+        Reason::PasswordChanged,
+        Reason::SessionLimit,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::LoginRequired => "login_required",
+            Reason::SignedOut => "signed_out",
+            Reason::IdleTimeout => "idle_timeout",
+            Reason::SessionExpired => "session_expired",
+            Reason::FingerprintMismatch => "fingerprint_mismatch",
+            Reason::Revoked => "revoked",
+            Reason::PasswordChanged => "password_changed",
+            Reason::SessionLimit => "session_limit",
+        }
+    }
+
+    /// Unknown codes are `None`: the page shows no message and never echoes the input.
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|reason| reason.code() == code)
+    }
+
+    /// What the sign-in page tells a person, in plain words.
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::LoginRequired => "Please sign in to continue.",
+            Reason::SignedOut => "You have been signed out.",
+            Reason::IdleTimeout => "You were signed out because you were inactive for a while.",
+            Reason::SessionExpired => "Your session has expired. Please sign in again.",
+            Reason::FingerprintMismatch => {
+                "You were signed out because your browser changed unexpectedly during the session. \
+                 Please sign in again."
+            }
+            Reason::Revoked => "This device was signed out from another device or by an administrator.",
+            Reason::PasswordChanged => {
+                "Your password was changed, so this device was signed out. Sign in with the new password."
+            }
+            Reason::SessionLimit => {
+                "You were signed out because your account signed in on more devices than allowed."
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_parses_back_to_itself() {
+        for reason in Reason::ALL {
+            assert_eq!(Reason::from_code(reason.code()), Some(reason));
+        }
+    }
+
+    #[test]
+    fn unknown_codes_are_ignored() {
+        for code in ["", "LOGIN_REQUIRED", "<script>", "signed_out ", "hacked"] {
+            assert_eq!(Reason::from_code(code), None);
+        }
+    }
+}

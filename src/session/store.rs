@@ -1,0 +1,168 @@
+//! Every SQL statement that touches the `sessions` table.
+//!
+//! Each function takes `&mut PgConnection` first, so a pooled connection and a transaction both
+//! fit, and the time from the app's clock, never SQL `now()`. No statement brings a revoked
+//! session back: updates carry `AND revoked_at IS NULL`, and nothing is ever upserted.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::fingerprint::Fingerprint;
+use super::reason::Reason;
+use super::token::SessionKey;
+
+/// A session row joined with the account it belongs to: one round trip per request.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub public_id: Uuid,
+    pub user_id: i64,
+    pub kind: String,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub confirmed_until: Option<OffsetDateTime>,
+    pub fingerprint_bind: Vec<u8>,
+    pub fingerprint_watch: Vec<u8>,
+    pub revoke_reason: Option<String>,
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+}
+
+/// What a new session row needs.
+pub struct NewSession<'a> {
+    pub key: &'a SessionKey,
+    pub user_id: i64,
+    pub kind: &'static str,
+    pub now: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub fingerprint: &'a Fingerprint,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+}
+
+pub async fn insert(conn: &mut PgConnection, session: &NewSession<'_>) -> sqlx::Result<Uuid> {
+    let public_id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO sessions (key, public_id, user_id, kind, created_at, last_seen_at, expires_at,
+                               fingerprint_bind, fingerprint_watch, ip, user_agent)
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(session.key.as_bytes())
+    .bind(public_id)
+    .bind(session.user_id)
+    .bind(session.kind)
+    .bind(session.now)
+    .bind(session.expires_at)
+    .bind(&session.fingerprint.bind[..])
+    .bind(&session.fingerprint.watch[..])
+    .bind(session.ip)
+    .bind(session.user_agent)
+    .execute(conn)
+    .await?;
+    Ok(public_id)
+}
+
+/// The session and its user's current role and status, revoked or not (a tombstone tells why).
+pub async fn find_with_user(conn: &mut PgConnection, key: &SessionKey) -> sqlx::Result<Option<SessionRecord>> {
+    sqlx::query_as(
+        "SELECT s.public_id, s.user_id, s.kind, s.created_at, s.last_seen_at, s.expires_at,
+                s.confirmed_until, s.fingerprint_bind, s.fingerprint_watch, s.revoke_reason,
+                u.username, u.role, u.disabled
+         FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.key = $1",
+    )
+    .bind(key.as_bytes())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records activity. `false`: the session ended meanwhile and must not be served.
+pub async fn touch(conn: &mut PgConnection, key: &SessionKey, now: OffsetDateTime) -> sqlx::Result<bool> {
+    let result = sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE key = $1 AND revoked_at IS NULL")
+        .bind(key.as_bytes())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// The watched fingerprint changed (a new network): keep the session, adopt the new values,
+/// and drop privileged confirmation, which must not follow a cookie to a new network.
+pub async fn record_network_change(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    fingerprint: &Fingerprint,
+    ip: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET fingerprint_watch = $2, ip = $3, last_seen_at = $4, confirmed_until = NULL
+         WHERE key = $1 AND revoked_at IS NULL",
+    )
+    .bind(key.as_bytes())
+    .bind(&fingerprint.watch[..])
+    .bind(ip)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Ends a session, keeping a tombstone until the reaper's grace has passed.
+/// `false`: it had already ended (the first reason stands).
+pub async fn revoke(conn: &mut PgConnection, key: &SessionKey, reason: Reason, now: OffsetDateTime) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE key = $1 AND revoked_at IS NULL",
+    )
+    .bind(key.as_bytes())
+    .bind(now)
+    .bind(reason.code())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Deletes up to `batch` rows whose absolute expiry is older than `cutoff`. Rows another reaper
+/// is deleting are skipped, not waited for, so any number of instances can reap at once.
+pub async fn reap(conn: &mut PgConnection, cutoff: OffsetDateTime, batch: i64) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "DELETE FROM sessions WHERE key IN (
+             SELECT key FROM sessions WHERE expires_at < $1
+             ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// A live session as the device list shows it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DeviceRecord {
+    pub public_id: Uuid,
+    pub kind: String,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// A user's sessions that are neither revoked nor past their absolute expiry, most recent first.
+pub async fn list_live_for_user(
+    conn: &mut PgConnection,
+    user_id: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<Vec<DeviceRecord>> {
+    sqlx::query_as(
+        "SELECT public_id, kind, created_at, last_seen_at, ip, user_agent FROM sessions
+         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+         ORDER BY last_seen_at DESC, created_at DESC",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(conn)
+    .await
+}

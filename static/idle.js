@@ -1,0 +1,1 @@
+// The idle warning (issue 3) goes here.

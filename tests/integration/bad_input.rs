@@ -1,0 +1,149 @@
+//! Hostile and broken input gets a clear 4xx or the normal page, never a 500 or a stack trace;
+//! a database outage gets a 503 page and the app recovers without a restart.
+
+use rocket::http::{ContentType, Header, Method, Status};
+use secure_sessions::users::Role;
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::support::http::Device;
+use crate::support::{server_url, TestApp, PASSWORD};
+
+fn assert_no_internals(body: &str) {
+    for leak in ["panicked", "RUST_BACKTRACE", "sqlx", "stack backtrace", "src/"] {
+        assert!(!body.contains(leak), "response leaks {leak:?}: {body}");
+    }
+}
+
+#[rocket::async_test]
+async fn malformed_oversized_and_repeated_cookies_count_as_no_session() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let good = alice.session_cookie().unwrap();
+
+    let probes = [
+        "__Host-sid=not-a-token".to_owned(),
+        format!("__Host-sid={}", "A".repeat(4000)),
+        "__Host-sid=%%%%; __Host-sid=".to_owned(),
+        format!("__Host-sid={}x", &good[..42]),
+        "__Host-sid=\u{7f}\u{1}".to_owned(),
+    ];
+    for cookie in probes {
+        let visitor = Device::new(&client);
+        let reply = visitor.send(visitor.request(Method::Get, "/account").header(Header::new("Cookie", cookie.clone()))).await;
+        assert_eq!(reply.status, Status::SeeOther, "{cookie:.40}");
+        assert!(reply.location().starts_with("/login?reason=login_required"), "{cookie:.40}");
+    }
+    // A repeated cookie never lets a bad value shadow a check: one of them is used, the other ignored.
+    let visitor = Device::new(&client);
+    let reply = visitor
+        .send(visitor.request(Method::Get, "/account").header(Header::new("Cookie", format!("__Host-sid=junk; __Host-sid={good}"))))
+        .await;
+    assert!(matches!(reply.status.code, 200 | 303), "{}", reply.status);
+}
+
+#[rocket::async_test]
+async fn broken_forms_get_a_4xx_page_not_a_500() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    let csrf = visitor.get("/login").await.csrf_token();
+
+    let missing_fields = visitor.post_form("/login", &[("csrf_token", &csrf)]).await;
+    assert_eq!(missing_fields.status, Status::UnprocessableEntity);
+    assert_no_internals(&missing_fields.body);
+
+    let huge = "x".repeat(100 * 1024);
+    let huge_field = visitor.post_form("/login", &[("username", &huge), ("password", PASSWORD), ("csrf_token", &csrf)]).await;
+    assert_eq!(huge_field.status, Status::PayloadTooLarge);
+    assert_no_internals(&huge_field.body);
+
+    let megabyte_password = "p".repeat(1024 * 1024);
+    let reply = visitor.post_form("/login", &[("username", "alice"), ("password", &megabyte_password), ("csrf_token", &csrf)]).await;
+    assert_eq!(reply.status, Status::PayloadTooLarge);
+
+    let invalid_utf8 = visitor
+        .send(visitor.request(Method::Post, "/login").header(ContentType::Form).body(b"username=%FF%FE&password=x&csrf_token=y".to_vec()))
+        .await;
+    assert!(invalid_utf8.status.code >= 400 && invalid_utf8.status.code < 500, "{}", invalid_utf8.status);
+    assert_no_internals(&invalid_utf8.body);
+
+    let wrong_type = visitor.send(visitor.request(Method::Post, "/login").header(ContentType::JSON).body("{}")).await;
+    assert!(wrong_type.status.code >= 400 && wrong_type.status.code < 500, "{}", wrong_type.status);
+}
+
+#[rocket::async_test]
+async fn sql_metacharacters_are_just_characters() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    for username in ["alice' OR '1'='1", "alice'; DROP TABLE users; --", "\" OR 1=1 --", "%", "_lice"] {
+        let reply = visitor.sign_in(username, PASSWORD).await;
+        assert_eq!(reply.status, Status::Ok, "{username}");
+        assert_eq!(reply.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
+    }
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(users, 1);
+}
+
+#[rocket::async_test]
+async fn an_over_long_password_is_refused_without_hashing() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    let reply = visitor.sign_in("alice", &"p".repeat(1025)).await;
+    assert_eq!(reply.status, Status::Ok);
+    assert_eq!(reply.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
+}
+
+#[rocket::async_test]
+async fn unknown_pages_get_a_friendly_404() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    let reply = Device::new(&client).get("/wp-admin/../../etc/passwd").await;
+    assert_eq!(reply.status, Status::NotFound);
+    assert!(reply.body.contains("There is no page at this address."));
+}
+
+async fn set_connections_allowed(database_url: &str, allowed: bool) {
+    let name = database_url.rsplit('/').next().unwrap();
+    let mut admin = PgConnection::connect(&server_url()).await.unwrap();
+    admin.execute(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}").as_str()).await.unwrap();
+    if !allowed {
+        let kill = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+        admin.execute(kill.as_str()).await.unwrap();
+    }
+    admin.close().await.ok();
+}
+
+#[rocket::async_test]
+async fn a_database_outage_gives_503_pages_and_the_app_recovers_without_a_restart() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    assert_eq!(alice.get("/healthz").await.status, Status::Ok);
+
+    set_connections_allowed(&app.database_url, false).await;
+    let health = alice.get("/healthz").await;
+    assert_eq!(health.status, Status::ServiceUnavailable);
+    let account = alice.get("/account").await;
+    assert_eq!(account.status, Status::ServiceUnavailable);
+    assert!(account.body.contains("briefly unavailable"), "{}", account.body);
+    assert_no_internals(&account.body);
+    assert!(alice.session_cookie().is_some(), "an outage does not sign anyone out");
+    let sign_in = Device::new(&client).sign_in("alice", PASSWORD).await;
+    assert_eq!(sign_in.status, Status::ServiceUnavailable);
+
+    set_connections_allowed(&app.database_url, true).await;
+    assert_eq!(alice.get("/healthz").await.status, Status::Ok);
+    let account = alice.get("/account").await;
+    assert_eq!(account.status, Status::Ok);
+    assert_eq!(account.testid_text("account-username").as_deref(), Some("alice"));
+}

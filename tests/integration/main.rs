@@ -1,0 +1,8 @@
+//! Integration tests: the whole app through Rocket's local client, against a real PostgreSQL
+//! (one fresh database per test, copied from a migrated template).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod foundation;

@@ -1,0 +1,181 @@
+//! Test support shared by the integration and browser suites: a fresh PostgreSQL database per
+//! test (copied from a migrated template) and the app built on it.
+#![allow(dead_code)] // each suite uses its own subset
+
+pub mod http;
+
+use std::sync::{Arc, LazyLock};
+
+use rocket::figment::Figment;
+use rocket::tokio::sync::Mutex;
+use secure_sessions::clock::{AppClock, TestClock};
+use secure_sessions::config::SessionConfig;
+use secure_sessions::db::MIGRATOR;
+use secure_sessions::users::{self, Role, Username};
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use time::OffsetDateTime;
+
+/// The password every test user has.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// argon2 is slow on purpose: hash the shared test password once per test binary.
+static PASSWORD_HASH: LazyLock<String> = LazyLock::new(|| {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    argon2::Argon2::default()
+        .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+        .expect("hashing the test password")
+        .to_string()
+});
+
+/// The PostgreSQL server to test against: `scripts/test` starts one and sets this.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL must name a PostgreSQL server: run the tests with scripts/test")
+}
+
+fn database_url(name: &str) -> String {
+    let server = server_url();
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// The template's name follows the migrations' checksums, so a changed schema gets a new one.
+fn template_name() -> String {
+    let mut hasher = Sha256::new();
+    for migration in MIGRATOR.iter() {
+        hasher.update(&migration.checksum);
+    }
+    let digest = hasher.finalize();
+    format!("ss_template_{}", digest[..6].iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+static TEMPLATE_READY: Mutex<bool> = Mutex::const_new(false);
+
+/// Creates (once per server and schema) the migrated template database.
+async fn ensure_template(admin: &mut PgConnection) -> String {
+    let name = template_name();
+    let mut ready = TEMPLATE_READY.lock().await;
+    if *ready {
+        return name;
+    }
+    // Test binaries may run side by side against one server: one of them builds the template.
+    admin.execute("SELECT pg_advisory_lock(727274)").await.expect("advisory lock");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut *admin)
+        .await
+        .expect("looking up the template");
+    if !exists {
+        let building = format!("{name}_building");
+        admin.execute(format!("DROP DATABASE IF EXISTS {building}").as_str()).await.expect("drop");
+        admin.execute(format!("CREATE DATABASE {building}").as_str()).await.expect("create template");
+        let mut conn = PgConnection::connect(&database_url(&building)).await.expect("connect to template");
+        MIGRATOR.run(&mut conn).await.expect("migrating the template");
+        conn.close().await.expect("closing the template connection");
+        admin.execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str()).await.expect("rename");
+    }
+    admin.execute("SELECT pg_advisory_unlock(727274)").await.expect("advisory unlock");
+    *ready = true;
+    name
+}
+
+/// A new, migrated, empty database for one test; returns its URL.
+pub async fn fresh_database() -> String {
+    let mut admin = PgConnection::connect(&server_url()).await.expect("connect to the test server");
+    let template = ensure_template(&mut admin).await;
+    let name = format!("ss_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute(format!("CREATE DATABASE {name} TEMPLATE {template}").as_str())
+        .await
+        .expect("copy the template");
+    admin.close().await.ok();
+    database_url(&name)
+}
+
+fn random_secret_key() -> String {
+    use base64::Engine;
+    let key: [u8; 64] = std::array::from_fn(|_| rand::random());
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// The app on a fresh database and a test clock, with settings from the `test` profile and
+/// any overrides (`("sessions.idle_timeout_secs", 60)`).
+pub struct TestApp {
+    pub figment: Figment,
+    pub clock: Arc<TestClock>,
+    pub pool: PgPool,
+    pub database_url: String,
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        TestApp::with(|figment| figment).await
+    }
+
+    pub async fn with(configure: impl FnOnce(Figment) -> Figment) -> TestApp {
+        let database_url = fresh_database().await;
+        let figment = rocket::Config::figment()
+            .select("test")
+            .merge(("databases.main.url", &database_url))
+            .merge(("databases.main.max_connections", 8))
+            .merge(("databases.main.connect_timeout", 2))
+            // The test profile is not `debug`, so Rocket wants a real key for private cookies.
+            .merge(("secret_key", random_secret_key()));
+        let figment = configure(figment);
+        let pool = PgPool::connect(&database_url).await.expect("connect to the test database");
+        let clock = TestClock::new(OffsetDateTime::now_utc());
+        TestApp { figment, clock, pool, database_url }
+    }
+
+    pub fn config(&self) -> SessionConfig {
+        self.figment.extract_inner("sessions").expect("valid session settings")
+    }
+
+    pub fn rocket(&self) -> rocket::Rocket<rocket::Build> {
+        secure_sessions::app::build(self.figment.clone(), AppClock::new(self.clock.clone()))
+    }
+
+    /// Creates an account directly in the database (sign-up has its own tests).
+    pub async fn create_user(&self, name: &str, role: Role) -> i64 {
+        let username = Username::parse(name).expect("valid test username");
+        let mut conn = self.pool.acquire().await.expect("connection");
+        users::store::create(&mut conn, &username, &PASSWORD_HASH, role, self.clock_now())
+            .await
+            .expect("insert user")
+            .expect("username is free")
+    }
+
+    pub fn clock_now(&self) -> OffsetDateTime {
+        AppClock::new(self.clock.clone()).now()
+    }
+
+    pub fn advance_secs(&self, seconds: i64) {
+        self.clock.advance(time::Duration::seconds(seconds));
+    }
+}
+
+impl TestApp {
+    /// Launches the app in-process (Rocket's local client: real routing, guards and fairings).
+    pub async fn client(&self) -> rocket::local::asynchronous::Client {
+        rocket::local::asynchronous::Client::untracked(self.rocket()).await.expect("the app launches")
+    }
+
+    /// The session row behind a cookie value, as (revoked reason, user id).
+    pub async fn session_row(&self, cookie_value: &str) -> Option<(Option<String>, i64)> {
+        let token = secure_sessions::session::token::SessionToken::parse(cookie_value).expect("a token");
+        sqlx::query_as("SELECT revoke_reason, user_id FROM sessions WHERE key = $1")
+            .bind(token.key().as_bytes())
+            .fetch_optional(&self.pool)
+            .await
+            .expect("query sessions")
+    }
+
+    /// Security event kinds of a user, oldest first.
+    pub async fn event_kinds(&self, user_id: i64) -> Vec<String> {
+        sqlx::query_scalar("SELECT kind FROM security_events WHERE user_id = $1 ORDER BY id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .expect("query events")
+    }
+}
