@@ -28,6 +28,17 @@ pub struct SessionConfig {
     pub seed_demo_users: bool,
     /// Send Strict-Transport-Security (release profile: served behind TLS).
     pub hsts: bool,
+    /// Lifetime of an API access token.
+    pub access_token_secs: u32,
+    /// Absolute lifetime of an API token family: refreshing never extends it.
+    pub refresh_token_secs: u32,
+    /// Failed sign-ins per account within the throttle window before attempts are delayed.
+    pub throttle_account_failures: u32,
+    /// Failed sign-ins per client address within the window: high, so an office behind one
+    /// address does not lock itself out.
+    pub throttle_ip_failures: u32,
+    /// How long a failed sign-in counts, and the longest delay the throttle imposes.
+    pub throttle_window_secs: u32,
 }
 
 impl Default for SessionConfig {
@@ -48,6 +59,11 @@ impl Default for SessionConfig {
             max_concurrent_hashes: 4,
             seed_demo_users: false,
             hsts: false,
+            access_token_secs: 15 * 60,
+            refresh_token_secs: 7 * 24 * 60 * 60,
+            throttle_account_failures: 5,
+            throttle_ip_failures: 50,
+            throttle_window_secs: 15 * 60,
         }
     }
 }
@@ -77,6 +93,18 @@ impl SessionConfig {
         Duration::seconds(self.idle_warning_secs.into())
     }
 
+    pub fn access_token_lifetime(&self) -> Duration {
+        Duration::seconds(self.access_token_secs.into())
+    }
+
+    pub fn refresh_token_lifetime(&self) -> Duration {
+        Duration::seconds(self.refresh_token_secs.into())
+    }
+
+    pub fn throttle_window(&self) -> Duration {
+        Duration::seconds(self.throttle_window_secs.into())
+    }
+
     /// Rejects settings that would make the design's guarantees false.
     pub fn validate(&self) -> Result<(), String> {
         if self.idle_timeout_secs == 0 || self.absolute_timeout_secs == 0 {
@@ -87,6 +115,12 @@ impl SessionConfig {
         }
         if self.max_sessions_per_user == 0 || self.max_concurrent_hashes == 0 {
             return Err("max_sessions_per_user and max_concurrent_hashes must be positive".into());
+        }
+        if self.access_token_secs == 0 || self.access_token_secs > self.refresh_token_secs {
+            return Err("access_token_secs must be positive and at most refresh_token_secs".into());
+        }
+        if self.throttle_account_failures == 0 || self.throttle_ip_failures == 0 || self.throttle_window_secs == 0 {
+            return Err("throttle_account_failures, throttle_ip_failures and throttle_window_secs must be positive".into());
         }
         if !self.cookie_name.starts_with("__Host-") {
             return Err("cookie_name must keep the __Host- prefix (no Domain, Secure, Path=/)".into());
