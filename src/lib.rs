@@ -15,4 +15,6 @@ pub mod html;
 pub mod local_path;
 pub mod routes;
 pub mod session;
+pub mod sign_in;
+pub mod throttle;
 pub mod users;

@@ -2,7 +2,7 @@
 
 use askama::Template;
 use rocket::form::Form;
-use rocket::http::CookieJar;
+use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
 use rocket::{get, post, routes, FromForm, Responder, Route, State};
 use sqlx::Connection;
@@ -13,12 +13,13 @@ use crate::config::SessionConfig;
 use crate::csrf::PreSessionCsrf;
 use crate::db::Db;
 use crate::error::AppResult;
-use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::session::{self, AuthenticatedUser, Reason};
-use crate::users::{self, Password, PasswordHasher};
+use crate::sign_in::{self, Verdict};
+use crate::throttle;
+use crate::users::PasswordHasher;
 
 /// The one message for every credential failure: it never says which part was wrong.
 const CREDENTIALS_REJECTED: &str = "Incorrect username or password.";
@@ -28,7 +29,7 @@ const CREDENTIALS_REJECTED: &str = "Incorrect username or password.";
 pub struct LoginPage {
     nav: Option<Nav>,
     reason_message: Option<&'static str>,
-    error: Option<&'static str>,
+    error: Option<String>,
     username: String,
     next: Option<String>,
     csrf_token: String,
@@ -51,6 +52,9 @@ impl LoginPage {
 pub enum LoginResponse {
     Redirect(Redirect),
     Page(Page<LoginPage>),
+    /// Too many failed attempts: the form again, with how long to wait.
+    #[response(status = 429)]
+    Throttled { page: Page<LoginPage>, retry_after: Header<'static> },
 }
 
 #[get("/login?<reason>&<next>")]
@@ -89,41 +93,27 @@ pub async fn submit(
     clock: &State<AppClock>,
 ) -> AppResult<LoginResponse> {
     csrf.verify(&form.csrf_token)?;
-    let rejected = || {
+    let form_again = |error: String| {
         let mut page = LoginPage::new(&csrf, form.next.as_deref());
-        page.error = Some(CREDENTIALS_REJECTED);
+        page.error = Some(error);
         page.username = form.username.chars().take(64).collect();
-        Ok(LoginResponse::Page(Page(page)))
+        Page(page)
     };
-    // Out-of-range passwords are refused before any hashing: they cannot match a stored one.
-    let Ok(password) = Password::parse(form.password.clone()) else {
-        return rejected();
-    };
-
-    // The pooled connection is released while argon2 runs, so slow hashing cannot drain the pool.
-    let account = users::store::find_credentials(&mut *db.connection().await?, &form.username).await?;
-    let stored_hash = account.as_ref().map(|account| account.password_hash.clone());
-    let password_matches = hasher.verify(&password, stored_hash).await?;
     let now = clock.now();
-    let mut conn = db.connection().await?;
-    let account = match account {
-        Some(account) if password_matches && !account.disabled => account,
-        Some(account) => {
-            let event = NewEvent {
-                user_id: account.id,
-                kind: EventKind::SignInFailed,
-                session: None,
-                client,
-                detail: String::new(),
-            };
-            events::record(&mut conn, event, now).await?;
-            return rejected();
+    let verdict = sign_in::check_password(db, hasher, config, &form.username, form.password.clone(), client, now).await?;
+    let (user_id, attempt) = match verdict {
+        Verdict::Accepted { user_id, attempt } => (user_id, attempt),
+        Verdict::Rejected => return Ok(LoginResponse::Page(form_again(CREDENTIALS_REJECTED.to_owned()))),
+        Verdict::Throttled(retry_after) => {
+            let page = form_again(retry_after.message());
+            return Ok(LoginResponse::Throttled { page, retry_after: retry_after.header() });
         }
-        None => return rejected(),
     };
 
+    let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
-    let started = session::start(&mut tx, account.id, presented_token(cookies, config), client, config, now).await?;
+    throttle::succeeded(&mut tx, attempt).await?;
+    let started = session::start(&mut tx, user_id, presented_token(cookies, config), client, config, now).await?;
     tx.commit().await?;
 
     cookies.add(session_cookie(config, &started.token));

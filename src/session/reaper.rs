@@ -1,4 +1,5 @@
-//! The background reaper: deletes session rows one grace period after their absolute expiry.
+//! The background reaper: deletes session rows one grace period after their absolute expiry,
+//! and sign-in failures once they have left the throttle window.
 
 use rocket::fairing::AdHoc;
 use rocket::tokio::time::{interval, Duration, MissedTickBehavior};
@@ -7,6 +8,7 @@ use super::store;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::Db;
+use crate::throttle;
 use rocket_db_pools::Database;
 
 /// Deletes every row past `expires_at + tombstone_grace`, in batches that each commit on their
@@ -43,11 +45,16 @@ pub fn stage() -> AdHoc {
                 loop {
                     rocket::tokio::select! {
                         _ = &mut shutdown => return,
-                        _ = ticks.tick() => match reap_once(&pool, &config, &clock).await {
-                            Ok(0) => {}
-                            Ok(deleted) => rocket::info!("reaper deleted {deleted} expired sessions"),
-                            Err(error) => rocket::warn!("reaper failed (will retry): {error}"),
-                        },
+                        _ = ticks.tick() => {
+                            match reap_once(&pool, &config, &clock).await {
+                                Ok(0) => {}
+                                Ok(deleted) => rocket::info!("reaper deleted {deleted} expired sessions"),
+                                Err(error) => rocket::warn!("reaper failed (will retry): {error}"),
+                            }
+                            if let Err(error) = throttle::forget_old(&pool, &config, clock.now()).await {
+                                rocket::warn!("reaper could not delete old sign-in failures (will retry): {error}");
+                            }
+                        }
                     }
                 }
             });
