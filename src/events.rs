@@ -17,10 +17,13 @@ pub enum EventKind {
     FingerprintMismatch,
     NetworkChanged,
     Registered,
+    ApiTokenIssued,
+    ApiSignOut,
+    ApiTokenRefreshReuse,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 8] = [
+    const ALL: [EventKind; 11] = [
         EventKind::SignIn,
         EventKind::SignInFailed,
         EventKind::SignOut,
@@ -29,6 +32,9 @@ impl EventKind {
         EventKind::FingerprintMismatch,
         EventKind::NetworkChanged,
         EventKind::Registered,
+        EventKind::ApiTokenIssued,
+        EventKind::ApiSignOut,
+        EventKind::ApiTokenRefreshReuse,
     ];
 
     /// The stored name (stable: rows outlive releases).
@@ -42,6 +48,9 @@ impl EventKind {
             EventKind::FingerprintMismatch => "fingerprint_mismatch",
             EventKind::NetworkChanged => "network_changed",
             EventKind::Registered => "registered",
+            EventKind::ApiTokenIssued => "api_token_issued",
+            EventKind::ApiSignOut => "api_sign_out",
+            EventKind::ApiTokenRefreshReuse => "refresh_reuse",
         }
     }
 
@@ -60,12 +69,23 @@ impl EventKind {
             EventKind::FingerprintMismatch => "Session ended: the browser changed mid-session",
             EventKind::NetworkChanged => "Network changed during a session",
             EventKind::Registered => "Account created",
+            EventKind::ApiTokenIssued => "Signed in through the API (token issued)",
+            EventKind::ApiSignOut => "API token signed out",
+            EventKind::ApiTokenRefreshReuse => {
+                "API token revoked: an already used refresh token was presented again (possibly stolen)"
+            }
         }
     }
 
     /// Events a person should look at twice.
     pub fn is_warning(self) -> bool {
-        matches!(self, EventKind::SignInFailed | EventKind::FingerprintMismatch | EventKind::NetworkChanged)
+        matches!(
+            self,
+            EventKind::SignInFailed
+                | EventKind::FingerprintMismatch
+                | EventKind::NetworkChanged
+                | EventKind::ApiTokenRefreshReuse
+        )
     }
 }
 

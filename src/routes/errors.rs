@@ -2,7 +2,7 @@
 //! A missing or ended session becomes a redirect to `/login?reason=<code>&next=<path>`.
 
 use askama::Template;
-use rocket::http::{Method, Status};
+use rocket::http::{Header, Method, Status};
 use rocket::response::Redirect;
 use rocket::serde::json::{json, Json, Value};
 use rocket::{catch, catchers, uri, Catcher, Request, Responder};
@@ -11,6 +11,7 @@ use super::login;
 use crate::config::SessionConfig;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
+use crate::session::bearer;
 use crate::session::cookie::cleared_session_cookie;
 use crate::session::guard::Check;
 
@@ -27,6 +28,9 @@ pub struct ErrorPage {
 pub enum ErrorResponse {
     Redirect(Redirect),
     Json((Status, Json<Value>)),
+    /// A refused bearer token, with its `WWW-Authenticate` challenge (RFC 6750).
+    #[response(status = 401)]
+    Bearer { body: Json<Value>, challenge: Header<'static> },
     Page((Status, Page<ErrorPage>)),
 }
 
@@ -38,6 +42,10 @@ fn wants_json(request: &Request<'_>) -> bool {
 
 #[catch(401)]
 fn unauthorized(request: &Request<'_>) -> ErrorResponse {
+    if let Some(error) = bearer::rejection(request) {
+        let challenge = Header::new("WWW-Authenticate", error.challenge());
+        return ErrorResponse::Bearer { body: Json(json!({ "error": error.code() })), challenge };
+    }
     let reason = Check::ended_reason(request);
     // Rocket drops cookie changes made before a catcher runs: clear the dead cookie here.
     if let Some(config) = request.rocket().state::<SessionConfig>() {
@@ -59,30 +67,40 @@ fn unauthorized(request: &Request<'_>) -> ErrorResponse {
 
 #[catch(default)]
 fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
-    let (title, message) = describe(status);
+    let (code, title, message) = describe(status);
     if wants_json(request) {
-        let code = title.to_lowercase().replace(' ', "_");
         return ErrorResponse::Json((status, Json(json!({ "error": code, "message": message }))));
     }
     ErrorResponse::Page((status, Page(ErrorPage { nav: None, code: status.code, title, message })))
 }
 
-fn describe(status: Status) -> (&'static str, &'static str) {
+/// The stable `error` code for API clients (a public contract, never renamed), the page title
+/// and the message.
+fn describe(status: Status) -> (&'static str, &'static str, &'static str) {
     match status.code {
-        400 => ("Bad request", "The request could not be understood."),
+        400 => ("bad_request", "Bad request", "The request could not be understood."),
         403 => (
+            "forbidden",
             "Forbidden",
             "This form has expired or did not come from this site. Go back, reload the page and try again.",
         ),
-        404 => ("Not found", "There is no page at this address."),
-        405 => ("Method not allowed", "This address does not accept that kind of request."),
-        413 => ("Too large", "What was sent is larger than this site accepts."),
-        415 => ("Unsupported media type", "This address does not accept that content type."),
-        422 => ("Unprocessable", "The form was incomplete or malformed. Go back and try again."),
-        429 => ("Too many requests", "Too many attempts. Please wait a moment and try again."),
-        503 => ("Service unavailable", "The service is briefly unavailable. Please try again in a moment."),
-        400..=499 => ("Request refused", "This request cannot be served."),
-        _ => ("Something went wrong", "The server could not complete this request. Please try again later."),
+        404 => ("not_found", "Not found", "There is no page at this address."),
+        405 => ("method_not_allowed", "Method not allowed", "This address does not accept that kind of request."),
+        413 => ("too_large", "Too large", "What was sent is larger than this site accepts."),
+        415 => ("unsupported_media_type", "Unsupported media type", "This address does not accept that content type."),
+        422 => ("unprocessable", "Unprocessable", "The form was incomplete or malformed. Go back and try again."),
+        429 => ("too_many_requests", "Too many requests", "Too many attempts. Please wait a moment and try again."),
+        503 => (
+            "service_unavailable",
+            "Service unavailable",
+            "The service is briefly unavailable. Please try again in a moment.",
+        ),
+        400..=499 => ("request_refused", "Request refused", "This request cannot be served."),
+        _ => (
+            "something_went_wrong",
+            "Something went wrong",
+            "The server could not complete this request. Please try again later.",
+        ),
     }
 }
 

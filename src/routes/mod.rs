@@ -1,6 +1,7 @@
 //! The pages and endpoints, one module per page.
 
 pub mod account;
+pub mod api;
 pub mod assets;
 pub mod errors;
 pub mod health;
@@ -18,6 +19,7 @@ pub fn routes() -> Vec<Route> {
         register::routes(),
         logout::routes(),
         account::routes(),
+        api::routes(),
         health::routes(),
         assets::routes(),
     ]

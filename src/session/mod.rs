@@ -1,5 +1,8 @@
 //! Browser sessions: the lifecycle verbs (start, validate, end) over the store and the policy.
+//! API token families, which share the table, have theirs in `api`.
 
+pub mod api;
+pub mod bearer;
 pub mod cookie;
 pub mod fingerprint;
 pub mod guard;
@@ -9,6 +12,7 @@ pub mod reason;
 pub mod store;
 pub mod token;
 
+pub use bearer::ApiUser;
 pub use guard::{AuthenticatedUser, SessionError};
 pub use reason::Reason;
 

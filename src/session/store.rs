@@ -1,4 +1,4 @@
-//! Every SQL statement that touches the `sessions` table.
+//! Every SQL statement that touches the `sessions` table and the API's `refresh_tokens`.
 //!
 //! Each function takes `&mut PgConnection` first, so a pooled connection and a transaction both
 //! fit, and the time from the app's clock, never SQL `now()`. No statement brings a revoked
@@ -22,6 +22,8 @@ pub struct SessionRecord {
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub confirmed_until: Option<OffsetDateTime>,
+    /// API families only: when the current access token stops working.
+    pub access_expires_at: Option<OffsetDateTime>,
     pub fingerprint_bind: Vec<u8>,
     pub fingerprint_watch: Vec<u8>,
     pub revoke_reason: Option<String>,
@@ -64,11 +66,39 @@ pub async fn insert(conn: &mut PgConnection, session: &NewSession<'_>) -> sqlx::
     Ok(public_id)
 }
 
+/// Starts an API token family at generation 0; `session.key` is the first access token's.
+pub async fn insert_api_family(
+    conn: &mut PgConnection,
+    session: &NewSession<'_>,
+    access_expires_at: OffsetDateTime,
+) -> sqlx::Result<Uuid> {
+    let public_id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO sessions (key, public_id, user_id, kind, created_at, last_seen_at, expires_at,
+                               fingerprint_bind, fingerprint_watch, ip, user_agent, generation, access_expires_at)
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, 0, $11)",
+    )
+    .bind(session.key.as_bytes())
+    .bind(public_id)
+    .bind(session.user_id)
+    .bind(session.kind)
+    .bind(session.now)
+    .bind(session.expires_at)
+    .bind(&session.fingerprint.bind[..])
+    .bind(&session.fingerprint.watch[..])
+    .bind(session.ip)
+    .bind(session.user_agent)
+    .bind(access_expires_at)
+    .execute(conn)
+    .await?;
+    Ok(public_id)
+}
+
 /// The session and its user's current role and status, revoked or not (a tombstone tells why).
 pub async fn find_with_user(conn: &mut PgConnection, key: &SessionKey) -> sqlx::Result<Option<SessionRecord>> {
     sqlx::query_as(
         "SELECT s.public_id, s.user_id, s.kind, s.created_at, s.last_seen_at, s.expires_at,
-                s.confirmed_until, s.fingerprint_bind, s.fingerprint_watch, s.revoke_reason,
+                s.confirmed_until, s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch, s.revoke_reason,
                 u.username, u.role, u.disabled
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.key = $1",
@@ -165,4 +195,103 @@ pub async fn list_live_for_user(
     .bind(now)
     .fetch_all(conn)
     .await
+}
+
+/// The refresh compare-and-swap: moves a live API family from `generation` to the next, with a
+/// new access token (the old one stops working in the same statement). `false`: a concurrent
+/// refresh won, or the family ended or expired meanwhile.
+pub async fn advance_api_family(
+    conn: &mut PgConnection,
+    family: Uuid,
+    generation: i32,
+    access_key: &SessionKey,
+    access_expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET key = $3, generation = generation + 1, access_expires_at = $4, last_seen_at = $5
+         WHERE public_id = $1 AND generation = $2 AND revoked_at IS NULL AND expires_at > $5",
+    )
+    .bind(family)
+    .bind(generation)
+    .bind(access_key.as_bytes())
+    .bind(access_expires_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Ends an API token family by its id (its key changes with every refresh), keeping a tombstone.
+/// `false`: it had already ended.
+pub async fn revoke_api_family(
+    conn: &mut PgConnection,
+    family: Uuid,
+    reason: Reason,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+         WHERE public_id = $1 AND kind = 'api' AND revoked_at IS NULL",
+    )
+    .bind(family)
+    .bind(now)
+    .bind(reason.code())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn insert_refresh_token(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    family: Uuid,
+    generation: i32,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO refresh_tokens (key, family, generation, issued_at) VALUES ($1, $2, $3, $4)")
+        .bind(key.as_bytes())
+        .bind(family)
+        .bind(generation)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A refresh token with the state of its family and account.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RefreshRecord {
+    pub family: Uuid,
+    pub generation: i32,
+    pub used_at: Option<OffsetDateTime>,
+    pub user_id: i64,
+    pub expires_at: OffsetDateTime,
+    pub revoked: bool,
+    pub disabled: bool,
+}
+
+/// The refresh token with this key, used or not (a used one is evidence of theft).
+pub async fn find_refresh_token(conn: &mut PgConnection, key: &SessionKey) -> sqlx::Result<Option<RefreshRecord>> {
+    sqlx::query_as(
+        "SELECT r.family, r.generation, r.used_at, s.user_id, s.expires_at,
+                s.revoked_at IS NOT NULL AS revoked, u.disabled
+         FROM refresh_tokens r
+         JOIN sessions s ON s.public_id = r.family
+         JOIN users u ON u.id = s.user_id
+         WHERE r.key = $1",
+    )
+    .bind(key.as_bytes())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Single use: once set, `used_at` is never cleared or moved.
+pub async fn mark_refresh_token_used(conn: &mut PgConnection, key: &SessionKey, now: OffsetDateTime) -> sqlx::Result<()> {
+    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE key = $1 AND used_at IS NULL")
+        .bind(key.as_bytes())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

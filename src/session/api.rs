@@ -1,0 +1,203 @@
+//! API token families: the lifecycle verbs (issue, refresh, validate, end) for clients that are not browsers.
+//!
+//! A family is one `sessions` row of kind `api`, so it is listed and revoked on `/account` like any
+//! device, and every "end all sessions of this user" ends it too. The row's key is the hash of the
+//! current access token; the refresh tokens are kept (hashed) in `refresh_tokens`. Fingerprints are
+//! stored for the record but not checked: API clients have no browser to bind to.
+
+use sqlx::{Connection, PgConnection};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::reason::Reason;
+use super::store;
+use super::token::SessionToken;
+use crate::client::ClientInfo;
+use crate::config::SessionConfig;
+use crate::events::{self, EventKind, NewEvent};
+use crate::users::Role;
+
+pub const API: &str = "api";
+
+/// A new access and refresh token. They reach the client once, in the response body; the
+/// database keeps only their hashes.
+pub struct TokenPair {
+    pub access_token: SessionToken,
+    pub refresh_token: SessionToken,
+    pub access_expires_at: OffsetDateTime,
+}
+
+impl TokenPair {
+    fn generate(now: OffsetDateTime, family_expires_at: OffsetDateTime, config: &SessionConfig) -> Self {
+        TokenPair {
+            access_token: SessionToken::generate(),
+            refresh_token: SessionToken::generate(),
+            // Never past the family's absolute expiry, so `expires_in` tells the truth.
+            access_expires_at: (now + config.access_token_lifetime()).min(family_expires_at),
+        }
+    }
+}
+
+/// A family whose access token passed every check on this request.
+#[derive(Debug, Clone)]
+pub struct ApiSession {
+    pub public_id: Uuid,
+    pub user_id: i64,
+    pub username: String,
+    pub role: Role,
+}
+
+pub enum Refreshed {
+    /// The presented refresh token is spent; these replace it and its access token.
+    Rotated(TokenPair),
+    /// Unknown, already used (the family is now ended), ended, expired, or beaten by a
+    /// concurrent refresh: the client must sign in again.
+    Refused,
+}
+
+/// Starts a family for a user who has just proved who they are, inside the caller's transaction.
+pub async fn issue(
+    tx: &mut PgConnection,
+    user_id: i64,
+    client: &ClientInfo,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> sqlx::Result<TokenPair> {
+    // The refresh lifetime is the family's absolute expiry: refreshing never extends it.
+    let expires_at = now + config.refresh_token_lifetime();
+    let pair = TokenPair::generate(now, expires_at, config);
+    let family = store::insert_api_family(
+        tx,
+        &store::NewSession {
+            key: &pair.access_token.key(),
+            user_id,
+            kind: API,
+            now,
+            expires_at,
+            fingerprint: &client.fingerprint,
+            ip: &client.ip,
+            user_agent: &client.user_agent,
+        },
+        pair.access_expires_at,
+    )
+    .await?;
+    store::insert_refresh_token(tx, &pair.refresh_token.key(), family, 0, now).await?;
+    let event = NewEvent { user_id, kind: EventKind::ApiTokenIssued, session: Some(family), client, detail: String::new() };
+    events::record(tx, event, now).await?;
+    Ok(pair)
+}
+
+/// Trades a refresh token for a new pair, in one transaction. A token presented a second time
+/// ends its whole family: two parties hold it, and the server cannot tell the owner from the thief.
+///
+/// Routine refreshes write no security event: a client refreshes every few minutes, and the
+/// account page would show nothing else.
+pub async fn refresh(
+    conn: &mut PgConnection,
+    presented: &SessionToken,
+    client: &ClientInfo,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> sqlx::Result<Refreshed> {
+    let presented_key = presented.key();
+    let mut tx = conn.begin().await?;
+    let Some(token) = store::find_refresh_token(&mut tx, &presented_key).await? else {
+        return Ok(Refreshed::Refused);
+    };
+    if token.used_at.is_some() {
+        if store::revoke_api_family(&mut tx, token.family, Reason::Revoked, now).await? {
+            let event = NewEvent {
+                user_id: token.user_id,
+                kind: EventKind::ApiTokenRefreshReuse,
+                session: Some(token.family),
+                client,
+                detail: String::new(),
+            };
+            events::record(&mut tx, event, now).await?;
+            rocket::warn!("API token family ended: refresh token {} was used twice", presented_key.log_id());
+        }
+        tx.commit().await?;
+        return Ok(Refreshed::Refused);
+    }
+    if token.revoked || token.disabled || now >= token.expires_at {
+        return Ok(Refreshed::Refused);
+    }
+
+    let pair = TokenPair::generate(now, token.expires_at, config);
+    // The compare-and-swap on the generation: of any number of concurrent refreshes with this
+    // token, exactly one moves the family on; the others change nothing and are refused.
+    let advanced = store::advance_api_family(
+        &mut tx,
+        token.family,
+        token.generation,
+        &pair.access_token.key(),
+        pair.access_expires_at,
+        now,
+    )
+    .await?;
+    if !advanced {
+        return Ok(Refreshed::Refused);
+    }
+    store::mark_refresh_token_used(&mut tx, &presented_key, now).await?;
+    store::insert_refresh_token(&mut tx, &pair.refresh_token.key(), token.family, token.generation + 1, now).await?;
+    tx.commit().await?;
+    Ok(Refreshed::Rotated(pair))
+}
+
+/// The live family a presented access token belongs to; `None` for a token that is unknown,
+/// replaced by a refresh, past its 15 minutes or its family's expiry, revoked, or whose account
+/// is disabled.
+pub async fn validate(
+    conn: &mut PgConnection,
+    access_token: &SessionToken,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<ApiSession>> {
+    let key = access_token.key();
+    let Some(record) = store::find_with_user(conn, &key).await? else {
+        return Ok(None);
+    };
+    let live = record.kind == API
+        && record.revoke_reason.is_none()
+        && !record.disabled
+        && now < record.expires_at
+        && record.access_expires_at.is_some_and(|access_expires_at| now < access_expires_at);
+    if !live {
+        return Ok(None);
+    }
+    // "Last active" on the device list, written at most once per touch interval like a browser's.
+    // `false`: the family ended between our read and our write.
+    if now - record.last_seen_at >= config.touch_interval() && !store::touch(conn, &key, now).await? {
+        return Ok(None);
+    }
+    Ok(Some(ApiSession {
+        public_id: record.public_id,
+        user_id: record.user_id,
+        username: record.username,
+        role: Role::parse(&record.role),
+    }))
+}
+
+/// Ends a family at its client's request (`/api/logout`) and records it, in one transaction.
+/// Ending an already ended family changes nothing and records nothing.
+pub async fn end(
+    conn: &mut PgConnection,
+    session: &ApiSession,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let mut tx = conn.begin().await?;
+    let ended = store::revoke_api_family(&mut tx, session.public_id, Reason::SignedOut, now).await?;
+    if ended {
+        let event = NewEvent {
+            user_id: session.user_id,
+            kind: EventKind::ApiSignOut,
+            session: Some(session.public_id),
+            client,
+            detail: String::new(),
+        };
+        events::record(&mut tx, event, now).await?;
+    }
+    tx.commit().await?;
+    Ok(ended)
+}
