@@ -48,10 +48,10 @@ fn unauthorized(request: &Request<'_>) -> ErrorResponse {
     }
     let reason = Check::ended_reason(request);
     // Rocket drops cookie changes made before a catcher runs: clear the dead cookie here.
-    if let Some(config) = request.rocket().state::<SessionConfig>() {
-        if request.cookies().get(&config.cookie_name).is_some() {
-            request.cookies().add(cleared_session_cookie(config));
-        }
+    if let Some(config) = request.rocket().state::<SessionConfig>()
+        && request.cookies().get(&config.cookie_name).is_some()
+    {
+        request.cookies().add(cleared_session_cookie(config));
     }
     if wants_json(request) {
         let body = json!({ "error": "unauthorized", "reason": reason.code() });
@@ -95,7 +95,7 @@ fn describe(status: Status) -> (&'static str, &'static str, &'static str) {
             "Service unavailable",
             "The service is briefly unavailable. Please try again in a moment.",
         ),
-        400..=499 => ("request_refused", "Request refused", "This request cannot be served."),
+        _ if status.class().is_client_error() => ("request_refused", "Request refused", "This request cannot be served."),
         _ => (
             "something_went_wrong",
             "Something went wrong",
