@@ -4,5 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api;
 mod bad_input;
 mod foundation;
+mod throttle;

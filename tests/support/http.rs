@@ -47,6 +47,16 @@ impl Reply {
         Some(self.body[open_end..close].trim().to_owned())
     }
 
+    /// The body as JSON; panics (with the body) when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("expected JSON, got {} {:?}: {e}", self.status, self.body))
+    }
+
+    /// The `error` code of a JSON error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error code in {}", self.body)).to_owned()
+    }
+
     pub fn count_testid(&self, testid: &str) -> usize {
         self.body.matches(&format!("data-testid=\"{testid}\"")).count()
     }
@@ -144,6 +154,16 @@ impl<'c> Device<'c> {
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let body = fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
         self.send(self.request(rocket::http::Method::Post, path).header(ContentType::Form).body(body)).await
+    }
+
+    /// Posts a JSON body, as an API client would.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Reply {
+        self.send(self.request(rocket::http::Method::Post, path).header(ContentType::JSON).body(body.to_string())).await
+    }
+
+    /// A request carrying `Authorization: Bearer <token>`.
+    pub async fn with_bearer(&self, method: rocket::http::Method, path: &str, token: &str) -> Reply {
+        self.send(self.request(method, path).header(Header::new("Authorization", format!("Bearer {token}")))).await
     }
 
     /// Signs in through the real form (CSRF token included); returns the POST's reply.

@@ -1,0 +1,202 @@
+//! Sign-in throttling: per account and per address, before any password is checked, with a
+//! growing delay that always ends. The clock is moved, never slept on.
+
+use rocket::futures::future::join_all;
+use rocket::http::Status;
+use secure_sessions::throttle;
+use secure_sessions::users::Role;
+use serde_json::json;
+
+use crate::support::http::{Device, Reply};
+use crate::support::{TestApp, PASSWORD};
+
+const WRONG: &str = "not the password at all";
+const REJECTED: &str = "Incorrect username or password.";
+
+/// Failure rows in the database, as (per account, per address).
+async fn failure_rows(app: &TestApp) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE scope = 'account'), count(*) FILTER (WHERE scope = 'ip') FROM sign_in_failures",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count failures")
+}
+
+/// Signs in through the form and expects the plain rejection.
+async fn fail_to_sign_in(device: &Device<'_>, username: &str) {
+    let reply = device.sign_in(username, WRONG).await;
+    assert_eq!(reply.status, Status::Ok, "{username}: {}", reply.body);
+    assert_eq!(reply.testid_text("login-error").as_deref(), Some(REJECTED), "{username}");
+}
+
+fn assert_throttled(reply: &Reply, retry_after_secs: u32) {
+    assert_eq!(reply.status, Status::TooManyRequests, "{}", reply.body);
+    assert_eq!(reply.header("Retry-After"), Some(retry_after_secs.to_string().as_str()));
+    assert!(reply.set_cookie("__Host-sid").is_none());
+}
+
+async fn request_tokens(device: &Device<'_>, username: &str, password: &str) -> Reply {
+    device.post_json("/api/token", &json!({ "username": username, "password": password })).await
+}
+
+#[rocket::async_test]
+async fn after_five_wrong_passwords_the_sixth_attempt_waits_even_with_the_right_password() {
+    let app = TestApp::new().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    for _ in 0..5 {
+        fail_to_sign_in(&alice, "alice").await;
+    }
+
+    let throttled = alice.sign_in("alice", PASSWORD).await;
+    assert_throttled(&throttled, 60);
+    assert_eq!(
+        throttled.testid_text("login-error").as_deref(),
+        Some("Too many failed sign-in attempts. Please wait 1 minute and try again.")
+    );
+    assert_eq!(throttled.count_testid("login-form"), 1, "the form stays, to try again later");
+    // The password was never looked at: the attempt left no failure and no event behind.
+    assert_eq!(failure_rows(&app).await, (5, 5));
+    assert_eq!(app.event_kinds(user_id).await, vec!["sign_in_failed"; 5]);
+}
+
+#[rocket::async_test]
+async fn the_wait_doubles_with_each_further_failure_and_the_right_password_works_once_it_has_passed() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    for _ in 0..5 {
+        fail_to_sign_in(&alice, "alice").await;
+    }
+    assert_throttled(&alice.sign_in("alice", WRONG).await, 60);
+    app.advance_secs(59);
+    assert_throttled(&alice.sign_in("alice", WRONG).await, 1);
+
+    app.advance_secs(1);
+    fail_to_sign_in(&alice, "alice").await;
+    assert_throttled(&alice.sign_in("alice", PASSWORD).await, 120);
+    app.advance_secs(120);
+    fail_to_sign_in(&alice, "alice").await;
+    assert_throttled(&alice.sign_in("alice", PASSWORD).await, 240);
+
+    app.advance_secs(240);
+    assert_eq!(alice.sign_in("alice", PASSWORD).await.location(), "/account");
+    // The account starts afresh; the address keeps its seven failures.
+    assert_eq!(failure_rows(&app).await, (0, 7));
+    fail_to_sign_in(&Device::new(&client), "alice").await;
+}
+
+#[rocket::async_test]
+async fn a_successful_sign_in_resets_the_accounts_count() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    for _ in 0..4 {
+        fail_to_sign_in(&alice, "alice").await;
+    }
+    assert_eq!(alice.sign_in("alice", PASSWORD).await.location(), "/account");
+    let other = Device::new(&client);
+    for _ in 0..4 {
+        fail_to_sign_in(&other, "alice").await;
+    }
+    assert_eq!(failure_rows(&app).await, (4, 8));
+}
+
+#[rocket::async_test]
+async fn failures_leave_the_count_when_the_window_has_passed_and_the_reaper_deletes_them() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    for _ in 0..5 {
+        fail_to_sign_in(&alice, "alice").await;
+    }
+    app.advance_secs(14 * 60);
+    assert_eq!(throttle::forget_old(&app.pool, &app.config(), app.clock_now()).await.unwrap(), 0);
+    app.advance_secs(60);
+    assert_eq!(throttle::forget_old(&app.pool, &app.config(), app.clock_now()).await.unwrap(), 10);
+    assert_eq!(failure_rows(&app).await, (0, 0));
+    assert_eq!(alice.sign_in("alice", PASSWORD).await.location(), "/account");
+}
+
+#[rocket::async_test]
+async fn an_office_behind_one_address_gets_fifty_failures_before_the_address_waits() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let office = Device::with(&client, crate::support::http::CHROME_LINUX, "198.51.100.7");
+    // Different usernames each time, so no account reaches its own threshold.
+    for n in 0..49 {
+        fail_to_sign_in(&office, &format!("colleague{n}")).await;
+    }
+    assert_eq!(office.sign_in("alice", PASSWORD).await.location(), "/account", "49 failures still let people in");
+    let office = Device::with(&client, crate::support::http::CHROME_LINUX, "198.51.100.7");
+    fail_to_sign_in(&office, "colleague49").await;
+
+    assert_throttled(&office.sign_in("alice", PASSWORD).await, 60);
+    assert_throttled(&office.sign_in("someone-else", PASSWORD).await, 60);
+    // Another address is not affected.
+    let elsewhere = Device::with(&client, crate::support::http::CHROME_LINUX, "203.0.113.9");
+    assert_eq!(elsewhere.sign_in("alice", PASSWORD).await.location(), "/account");
+}
+
+#[rocket::async_test]
+async fn unknown_and_differently_cased_usernames_are_counted_like_real_ones() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    for username in ["Alice", "ALICE", "alice", "aLiCe", "alicE"] {
+        fail_to_sign_in(&visitor, username).await;
+    }
+    assert_throttled(&visitor.sign_in("alice", PASSWORD).await, 60);
+
+    for _ in 0..5 {
+        fail_to_sign_in(&visitor, "nobody").await;
+    }
+    let probe = visitor.sign_in("nobody", WRONG).await;
+    assert_throttled(&probe, 60);
+}
+
+#[rocket::async_test]
+async fn the_token_endpoint_is_throttled_the_same_way() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let script = Device::new(&client);
+    for _ in 0..5 {
+        let reply = request_tokens(&script, "alice", WRONG).await;
+        assert_eq!(reply.status, Status::Unauthorized);
+        assert_eq!(reply.error_code(), "invalid_credentials");
+    }
+    let throttled = request_tokens(&script, "alice", PASSWORD).await;
+    assert_throttled(&throttled, 60);
+    assert_eq!(throttled.json(), json!({ "error": "too_many_attempts" }));
+
+    // The login form shares the count: it is one account.
+    assert_throttled(&Device::new(&client).sign_in("alice", PASSWORD).await, 60);
+
+    app.advance_secs(60);
+    assert_eq!(request_tokens(&script, "alice", PASSWORD).await.status, Status::Ok);
+    assert_eq!(failure_rows(&app).await, (0, 5));
+}
+
+#[rocket::async_test]
+async fn parallel_guesses_cannot_slip_past_the_threshold() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let attacker = Device::new(&client);
+
+    let replies = join_all((0..20).map(|_| request_tokens(&attacker, "alice", WRONG))).await;
+    let statuses: Vec<Status> = replies.iter().map(|reply| reply.status).collect();
+    // Each admitted attempt counts as a failure before its password is checked, so exactly five
+    // passwords were checked however the twenty interleaved.
+    assert_eq!(statuses.iter().filter(|status| **status == Status::Unauthorized).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|status| **status == Status::TooManyRequests).count(), 15, "{statuses:?}");
+    assert_eq!(failure_rows(&app).await, (5, 5));
+}
