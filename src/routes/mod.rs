@@ -5,6 +5,7 @@ pub mod assets;
 pub mod errors;
 pub mod health;
 pub mod home;
+pub mod keepalive;
 pub mod login;
 pub mod logout;
 pub mod register;
@@ -19,6 +20,7 @@ pub fn routes() -> Vec<Route> {
         logout::routes(),
         account::routes(),
         health::routes(),
+        keepalive::routes(),
         assets::routes(),
     ]
     .concat()

@@ -89,7 +89,7 @@ impl Browser {
     }
 
     pub async fn by_testid(&self, testid: &str) -> Element {
-        self.client.wait().for_element(Locator::Css(&format!("[data-testid=\"{testid}\"]"))).await.expect(testid)
+        self.client.wait().at_most(Duration::from_secs(5)).for_element(Locator::Css(&format!("[data-testid=\"{testid}\"]"))).await.expect(testid)
     }
 
     pub async fn has_testid(&self, testid: &str) -> bool {
