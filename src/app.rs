@@ -2,6 +2,7 @@
 
 use rocket::fairing::AdHoc;
 use rocket::figment::Figment;
+use rocket::shield::Shield;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 
@@ -36,6 +37,8 @@ pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
         .attach(db::migrations_stage())
         .attach(demo::stage())
         .attach(session::reaper::stage())
+        // Rocket's default Shield would add a second, weaker frame policy; ours owns every header.
+        .attach(Shield::new())
         .attach(SecurityHeaders)
         .mount("/", routes::routes())
         .register("/", routes::catchers())

@@ -17,6 +17,8 @@ impl Fairing for SecurityHeaders {
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
         response.set_header(Header::new("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"));
         response.set_header(Header::new("X-Content-Type-Options", "nosniff"));
+        // frame-ancestors above is the modern form; older browsers read this one.
+        response.set_header(Header::new("X-Frame-Options", "DENY"));
         response.set_header(Header::new("Referrer-Policy", "same-origin"));
         // Strict-Transport-Security only where the site is served over TLS (release profile).
         if request.rocket().state::<SessionConfig>().is_some_and(|config| config.hsts) {

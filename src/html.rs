@@ -26,6 +26,9 @@ pub struct Nav {
     pub username: String,
     pub csrf_token: String,
     pub is_admin: bool,
+    /// Read by static/idle.js to warn before the idle timeout.
+    pub idle_seconds_left: i64,
+    pub idle_warning_secs: u32,
 }
 
 impl Nav {
@@ -34,6 +37,8 @@ impl Nav {
             username: user.username().to_owned(),
             csrf_token: user.csrf_token().to_owned(),
             is_admin: user.role() == crate::users::Role::Admin,
+            idle_seconds_left: user.idle_countdown().seconds_left,
+            idle_warning_secs: user.idle_countdown().warning_secs,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod errors;
 pub mod health;
 pub mod home;
+pub mod keepalive;
 pub mod login;
 pub mod logout;
 pub mod register;
@@ -21,6 +22,7 @@ pub fn routes() -> Vec<Route> {
         account::routes(),
         api::routes(),
         health::routes(),
+        keepalive::routes(),
         assets::routes(),
     ]
     .concat()

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::cookie::cleared_session_cookie;
 use super::token::{SessionKey, SessionToken};
-use super::{LiveSession, Reason, Validated};
+use super::{policy, LiveSession, Reason, Validated};
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
@@ -22,6 +22,15 @@ use crate::users::Role;
 pub struct AuthenticatedUser {
     session: LiveSession,
     csrf_token: String,
+    idle: IdleCountdown,
+}
+
+/// How long this session has before the idle timeout, as of this request: what the page's
+/// "Stay signed in" warning counts down from.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleCountdown {
+    pub seconds_left: i64,
+    pub warning_secs: u32,
 }
 
 impl AuthenticatedUser {
@@ -51,6 +60,10 @@ impl AuthenticatedUser {
 
     pub fn signed_in_at(&self) -> OffsetDateTime {
         self.session.created_at
+    }
+
+    pub fn idle_countdown(&self) -> IdleCountdown {
+        self.idle
     }
 
     /// The token this session's forms must carry.
@@ -118,12 +131,20 @@ async fn check(request: &Request<'_>) -> Check {
     let clock = rocket.state::<AppClock>().expect("the clock is managed at ignite");
     let client = request.local_cache(|| ClientInfo::of(request, config));
 
+    let now = clock.now();
     let validated = match db.pool().acquire().await {
-        Ok(mut conn) => super::validate(&mut conn, &token, client, config, clock.now()).await,
+        Ok(mut conn) => super::validate(&mut conn, &token, client, config, now).await,
         Err(error) => Err(error),
     };
     match validated {
-        Ok(Validated::Live(session)) => Check::Live(AuthenticatedUser { session, csrf_token: token.csrf_token() }),
+        Ok(Validated::Live(session)) => {
+            let deadline = policy::idle_deadline(session.lifetimes(), super::limits(config));
+            let idle = IdleCountdown {
+                seconds_left: (deadline - now).whole_seconds().max(0),
+                warning_secs: config.idle_warning_secs,
+            };
+            Check::Live(AuthenticatedUser { session, csrf_token: token.csrf_token(), idle })
+        }
         Ok(Validated::Ended(reason)) => {
             // Kept when the handler runs anyway (an optional guard); the 401 catcher clears it otherwise.
             cookies.add(cleared_session_cookie(config));

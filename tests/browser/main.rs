@@ -1,5 +1,9 @@
 //! Browser tests: real headless Chromium, driven through ChromeDriver, against the app served
-//! on 127.0.0.1.
+//! on 127.0.0.1. Screenshots of every page land in target/screenshots/.
 
 #[path = "../support/mod.rs"]
 mod support;
+
+mod endings;
+mod foundation;
+mod harness;

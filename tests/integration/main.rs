@@ -6,5 +6,6 @@ mod support;
 
 mod api;
 mod bad_input;
+mod endings;
 mod foundation;
 mod throttle;

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each suite uses its own subset
 
 pub mod http;
+pub mod server;
 
 use std::sync::{Arc, LazyLock};
 
@@ -102,7 +103,9 @@ fn random_secret_key() -> String {
 /// any overrides (`("sessions.idle_timeout_secs", 60)`).
 pub struct TestApp {
     pub figment: Figment,
+    /// The app's clock. Browser tests that watch real timers run on the system clock instead.
     pub clock: Arc<TestClock>,
+    pub system_clock: bool,
     pub pool: PgPool,
     pub database_url: String,
 }
@@ -124,7 +127,7 @@ impl TestApp {
         let figment = configure(figment);
         let pool = PgPool::connect(&database_url).await.expect("connect to the test database");
         let clock = TestClock::new(OffsetDateTime::now_utc());
-        TestApp { figment, clock, pool, database_url }
+        TestApp { figment, clock, system_clock: false, pool, database_url }
     }
 
     pub fn config(&self) -> SessionConfig {
@@ -132,7 +135,8 @@ impl TestApp {
     }
 
     pub fn rocket(&self) -> rocket::Rocket<rocket::Build> {
-        secure_sessions::app::build(self.figment.clone(), AppClock::new(self.clock.clone()))
+        let clock = if self.system_clock { AppClock::system() } else { AppClock::new(self.clock.clone()) };
+        secure_sessions::app::build(self.figment.clone(), clock)
     }
 
     /// Creates an account directly in the database (sign-up has its own tests).
@@ -155,6 +159,11 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Serves the app on 127.0.0.1 at a random port until the returned server is dropped.
+    pub async fn serve(&self) -> server::Server {
+        server::Server::start(self.rocket()).await
+    }
+
     /// Launches the app in-process (Rocket's local client: real routing, guards and fairings).
     pub async fn client(&self) -> rocket::local::asynchronous::Client {
         rocket::local::asynchronous::Client::untracked(self.rocket()).await.expect("the app launches")

@@ -1,0 +1,161 @@
+//! One headless Chromium per `Browser`, each with its own ChromeDriver, profile folder and cookies
+//! (two browsers are two devices). Browser tests run one at a time: each is ~10 processes.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::cookies::Cookie;
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use rocket::tokio::sync::{Mutex, MutexGuard};
+use rocket::tokio::time::sleep;
+use serde_json::json;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+/// Where screenshots go, to be looked at after a run.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    dir
+}
+
+/// Serializes browser tests within this binary.
+pub async fn exclusive() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().await
+}
+
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    profile: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn program(variable: &str, default: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| default.to_owned())
+}
+
+impl Browser {
+    pub async fn launch() -> Browser {
+        let port = free_port();
+        let driver = Command::new(program("CHROMEDRIVER", "/usr/bin/chromedriver"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver (scripts/test installs it)");
+        let profile = std::env::temp_dir().join(format!("ss-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": program("CHROMIUM", "/usr/bin/chromium"),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--disable-quic", "--window-size=1200,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let capabilities = capabilities.as_object().expect("an object").clone();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last_error = None;
+        for _ in 0..50 {
+            match ClientBuilder::new(HttpConnector::new()).capabilities(capabilities.clone()).connect(&url).await {
+                Ok(client) => return Browser { client, driver, profile },
+                Err(error) => last_error = Some(error),
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromium did not start through chromedriver: {last_error:?}");
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigate");
+    }
+
+    pub async fn path(&self) -> String {
+        let url = self.client.current_url().await.expect("url");
+        match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        }
+    }
+
+    pub async fn by_testid(&self, testid: &str) -> Element {
+        self.client.wait().at_most(Duration::from_secs(5)).for_element(Locator::Css(&format!("[data-testid=\"{testid}\"]"))).await.expect(testid)
+    }
+
+    pub async fn has_testid(&self, testid: &str) -> bool {
+        self.client.find(Locator::Css(&format!("[data-testid=\"{testid}\"]"))).await.is_ok()
+    }
+
+
+    pub async fn text_of(&self, testid: &str) -> String {
+        self.by_testid(testid).await.text().await.expect("text")
+    }
+
+    pub async fn fill(&self, name: &str, value: &str) {
+        let field = self.client.find(Locator::Css(&format!("[name=\"{name}\"]"))).await.expect(name);
+        field.clear().await.expect("clear");
+        field.send_keys(value).await.expect("type");
+    }
+
+    /// Clicks and waits until the browser has left `from` (a navigation happened).
+    pub async fn click_and_wait(&self, testid_or_css: Locator<'_>) {
+        let before = self.client.current_url().await.expect("url");
+        self.client.find(testid_or_css).await.expect("element to click").click().await.expect("click");
+        for _ in 0..100 {
+            if self.client.current_url().await.expect("url") != before {
+                break;
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+        self.wait_loaded().await;
+    }
+
+    /// Submits the form that contains `[name=field]` and waits for the next page.
+    pub async fn submit(&self, form_css: &str) {
+        self.click_and_wait(Locator::Css(&format!("{form_css} button[type=submit]"))).await;
+    }
+
+    pub async fn wait_loaded(&self) {
+        for _ in 0..100 {
+            let state = self.client.execute("return document.readyState", vec![]).await.expect("js");
+            if state == json!("complete") {
+                return;
+            }
+            sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    pub async fn cookie(&self, name: &str) -> Option<Cookie<'static>> {
+        self.client.get_named_cookie(name).await.ok()
+    }
+
+    pub async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write screenshot");
+    }
+
+    pub async fn sign_in(&self, base_url: &str, username: &str, password: &str) {
+        self.goto(&format!("{base_url}/login")).await;
+        self.fill("username", username).await;
+        self.fill("password", password).await;
+        self.submit("[data-testid=login-form]").await;
+    }
+
+    pub async fn close(self) {
+        let Browser { client, mut driver, profile } = self;
+        client.close().await.ok();
+        driver.kill().ok();
+        driver.wait().ok();
+        std::fs::remove_dir_all(profile).ok();
+    }
+}
