@@ -1,7 +1,7 @@
 //! Hostile and broken input gets a clear 4xx or the normal page, never a 500 or a stack trace;
 //! a database outage gets a 503 page and the app recovers without a restart.
 
-use rocket::http::{ContentType, Header, Method, Status};
+use rocket::http::{ContentType, Method, Status};
 use secure_sessions::users::Role;
 use sqlx::{Connection, Executor, PgConnection};
 
