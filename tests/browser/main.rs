@@ -7,3 +7,4 @@ mod support;
 mod endings;
 mod foundation;
 mod harness;
+mod throttle;
