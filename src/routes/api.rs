@@ -125,7 +125,7 @@ impl TokenResponse {
 }
 
 #[post("/api/token", data = "<credentials>")]
-pub async fn issue(
+pub async fn issue_tokens(
     credentials: ApiJson<Credentials>,
     client: &ClientInfo,
     db: &State<Db>,
@@ -153,7 +153,7 @@ pub async fn issue(
 }
 
 #[post("/api/token/refresh", data = "<request>")]
-pub async fn refresh(
+pub async fn refresh_tokens(
     request: ApiJson<RefreshRequest>,
     client: &ClientInfo,
     db: &State<Db>,
@@ -191,5 +191,5 @@ pub async fn logout(user: &ApiUser, client: &ClientInfo, db: &State<Db>, clock: 
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![issue, refresh, me, logout]
+    routes![issue_tokens, refresh_tokens, me, logout]
 }

@@ -39,7 +39,7 @@ impl TokenPair {
 }
 
 /// A family whose access token passed every check on this request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ApiSession {
     pub public_id: Uuid,
     pub user_id: i64,
@@ -100,12 +100,15 @@ pub async fn refresh(
     now: OffsetDateTime,
 ) -> sqlx::Result<Refreshed> {
     let presented_key = presented.key();
+    // A refusal that writes nothing just returns: dropping `tx` rolls it back.
     let mut tx = conn.begin().await?;
     let Some(token) = store::find_refresh_token(&mut tx, &presented_key).await? else {
         return Ok(Refreshed::Refused);
     };
     if token.used_at.is_some() {
-        if store::revoke_api_family(&mut tx, token.family, Reason::Revoked, now).await? {
+        // Single use: presented again, it is in two hands.
+        let ended = store::revoke_api_family(&mut tx, token.family, Reason::Revoked, now).await?;
+        if ended {
             let event = NewEvent {
                 user_id: token.user_id,
                 kind: EventKind::ApiTokenRefreshReuse,
@@ -114,9 +117,11 @@ pub async fn refresh(
                 detail: String::new(),
             };
             events::record(&mut tx, event, now).await?;
-            rocket::warn!("API token family ended: refresh token {} was used twice", presented_key.log_id());
         }
         tx.commit().await?;
+        if ended {
+            rocket::warn!("API token family ended: refresh token {} was used twice", presented_key.log_id());
+        }
         return Ok(Refreshed::Refused);
     }
     if token.revoked || token.disabled || now >= token.expires_at {

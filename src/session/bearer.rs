@@ -119,10 +119,11 @@ async fn check(request: &Request<'_>) -> Result<ApiUser, BearerError> {
 /// The token of the one `Authorization: Bearer` header (the scheme is case-insensitive).
 /// Two headers are refused rather than one of them picked.
 fn presented_token(request: &Request<'_>) -> Result<SessionToken, BearerError> {
-    let mut headers = request.headers().get("Authorization");
-    let (Some(value), None) = (headers.next(), headers.next()) else {
-        return Err(if request.headers().contains("Authorization") { BearerError::Invalid } else { BearerError::Missing });
-    };
+    let mut values = request.headers().get("Authorization");
+    let value = values.next().ok_or(BearerError::Missing)?;
+    if values.next().is_some() {
+        return Err(BearerError::Invalid);
+    }
     let (scheme, token) = value.split_once(' ').ok_or(BearerError::Invalid)?;
     if !scheme.eq_ignore_ascii_case("Bearer") {
         return Err(BearerError::Invalid);
