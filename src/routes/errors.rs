@@ -7,12 +7,12 @@ use rocket::response::Redirect;
 use rocket::serde::json::{json, Json, Value};
 use rocket::{catch, catchers, uri, Catcher, Request, Responder};
 
-use super::login;
+use super::{confirm, login};
 use crate::config::SessionConfig;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::cleared_session_cookie;
-use crate::session::guard::Check;
+use crate::session::guard::{Check, Refusal};
 
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -57,14 +57,46 @@ fn unauthorized(request: &Request<'_>) -> ErrorResponse {
     ErrorResponse::Redirect(Redirect::to(uri!(login::page(Some(reason.code()), next))))
 }
 
-#[catch(default)]
-fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
-    let (title, message) = describe(status);
+#[catch(403)]
+fn forbidden(request: &Request<'_>) -> ErrorResponse {
+    match Refusal::of(request) {
+        Refusal::ConfirmationRequired if !wants_json(request) => {
+            // Back to where the action started: the page for a GET, its section's page for a form post.
+            let next = if request.method() == Method::Get {
+                request.uri().to_string()
+            } else if request.uri().path().starts_with("/admin") {
+                "/admin".to_owned()
+            } else {
+                "/account".to_owned()
+            };
+            let next = LocalPath::or_account(Some(&next));
+            ErrorResponse::Redirect(Redirect::to(uri!(confirm::page(Some(next.as_str())))))
+        }
+        Refusal::NotAdmin => error_page(
+            Status::Forbidden,
+            "Administrators only",
+            "This page is for administrators. Your account does not have that role.",
+            request,
+        ),
+        _ => {
+            let (title, message) = describe(Status::Forbidden);
+            error_page(Status::Forbidden, title, message, request)
+        }
+    }
+}
+
+fn error_page(status: Status, title: &'static str, message: &'static str, request: &Request<'_>) -> ErrorResponse {
     if wants_json(request) {
         let code = title.to_lowercase().replace(' ', "_");
         return ErrorResponse::Json((status, Json(json!({ "error": code, "message": message }))));
     }
     ErrorResponse::Page((status, Page(ErrorPage { nav: None, code: status.code, title, message })))
+}
+
+#[catch(default)]
+fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
+    let (title, message) = describe(status);
+    error_page(status, title, message, request)
 }
 
 fn describe(status: Status) -> (&'static str, &'static str) {
@@ -87,5 +119,5 @@ fn describe(status: Status) -> (&'static str, &'static str) {
 }
 
 pub fn catchers() -> Vec<Catcher> {
-    catchers![unauthorized, any_error]
+    catchers![unauthorized, forbidden, any_error]
 }

@@ -109,13 +109,7 @@ pub async fn submit(
     let account = match account {
         Some(account) if password_matches && !account.disabled => account,
         Some(account) => {
-            let event = NewEvent {
-                user_id: account.id,
-                kind: EventKind::SignInFailed,
-                session: None,
-                client,
-                detail: String::new(),
-            };
+            let event = NewEvent::new(account.id, EventKind::SignInFailed, None, client);
             events::record(&mut conn, event, now).await?;
             return rejected();
         }

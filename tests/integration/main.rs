@@ -5,5 +5,6 @@
 mod support;
 
 mod bad_input;
+mod devices;
 mod endings;
 mod foundation;
