@@ -60,7 +60,7 @@ pub async fn page(user: &AuthenticatedUser, db: &State<Db>, clock: &State<AppClo
     let devices = store::list_live_for_user(&mut conn, user.user_id(), now).await?;
     let recent = events::recent_for_user(&mut conn, user.user_id(), RECENT_EVENTS).await?;
 
-    let devices = devices
+    let mut devices: Vec<DeviceRow> = devices
         .into_iter()
         .map(|device| DeviceRow {
             public_id: device.public_id.to_string(),
@@ -72,6 +72,8 @@ pub async fn page(user: &AuthenticatedUser, db: &State<Db>, clock: &State<AppClo
             current: device.public_id == user.session_public_id(),
         })
         .collect();
+    // This device first, then the others by most recent activity.
+    devices.sort_by_key(|device| !device.current);
     let events = recent
         .into_iter()
         .filter_map(|event| {

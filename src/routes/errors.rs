@@ -40,10 +40,10 @@ fn wants_json(request: &Request<'_>) -> bool {
 fn unauthorized(request: &Request<'_>) -> ErrorResponse {
     let reason = Check::ended_reason(request);
     // Rocket drops cookie changes made before a catcher runs: clear the dead cookie here.
-    if let Some(config) = request.rocket().state::<SessionConfig>() {
-        if request.cookies().get(&config.cookie_name).is_some() {
-            request.cookies().add(cleared_session_cookie(config));
-        }
+    if let Some(config) = request.rocket().state::<SessionConfig>()
+        && request.cookies().get(&config.cookie_name).is_some()
+    {
+        request.cookies().add(cleared_session_cookie(config));
     }
     if wants_json(request) {
         let body = json!({ "error": "unauthorized", "reason": reason.code() });
@@ -113,7 +113,7 @@ fn describe(status: Status) -> (&'static str, &'static str) {
         422 => ("Unprocessable", "The form was incomplete or malformed. Go back and try again."),
         429 => ("Too many requests", "Too many attempts. Please wait a moment and try again."),
         503 => ("Service unavailable", "The service is briefly unavailable. Please try again in a moment."),
-        400..=499 => ("Request refused", "This request cannot be served."),
+        401..=499 => ("Request refused", "This request cannot be served."),
         _ => ("Something went wrong", "The server could not complete this request. Please try again later."),
     }
 }

@@ -1,7 +1,7 @@
 //! Hostile and broken input gets a clear 4xx or the normal page, never a 500 or a stack trace;
 //! a database outage gets a 503 page and the app recovers without a restart.
 
-use rocket::http::{ContentType, Header, Method, Status};
+use rocket::http::{ContentType, Method, Status};
 use secure_sessions::users::Role;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -88,7 +88,7 @@ async fn broken_forms_get_a_4xx_page_not_a_500() {
     assert_eq!(reply.status, Status::PayloadTooLarge);
 
     let invalid_utf8 = visitor
-        .send(visitor.request(Method::Post, "/login").header(ContentType::Form).body(b"username=%FF%FE&password=x&csrf_token=y".to_vec()))
+        .send(visitor.request(Method::Post, "/login").header(ContentType::Form).body(b"username=%FF%FE&password=x&csrf_token=y"))
         .await;
     assert!(invalid_utf8.status.code >= 400 && invalid_utf8.status.code < 500, "{}", invalid_utf8.status);
     assert_no_internals(&invalid_utf8.body);

@@ -196,7 +196,7 @@ async fn a_device_signed_out_elsewhere_learns_the_reason_from_the_tombstone() {
         let alice = Device::new(&client);
         alice.sign_in("alice", PASSWORD).await;
         let key = SessionToken::parse(&alice.session_cookie().unwrap()).unwrap().key();
-        store::revoke(&mut *app.pool.acquire().await.unwrap(), &key, reason, app.clock_now()).await.unwrap();
+        store::revoke(&mut app.pool.acquire().await.unwrap(), &key, reason, app.clock_now()).await.unwrap();
 
         let reply = alice.get("/account").await;
         assert_eq!(reply.location(), format!("/login?reason={}&next=%2Faccount", reason.code()));
