@@ -17,13 +17,23 @@ pub enum EventKind {
     FingerprintMismatch,
     NetworkChanged,
     Registered,
+    NewDevice,
+    SessionRevoked,
+    SessionLimit,
+    PasswordChanged,
+    Confirmed,
+    ConfirmFailed,
+    AccountSecured,
+    AccountDisabled,
+    AccountEnabled,
+    SessionsRevokedByAdmin,
     ApiTokenIssued,
     ApiSignOut,
     ApiTokenRefreshReuse,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 11] = [
+    const ALL: [EventKind; 21] = [
         EventKind::SignIn,
         EventKind::SignInFailed,
         EventKind::SignOut,
@@ -32,6 +42,16 @@ impl EventKind {
         EventKind::FingerprintMismatch,
         EventKind::NetworkChanged,
         EventKind::Registered,
+        EventKind::NewDevice,
+        EventKind::SessionRevoked,
+        EventKind::SessionLimit,
+        EventKind::PasswordChanged,
+        EventKind::Confirmed,
+        EventKind::ConfirmFailed,
+        EventKind::AccountSecured,
+        EventKind::AccountDisabled,
+        EventKind::AccountEnabled,
+        EventKind::SessionsRevokedByAdmin,
         EventKind::ApiTokenIssued,
         EventKind::ApiSignOut,
         EventKind::ApiTokenRefreshReuse,
@@ -48,6 +68,16 @@ impl EventKind {
             EventKind::FingerprintMismatch => "fingerprint_mismatch",
             EventKind::NetworkChanged => "network_changed",
             EventKind::Registered => "registered",
+            EventKind::NewDevice => "new_device",
+            EventKind::SessionRevoked => "session_revoked",
+            EventKind::SessionLimit => "session_limit",
+            EventKind::PasswordChanged => "password_changed",
+            EventKind::Confirmed => "confirmed",
+            EventKind::ConfirmFailed => "confirm_failed",
+            EventKind::AccountSecured => "account_secured",
+            EventKind::AccountDisabled => "account_disabled",
+            EventKind::AccountEnabled => "account_enabled",
+            EventKind::SessionsRevokedByAdmin => "sessions_revoked_by_admin",
             EventKind::ApiTokenIssued => "api_token_issued",
             EventKind::ApiSignOut => "api_sign_out",
             EventKind::ApiTokenRefreshReuse => "refresh_reuse",
@@ -69,6 +99,16 @@ impl EventKind {
             EventKind::FingerprintMismatch => "Session ended: the browser changed mid-session",
             EventKind::NetworkChanged => "Network changed during a session",
             EventKind::Registered => "Account created",
+            EventKind::NewDevice => "Signed in from a new device",
+            EventKind::SessionRevoked => "A device was signed out from another device",
+            EventKind::SessionLimit => "A device was signed out: too many devices signed in",
+            EventKind::PasswordChanged => "Password changed; other devices signed out",
+            EventKind::Confirmed => "Password confirmed for a sensitive action (session renewed)",
+            EventKind::ConfirmFailed => "Wrong password when confirming a sensitive action",
+            EventKind::AccountSecured => "\"This wasn't me\": every other device signed out",
+            EventKind::AccountDisabled => "Account disabled by an administrator",
+            EventKind::AccountEnabled => "Account enabled by an administrator",
+            EventKind::SessionsRevokedByAdmin => "All devices signed out by an administrator",
             EventKind::ApiTokenIssued => "Signed in through the API (token issued)",
             EventKind::ApiSignOut => "API token signed out",
             EventKind::ApiTokenRefreshReuse => {
@@ -84,6 +124,10 @@ impl EventKind {
             EventKind::SignInFailed
                 | EventKind::FingerprintMismatch
                 | EventKind::NetworkChanged
+                | EventKind::NewDevice
+                | EventKind::ConfirmFailed
+                | EventKind::SessionLimit
+                | EventKind::AccountDisabled
                 | EventKind::ApiTokenRefreshReuse
         )
     }
@@ -95,19 +139,40 @@ pub struct NewEvent<'a> {
     pub kind: EventKind,
     /// The device the event is about.
     pub session: Option<Uuid>,
+    /// The device that caused it, when it was another one (signing a device out remotely).
+    pub actor: Option<Uuid>,
     /// The request that caused it.
     pub client: &'a ClientInfo,
     pub detail: String,
 }
 
+impl<'a> NewEvent<'a> {
+    /// An event about `session` (or the account, with `None`), caused by `client`'s request.
+    pub fn new(user_id: i64, kind: EventKind, session: Option<Uuid>, client: &'a ClientInfo) -> Self {
+        NewEvent { user_id, kind, session, actor: None, client, detail: String::new() }
+    }
+
+    pub fn by(mut self, actor: Uuid) -> Self {
+        self.actor = Some(actor);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+}
+
 pub async fn record(conn: &mut PgConnection, event: NewEvent<'_>, now: OffsetDateTime) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO security_events (user_id, kind, session_public_id, ip, user_agent, detail, occurred_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO security_events (user_id, kind, session_public_id, actor_public_id, ip, user_agent, detail,
+                                      occurred_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(event.user_id)
     .bind(event.kind.code())
     .bind(event.session)
+    .bind(event.actor)
     .bind(&event.client.ip)
     .bind(&event.client.user_agent)
     .bind(&event.detail)
@@ -119,6 +184,7 @@ pub async fn record(conn: &mut PgConnection, event: NewEvent<'_>, now: OffsetDat
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct EventRecord {
+    pub id: i64,
     pub kind: String,
     pub session_public_id: Option<Uuid>,
     pub ip: String,
@@ -136,7 +202,7 @@ impl EventRecord {
 /// The newest events of a user, newest first.
 pub async fn recent_for_user(conn: &mut PgConnection, user_id: i64, limit: i64) -> sqlx::Result<Vec<EventRecord>> {
     sqlx::query_as(
-        "SELECT kind, session_public_id, ip, user_agent, detail, occurred_at FROM security_events
+        "SELECT id, kind, session_public_id, ip, user_agent, detail, occurred_at FROM security_events
          WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
     )
     .bind(user_id)

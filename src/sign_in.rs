@@ -50,13 +50,7 @@ pub async fn check_password(
             Ok(Verdict::Accepted { user_id: account.id, attempt })
         }
         Some(account) => {
-            let event = NewEvent {
-                user_id: account.id,
-                kind: EventKind::SignInFailed,
-                session: None,
-                client,
-                detail: String::new(),
-            };
+            let event = NewEvent::new(account.id, EventKind::SignInFailed, None, client);
             events::record(&mut *db.connection().await?, event, now).await?;
             Ok(Verdict::Rejected)
         }

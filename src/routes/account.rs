@@ -1,15 +1,22 @@
-//! `GET /account`: who you are, your devices, and your recent security activity.
+//! `/account`: who you are, your devices (and signing them out), your recent security activity,
+//! and "This wasn't me".
 
 use askama::Template;
-use rocket::{get, routes, Route, State};
+use rocket::form::Form;
+use rocket::response::Redirect;
+use rocket::{get, post, routes, uri, FromForm, Route, State};
+use sqlx::Connection;
+use uuid::Uuid;
 
+use super::password;
+use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::db::Db;
 use crate::device;
 use crate::error::AppResult;
-use crate::events;
+use crate::events::{self, EventKind, NewEvent};
 use crate::html::{format_ago, format_time, Nav, Page};
-use crate::session::{store, AuthenticatedUser};
+use crate::session::{self, store, AuthenticatedUser, ConfirmedUser, Reason};
 
 /// How many security events the account page shows.
 const RECENT_EVENTS: i64 = 20;
@@ -21,11 +28,14 @@ pub struct AccountPage {
     username: String,
     role: &'static str,
     signed_in_at: String,
+    confirmed: bool,
     devices: Vec<DeviceRow>,
     events: Vec<EventRow>,
+    csrf_token: String,
 }
 
 pub struct DeviceRow {
+    public_id: String,
     description: String,
     kind: &'static str,
     ip: String,
@@ -50,9 +60,10 @@ pub async fn page(user: &AuthenticatedUser, db: &State<Db>, clock: &State<AppClo
     let devices = store::list_live_for_user(&mut conn, user.user_id(), now).await?;
     let recent = events::recent_for_user(&mut conn, user.user_id(), RECENT_EVENTS).await?;
 
-    let devices = devices
+    let mut devices: Vec<DeviceRow> = devices
         .into_iter()
         .map(|device| DeviceRow {
+            public_id: device.public_id.to_string(),
             description: device::describe(&device.user_agent),
             kind: if device.kind == "api" { "API token" } else { "Browser" },
             ip: device.ip,
@@ -61,6 +72,8 @@ pub async fn page(user: &AuthenticatedUser, db: &State<Db>, clock: &State<AppClo
             current: device.public_id == user.session_public_id(),
         })
         .collect();
+    // This device first, then the others by most recent activity.
+    devices.sort_by_key(|device| !device.current);
     let events = recent
         .into_iter()
         .filter_map(|event| {
@@ -81,11 +94,103 @@ pub async fn page(user: &AuthenticatedUser, db: &State<Db>, clock: &State<AppClo
         username: user.username().to_owned(),
         role: user.role().as_str(),
         signed_in_at: format_time(user.signed_in_at()),
+        confirmed: user.is_confirmed(),
         devices,
         events,
+        csrf_token: user.csrf_token().to_owned(),
     }))
 }
 
+/// The body of a form that carries nothing but its CSRF token.
+#[derive(FromForm)]
+pub struct CsrfOnly {
+    csrf_token: String,
+}
+
+impl CsrfOnly {
+    pub fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// Signs one other device (or API token family) out. Needs a recent confirmation.
+#[post("/account/sessions/<id>/revoke", data = "<form>")]
+pub async fn revoke_one(
+    user: ConfirmedUser<'_>,
+    id: Uuid,
+    form: Form<CsrfOnly>,
+    client: &ClientInfo,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AppResult<Redirect> {
+    let ConfirmedUser(user) = user;
+    user.verify_csrf(form.csrf_token())?;
+    let now = clock.now();
+    let mut conn = db.connection().await?;
+    let mut tx = conn.begin().await?;
+    if store::revoke_other(&mut tx, user.user_id(), id, user.session_key(), Reason::Revoked, now).await? {
+        let event = NewEvent::new(user.user_id(), EventKind::SessionRevoked, Some(id), client).by(user.session_public_id());
+        events::record(&mut tx, event, now).await?;
+    }
+    tx.commit().await?;
+    Ok(Redirect::to(uri!(page)))
+}
+
+/// Signs every other device and API token family out. Needs a recent confirmation.
+#[post("/account/sessions/revoke-others", data = "<form>")]
+pub async fn revoke_others(
+    user: ConfirmedUser<'_>,
+    form: Form<CsrfOnly>,
+    client: &ClientInfo,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AppResult<Redirect> {
+    let ConfirmedUser(user) = user;
+    user.verify_csrf(form.csrf_token())?;
+    let now = clock.now();
+    let mut conn = db.connection().await?;
+    let mut tx = conn.begin().await?;
+    session::end_others(&mut tx, user.session(), Reason::Revoked, EventKind::SessionRevoked, client, now).await?;
+    tx.commit().await?;
+    Ok(Redirect::to(uri!(page)))
+}
+
+#[derive(Template)]
+#[template(path = "not_me.html")]
+pub struct NotMePage {
+    nav: Option<Nav>,
+    csrf_token: String,
+}
+
+/// "This wasn't me": explains what will happen. Reached only after re-entering the password.
+#[get("/account/not-me")]
+pub fn not_me_page(user: ConfirmedUser<'_>) -> Page<NotMePage> {
+    let ConfirmedUser(user) = user;
+    Page(NotMePage { nav: Some(Nav::of(user)), csrf_token: user.csrf_token().to_owned() })
+}
+
+/// "This wasn't me": every other device and token signed out, then on to a new password.
+#[post("/account/not-me", data = "<form>")]
+pub async fn not_me(
+    user: ConfirmedUser<'_>,
+    form: Form<CsrfOnly>,
+    client: &ClientInfo,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AppResult<Redirect> {
+    let ConfirmedUser(user) = user;
+    user.verify_csrf(form.csrf_token())?;
+    let now = clock.now();
+    let mut conn = db.connection().await?;
+    let mut tx = conn.begin().await?;
+    let ended = session::end_others(&mut tx, user.session(), Reason::Revoked, EventKind::SessionRevoked, client, now).await?;
+    let event = NewEvent::new(user.user_id(), EventKind::AccountSecured, Some(user.session_public_id()), client)
+        .detail(format!("{ended} other devices signed out"));
+    events::record(&mut tx, event, now).await?;
+    tx.commit().await?;
+    Ok(Redirect::to(uri!(password::page)))
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![page]
+    routes![page, revoke_one, revoke_others, not_me_page, not_me]
 }

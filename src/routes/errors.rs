@@ -7,13 +7,13 @@ use rocket::response::Redirect;
 use rocket::serde::json::{json, Json, Value};
 use rocket::{catch, catchers, uri, Catcher, Request, Responder};
 
-use super::login;
+use super::{confirm, login};
 use crate::config::SessionConfig;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::bearer;
 use crate::session::cookie::cleared_session_cookie;
-use crate::session::guard::Check;
+use crate::session::guard::{Check, Refusal};
 
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -32,6 +32,18 @@ pub enum ErrorResponse {
     #[response(status = 401)]
     Bearer { body: Json<Value>, challenge: Header<'static> },
     Page((Status, Page<ErrorPage>)),
+}
+
+/// What an error says: a stable `error` code for API clients (a public contract, never
+/// renamed), and the page's title and message for people.
+struct ErrorText {
+    code: &'static str,
+    title: &'static str,
+    message: &'static str,
+}
+
+const fn text(code: &'static str, title: &'static str, message: &'static str) -> ErrorText {
+    ErrorText { code, title, message }
 }
 
 /// API clients and scripts that ask for JSON get JSON, not HTML or redirects.
@@ -65,38 +77,68 @@ fn unauthorized(request: &Request<'_>) -> ErrorResponse {
     ErrorResponse::Redirect(Redirect::to(uri!(login::page(Some(reason.code()), next))))
 }
 
-#[catch(default)]
-fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
-    let (code, title, message) = describe(status);
+#[catch(403)]
+fn forbidden(request: &Request<'_>) -> ErrorResponse {
+    match Refusal::of(request) {
+        Refusal::ConfirmationRequired if !wants_json(request) => {
+            // Back to where the action started: the page for a GET, its section's page for a form post.
+            let next = if request.method() == Method::Get {
+                request.uri().to_string()
+            } else if request.uri().path().starts_with("/admin") {
+                "/admin".to_owned()
+            } else {
+                "/account".to_owned()
+            };
+            let next = LocalPath::or_account(Some(&next));
+            ErrorResponse::Redirect(Redirect::to(uri!(confirm::page(Some(next.as_str())))))
+        }
+        Refusal::NotAdmin => error_page(
+            Status::Forbidden,
+            text(
+                "administrators_only",
+                "Administrators only",
+                "This page is for administrators. Your account does not have that role.",
+            ),
+            request,
+        ),
+        _ => error_page(Status::Forbidden, describe(Status::Forbidden), request),
+    }
+}
+
+fn error_page(status: Status, text: ErrorText, request: &Request<'_>) -> ErrorResponse {
+    let ErrorText { code, title, message } = text;
     if wants_json(request) {
         return ErrorResponse::Json((status, Json(json!({ "error": code, "message": message }))));
     }
     ErrorResponse::Page((status, Page(ErrorPage { nav: None, code: status.code, title, message })))
 }
 
-/// The stable `error` code for API clients (a public contract, never renamed), the page title
-/// and the message.
-fn describe(status: Status) -> (&'static str, &'static str, &'static str) {
+#[catch(default)]
+fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
+    error_page(status, describe(status), request)
+}
+
+fn describe(status: Status) -> ErrorText {
     match status.code {
-        400 => ("bad_request", "Bad request", "The request could not be understood."),
-        403 => (
+        400 => text("bad_request", "Bad request", "The request could not be understood."),
+        403 => text(
             "forbidden",
             "Forbidden",
             "This form has expired or did not come from this site. Go back, reload the page and try again.",
         ),
-        404 => ("not_found", "Not found", "There is no page at this address."),
-        405 => ("method_not_allowed", "Method not allowed", "This address does not accept that kind of request."),
-        413 => ("too_large", "Too large", "What was sent is larger than this site accepts."),
-        415 => ("unsupported_media_type", "Unsupported media type", "This address does not accept that content type."),
-        422 => ("unprocessable", "Unprocessable", "The form was incomplete or malformed. Go back and try again."),
-        429 => ("too_many_requests", "Too many requests", "Too many attempts. Please wait a moment and try again."),
-        503 => (
+        404 => text("not_found", "Not found", "There is no page at this address."),
+        405 => text("method_not_allowed", "Method not allowed", "This address does not accept that kind of request."),
+        413 => text("too_large", "Too large", "What was sent is larger than this site accepts."),
+        415 => text("unsupported_media_type", "Unsupported media type", "This address does not accept that content type."),
+        422 => text("unprocessable", "Unprocessable", "The form was incomplete or malformed. Go back and try again."),
+        429 => text("too_many_requests", "Too many requests", "Too many attempts. Please wait a moment and try again."),
+        503 => text(
             "service_unavailable",
             "Service unavailable",
             "The service is briefly unavailable. Please try again in a moment.",
         ),
-        _ if status.class().is_client_error() => ("request_refused", "Request refused", "This request cannot be served."),
-        _ => (
+        _ if status.class().is_client_error() => text("request_refused", "Request refused", "This request cannot be served."),
+        _ => text(
             "something_went_wrong",
             "Something went wrong",
             "The server could not complete this request. Please try again later.",
@@ -105,5 +147,5 @@ fn describe(status: Status) -> (&'static str, &'static str, &'static str) {
 }
 
 pub fn catchers() -> Vec<Catcher> {
-    catchers![unauthorized, any_error]
+    catchers![unauthorized, forbidden, any_error]
 }

@@ -46,7 +46,7 @@ pub async fn logout(
         }
         // Already signed out (or never signed in): there is nothing to destroy, say so all the same.
         Err(SessionError::Ended(_)) => {}
-        Err(SessionError::Unavailable) => return Err(crate::error::AppError::SessionCheckFailed),
+        Err(_) => return Err(crate::error::AppError::SessionCheckFailed),
     }
     cookies.add(cleared_session_cookie(config));
     Ok(SignedOut {

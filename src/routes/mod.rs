@@ -1,14 +1,17 @@
 //! The pages and endpoints, one module per page.
 
 pub mod account;
+pub mod admin;
 pub mod api;
 pub mod assets;
+pub mod confirm;
 pub mod errors;
 pub mod health;
 pub mod home;
 pub mod keepalive;
 pub mod login;
 pub mod logout;
+pub mod password;
 pub mod register;
 
 use rocket::{Catcher, Route};
@@ -20,6 +23,9 @@ pub fn routes() -> Vec<Route> {
         register::routes(),
         logout::routes(),
         account::routes(),
+        password::routes(),
+        confirm::routes(),
+        admin::routes(),
         api::routes(),
         health::routes(),
         keepalive::routes(),

@@ -111,7 +111,7 @@ pub async fn submit(
     let Some(user_id) = users::store::create(&mut tx, &username, &password_hash, Role::User, now).await? else {
         return refuse(vec!["That username is taken. Please choose another.".into()]);
     };
-    let created = NewEvent { user_id, kind: EventKind::Registered, session: None, client, detail: String::new() };
+    let created = NewEvent::new(user_id, EventKind::Registered, None, client);
     events::record(&mut tx, created, now).await?;
     let started = session::start(&mut tx, user_id, presented_token(cookies, config), client, config, now).await?;
     tx.commit().await?;

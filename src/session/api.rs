@@ -82,8 +82,7 @@ pub async fn issue(
     )
     .await?;
     store::insert_refresh_token(tx, &pair.refresh_token.key(), family, 0, now).await?;
-    let event = NewEvent { user_id, kind: EventKind::ApiTokenIssued, session: Some(family), client, detail: String::new() };
-    events::record(tx, event, now).await?;
+    events::record(tx, NewEvent::new(user_id, EventKind::ApiTokenIssued, Some(family), client), now).await?;
     Ok(pair)
 }
 
@@ -109,13 +108,7 @@ pub async fn refresh(
         // Single use: presented again, it is in two hands.
         let ended = store::revoke_api_family(&mut tx, token.family, Reason::Revoked, now).await?;
         if ended {
-            let event = NewEvent {
-                user_id: token.user_id,
-                kind: EventKind::ApiTokenRefreshReuse,
-                session: Some(token.family),
-                client,
-                detail: String::new(),
-            };
+            let event = NewEvent::new(token.user_id, EventKind::ApiTokenRefreshReuse, Some(token.family), client);
             events::record(&mut tx, event, now).await?;
         }
         tx.commit().await?;
@@ -194,13 +187,7 @@ pub async fn end(
     let mut tx = conn.begin().await?;
     let ended = store::revoke_api_family(&mut tx, session.public_id, Reason::SignedOut, now).await?;
     if ended {
-        let event = NewEvent {
-            user_id: session.user_id,
-            kind: EventKind::ApiSignOut,
-            session: Some(session.public_id),
-            client,
-            detail: String::new(),
-        };
+        let event = NewEvent::new(session.user_id, EventKind::ApiSignOut, Some(session.public_id), client);
         events::record(&mut tx, event, now).await?;
     }
     tx.commit().await?;

@@ -23,6 +23,8 @@ pub struct AuthenticatedUser {
     session: LiveSession,
     csrf_token: String,
     idle: IdleCountdown,
+    /// Privileged confirmation ("sudo mode") is in force for this request.
+    confirmed: bool,
 }
 
 /// How long this session has before the idle timeout, as of this request: what the page's
@@ -62,6 +64,10 @@ impl AuthenticatedUser {
         self.session.created_at
     }
 
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
+    }
+
     pub fn idle_countdown(&self) -> IdleCountdown {
         self.idle
     }
@@ -77,13 +83,82 @@ impl AuthenticatedUser {
     }
 }
 
-/// Why the guard refused.
+/// Why a guard refused.
 #[derive(Debug, Clone, Copy)]
 pub enum SessionError {
     /// No live session: the 401 catcher sends the visitor to `/login?reason=<code>`.
     Ended(Reason),
     /// The database could not be asked: 503, and the session is left as it is.
     Unavailable,
+    /// Signed in, but the action needs a fresh password confirmation: the 403 catcher sends
+    /// the visitor to `/confirm`.
+    ConfirmationRequired,
+    /// Signed in, but not an administrator: 403.
+    NotAdmin,
+}
+
+/// Why a signed-in request was refused with 403, for the catcher to explain (a CSRF failure
+/// sets nothing: `Unspecified`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Unspecified,
+    ConfirmationRequired,
+    NotAdmin,
+}
+
+impl Refusal {
+    pub(crate) fn of(request: &Request<'_>) -> Refusal {
+        *request.local_cache(|| Refusal::Unspecified)
+    }
+}
+
+/// Proof of a live session whose owner re-entered their password within `confirm_window_secs`.
+/// Required to sign other devices out: a stolen cookie alone cannot sign the owner out everywhere.
+pub struct ConfirmedUser<'r>(pub &'r AuthenticatedUser);
+
+/// Proof of a confirmed session of a user whose role is `admin` right now (read on this request).
+pub struct AdminUser<'r>(pub &'r AuthenticatedUser);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ConfirmedUser<'r> {
+    type Error = SessionError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let user = match request.guard::<&AuthenticatedUser>().await {
+            Outcome::Success(user) => user,
+            Outcome::Error(error) => return Outcome::Error(error),
+            Outcome::Forward(status) => return Outcome::Forward(status),
+        };
+        if user.is_confirmed() {
+            Outcome::Success(ConfirmedUser(user))
+        } else {
+            request.local_cache(|| Refusal::ConfirmationRequired);
+            Outcome::Error((Status::Forbidden, SessionError::ConfirmationRequired))
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AdminUser<'r> {
+    type Error = SessionError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let user = match request.guard::<&AuthenticatedUser>().await {
+            Outcome::Success(user) => user,
+            Outcome::Error(error) => return Outcome::Error(error),
+            Outcome::Forward(status) => return Outcome::Forward(status),
+        };
+        // The role first: a non-admin is not asked for a password it cannot use here.
+        if user.role() != Role::Admin {
+            request.local_cache(|| Refusal::NotAdmin);
+            return Outcome::Error((Status::Forbidden, SessionError::NotAdmin));
+        }
+        match request.guard::<ConfirmedUser<'r>>().await {
+            Outcome::Success(ConfirmedUser(user)) => Outcome::Success(AdminUser(user)),
+            Outcome::Error(error) => Outcome::Error(error),
+            Outcome::Forward(status) => Outcome::Forward(status),
+        }
+    }
 }
 
 /// The outcome of checking this request's session, computed once and cached on the request
@@ -110,7 +185,7 @@ impl<'r> FromRequest<'r> for &'r AuthenticatedUser {
         match request.local_cache_async(check(request)).await {
             Check::Live(user) => Outcome::Success(user),
             Check::Failed(error @ SessionError::Ended(_)) => Outcome::Error((Status::Unauthorized, *error)),
-            Check::Failed(error @ SessionError::Unavailable) => Outcome::Error((Status::ServiceUnavailable, *error)),
+            Check::Failed(error) => Outcome::Error((Status::ServiceUnavailable, *error)),
         }
     }
 }
@@ -143,7 +218,8 @@ async fn check(request: &Request<'_>) -> Check {
                 seconds_left: (deadline - now).whole_seconds().max(0),
                 warning_secs: config.idle_warning_secs,
             };
-            Check::Live(AuthenticatedUser { session, csrf_token: token.csrf_token(), idle })
+            let confirmed = session.confirmed_until.is_some_and(|until| until > now);
+            Check::Live(AuthenticatedUser { session, csrf_token: token.csrf_token(), idle, confirmed })
         }
         Ok(Validated::Ended(reason)) => {
             // Kept when the handler runs anyway (an optional guard); the 401 catcher clears it otherwise.

@@ -13,7 +13,7 @@ pub mod store;
 pub mod token;
 
 pub use bearer::ApiUser;
-pub use guard::{AuthenticatedUser, SessionError};
+pub use guard::{AdminUser, AuthenticatedUser, ConfirmedUser, SessionError};
 pub use reason::Reason;
 
 use sqlx::{Connection, PgConnection};
@@ -66,6 +66,8 @@ pub fn limits(config: &SessionConfig) -> Limits {
 
 /// Starts a browser session for a user who has just proved who they are, inside the caller's
 /// transaction, and destroys the session the browser came with (`presented`), if any.
+/// Holds the user's row lock until the caller commits, so concurrent sign-ins cannot exceed
+/// `max_sessions_per_user`.
 /// Always a new random token: a token chosen before sign-in (fixation) never becomes a
 /// signed-in one.
 pub async fn start(
@@ -79,6 +81,8 @@ pub async fn start(
     if let Some(previous) = presented {
         store::revoke(tx, &previous.key(), Reason::SignedOut, now).await?;
     }
+    crate::users::store::lock(tx, user_id).await?;
+    let new_device = store::is_new_device(tx, user_id, &client.user_agent).await?;
     let token = SessionToken::generate();
     let public_id = store::insert(
         tx,
@@ -94,12 +98,16 @@ pub async fn start(
         },
     )
     .await?;
-    events::record(
-        tx,
-        NewEvent { user_id, kind: EventKind::SignIn, session: Some(public_id), client, detail: String::new() },
-        now,
-    )
-    .await?;
+    events::record(tx, NewEvent::new(user_id, EventKind::SignIn, Some(public_id), client), now).await?;
+    if new_device {
+        events::record(tx, NewEvent::new(user_id, EventKind::NewDevice, Some(public_id), client), now).await?;
+    }
+    // The newest sign-in wins: the least recently used sessions beyond the cap end now.
+    let cap = i64::from(config.max_sessions_per_user);
+    for evicted in store::revoke_beyond_cap(tx, user_id, cap, now).await? {
+        let event = NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(public_id);
+        events::record(tx, event, now).await?;
+    }
     Ok(Started { token, public_id })
 }
 
@@ -148,13 +156,7 @@ pub async fn validate(
         let mut tx = conn.begin().await?;
         let updated = store::record_network_change(&mut tx, &key, &client.fingerprint, &client.ip, now).await?;
         if updated {
-            let event = NewEvent {
-                user_id: record.user_id,
-                kind: EventKind::NetworkChanged,
-                session: Some(record.public_id),
-                client,
-                detail: String::new(),
-            };
+            let event = NewEvent::new(record.user_id, EventKind::NetworkChanged, Some(record.public_id), client);
             events::record(&mut tx, event, now).await?;
         }
         tx.commit().await?;
@@ -201,9 +203,40 @@ pub async fn end(
             Reason::FingerprintMismatch => EventKind::FingerprintMismatch,
             _ => EventKind::SignOut,
         };
-        let event = NewEvent { user_id, kind, session: Some(public_id), client, detail: String::new() };
+        let event = NewEvent::new(user_id, kind, Some(public_id), client);
         events::record(&mut tx, event, now).await?;
     }
     tx.commit().await?;
     Ok(ended)
+}
+
+/// Gives the current session a new token (the old one dies at once) and sets or clears its
+/// privileged confirmation, inside the caller's transaction. `None`: it ended meanwhile.
+pub async fn rotate(
+    tx: &mut PgConnection,
+    session: &LiveSession,
+    confirmed_until: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<SessionToken>> {
+    let token = SessionToken::generate();
+    let rotated = store::rotate(tx, &session.key, &token.key(), confirmed_until, now).await?;
+    Ok(rotated.then_some(token))
+}
+
+/// Ends every other session and API token family of the session's user for `reason`, with a
+/// security event for each, inside the caller's transaction. Returns how many ended.
+pub async fn end_others(
+    tx: &mut PgConnection,
+    session: &LiveSession,
+    reason: Reason,
+    kind: EventKind,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> sqlx::Result<usize> {
+    let ended = store::revoke_all_for_user(tx, session.user_id, Some(&session.key), reason, now).await?;
+    for public_id in &ended {
+        let event = NewEvent::new(session.user_id, kind, Some(*public_id), client).by(session.public_id);
+        events::record(tx, event, now).await?;
+    }
+    Ok(ended.len())
 }

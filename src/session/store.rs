@@ -197,6 +197,136 @@ pub async fn list_live_for_user(
     .await
 }
 
+/// Rotation: the row keeps its identity (public id, sign-in time) under a new key; the old
+/// token is dead the moment this commits. Sets or clears privileged confirmation with it.
+pub async fn rotate(
+    conn: &mut PgConnection,
+    old_key: &SessionKey,
+    new_key: &SessionKey,
+    confirmed_until: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET key = $2, confirmed_until = $3, last_seen_at = $4
+         WHERE key = $1 AND revoked_at IS NULL",
+    )
+    .bind(old_key.as_bytes())
+    .bind(new_key.as_bytes())
+    .bind(confirmed_until)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Ends one of a user's live sessions by its public id, never the one making the request.
+/// `false`: no such live session of this user (already ended, someone else's, or the current one).
+pub async fn revoke_other(
+    conn: &mut PgConnection,
+    user_id: i64,
+    public_id: Uuid,
+    current: &SessionKey,
+    reason: Reason,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET revoked_at = $4, revoke_reason = $5
+         WHERE public_id = $2 AND user_id = $1 AND key <> $3 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(public_id)
+    .bind(current.as_bytes())
+    .bind(now)
+    .bind(reason.code())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Ends every live session and API token family of a user, except `keep` (the current one).
+/// Returns the public ids ended, for the security log.
+pub async fn revoke_all_for_user(
+    conn: &mut PgConnection,
+    user_id: i64,
+    keep: Option<&SessionKey>,
+    reason: Reason,
+    now: OffsetDateTime,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $3, revoke_reason = $4
+         WHERE user_id = $1 AND revoked_at IS NULL AND ($2::bytea IS NULL OR key <> $2)
+         RETURNING public_id",
+    )
+    .bind(user_id)
+    .bind(keep.map(SessionKey::as_bytes))
+    .bind(now)
+    .bind(reason.code())
+    .fetch_all(conn)
+    .await
+}
+
+/// Keeps at most `cap` live browser sessions for the user by ending the least recently used.
+/// Callers hold the user's row lock (`users::store::lock`), so concurrent sign-ins take turns
+/// and no race can leave more than `cap` alive. Returns the public ids ended.
+pub async fn revoke_beyond_cap(
+    conn: &mut PgConnection,
+    user_id: i64,
+    cap: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $3, revoke_reason = $4
+         WHERE key IN (
+             SELECT key FROM sessions
+             WHERE user_id = $1 AND kind = 'browser' AND revoked_at IS NULL AND expires_at > $3
+             ORDER BY last_seen_at DESC, created_at DESC
+             OFFSET $2)
+         RETURNING public_id",
+    )
+    .bind(user_id)
+    .bind(cap)
+    .bind(now)
+    .bind(Reason::SessionLimit.code())
+    .fetch_all(conn)
+    .await
+}
+
+/// A sign-in from a User-Agent this account has no session row with (live, ended or tombstoned),
+/// when it has rows with others: the account's first device is not news.
+pub async fn is_new_device(conn: &mut PgConnection, user_id: i64, user_agent: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
+            AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND user_agent = $2)",
+    )
+        .bind(user_id)
+        .bind(user_agent)
+        .fetch_one(conn)
+        .await
+}
+
+/// A user as the admin page lists them.
+#[derive(Debug, sqlx::FromRow)]
+pub struct UserOverview {
+    pub id: i64,
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+    pub live_sessions: i64,
+}
+
+/// Every user with the number of their live sessions, by name.
+pub async fn users_with_live_sessions(conn: &mut PgConnection, now: OffsetDateTime) -> sqlx::Result<Vec<UserOverview>> {
+    sqlx::query_as(
+        "SELECT u.id, u.username, u.role, u.disabled,
+                count(s.key) FILTER (WHERE s.revoked_at IS NULL AND s.expires_at > $1) AS live_sessions
+         FROM users u LEFT JOIN sessions s ON s.user_id = u.id
+         GROUP BY u.id ORDER BY lower(u.username)",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await
+}
+
 /// The refresh compare-and-swap: moves a live API family from `generation` to the next, with a
 /// new access token (the old one stops working in the same statement). `false`: a concurrent
 /// refresh won, or the family ended or expired meanwhile.

@@ -39,3 +39,36 @@ pub async fn create(
     .fetch_optional(conn)
     .await
 }
+
+/// Locks the user's row until the transaction ends: sign-ins and password changes of one
+/// account take turns (the session cap and the password-change revocation rely on it).
+pub async fn lock(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn password_hash(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(user_id).fetch_optional(conn).await
+}
+
+pub async fn set_password_hash(conn: &mut PgConnection, user_id: i64, password_hash: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(user_id)
+        .bind(password_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// `None` when there is no such user.
+pub async fn set_disabled(conn: &mut PgConnection, user_id: i64, disabled: bool) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("UPDATE users SET disabled = $2 WHERE id = $1 RETURNING username")
+        .bind(user_id)
+        .bind(disabled)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn username(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT username FROM users WHERE id = $1").bind(user_id).fetch_optional(conn).await
+}

@@ -97,6 +97,10 @@ impl Browser {
     }
 
 
+    pub async fn count_testid(&self, testid: &str) -> usize {
+        self.client.find_all(Locator::Css(&format!("[data-testid=\"{testid}\"]"))).await.map_or(0, |found| found.len())
+    }
+
     pub async fn text_of(&self, testid: &str) -> String {
         self.by_testid(testid).await.text().await.expect("text")
     }

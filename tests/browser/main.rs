@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod devices;
 mod endings;
 mod foundation;
 mod harness;

@@ -2,6 +2,7 @@
 //! app through Rocket's local client (no network, the real routing, guards and fairings).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
@@ -151,9 +152,10 @@ impl<'c> Device<'c> {
         self.send(self.request(rocket::http::Method::Get, path)).await
     }
 
-    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+    /// Posts a form. The body is built at once, so the fields need not outlive the request.
+    pub fn post_form<'s>(&'s self, path: &str, fields: &[(&str, &str)]) -> impl Future<Output = Reply> + use<'s, 'c> {
         let body = fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
-        self.send(self.request(rocket::http::Method::Post, path).header(ContentType::Form).body(body)).await
+        self.send(self.request(rocket::http::Method::Post, path).header(ContentType::Form).body(body))
     }
 
     /// Posts a JSON body, as an API client would.
@@ -217,4 +219,35 @@ pub fn encode(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+impl Device<'_> {
+    /// Re-enters the password at /confirm ("sudo mode"); returns the POST's reply.
+    pub async fn confirm(&self, password: &str) -> Reply {
+        self.confirm_at("/confirm", password).await
+    }
+
+    /// Confirms from a given confirmation page (one with `?next=`), as the form would.
+    pub async fn confirm_at(&self, confirm_url: &str, password: &str) -> Reply {
+        let page = self.get(confirm_url).await;
+        let csrf = page.csrf_token();
+        let next = hidden_field(&page.body, "next").unwrap_or_default();
+        self.post_form("/confirm", &[("password", password), ("csrf_token", &csrf), ("next", &next)]).await
+    }
+
+    /// The public ids of the account page's device rows, and which is this device.
+    pub async fn devices(&self) -> Vec<(String, bool)> {
+        let page = self.get("/account").await;
+        page.body
+            .split("data-testid=\"session-row\"")
+            .skip(1)
+            .map(|row| {
+                let current = row.trim_start().starts_with("data-current=\"true\"");
+                let marker = "data-session-id=\"";
+                let start = row.find(marker).expect("session id") + marker.len();
+                let end = start + row[start..].find('"').expect("quote");
+                (row[start..end].to_owned(), current)
+            })
+            .collect()
+    }
 }

@@ -1,0 +1,131 @@
+//! `/admin`: list accounts, disable or enable one, sign all of an account's sessions out.
+//! Needs the `admin` role (read fresh on every request) and a recent password confirmation.
+
+use askama::Template;
+use rocket::form::Form;
+use rocket::http::Status;
+use rocket::response::Redirect;
+use rocket::{get, post, routes, uri, Route, State};
+use sqlx::Connection;
+
+use super::account::CsrfOnly;
+use crate::client::ClientInfo;
+use crate::clock::AppClock;
+use crate::db::Db;
+use crate::error::AppResult;
+use crate::events::{self, EventKind, NewEvent};
+use crate::html::{Nav, Page};
+use crate::session::{store, AdminUser, Reason};
+use crate::users;
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+pub struct AdminPage {
+    nav: Option<Nav>,
+    users: Vec<store::UserOverview>,
+    own_id: i64,
+    csrf_token: String,
+}
+
+#[get("/admin")]
+pub async fn page(admin: AdminUser<'_>, db: &State<Db>, clock: &State<AppClock>) -> AppResult<Page<AdminPage>> {
+    let AdminUser(admin) = admin;
+    let users = store::users_with_live_sessions(&mut *db.connection().await?, clock.now()).await?;
+    Ok(Page(AdminPage {
+        nav: Some(Nav::of(admin)),
+        users,
+        own_id: admin.user_id(),
+        csrf_token: admin.csrf_token().to_owned(),
+    }))
+}
+
+/// What an admin action did: `Err(404)` when there is no such user, `Err(400)` for acting on oneself.
+type AdminOutcome = AppResult<Result<Redirect, Status>>;
+
+/// Disables an account: every session and API token of it ends at once, and sign-in is refused.
+#[post("/admin/users/<id>/disable", data = "<form>")]
+pub async fn disable(
+    admin: AdminUser<'_>,
+    id: i64,
+    form: Form<CsrfOnly>,
+    client: &ClientInfo,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AdminOutcome {
+    set_disabled(admin, id, true, form, client, db, clock).await
+}
+
+#[post("/admin/users/<id>/enable", data = "<form>")]
+pub async fn enable(
+    admin: AdminUser<'_>,
+    id: i64,
+    form: Form<CsrfOnly>,
+    client: &ClientInfo,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AdminOutcome {
+    set_disabled(admin, id, false, form, client, db, clock).await
+}
+
+async fn set_disabled(
+    AdminUser(admin): AdminUser<'_>,
+    id: i64,
+    disabled: bool,
+    form: Form<CsrfOnly>,
+    client: &ClientInfo,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AdminOutcome {
+    admin.verify_csrf(form.csrf_token())?;
+    if id == admin.user_id() {
+        return Ok(Err(Status::BadRequest));
+    }
+    let now = clock.now();
+    let mut conn = db.connection().await?;
+    let mut tx = conn.begin().await?;
+    if users::store::set_disabled(&mut tx, id, disabled).await?.is_none() {
+        return Ok(Err(Status::NotFound));
+    }
+    let kind = if disabled {
+        store::revoke_all_for_user(&mut tx, id, None, Reason::Revoked, now).await?;
+        EventKind::AccountDisabled
+    } else {
+        EventKind::AccountEnabled
+    };
+    let event = NewEvent::new(id, kind, None, client).by(admin.session_public_id()).detail(format!("by {}", admin.username()));
+    events::record(&mut tx, event, now).await?;
+    tx.commit().await?;
+    Ok(Ok(Redirect::to(uri!(page))))
+}
+
+/// Signs every session and API token of an account out (the admin's own current one excepted).
+#[post("/admin/users/<id>/revoke-sessions", data = "<form>")]
+pub async fn revoke_sessions(
+    admin: AdminUser<'_>,
+    id: i64,
+    form: Form<CsrfOnly>,
+    client: &ClientInfo,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AdminOutcome {
+    let AdminUser(admin) = admin;
+    admin.verify_csrf(form.csrf_token())?;
+    let now = clock.now();
+    let mut conn = db.connection().await?;
+    let mut tx = conn.begin().await?;
+    if users::store::username(&mut tx, id).await?.is_none() {
+        return Ok(Err(Status::NotFound));
+    }
+    let keep = (id == admin.user_id()).then(|| admin.session_key());
+    let ended = store::revoke_all_for_user(&mut tx, id, keep, Reason::Revoked, now).await?;
+    let event = NewEvent::new(id, EventKind::SessionsRevokedByAdmin, None, client)
+        .by(admin.session_public_id())
+        .detail(format!("{} sessions, by {}", ended.len(), admin.username()));
+    events::record(&mut tx, event, now).await?;
+    tx.commit().await?;
+    Ok(Ok(Redirect::to(uri!(page))))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![page, disable, enable, revoke_sessions]
+}

@@ -1,0 +1,110 @@
+//! `GET /confirm` and `POST /confirm`: re-enter the password for a sensitive action ("sudo mode").
+//! Success sets `confirmed_until` and rotates the session token.
+
+use askama::Template;
+use rocket::form::Form;
+use rocket::http::CookieJar;
+use rocket::response::Redirect;
+use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
+use sqlx::Connection;
+
+use super::login;
+use crate::client::ClientInfo;
+use crate::clock::AppClock;
+use crate::config::SessionConfig;
+use crate::db::Db;
+use crate::error::AppResult;
+use crate::events::{self, EventKind, NewEvent};
+use crate::html::{Nav, Page};
+use crate::local_path::LocalPath;
+use crate::session::cookie::session_cookie;
+use crate::session::{self, AuthenticatedUser, Reason};
+use crate::users::{self, Password, PasswordHasher};
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    nav: Option<Nav>,
+    next: String,
+    error: Option<&'static str>,
+    csrf_token: String,
+    window_minutes: u32,
+}
+
+impl ConfirmPage {
+    fn new(user: &AuthenticatedUser, next: Option<&str>, config: &SessionConfig) -> Self {
+        ConfirmPage {
+            nav: Some(Nav::of(user)),
+            next: LocalPath::or_account(next).as_str().to_owned(),
+            error: None,
+            csrf_token: user.csrf_token().to_owned(),
+            window_minutes: config.confirm_window_secs.div_ceil(60),
+        }
+    }
+}
+
+#[derive(Responder)]
+pub enum ConfirmResponse {
+    Redirect(Redirect),
+    Page(Page<ConfirmPage>),
+}
+
+#[get("/confirm?<next>")]
+pub fn page(user: &AuthenticatedUser, next: Option<&str>, config: &State<SessionConfig>) -> Page<ConfirmPage> {
+    Page(ConfirmPage::new(user, next, config))
+}
+
+#[derive(FromForm)]
+pub struct ConfirmForm {
+    password: String,
+    csrf_token: String,
+    next: Option<String>,
+}
+
+#[post("/confirm", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
+pub async fn submit(
+    user: &AuthenticatedUser,
+    form: Form<ConfirmForm>,
+    client: &ClientInfo,
+    cookies: &CookieJar<'_>,
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    config: &State<SessionConfig>,
+    clock: &State<AppClock>,
+) -> AppResult<ConfirmResponse> {
+    user.verify_csrf(&form.csrf_token)?;
+    let stored_hash = users::store::password_hash(&mut *db.connection().await?, user.user_id()).await?;
+    let matches = match Password::parse(form.password.clone()) {
+        Ok(password) => hasher.verify(&password, stored_hash).await?,
+        Err(_) => false,
+    };
+    let now = clock.now();
+    let mut conn = db.connection().await?;
+    if !matches {
+        let event = NewEvent::new(user.user_id(), EventKind::ConfirmFailed, Some(user.session_public_id()), client);
+        events::record(&mut conn, event, now).await?;
+        let mut page = ConfirmPage::new(user, form.next.as_deref(), config);
+        page.error = Some("That password is not correct.");
+        return Ok(ConfirmResponse::Page(Page(page)));
+    }
+
+    let mut tx = conn.begin().await?;
+    // A new token as privilege rises: a token seen before the confirmation is worth less than this one.
+    let Some(token) = session::rotate(&mut tx, user.session(), Some(now + config.confirm_window()), now).await? else {
+        return Ok(ConfirmResponse::Redirect(Redirect::to(uri!(login::page(
+            Some(Reason::LoginRequired.code()),
+            None::<&str>
+        )))));
+    };
+    let event = NewEvent::new(user.user_id(), EventKind::Confirmed, Some(user.session_public_id()), client);
+    events::record(&mut tx, event, now).await?;
+    tx.commit().await?;
+
+    cookies.add(session_cookie(config, &token));
+    Ok(ConfirmResponse::Redirect(Redirect::to(LocalPath::or_account(form.next.as_deref()).as_str().to_owned())))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![page, submit]
+}

@@ -1,0 +1,129 @@
+//! `GET /account/password` and `POST /account/password`: change the password. In one
+//! transaction: the new hash, every other session and API token ended (`password_changed`),
+//! and a new token for this one.
+
+use askama::Template;
+use rocket::form::Form;
+use rocket::http::CookieJar;
+use rocket::response::Redirect;
+use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
+use sqlx::Connection;
+
+use super::login;
+use crate::client::ClientInfo;
+use crate::clock::AppClock;
+use crate::config::SessionConfig;
+use crate::db::Db;
+use crate::error::AppResult;
+use crate::events::{self, EventKind, NewEvent};
+use crate::html::{Nav, Page};
+use crate::session::cookie::session_cookie;
+use crate::session::{self, AuthenticatedUser, Reason};
+use crate::users::{self, Password, PasswordHasher};
+
+#[derive(Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage {
+    nav: Option<Nav>,
+    errors: Vec<String>,
+    /// After a change: how many other devices were signed out.
+    signed_out: Option<usize>,
+    csrf_token: String,
+}
+
+#[derive(Responder)]
+pub enum PasswordResponse {
+    Redirect(Redirect),
+    Page(Page<PasswordPage>),
+}
+
+fn form_page(user: &AuthenticatedUser, errors: Vec<String>) -> PasswordResponse {
+    let page = PasswordPage { nav: Some(Nav::of(user)), errors, signed_out: None, csrf_token: user.csrf_token().to_owned() };
+    PasswordResponse::Page(Page(page))
+}
+
+#[get("/account/password")]
+pub fn page(user: &AuthenticatedUser) -> PasswordResponse {
+    form_page(user, Vec::new())
+}
+
+#[derive(FromForm)]
+pub struct PasswordForm {
+    current_password: String,
+    new_password: String,
+    new_password_confirm: String,
+    csrf_token: String,
+}
+
+/// The new password, or every reason it cannot be used.
+fn validate_new(form: &PasswordForm, username: &str) -> Result<Password, Vec<String>> {
+    let password = Password::parse(form.new_password.clone()).map_err(|rule| vec![rule.to_owned()])?;
+    let mut errors = Vec::new();
+    if form.new_password != form.new_password_confirm {
+        errors.push("The two new passwords do not match.".to_owned());
+    }
+    if form.new_password == form.current_password {
+        errors.push("The new password must differ from the current one.".to_owned());
+    }
+    errors.extend(password.weakness(username));
+    if errors.is_empty() { Ok(password) } else { Err(errors) }
+}
+
+#[post("/account/password", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
+pub async fn submit(
+    user: &AuthenticatedUser,
+    form: Form<PasswordForm>,
+    client: &ClientInfo,
+    cookies: &CookieJar<'_>,
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    config: &State<SessionConfig>,
+    clock: &State<AppClock>,
+) -> AppResult<PasswordResponse> {
+    user.verify_csrf(&form.csrf_token)?;
+    let stored_hash = users::store::password_hash(&mut *db.connection().await?, user.user_id()).await?;
+    let current_matches = match Password::parse(form.current_password.clone()) {
+        Ok(current) => hasher.verify(&current, stored_hash).await?,
+        Err(_) => false,
+    };
+    if !current_matches {
+        return Ok(form_page(user, vec!["Your current password is not correct.".to_owned()]));
+    }
+    let new_password = match validate_new(&form, user.username()) {
+        Ok(password) => password,
+        Err(errors) => return Ok(form_page(user, errors)),
+    };
+    let new_hash = hasher.hash(&new_password).await?;
+
+    let now = clock.now();
+    let mut conn = db.connection().await?;
+    let mut tx = conn.begin().await?;
+    users::store::lock(&mut tx, user.user_id()).await?;
+    users::store::set_password_hash(&mut tx, user.user_id(), &new_hash).await?;
+    let signed_out =
+        session::end_others(&mut tx, user.session(), Reason::PasswordChanged, EventKind::SessionRevoked, client, now).await?;
+    // A new token for this device, and any privileged confirmation ends with the old password.
+    let Some(token) = session::rotate(&mut tx, user.session(), None, now).await? else {
+        // This session ended while the change was under way: nothing is committed.
+        return Ok(PasswordResponse::Redirect(Redirect::to(uri!(login::page(
+            Some(Reason::Revoked.code()),
+            None::<&str>
+        )))));
+    };
+    let event = NewEvent::new(user.user_id(), EventKind::PasswordChanged, Some(user.session_public_id()), client)
+        .detail(format!("{signed_out} other devices signed out"));
+    events::record(&mut tx, event, now).await?;
+    tx.commit().await?;
+
+    cookies.add(session_cookie(config, &token));
+    // Rendered, not redirected, so the page can say what happened; its forms carry the new token's CSRF value.
+    let mut nav = Nav::of(user);
+    nav.csrf_token = token.csrf_token();
+    let page = PasswordPage { nav: Some(nav), errors: Vec::new(), signed_out: Some(signed_out), csrf_token: token.csrf_token() };
+    Ok(PasswordResponse::Page(Page(page)))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![page, submit]
+}
