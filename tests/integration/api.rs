@@ -406,3 +406,93 @@ async fn bodies_that_are_not_the_expected_json_get_a_json_4xx() {
     // None of the above was a sign-in attempt.
     assert_eq!(families(&app).await, vec![]);
 }
+
+/// The API family's public id as the account page lists it (the row that is not this browser).
+async fn family_id_on_account_page(browser: &Device<'_>) -> String {
+    let devices = browser.devices().await;
+    assert_eq!(devices.len(), 2, "this browser and one API family");
+    devices.into_iter().find(|(_, current)| !current).map(|(id, _)| id).expect("the API family")
+}
+
+#[rocket::async_test]
+async fn an_api_family_signed_out_from_the_account_page_stays_out_even_after_refreshing() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let browser = Device::new(&client);
+    let script = Device::new(&client);
+    browser.sign_in("alice", PASSWORD).await;
+    let first = sign_in(&script).await;
+    let family = family_id_on_account_page(&browser).await;
+
+    // The family refreshes after the page was rendered: its key changes, its public id does not.
+    let current = Pair::of(&refresh(&script, &first.refresh).await);
+    browser.confirm(PASSWORD).await;
+    let reply = browser.post_from("/account", &format!("/account/sessions/{family}/revoke"), &[]).await;
+    assert_eq!(reply.location(), "/account");
+
+    assert_refused(&me(&script, &current.access).await, Status::Unauthorized, "invalid_token");
+    assert_refused(&refresh(&script, &current.refresh).await, Status::Unauthorized, "invalid_grant");
+    assert_eq!(families(&app).await, vec![(Some("revoked".to_owned()), 1)]);
+}
+
+#[rocket::async_test]
+async fn signing_out_all_other_devices_ends_api_families_too() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let browser = Device::new(&client);
+    let script = Device::new(&client);
+    browser.sign_in("alice", PASSWORD).await;
+    let pair = sign_in(&script).await;
+    browser.confirm(PASSWORD).await;
+    assert_eq!(browser.post_from("/account", "/account/sessions/revoke-others", &[]).await.location(), "/account");
+
+    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
+    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
+    assert_eq!(browser.get("/account").await.status, Status::Ok, "this browser stays signed in");
+}
+
+#[rocket::async_test]
+async fn changing_the_password_ends_every_api_family() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let browser = Device::new(&client);
+    let script = Device::new(&client);
+    browser.sign_in("alice", PASSWORD).await;
+    let pair = sign_in(&script).await;
+    browser.confirm(PASSWORD).await;
+    let new_password = "violet tractor mango seventeen";
+    let fields = [("current_password", PASSWORD), ("new_password", new_password), ("new_password_confirm", new_password)];
+    assert_eq!(browser.post_from("/account/password", "/account/password", &fields).await.status, Status::Ok);
+
+    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
+    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
+    assert_eq!(families(&app).await, vec![(Some("password_changed".to_owned()), 0)]);
+    assert_refused(&request_tokens(&script, "alice", PASSWORD).await, Status::Unauthorized, "invalid_credentials");
+    assert_eq!(request_tokens(&script, "alice", new_password).await.status, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn an_admin_signing_an_account_out_or_disabling_it_ends_its_api_families() {
+    let app = TestApp::new().await;
+    app.create_user("root", Role::Admin).await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let admin = Device::new(&client);
+    admin.sign_in("root", PASSWORD).await;
+    admin.confirm(PASSWORD).await;
+    let script = Device::new(&client);
+
+    let pair = sign_in(&script).await;
+    admin.post_from("/admin", &format!("/admin/users/{alice_id}/revoke-sessions"), &[]).await;
+    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
+    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
+
+    let pair = sign_in(&script).await;
+    admin.post_from("/admin", &format!("/admin/users/{alice_id}/disable"), &[]).await;
+    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
+    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
+    assert_refused(&request_tokens(&script, "alice", PASSWORD).await, Status::Unauthorized, "invalid_credentials");
+}
