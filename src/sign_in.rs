@@ -1,4 +1,4 @@
-//! Checking a username and password for `/login` and `/api/token`: the throttle first, then
+//! Checking a password (`/login`, `/api/token`, `/confirm`, the password change): the throttle first, then
 //! argon2, and every failure counted and recorded.
 
 use time::OffsetDateTime;
@@ -8,6 +8,7 @@ use crate::config::SessionConfig;
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
+use crate::session::AuthenticatedUser;
 use crate::throttle::{self, Admission, Attempt, RetryAfter};
 use crate::users::{self, Password, PasswordHasher};
 
@@ -56,4 +57,33 @@ pub async fn check_password(
         }
         None => Ok(Verdict::Rejected),
     }
+}
+
+/// Re-checks the password of a signed-in user (`/confirm`, the password change), throttled like a
+/// sign-in: a stolen cookie must not become an unlimited password oracle. A wrong password is
+/// recorded as `confirm_failed`.
+pub async fn check_own_password(
+    db: &Db,
+    hasher: &PasswordHasher,
+    config: &SessionConfig,
+    user: &AuthenticatedUser,
+    password: String,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> AppResult<Verdict> {
+    let attempt = match throttle::begin(&mut *db.connection().await?, config, user.username(), &client.ip, now).await? {
+        Admission::Admitted(attempt) => attempt,
+        Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
+    };
+    let stored_hash = users::store::password_hash(&mut *db.connection().await?, user.user_id()).await?;
+    let matches = match Password::parse(password) {
+        Ok(password) => hasher.verify(&password, stored_hash).await?,
+        Err(_) => false,
+    };
+    if matches {
+        return Ok(Verdict::Accepted { user_id: user.user_id(), attempt });
+    }
+    let event = NewEvent::new(user.user_id(), EventKind::ConfirmFailed, Some(user.session_public_id()), client);
+    events::record(&mut *db.connection().await?, event, now).await?;
+    Ok(Verdict::Rejected)
 }

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use rocket::form::Form;
-use rocket::http::CookieJar;
+use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
 use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
 use sqlx::Connection;
@@ -19,14 +19,16 @@ use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::session_cookie;
 use crate::session::{self, AuthenticatedUser, Reason};
-use crate::users::{self, Password, PasswordHasher};
+use crate::sign_in::{self, Verdict};
+use crate::throttle;
+use crate::users::PasswordHasher;
 
 #[derive(Template)]
 #[template(path = "confirm.html")]
 pub struct ConfirmPage {
     nav: Option<Nav>,
     next: String,
-    error: Option<&'static str>,
+    error: Option<String>,
     csrf_token: String,
     window_minutes: u32,
 }
@@ -47,6 +49,9 @@ impl ConfirmPage {
 pub enum ConfirmResponse {
     Redirect(Redirect),
     Page(Page<ConfirmPage>),
+    /// Too many wrong passwords: the form again, with how long to wait.
+    #[response(status = 429)]
+    Throttled { page: Page<ConfirmPage>, retry_after: Header<'static> },
 }
 
 #[get("/confirm?<next>")]
@@ -74,21 +79,22 @@ pub async fn submit(
     clock: &State<AppClock>,
 ) -> AppResult<ConfirmResponse> {
     user.verify_csrf(&form.csrf_token)?;
-    let stored_hash = users::store::password_hash(&mut *db.connection().await?, user.user_id()).await?;
-    let matches = match Password::parse(form.password.clone()) {
-        Ok(password) => hasher.verify(&password, stored_hash).await?,
-        Err(_) => false,
-    };
     let now = clock.now();
-    let mut conn = db.connection().await?;
-    if !matches {
-        let event = NewEvent::new(user.user_id(), EventKind::ConfirmFailed, Some(user.session_public_id()), client);
-        events::record(&mut conn, event, now).await?;
+    let form_again = |error: String| {
         let mut page = ConfirmPage::new(user, form.next.as_deref(), config);
-        page.error = Some("That password is not correct.");
-        return Ok(ConfirmResponse::Page(Page(page)));
-    }
+        page.error = Some(error);
+        Page(page)
+    };
+    let attempt = match sign_in::check_own_password(db, hasher, config, user, form.password.clone(), client, now).await? {
+        Verdict::Accepted { attempt, .. } => attempt,
+        Verdict::Rejected => return Ok(ConfirmResponse::Page(form_again("That password is not correct.".into()))),
+        Verdict::Throttled(retry_after) => {
+            let page = form_again(retry_after.message());
+            return Ok(ConfirmResponse::Throttled { page, retry_after: retry_after.header() });
+        }
+    };
 
+    let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     // A new token as privilege rises: a token seen before the confirmation is worth less than this one.
     let Some(token) = session::rotate(&mut tx, user.session(), Some(now + config.confirm_window()), now).await? else {
@@ -97,6 +103,7 @@ pub async fn submit(
             None::<&str>
         )))));
     };
+    throttle::succeeded(&mut tx, attempt).await?;
     let event = NewEvent::new(user.user_id(), EventKind::Confirmed, Some(user.session_public_id()), client);
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;

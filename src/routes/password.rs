@@ -4,7 +4,7 @@
 
 use askama::Template;
 use rocket::form::Form;
-use rocket::http::CookieJar;
+use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
 use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
 use sqlx::Connection;
@@ -19,6 +19,8 @@ use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
 use crate::session::cookie::session_cookie;
 use crate::session::{self, AuthenticatedUser, Reason};
+use crate::sign_in::{self, Verdict};
+use crate::throttle;
 use crate::users::{self, Password, PasswordHasher};
 
 #[derive(Template)]
@@ -35,15 +37,17 @@ pub struct PasswordPage {
 pub enum PasswordResponse {
     Redirect(Redirect),
     Page(Page<PasswordPage>),
+    /// Too many wrong current passwords: the form again, with how long to wait.
+    #[response(status = 429)]
+    Throttled { page: Page<PasswordPage>, retry_after: Header<'static> },
 }
 
-fn form_page(user: &AuthenticatedUser, errors: Vec<String>) -> PasswordResponse {
-    let page = PasswordPage { nav: Some(Nav::of(user)), errors, signed_out: None, csrf_token: user.csrf_token().to_owned() };
-    PasswordResponse::Page(Page(page))
+fn form_page(user: &AuthenticatedUser, errors: Vec<String>) -> Page<PasswordPage> {
+    Page(PasswordPage { nav: Some(Nav::of(user)), errors, signed_out: None, csrf_token: user.csrf_token().to_owned() })
 }
 
 #[get("/account/password")]
-pub fn page(user: &AuthenticatedUser) -> PasswordResponse {
+pub fn page(user: &AuthenticatedUser) -> Page<PasswordPage> {
     form_page(user, Vec::new())
 }
 
@@ -82,23 +86,27 @@ pub async fn submit(
     clock: &State<AppClock>,
 ) -> AppResult<PasswordResponse> {
     user.verify_csrf(&form.csrf_token)?;
-    let stored_hash = users::store::password_hash(&mut *db.connection().await?, user.user_id()).await?;
-    let current_matches = match Password::parse(form.current_password.clone()) {
-        Ok(current) => hasher.verify(&current, stored_hash).await?,
-        Err(_) => false,
-    };
-    if !current_matches {
-        return Ok(form_page(user, vec!["Your current password is not correct.".to_owned()]));
-    }
+    let now = clock.now();
     let new_password = match validate_new(&form, user.username()) {
         Ok(password) => password,
-        Err(errors) => return Ok(form_page(user, errors)),
+        Err(errors) => return Ok(PasswordResponse::Page(form_page(user, errors))),
+    };
+    let current = form.current_password.clone();
+    let attempt = match sign_in::check_own_password(db, hasher, config, user, current, client, now).await? {
+        Verdict::Accepted { attempt, .. } => attempt,
+        Verdict::Rejected => {
+            return Ok(PasswordResponse::Page(form_page(user, vec!["Your current password is not correct.".to_owned()])));
+        }
+        Verdict::Throttled(retry_after) => {
+            let page = form_page(user, vec![retry_after.message()]);
+            return Ok(PasswordResponse::Throttled { page, retry_after: retry_after.header() });
+        }
     };
     let new_hash = hasher.hash(&new_password).await?;
 
-    let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
+    throttle::succeeded(&mut tx, attempt).await?;
     users::store::lock(&mut tx, user.user_id()).await?;
     users::store::set_password_hash(&mut tx, user.user_id(), &new_hash).await?;
     let signed_out =

@@ -200,3 +200,39 @@ async fn parallel_guesses_cannot_slip_past_the_threshold() {
     assert_eq!(statuses.iter().filter(|status| **status == Status::TooManyRequests).count(), 15, "{statuses:?}");
     assert_eq!(failure_rows(&app).await, (5, 5));
 }
+
+#[rocket::async_test]
+async fn guessing_the_password_at_confirmation_or_password_change_is_throttled_too() {
+    // A long idle timeout: the test moves the clock by minutes.
+    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 3600))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let thief = Device::new(&client);
+    thief.sign_in("alice", PASSWORD).await;
+
+    // Someone holding the cookie guesses at /confirm, then at the password change.
+    for _ in 0..3 {
+        assert!(thief.confirm(WRONG).await.body.contains("That password is not correct."));
+    }
+    let change = |current: &'static str| {
+        [("current_password", current), ("new_password", "violet tractor mango seventeen"), ("new_password_confirm", "violet tractor mango seventeen")]
+    };
+    for _ in 0..2 {
+        let reply = thief.post_from("/account/password", "/account/password", &change(WRONG)).await;
+        assert!(reply.body.contains("Your current password is not correct."));
+    }
+    let confirm = thief.confirm(PASSWORD).await;
+    assert_throttled(&confirm, 60);
+    assert_eq!(
+        confirm.testid_text("confirm-error").as_deref(),
+        Some("Too many failed sign-in attempts. Please wait 1 minute and try again.")
+    );
+    let change_reply = thief.post_from("/account/password", "/account/password", &change(PASSWORD)).await;
+    assert_eq!(change_reply.status, Status::TooManyRequests);
+    assert!(change_reply.body.contains("Too many failed sign-in attempts"));
+
+    // Once the wait has passed, the right password works and resets the count.
+    app.advance_secs(61);
+    assert_eq!(thief.confirm(PASSWORD).await.location(), "/account");
+    assert_eq!(failure_rows(&app).await.0, 0);
+}
