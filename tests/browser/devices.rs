@@ -75,3 +75,29 @@ async fn a_password_change_on_one_browser_signs_the_other_out_and_keeps_this_one
     a.close().await;
     b.close().await;
 }
+
+#[rocket::async_test]
+async fn an_admin_disables_an_account_and_its_open_browser_is_signed_out() {
+    let _one = exclusive().await;
+    let app = TestApp::new().await;
+    app.create_user("root", Role::Admin).await;
+    app.create_user("alice", Role::User).await;
+    let server = app.serve().await;
+    let admin = Browser::launch().await;
+    let alice = Browser::launch().await;
+    alice.sign_in(&server.base_url, "alice", PASSWORD).await;
+    admin.sign_in(&server.base_url, "root", PASSWORD).await;
+
+    admin.click_and_wait(Locator::Css("nav a[href='/admin']")).await;
+    confirm_password(&admin).await;
+    assert_eq!(admin.path().await, "/admin");
+    assert_eq!(admin.count_testid("admin-user-row").await, 2);
+    admin.screenshot("admin").await;
+    admin.click_and_wait(Locator::Css("tr[data-username=alice] [data-testid=admin-disable]")).await;
+    assert!(admin.has_testid("admin-enable").await, "alice is now disabled");
+
+    alice.goto(&server.url("/account")).await;
+    assert_eq!(alice.path().await, "/login?reason=revoked&next=%2Faccount");
+    alice.close().await;
+    admin.close().await;
+}

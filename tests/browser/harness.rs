@@ -111,15 +111,16 @@ impl Browser {
         field.send_keys(value).await.expect("type");
     }
 
-    /// Clicks and waits until the browser has left `from` (a navigation happened).
-    pub async fn click_and_wait(&self, testid_or_css: Locator<'_>) {
-        let before = self.client.current_url().await.expect("url");
-        self.client.find(testid_or_css).await.expect("element to click").click().await.expect("click");
-        for _ in 0..100 {
-            if self.client.current_url().await.expect("url") != before {
+    /// Clicks and waits for the next page: the clicked element goes stale once the browser has
+    /// navigated, even when the new page has the same URL (a form that posts back to its page).
+    pub async fn click_and_wait(&self, locator: Locator<'_>) {
+        let element = self.client.find(locator).await.expect("element to click");
+        element.click().await.expect("click");
+        for _ in 0..200 {
+            if element.tag_name().await.is_err() {
                 break;
             }
-            sleep(Duration::from_millis(50)).await;
+            sleep(Duration::from_millis(25)).await;
         }
         self.wait_loaded().await;
     }
