@@ -89,10 +89,6 @@ impl SessionConfig {
         Duration::seconds(self.tombstone_grace_secs.into())
     }
 
-    pub fn idle_warning(&self) -> Duration {
-        Duration::seconds(self.idle_warning_secs.into())
-    }
-
     pub fn access_token_lifetime(&self) -> Duration {
         Duration::seconds(self.access_token_secs.into())
     }
