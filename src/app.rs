@@ -1,6 +1,7 @@
 //! The one place that assembles the app: configuration, database, stages, routes, catchers.
 
 use rocket::fairing::AdHoc;
+use rocket::config::LogLevel;
 use rocket::figment::Figment;
 use rocket::shield::Shield;
 use rocket::{Build, Rocket};
@@ -30,7 +31,7 @@ pub fn rocket() -> Rocket<Build> {
 
 /// The app on any configuration and clock: tests pass their own of both.
 pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
-    rocket::custom(figment)
+    rocket::custom(without_header_dumps(figment))
         .manage(clock)
         .attach(settings_stage())
         .attach(Db::init())
@@ -42,6 +43,18 @@ pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
         .attach(SecurityHeaders)
         .mount("/", routes::routes())
         .register("/", routes::catchers())
+}
+
+/// Rocket's `debug` log level prints every request's and response's headers, session cookies
+/// and `Authorization` included: tokens would reach the log. It is lowered to `normal`.
+fn without_header_dumps(figment: Figment) -> Figment {
+    match figment.extract_inner::<LogLevel>("log_level") {
+        Ok(LogLevel::Debug) => {
+            eprintln!("log_level \"debug\" would log request headers (session cookies, bearer tokens): using \"normal\"");
+            figment.merge(("log_level", LogLevel::Normal))
+        }
+        _ => figment,
+    }
 }
 
 /// Reads and checks the `sessions` table once; a wrong setting stops the launch with a message.

@@ -9,4 +9,5 @@ mod bad_input;
 mod devices;
 mod endings;
 mod foundation;
+mod logs;
 mod throttle;

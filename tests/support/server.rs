@@ -39,11 +39,7 @@ impl Server {
 
     /// Sends raw HTTP/1.1 bytes and returns the raw response: for input no client library would send.
     pub async fn raw(&self, request: &[u8]) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).await.expect("connect");
-        stream.write_all(request).await.expect("write");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("read");
-        String::from_utf8_lossy(&response).into_owned()
+        raw_http(self.port, request).await
     }
 
     /// A GET with exactly these extra header lines.
@@ -62,4 +58,13 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown.clone().notify();
     }
+}
+
+/// Sends raw bytes to 127.0.0.1:`port` and reads the whole response (send `Connection: close`).
+pub async fn raw_http(port: u16, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    String::from_utf8_lossy(&response).into_owned()
 }
