@@ -117,6 +117,8 @@ async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
     std::fs::remove_file(&log_path).ok();
     assert!(logged.contains("POST /api/token/refresh"), "the log is the app's request log: {logged:.500}");
     assert!(logged.contains("would log request headers"), "asking for the debug level is refused: {logged:.500}");
+    // ROCKET_SESSIONS overrode one setting of the debug profile, the Rocket way.
+    assert!(!logged.contains("Demo accounts"), "seed_demo_users=false from the environment");
 
     let secrets = [
         ("the session token", session.clone()),
