@@ -187,6 +187,7 @@ pub struct EventRecord {
     pub id: i64,
     pub kind: String,
     pub session_public_id: Option<Uuid>,
+    pub actor_public_id: Option<Uuid>,
     pub ip: String,
     pub user_agent: String,
     pub detail: String,
@@ -197,12 +198,18 @@ impl EventRecord {
     pub fn kind(&self) -> Option<EventKind> {
         EventKind::from_code(&self.kind)
     }
+
+    /// The device whose request caused the event (its IP and user agent are recorded): the
+    /// actor when another device acted, else the device the event is about.
+    pub fn acting_device(&self) -> Option<Uuid> {
+        self.actor_public_id.or(self.session_public_id)
+    }
 }
 
 /// The newest events of a user, newest first.
 pub async fn recent_for_user(conn: &mut PgConnection, user_id: i64, limit: i64) -> sqlx::Result<Vec<EventRecord>> {
     sqlx::query_as(
-        "SELECT id, kind, session_public_id, ip, user_agent, detail, occurred_at FROM security_events
+        "SELECT id, kind, session_public_id, actor_public_id, ip, user_agent, detail, occurred_at FROM security_events
          WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
     )
     .bind(user_id)

@@ -83,8 +83,8 @@ pub async fn page(user: &AuthenticatedUser, db: &State<Db>, clock: &State<AppClo
                 warning: kind.is_warning(),
                 when: format_time(event.occurred_at),
                 device: device::describe(&event.user_agent),
+                this_device: event.acting_device() == Some(user.session_public_id()),
                 ip: event.ip,
-                this_device: event.session_public_id == Some(user.session_public_id()),
             })
         })
         .collect();

@@ -52,7 +52,12 @@ async fn signing_another_device_out_needs_a_recent_password_confirmation() {
     let kinds = app.event_kinds(user_id).await;
     assert!(kinds.ends_with(&["confirmed".into(), "session_revoked".into()]), "{kinds:?}");
     let page = laptop.get("/account").await;
-    assert!(page.body.contains("A device was signed out from another device"));
+    let entry = page
+        .body
+        .split("data-testid=\"security-event\"")
+        .find(|entry| entry.contains("A device was signed out from another device"))
+        .expect("the revocation is in the activity log");
+    assert!(entry.contains("(this device)"), "it says which device did it: {entry}");
 }
 
 #[rocket::async_test]
