@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(program("CHROMEDRIVER", "/usr/bin/chromedriver"))
             .arg(format!("--port={port}"))
+            // Its own process group, which the browser joins: one signal stops both (see Drop).
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -156,11 +159,18 @@ impl Browser {
         self.submit("[data-testid=login-form]").await;
     }
 
+    /// Ends the WebDriver session politely; `Drop` then stops the processes.
     pub async fn close(self) {
-        let Browser { client, mut driver, profile } = self;
-        client.close().await.ok();
-        driver.kill().ok();
-        driver.wait().ok();
-        std::fs::remove_dir_all(profile).ok();
+        self.client.clone().close().await.ok();
+    }
+}
+
+/// Also runs when a test panics half-way: no driver or browser outlives its test.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        Command::new("kill").args(["-KILL", "--", &group]).status().ok();
+        self.driver.wait().ok();
+        std::fs::remove_dir_all(&self.profile).ok();
     }
 }
