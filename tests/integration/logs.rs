@@ -44,6 +44,16 @@ impl Answer {
     }
 }
 
+/// The app's process, stopped however the test ends.
+struct RunningApp(std::process::Child);
+
+impl Drop for RunningApp {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
 async fn request(port: u16, method: &str, path: &str, headers: &[String], body: &str) -> Answer {
     let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     raw.push_str(&format!("User-Agent: {CHROME_LINUX}\r\nContent-Length: {}\r\n", body.len()));
@@ -63,7 +73,7 @@ async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log_path = std::env::temp_dir().join(format!("ss-log-{}.txt", uuid::Uuid::new_v4().simple()));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_secure-sessions"))
+    let app_process = RunningApp(Command::new(env!("CARGO_BIN_EXE_secure-sessions"))
         .env("DATABASE_URL", &app.database_url)
         .env("ROCKET_PORT", port.to_string())
         .env("ROCKET_PROFILE", "debug")
@@ -72,7 +82,7 @@ async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
-        .expect("start the app binary");
+        .expect("start the app binary"));
     let mut up = false;
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -111,8 +121,7 @@ async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
     let logout_headers = [format!("Cookie: __Host-sid={session}"), "Content-Type: application/x-www-form-urlencoded".into()];
     assert_eq!(request(port, "POST", "/logout", &logout_headers, &logout_body).await.status, 303);
 
-    child.kill().ok();
-    child.wait().ok();
+    drop(app_process);
     let logged = std::fs::read_to_string(&log_path).unwrap();
     std::fs::remove_file(&log_path).ok();
     assert!(logged.contains("POST /api/token/refresh"), "the log is the app's request log: {logged:.500}");
