@@ -7,14 +7,13 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rand::rngs::OsRng;
-use rand::TryRngCore;
 use rocket::http::{Cookie, SameSite};
 use rocket::request::{FromRequest, Outcome};
 use rocket::Request;
 use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
+use crate::session::token::random_bytes;
 
 /// The form field every state-changing form carries.
 pub const FIELD: &str = "csrf_token";
@@ -52,9 +51,7 @@ impl<'r> FromRequest<'r> for PreSessionCsrf {
         if let Some(cookie) = cookies.get_private(PRE_SESSION_COOKIE) {
             return Outcome::Success(PreSessionCsrf(cookie.value().to_owned()));
         }
-        let mut bytes = [0u8; 32];
-        OsRng.try_fill_bytes(&mut bytes).expect("the operating system's random number generator must be available");
-        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let token = URL_SAFE_NO_PAD.encode(random_bytes());
         let cookie = Cookie::build((PRE_SESSION_COOKIE, token.clone()))
             .path("/")
             .secure(true)

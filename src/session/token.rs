@@ -14,13 +14,16 @@ const TOKEN_CHARS: usize = 43;
 /// it cannot end up in a log line by accident.
 pub struct SessionToken([u8; TOKEN_BYTES]);
 
+/// 256 bits from the operating system's CSPRNG: the one source of every secret the app mints.
+pub fn random_bytes() -> [u8; TOKEN_BYTES] {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    OsRng.try_fill_bytes(&mut bytes).expect("the operating system's random number generator must be available");
+    bytes
+}
+
 impl SessionToken {
     pub fn generate() -> Self {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        OsRng
-            .try_fill_bytes(&mut bytes)
-            .expect("the operating system's random number generator must be available");
-        SessionToken(bytes)
+        SessionToken(random_bytes())
     }
 
     /// Parses a presented cookie or bearer value; anything malformed is treated as no token.
