@@ -93,6 +93,13 @@ ensure_postgres() {
     export PG_BIN
 }
 
+# Make sure the pg_stat_statements extension exists (Debian ships it with the server; some
+# packagings keep it in postgresql-contrib). Call ensure_postgres first.
+ensure_pg_stat_statements() {
+    [[ -f $("$PG_BIN/pg_config" --sharedir)/extension/pg_stat_statements.control ]] ||
+        apt_install postgresql-contrib
+}
+
 # Make sure Chromium and its WebDriver (chromedriver) exist, for the browser
 # tests. CHROMIUM and CHROMEDRIVER from the environment win when they point
 # at programs; otherwise the Debian ones are used, installed if missing.
@@ -185,6 +192,7 @@ pg_process_kind() {
 # Unix socket; the superuser is "postgres" and needs no password (trust).
 # Its log is the file DIR.log next to DIR.
 # "throwaway" trades crash safety for speed, for clusters deleted afterwards.
+# PG_SERVER_OPTIONS, when set, adds server options ("-c name=value ...").
 # Sets and exports PG_DATA_DIR and PG_PORT.
 pg_cluster_start() {
     local dir=${1:?usage: pg_cluster_start DIR [throwaway]} mode=${2:-}
@@ -255,6 +263,7 @@ pg_cluster_start() {
         # pool: leave room for more than the default 100 connections.
         options+=" -c max_connections=300"
     fi
+    options+=" ${PG_SERVER_OPTIONS:-}"
 
     # Another program may grab the port between free_port and the start, so
     # try the next free ones a few times before giving up.

@@ -22,7 +22,8 @@ pub struct SessionConfig {
     pub cookie_name: String,
     pub reaper_interval_secs: u32,
     pub reaper_batch_size: u32,
-    /// Bound on argon2 hashes running at once (each takes 19 MiB and a core).
+    /// Bound on argon2 hashes running at once (each takes 19 MiB and a core). Default: one per
+    /// core, since more hashing threads than cores add memory, not speed.
     pub max_concurrent_hashes: u32,
     /// Create the demo accounts at start. Ignored by release builds.
     pub seed_demo_users: bool,
@@ -56,7 +57,7 @@ impl Default for SessionConfig {
             cookie_name: "__Host-sid".into(),
             reaper_interval_secs: 60,
             reaper_batch_size: 500,
-            max_concurrent_hashes: 4,
+            max_concurrent_hashes: std::thread::available_parallelism().map_or(1, |cores| cores.get() as u32),
             seed_demo_users: false,
             hsts: false,
             access_token_secs: 15 * 60,

@@ -1,13 +1,22 @@
-//! The PostgreSQL pool (rocket_db_pools over sqlx 0.8) and the migrations stage.
+//! The PostgreSQL connection pool (plugged into rocket_db_pools) and the migrations stage.
+
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use rocket::fairing::{self, AdHoc};
 use rocket::figment::Figment;
+use rocket::tokio::runtime::Handle;
+use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use rocket::tokio::time::timeout;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::Postgres;
-use std::time::Duration;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::error::AppError;
 
@@ -16,45 +25,217 @@ use crate::error::AppError;
 #[database("main")]
 pub struct Db(PgPool);
 
-/// rocket_db_pools' own sqlx feature pins sqlx 0.7 (RUSTSEC-2024-0363); this newtype plugs
-/// current sqlx into its `Pool` extension point instead.
+/// A connection that waited in the pool longer than this is pinged before it is handed out: the
+/// server (or a firewall on the way) may have closed it meanwhile. Under load no connection waits
+/// that long, so no request pays for the round trip.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// How long a returned connection may take to finish what its last user left unfinished.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A small pool of PostgreSQL connections.
+///
+/// sqlx's own pool tests every connection with a round trip when it hands it out and again when it
+/// takes it back, so one SQL statement cost three exchanges with the server, the last on another
+/// thread. This pool does no exchange of its own on the way: a connection that comes back with
+/// nothing pending is reused as it is; one whose statement failed, or whose transaction was
+/// dropped, finishes that work first (the rollback reaches the server at once, so no lock outlives
+/// its request), and is dropped if it cannot. Connections are reused most recent first, so a quiet
+/// pool keeps few of them warm.
 #[derive(Clone)]
-pub struct PgPool(pub sqlx::PgPool);
+pub struct PgPool(Arc<Shared>);
+
+struct Shared {
+    options: PgConnectOptions,
+    /// One permit per connection in use: at most `max_connections` exist.
+    permits: Arc<Semaphore>,
+    /// Connections waiting for a request, the most recently used last.
+    idle: Mutex<Vec<Idle>>,
+    acquire_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    /// Idle connections kept even past `idle_timeout`.
+    min_idle: usize,
+    /// How many connections were found broken so far. One found broken (the server restarted,
+    /// say) makes every connection that was checked out before then suspect: each is pinged
+    /// before its next use, instead of failing one request each.
+    breakages: AtomicU64,
+}
+
+struct Idle {
+    conn: PgConnection,
+    since: Instant,
+    /// `breakages` when the connection was last known to work.
+    breakages: u64,
+}
+
+/// One connection from the pool, returned to it when dropped. Derefs to `PgConnection`, so
+/// `&mut *conn` goes wherever a store function wants a connection.
+pub struct PooledConnection {
+    conn: Option<PgConnection>,
+    breakages: u64,
+    pool: Arc<Shared>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl PgPool {
+    /// Reads rocket_db_pools' settings: `url`, `max_connections`, `connect_timeout` (also the
+    /// longest wait for a connection), `idle_timeout`, `min_connections` (idle connections kept
+    /// past `idle_timeout`; none are opened ahead of need). Opens one connection, so that a
+    /// database that cannot be reached stops the launch.
+    pub async fn connect(config: &rocket_db_pools::Config) -> sqlx::Result<PgPool> {
+        let mut options: PgConnectOptions = config.url.parse()?;
+        if options.get_application_name().is_none() {
+            // Named in pg_stat_activity, so an operator (or a test) can tell its connections apart.
+            options = options.application_name("secure-sessions");
+        }
+        let acquire_timeout = Duration::from_secs(config.connect_timeout);
+        let pool = PgPool(Arc::new(Shared {
+            options,
+            permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            idle: Mutex::new(Vec::new()),
+            acquire_timeout,
+            idle_timeout: config.idle_timeout.map(Duration::from_secs),
+            min_idle: config.min_connections.unwrap_or(0) as usize,
+            breakages: AtomicU64::new(0),
+        }));
+        drop(pool.acquire().await?);
+        Ok(pool)
+    }
+
+    /// A connection: an idle one if there is one, else a new one. Waits at most `connect_timeout`.
+    pub async fn acquire(&self) -> sqlx::Result<PooledConnection> {
+        timeout(self.0.acquire_timeout, self.checkout()).await.map_err(|_| sqlx::Error::PoolTimedOut)?
+    }
+
+    async fn checkout(&self) -> sqlx::Result<PooledConnection> {
+        let permit = Arc::clone(&self.0.permits).acquire_owned().await.map_err(|_| sqlx::Error::PoolClosed)?;
+        while let Some(mut idle) = self.0.take_idle() {
+            let breakages = self.0.breakages.load(Ordering::Acquire);
+            let suspect = idle.since.elapsed() > PING_AFTER_IDLE || idle.breakages != breakages;
+            if !suspect || idle.conn.ping().await.is_ok() {
+                return Ok(self.0.hand_out(idle.conn, breakages, permit));
+            }
+            self.0.found_broken();
+        }
+        let breakages = self.0.breakages.load(Ordering::Acquire);
+        let conn = self.0.options.connect().await?;
+        Ok(self.0.hand_out(conn, breakages, permit))
+    }
+
+    /// Closes every idle connection; connections in use close when they come back.
+    pub async fn close(&self) {
+        self.0.permits.close();
+        let idle = std::mem::take(&mut *self.0.lock_idle());
+        for idle in idle {
+            // Closing politely lets the server log a normal disconnection; a failure changes nothing.
+            let _ = idle.conn.close().await;
+        }
+    }
+}
+
+impl Shared {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        // A panic while holding the lock leaves the list itself intact.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection, after dropping those idle past `idle_timeout`.
+    fn take_idle(&self) -> Option<Idle> {
+        let mut idle = self.lock_idle();
+        if let Some(limit) = self.idle_timeout {
+            let expired = idle.iter().take_while(|c| c.since.elapsed() > limit).count();
+            let expired = expired.min(idle.len().saturating_sub(self.min_idle));
+            idle.drain(..expired);
+        }
+        idle.pop()
+    }
+
+    fn hand_out(self: &Arc<Self>, conn: PgConnection, breakages: u64, permit: OwnedSemaphorePermit) -> PooledConnection {
+        PooledConnection { conn: Some(conn), breakages, pool: Arc::clone(self), permit: Some(permit) }
+    }
+
+    fn put_back(&self, conn: PgConnection, breakages: u64) {
+        if self.permits.is_closed() {
+            return;
+        }
+        self.lock_idle().push(Idle { conn, since: Instant::now(), breakages });
+    }
+
+    fn found_broken(&self) {
+        self.breakages.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        let (Some(mut conn), permit) = (self.conn.take(), self.permit.take()) else {
+            return;
+        };
+        // sqlx's `flush` completes whatever the last user left pending: the rest of a failed or
+        // cancelled statement, the ROLLBACK queued by a dropped transaction. With nothing pending
+        // it returns at once, without I/O: one poll tells a clean connection from the others.
+        let finished = pin!(conn.flush()).poll(&mut Context::from_waker(Waker::noop()));
+        match finished {
+            Poll::Ready(Ok(())) => self.pool.put_back(conn, self.breakages),
+            // Its socket failed (I/O error): dropped, never reused.
+            Poll::Ready(Err(_)) => self.pool.found_broken(),
+            // The server must answer first: wait for it off the request's path. The permit
+            // goes along, so the pool never holds more than `max_connections`.
+            Poll::Pending => {
+                let Ok(runtime) = Handle::try_current() else { return };
+                let (pool, breakages) = (Arc::clone(&self.pool), self.breakages);
+                runtime.spawn(async move {
+                    match timeout(FINISH_TIMEOUT, conn.flush()).await {
+                        Ok(Ok(())) => pool.put_back(conn, breakages),
+                        _ => pool.found_broken(),
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+impl Deref for PooledConnection {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        self.conn.as_ref().expect("a pooled connection is present until it is dropped")
+    }
+}
+
+impl DerefMut for PooledConnection {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("a pooled connection is present until it is dropped")
+    }
+}
 
 #[rocket::async_trait]
 impl rocket_db_pools::Pool for PgPool {
-    type Connection = PoolConnection<Postgres>;
+    type Connection = PooledConnection;
     type Error = sqlx::Error;
 
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
         let config: rocket_db_pools::Config =
             figment.extract().map_err(|e| sqlx::Error::Configuration(e.into()))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections as u32)
-            .min_connections(config.min_connections.unwrap_or(0))
-            .acquire_timeout(Duration::from_secs(config.connect_timeout))
-            .idle_timeout(config.idle_timeout.map(Duration::from_secs))
-            .connect(&config.url)
-            .await?;
-        Ok(PgPool(pool))
+        PgPool::connect(&config).await
     }
 
     async fn get(&self) -> Result<Self::Connection, Self::Error> {
-        self.0.acquire().await
+        self.acquire().await
     }
 
     async fn close(&self) {
-        self.0.close().await;
+        PgPool::close(self).await;
     }
 }
 
 impl Db {
-    pub fn pool(&self) -> &sqlx::PgPool {
-        &self.0.0
+    pub fn pool(&self) -> &PgPool {
+        &self.0
     }
 
     /// One pooled connection. Not getting one means the database is unreachable: a 503, not a bug.
-    pub async fn connection(&self) -> Result<PoolConnection<Postgres>, AppError> {
+    pub async fn connection(&self) -> Result<PooledConnection, AppError> {
         self.pool().acquire().await.map_err(AppError::DatabaseUnavailable)
     }
 }
@@ -62,13 +243,20 @@ impl Db {
 /// The schema, embedded at compile time (build.rs reruns the build when migrations/ changes).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
+async fn migrate(pool: &PgPool) -> Result<(), String> {
+    let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+    // `run_direct` is `run` on a connection: `run` needs an `Acquire` for every lifetime, which
+    // a borrowed connection cannot offer inside a `Send` future (sqlx's own workaround).
+    MIGRATOR.run_direct(&mut *conn).await.map_err(|e| e.to_string())
+}
+
 /// Brings the schema up to date before the first request.
 pub fn migrations_stage() -> AdHoc {
     AdHoc::try_on_ignite("Database migrations", |rocket: Rocket<Build>| async move {
         let Some(db) = Db::fetch(&rocket) else {
             return fairing::Result::Err(rocket);
         };
-        match MIGRATOR.run(db.pool()).await {
+        match migrate(db.pool()).await {
             Ok(()) => fairing::Result::Ok(rocket),
             Err(error) => {
                 rocket::error!("database migrations failed: {error}");

@@ -210,12 +210,12 @@ pub async fn succeeded(conn: &mut PgConnection, attempt: Attempt) -> sqlx::Resul
 
 /// Deletes failures that have left the window, in batches that each commit on their own. Safe
 /// with any number of instances: each skips the rows another is deleting.
-pub async fn forget_old(pool: &sqlx::PgPool, config: &SessionConfig, now: OffsetDateTime) -> sqlx::Result<u64> {
+pub async fn forget_old(conn: &mut PgConnection, config: &SessionConfig, now: OffsetDateTime) -> sqlx::Result<u64> {
     let cutoff = now - config.throttle_window();
     let batch = i64::from(config.reaper_batch_size);
     let mut total = 0;
     loop {
-        let deleted = delete_older_than(&mut *pool.acquire().await?, cutoff, batch).await?;
+        let deleted = delete_older_than(conn, cutoff, batch).await?;
         total += deleted;
         if deleted < batch as u64 {
             return Ok(total);

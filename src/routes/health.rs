@@ -7,7 +7,11 @@ use crate::db::Db;
 
 #[get("/healthz")]
 async fn healthz(db: &State<Db>) -> (Status, &'static str) {
-    match sqlx::query("SELECT 1").execute(db.pool()).await {
+    let answered = match db.pool().acquire().await {
+        Ok(mut conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.map(drop),
+        Err(error) => Err(error),
+    };
+    match answered {
         Ok(_) => (Status::Ok, "ok\n"),
         Err(_) => (Status::ServiceUnavailable, "database unavailable\n"),
     }

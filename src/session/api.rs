@@ -152,28 +152,34 @@ pub async fn validate(
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<ApiSession>> {
     let key = access_token.key();
-    let Some(record) = store::find_with_user(conn, &key).await? else {
-        return Ok(None);
-    };
-    let live = record.kind == API
-        && record.revoke_reason.is_none()
-        && !record.disabled
-        && now < record.expires_at
-        && record.access_expires_at.is_some_and(|access_expires_at| now < access_expires_at);
-    if !live {
-        return Ok(None);
+    // "Last active" on the device list, written at most once per touch interval like a browser's,
+    // by the lookup itself.
+    let touch = store::Touch { kind: API, now, seen_before: now - config.touch_interval(), seen_after: None };
+    // A second look only when the first one's write lost a race, as for browser sessions.
+    for _ in 0..2 {
+        let Some(record) = store::find_with_user(conn, &key, &touch).await? else {
+            return Ok(None);
+        };
+        let live = record.kind == API
+            && record.revoke_reason.is_none()
+            && !record.disabled
+            && now < record.expires_at
+            && record.access_expires_at.is_some_and(|access_expires_at| now < access_expires_at);
+        if !live {
+            return Ok(None);
+        }
+        // Due but not written: the family was refreshed, ended or touched meanwhile.
+        if now - record.last_seen_at >= config.touch_interval() && !record.touched {
+            continue;
+        }
+        return Ok(Some(ApiSession {
+            public_id: record.public_id,
+            user_id: record.user_id,
+            username: record.username,
+            role: Role::parse(&record.role),
+        }));
     }
-    // "Last active" on the device list, written at most once per touch interval like a browser's.
-    // `false`: the family ended between our read and our write.
-    if now - record.last_seen_at >= config.touch_interval() && !store::touch(conn, &key, now).await? {
-        return Ok(None);
-    }
-    Ok(Some(ApiSession {
-        public_id: record.public_id,
-        user_id: record.user_id,
-        username: record.username,
-        role: Role::parse(&record.role),
-    }))
+    Ok(None)
 }
 
 /// Ends a family at its client's request (`/api/logout`) and records it, in one transaction.

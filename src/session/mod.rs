@@ -111,8 +111,9 @@ pub async fn start(
     Ok(Started { token, public_id })
 }
 
-/// Checks a presented token against its row, the account and the policy; ends the session
-/// (with its security event, in one transaction) when the policy says so.
+/// Checks a presented token against its row, the account and the policy, writing last-seen in
+/// the same statement when it is due; ends the session (with its security event, in one
+/// transaction) when the policy says so.
 pub async fn validate(
     conn: &mut PgConnection,
     token: &SessionToken,
@@ -121,18 +122,40 @@ pub async fn validate(
     now: OffsetDateTime,
 ) -> sqlx::Result<Validated> {
     let key = token.key();
-    let Some(record) = store::find_with_user(conn, &key).await? else {
-        return Ok(Validated::Ended(Reason::LoginRequired));
+    // A second look only when the first one's write lost a race (see `validate_once`).
+    for _ in 0..2 {
+        if let Some(validated) = validate_once(conn, &key, client, config, now).await? {
+            return Ok(validated);
+        }
+    }
+    // The row changed under both looks: answered like any write that finds the session ended.
+    Ok(Validated::Ended(Reason::Revoked))
+}
+
+/// One look at the session. `None`: last-seen was due, but the write found the row changed since
+/// the statement began (revoked, rotated, or touched by a concurrent request of this session),
+/// so this snapshot cannot tell whether the session lives: look again.
+async fn validate_once(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    client: &ClientInfo,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<Validated>> {
+    let (seen_before, seen_after) = policy::touch_window(limits(config), now);
+    let touch = store::Touch { kind: BROWSER, now, seen_before, seen_after: Some(seen_after) };
+    let Some(record) = store::find_with_user(conn, key, &touch).await? else {
+        return Ok(Some(Validated::Ended(Reason::LoginRequired)));
     };
     if let Some(code) = &record.revoke_reason {
         // A tombstone: tell the returning device why it was signed out.
-        return Ok(Validated::Ended(Reason::from_code(code).unwrap_or(Reason::Revoked)));
+        return Ok(Some(Validated::Ended(Reason::from_code(code).unwrap_or(Reason::Revoked))));
     }
     if record.kind != BROWSER {
-        return Ok(Validated::Ended(Reason::LoginRequired));
+        return Ok(Some(Validated::Ended(Reason::LoginRequired)));
     }
     if record.disabled {
-        return Ok(Validated::Ended(Reason::Revoked));
+        return Ok(Some(Validated::Ended(Reason::Revoked)));
     }
     let lifetimes = Lifetimes { last_seen_at: record.last_seen_at, expires_at: record.expires_at };
     let fingerprint = FingerprintMatch {
@@ -141,37 +164,38 @@ pub async fn validate(
     };
     let (touch, watched_changed) = match policy::decide(lifetimes, limits(config), fingerprint, now) {
         Decision::End(reason) => {
-            end(conn, &key, record.user_id, record.public_id, reason, client, now).await?;
+            end(conn, key, record.user_id, record.public_id, reason, client, now).await?;
             if reason == Reason::FingerprintMismatch {
                 rocket::warn!("session {} ended: binding fingerprint changed", key.log_id());
             }
-            return Ok(Validated::Ended(reason));
+            return Ok(Some(Validated::Ended(reason)));
         }
         Decision::Continue { touch, watched_changed } => (touch, watched_changed),
     };
+    if touch && !record.touched {
+        return Ok(None);
+    }
 
     let mut confirmed_until = record.confirmed_until;
     let still_live = if watched_changed {
         confirmed_until = None;
         let mut tx = conn.begin().await?;
-        let updated = store::record_network_change(&mut tx, &key, &client.fingerprint, &client.ip, now).await?;
+        let updated = store::record_network_change(&mut tx, key, &client.fingerprint, &client.ip, now).await?;
         if updated {
             let event = NewEvent::new(record.user_id, EventKind::NetworkChanged, Some(record.public_id), client);
             events::record(&mut tx, event, now).await?;
         }
         tx.commit().await?;
         updated
-    } else if touch {
-        store::touch(conn, &key, now).await?
     } else {
         true
     };
     if !still_live {
         // Ended between our read and our write (a sign-out elsewhere): honour the tombstone.
-        return Ok(Validated::Ended(Reason::Revoked));
+        return Ok(Some(Validated::Ended(Reason::Revoked)));
     }
-    Ok(Validated::Live(LiveSession {
-        key,
+    Ok(Some(Validated::Live(LiveSession {
+        key: *key,
         public_id: record.public_id,
         user_id: record.user_id,
         username: record.username,
@@ -180,7 +204,7 @@ pub async fn validate(
         last_seen_at: if touch || watched_changed { now } else { record.last_seen_at },
         expires_at: record.expires_at,
         confirmed_until,
-    }))
+    })))
 }
 
 /// Ends one session for `reason` and records why, in one transaction. Ending an already ended

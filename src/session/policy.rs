@@ -55,6 +55,13 @@ pub fn decide(lifetimes: Lifetimes, limits: Limits, fingerprint: FingerprintMatc
     Decision::Continue { touch: idle_for >= limits.touch_interval, watched_changed: !fingerprint.watched }
 }
 
+/// The last-seen times for which a request at `now` writes last-seen, as `decide` has it: at or
+/// before the first (the touch interval has passed), after the second (not idle past the
+/// timeout). The lookup writes in the statement that reads the row, before `decide` has seen it.
+pub fn touch_window(limits: Limits, now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
+    (now - limits.touch_interval, now - limits.idle_timeout)
+}
+
 /// When the idle timeout will end the session if no request comes first, as far as the
 /// server can promise (see `decide`).
 pub fn idle_deadline(lifetimes: Lifetimes, limits: Limits) -> OffsetDateTime {
@@ -101,6 +108,19 @@ mod tests {
                 expected,
                 "last seen {last_seen}, expires {expires}, now {now}, {fingerprint:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_touch_window_writes_exactly_when_decide_says_touch() {
+        let now = at(45);
+        let (seen_before, seen_after) = touch_window(LIMITS, now);
+        for seconds in 0..=45 * 60 {
+            let last_seen_at = SIGN_IN + Duration::seconds(seconds);
+            let lifetimes = Lifetimes { last_seen_at, expires_at: at(720) };
+            let touch = matches!(decide(lifetimes, LIMITS, SAME, now), Decision::Continue { touch: true, .. });
+            let in_window = seen_after < last_seen_at && last_seen_at <= seen_before;
+            assert_eq!(in_window, touch, "last seen {seconds} s after sign-in");
         }
     }
 

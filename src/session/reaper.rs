@@ -3,6 +3,7 @@
 
 use rocket::fairing::AdHoc;
 use rocket::tokio::time::{interval, Duration, MissedTickBehavior};
+use sqlx::PgConnection;
 
 use super::store;
 use crate::clock::AppClock;
@@ -13,12 +14,12 @@ use rocket_db_pools::Database;
 
 /// Deletes every row past `expires_at + tombstone_grace`, in batches that each commit on their
 /// own, so requests never wait behind one long delete. Returns how many rows went.
-pub async fn reap_once(pool: &sqlx::PgPool, config: &SessionConfig, clock: &AppClock) -> sqlx::Result<u64> {
+pub async fn reap_once(conn: &mut PgConnection, config: &SessionConfig, clock: &AppClock) -> sqlx::Result<u64> {
     let cutoff = clock.now() - config.tombstone_grace();
     let batch = i64::from(config.reaper_batch_size);
     let mut total = 0;
     loop {
-        let deleted = store::reap(&mut *pool.acquire().await?, cutoff, batch).await?;
+        let deleted = store::reap(conn, cutoff, batch).await?;
         total += deleted;
         if deleted < batch as u64 {
             return Ok(total);
@@ -46,12 +47,19 @@ pub fn stage() -> AdHoc {
                     rocket::tokio::select! {
                         _ = &mut shutdown => return,
                         _ = ticks.tick() => {
-                            match reap_once(&pool, &config, &clock).await {
+                            let mut conn = match pool.acquire().await {
+                                Ok(conn) => conn,
+                                Err(error) => {
+                                    rocket::warn!("reaper could not reach the database (will retry): {error}");
+                                    continue;
+                                }
+                            };
+                            match reap_once(&mut conn, &config, &clock).await {
                                 Ok(0) => {}
                                 Ok(deleted) => rocket::info!("reaper deleted {deleted} expired sessions"),
                                 Err(error) => rocket::warn!("reaper failed (will retry): {error}"),
                             }
-                            if let Err(error) = throttle::forget_old(&pool, &config, clock.now()).await {
+                            if let Err(error) = throttle::forget_old(&mut conn, &config, clock.now()).await {
                                 rocket::warn!("reaper could not delete old sign-in failures (will retry): {error}");
                             }
                         }

@@ -30,6 +30,19 @@ pub struct SessionRecord {
     pub username: String,
     pub role: String,
     pub disabled: bool,
+    /// This lookup wrote `last_seen_at` (see `Touch`); the other fields are as they were before.
+    pub touched: bool,
+}
+
+/// When a lookup also writes last-seen: for a session of `kind` that is neither revoked nor past
+/// its absolute expiry (nor its access token's), last seen at or before `seen_before` (the touch
+/// interval has passed) and, when given, after `seen_after` (not idle past its timeout: such a
+/// session is ended, not touched).
+pub struct Touch {
+    pub kind: &'static str,
+    pub now: OffsetDateTime,
+    pub seen_before: OffsetDateTime,
+    pub seen_after: Option<OffsetDateTime>,
 }
 
 /// What a new session row needs.
@@ -94,28 +107,34 @@ pub async fn insert_api_family(
     Ok(public_id)
 }
 
-/// The session and its user's current role and status, revoked or not (a tombstone tells why).
-pub async fn find_with_user(conn: &mut PgConnection, key: &SessionKey) -> sqlx::Result<Option<SessionRecord>> {
+/// The session and its user's current role and status, revoked or not (a tombstone tells why),
+/// and last-seen written when `touch` says so: one statement, one round trip per request.
+///
+/// Both parts see the row as it was when the statement began, so the record shows the old
+/// last-seen. The write re-checks its conditions on the newest row: if the session was revoked,
+/// rotated or touched by a concurrent request meanwhile, it writes nothing and `touched` is
+/// false. It never brings a revoked session back.
+pub async fn find_with_user(conn: &mut PgConnection, key: &SessionKey, touch: &Touch) -> sqlx::Result<Option<SessionRecord>> {
     sqlx::query_as(
-        "SELECT s.public_id, s.user_id, s.kind, s.created_at, s.last_seen_at, s.expires_at,
+        "WITH touched AS (
+             UPDATE sessions SET last_seen_at = $2
+             WHERE key = $1 AND kind = $3 AND revoked_at IS NULL
+               AND expires_at > $2 AND (access_expires_at IS NULL OR access_expires_at > $2)
+               AND last_seen_at <= $4 AND ($5::timestamptz IS NULL OR last_seen_at > $5)
+             RETURNING 1)
+         SELECT s.public_id, s.user_id, s.kind, s.created_at, s.last_seen_at, s.expires_at,
                 s.confirmed_until, s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch, s.revoke_reason,
-                u.username, u.role, u.disabled
+                u.username, u.role, u.disabled, EXISTS (SELECT FROM touched) AS touched
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.key = $1",
     )
     .bind(key.as_bytes())
+    .bind(touch.now)
+    .bind(touch.kind)
+    .bind(touch.seen_before)
+    .bind(touch.seen_after)
     .fetch_optional(conn)
     .await
-}
-
-/// Records activity. `false`: the session ended meanwhile and must not be served.
-pub async fn touch(conn: &mut PgConnection, key: &SessionKey, now: OffsetDateTime) -> sqlx::Result<bool> {
-    let result = sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE key = $1 AND revoked_at IS NULL")
-        .bind(key.as_bytes())
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(result.rows_affected() == 1)
 }
 
 /// The watched fingerprint changed (a new network): keep the session, adopt the new values,

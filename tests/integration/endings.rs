@@ -229,7 +229,8 @@ async fn a_late_write_after_sign_out_does_not_bring_the_session_back() {
     alice.sign_out().await;
     let mut conn = app.pool.acquire().await.unwrap();
     app.advance_secs(5);
-    assert!(!store::touch(&mut conn, &key, app.clock_now()).await.unwrap());
+    let touch = store::Touch { kind: "browser", now: app.clock_now(), seen_before: app.clock_now(), seen_after: None };
+    assert!(!store::find_with_user(&mut conn, &key, &touch).await.unwrap().unwrap().touched);
     let fingerprint = secure_sessions::session::fingerprint::Fingerprint { bind: [0; 32], watch: [1; 32] };
     assert!(!store::record_network_change(&mut conn, &key, &fingerprint, "203.0.113.9", app.clock_now()).await.unwrap());
     assert!(!store::revoke(&mut conn, &key, Reason::IdleTimeout, app.clock_now()).await.unwrap());
@@ -256,11 +257,11 @@ async fn an_expired_session_is_explained_until_the_reaper_removes_it_after_the_g
     replay.set_cookie("__Host-sid", &token);
     assert!(replay.get("/account").await.location().starts_with("/login?reason=session_expired"));
     replay.set_cookie("__Host-sid", &token);
-    assert_eq!(reap_once(&app.pool, &config, &clock).await.unwrap(), 0, "kept during the grace");
+    assert_eq!(reap_once(&mut *app.pool.acquire().await.unwrap(), &config, &clock).await.unwrap(), 0, "kept during the grace");
     assert!(replay.get("/account").await.location().starts_with("/login?reason=session_expired"));
 
     app.advance_secs(i64::from(config.tombstone_grace_secs) + 1);
-    assert_eq!(reap_once(&app.pool, &config, &clock).await.unwrap(), 1);
+    assert_eq!(reap_once(&mut *app.pool.acquire().await.unwrap(), &config, &clock).await.unwrap(), 1);
     assert_eq!(app.session_row(&token).await, None);
     replay.set_cookie("__Host-sid", &token);
     assert!(replay.get("/account").await.location().starts_with("/login?reason=login_required"));
@@ -290,7 +291,8 @@ async fn two_reapers_at_once_delete_every_expired_row_exactly_once_and_nothing_e
         .unwrap();
     }
     let clock = AppClock::new(app.clock.clone());
-    let (first, second) = rocket::tokio::join!(reap_once(&app.pool, &config, &clock), reap_once(&app.pool, &config, &clock));
+    let (mut one, mut other) = (app.pool.acquire().await.unwrap(), app.pool.acquire().await.unwrap());
+    let (first, second) = rocket::tokio::join!(reap_once(&mut one, &config, &clock), reap_once(&mut other, &config, &clock));
     assert_eq!(first.unwrap() + second.unwrap(), 1000);
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&app.pool).await.unwrap();
     assert_eq!(left, 20);

@@ -10,4 +10,5 @@ mod devices;
 mod endings;
 mod foundation;
 mod logs;
+mod request_path;
 mod throttle;

@@ -1,0 +1,229 @@
+//! The request path: one SQL statement per signed-in request, last-seen written once per touch
+//! interval even when requests race, and a connection pool that neither keeps a dead connection
+//! nor lets a lock outlive its request.
+
+use std::time::Duration;
+
+use rocket::http::Status;
+use rocket::tokio::time::sleep;
+use rocket_db_pools::Database;
+use secure_sessions::db::Db;
+use secure_sessions::users::{self, Role};
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::support::http::Device;
+use crate::support::{server_url, TestApp, PASSWORD};
+
+/// Counts the SQL statements the app sends to this test's database, with pg_stat_statements
+/// (which `scripts/test` preloads). Each test has a database of its own, so the count is exact.
+struct Statements<'a> {
+    app: &'a TestApp,
+}
+
+impl<'a> Statements<'a> {
+    /// Starts counting from zero, once the reaper's pass at launch (which runs beside the first
+    /// requests) has finished.
+    async fn start(app: &'a TestApp) -> Statements<'a> {
+        app.pool
+            .execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await
+            .expect("pg_stat_statements must be preloaded: run the tests with scripts/test");
+        for _ in 0..100 {
+            let reaped: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_statements
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND query LIKE 'DELETE FROM sign_in_failures%'",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            if reaped > 0 {
+                break;
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+        app.pool
+            .execute("/* test */ SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)")
+            .await
+            .unwrap();
+        Statements { app }
+    }
+
+    /// Statements executed since `start`, the test's own (marked `/* test */`) left out.
+    async fn count(&self) -> i64 {
+        sqlx::query_scalar(
+            "/* test */ SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND query NOT LIKE '/* test */%'",
+        )
+        .fetch_one(&self.app.pool)
+        .await
+        .unwrap()
+    }
+}
+
+/// Records every write of `last_seen_at` in a table of its own, for the test to count.
+async fn log_last_seen_writes(app: &TestApp) {
+    for statement in [
+        "CREATE TABLE last_seen_writes (at timestamptz NOT NULL)",
+        "CREATE FUNCTION log_last_seen_write() RETURNS trigger LANGUAGE plpgsql AS
+         $$ BEGIN INSERT INTO last_seen_writes VALUES (NEW.last_seen_at); RETURN NEW; END $$",
+        "CREATE TRIGGER log_last_seen_write AFTER UPDATE OF last_seen_at ON sessions
+         FOR EACH ROW EXECUTE FUNCTION log_last_seen_write()",
+    ] {
+        app.pool.execute(statement).await.unwrap();
+    }
+}
+
+async fn last_seen_writes(app: &TestApp) -> i64 {
+    sqlx::query_scalar("/* test */ SELECT count(*) FROM last_seen_writes").fetch_one(&app.pool).await.unwrap()
+}
+
+#[rocket::async_test]
+async fn a_signed_in_request_is_one_sql_statement_even_when_it_writes_last_seen() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let token = alice.session_cookie().unwrap();
+    log_last_seen_writes(&app).await;
+    let statements = Statements::start(&app).await;
+
+    assert_eq!(alice.get("/account/password").await.status, Status::Ok);
+    assert_eq!(alice.get("/account/password").await.status, Status::Ok);
+    assert_eq!(statements.count().await, 2);
+    assert_eq!(last_seen_writes(&app).await, 0, "nothing written within the touch interval");
+
+    app.advance_secs(i64::from(app.config().touch_interval_secs));
+    assert_eq!(alice.get("/account/password").await.status, Status::Ok);
+    assert_eq!(statements.count().await, 3, "the write of last-seen is part of the one statement");
+    assert_eq!(last_seen_writes(&app).await, 1);
+    let last_seen: time::OffsetDateTime = sqlx::query_scalar("/* test */ SELECT last_seen_at FROM sessions WHERE key = $1")
+        .bind(secure_sessions::session::token::SessionToken::parse(&token).unwrap().key().as_bytes())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(last_seen, app.clock_now());
+}
+
+#[rocket::async_test]
+async fn a_bearer_request_is_one_sql_statement_even_when_it_writes_last_seen() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let reply = client
+        .post("/api/token")
+        .header(rocket::http::ContentType::JSON)
+        .body(serde_json::json!({ "username": "alice", "password": PASSWORD }).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(reply.status(), Status::Ok);
+    let body: serde_json::Value = serde_json::from_str(&reply.into_string().await.unwrap()).unwrap();
+    let bearer = format!("Bearer {}", body["access_token"].as_str().unwrap());
+    let me = || client.get("/api/me").header(rocket::http::Header::new("Authorization", bearer.clone())).dispatch();
+    log_last_seen_writes(&app).await;
+    let statements = Statements::start(&app).await;
+
+    assert_eq!(me().await.status(), Status::Ok);
+    app.advance_secs(i64::from(app.config().touch_interval_secs));
+    assert_eq!(me().await.status(), Status::Ok);
+    assert_eq!(statements.count().await, 2);
+    assert_eq!(last_seen_writes(&app).await, 1);
+}
+
+/// The race: two requests of one session arrive together just as last-seen is due. The write
+/// happens once; the request whose write found the row already written must still be served
+/// (a session is never ended by its own second tab).
+#[rocket::async_test]
+async fn two_requests_at_the_moment_last_seen_is_due_are_both_served_and_write_it_once() {
+    const ROUNDS: i64 = 60;
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    log_last_seen_writes(&app).await;
+    let touch_interval = i64::from(app.config().touch_interval_secs);
+    assert!(touch_interval * ROUNDS < i64::from(app.config().absolute_timeout_secs));
+
+    for round in 0..ROUNDS {
+        app.advance_secs(touch_interval);
+        let (first, second) = rocket::tokio::join!(alice.get("/account/password"), alice.get("/account/password"));
+        assert_eq!((first.status, second.status), (Status::Ok, Status::Ok), "round {round}");
+    }
+    assert_eq!(last_seen_writes(&app).await, ROUNDS, "one write per touch interval");
+}
+
+/// The app's own connections to its test database (they name themselves), by server process id.
+async fn app_backends(app: &TestApp, admin: &mut PgConnection) -> Vec<i32> {
+    let name = app.database_url.rsplit('/').next().unwrap();
+    sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'secure-sessions'")
+        .bind(name)
+        .fetch_all(admin)
+        .await
+        .unwrap()
+}
+
+#[rocket::async_test]
+async fn when_the_database_drops_every_connection_at_most_one_request_fails_and_none_after_it() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    // Several requests at once: several pooled connections.
+    let replies = rocket::tokio::join!(
+        alice.get("/account/password"),
+        alice.get("/account/password"),
+        alice.get("/account/password"),
+        alice.get("/account/password"),
+    );
+    assert!([replies.0, replies.1, replies.2, replies.3].iter().all(|reply| reply.status == Status::Ok));
+
+    // What a server restart does to a pool: every connection closed under it.
+    let mut admin = PgConnection::connect(&server_url()).await.unwrap();
+    let backends = app_backends(&app, &mut admin).await;
+    assert!(backends.len() >= 2, "several pooled connections: {backends:?}");
+    for pid in &backends {
+        sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut admin).await.unwrap();
+    }
+    for _ in 0..100 {
+        let alive = app_backends(&app, &mut admin).await;
+        if !alive.iter().any(|pid| backends.contains(pid)) {
+            break;
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut statuses = Vec::new();
+    for _ in 0..backends.len() + 2 {
+        statuses.push(alice.get("/account/password").await.status);
+    }
+    assert!(matches!(statuses[0], Status::Ok | Status::ServiceUnavailable), "{statuses:?}");
+    assert!(statuses[1..].iter().all(|status| *status == Status::Ok), "one dead connection each: {statuses:?}");
+}
+
+#[rocket::async_test]
+async fn a_transaction_dropped_half_way_releases_its_locks_when_its_connection_returns() {
+    let app = TestApp::new().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let db = Db::fetch(client.rocket()).expect("the app's database");
+    {
+        let mut conn = db.connection().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        users::store::lock(&mut tx, user_id).await.unwrap();
+        // Dropped without commit or rollback, as an early return or an error leaves it.
+    }
+
+    let mut other = app.pool.acquire().await.unwrap();
+    other.execute("SET lock_timeout = '5s'").await.unwrap();
+    let mut tx = other.begin().await.unwrap();
+    users::store::lock(&mut tx, user_id).await.expect("the dropped transaction's lock is released");
+    tx.rollback().await.unwrap();
+    drop(other);
+
+    let alice = Device::new(&client);
+    assert_eq!(alice.sign_in("alice", PASSWORD).await.status, Status::SeeOther, "the pool goes on serving");
+}
