@@ -1,7 +1,7 @@
 //! Contract details a client can rely on: every state-changing form checks its CSRF token before
-//! anything else.
+//! anything else, and a JSON client learns that it needs a confirmation by a stable code.
 
-use rocket::http::{Method, Status};
+use rocket::http::{Accept, Method, Status};
 use secure_sessions::users::Role;
 
 use crate::support::http::{Device, Reply, FIREFOX_WINDOWS};
@@ -85,4 +85,35 @@ async fn every_state_changing_form_refuses_a_missing_or_foreign_csrf_token_with_
     let csrf = visitor.get("/login").await.csrf_token();
     let incomplete = visitor.post_form("/login", &[("csrf_token", &csrf)]).await;
     assert_eq!(incomplete.status, Status::UnprocessableEntity);
+}
+
+#[rocket::async_test]
+async fn a_json_client_without_a_recent_confirmation_gets_the_confirmation_required_code() {
+    let app = TestApp::new().await;
+    app.create_user("admin", Role::Admin).await;
+    let client = app.client().await;
+    let admin = Device::new(&client);
+    admin.sign_in("admin", PASSWORD).await;
+    let csrf = admin.get("/account").await.csrf_token();
+
+    let post = |path: &'static str, token: &str| {
+        let request = admin.request(Method::Post, path).header(rocket::http::ContentType::Form).header(Accept::JSON);
+        admin.send(request.body(format!("csrf_token={token}")))
+    };
+    let reply = post("/account/sessions/revoke-others", &csrf).await;
+    assert_eq!(reply.status, Status::Forbidden);
+    assert_eq!(reply.error_code(), "confirmation_required", "{}", reply.body);
+    let reply = admin.send(admin.request(Method::Get, "/admin").header(Accept::JSON)).await;
+    assert_eq!(reply.status, Status::Forbidden);
+    assert_eq!(reply.error_code(), "confirmation_required", "{}", reply.body);
+
+    // Once confirmed, a wrong CSRF token is told apart from a missing confirmation.
+    admin.confirm(PASSWORD).await;
+    let reply = post("/account/sessions/revoke-others", "forged").await;
+    assert_eq!(reply.status, Status::Forbidden);
+    assert_eq!(reply.error_code(), "forbidden", "{}", reply.body);
+    // A browser (no JSON asked for) is still sent to confirm, as before.
+    let browser = Device::new(&client);
+    browser.sign_in("admin", PASSWORD).await;
+    assert_eq!(browser.get("/admin").await.location(), "/confirm?next=%2Fadmin");
 }
