@@ -1,5 +1,6 @@
 //! Contract details a client can rely on: every state-changing form checks its CSRF token before
-//! anything else, and a JSON client learns that it needs a confirmation by a stable code.
+//! anything else, a JSON client learns that it needs a confirmation by a stable code, and no
+//! response names the server software.
 
 use rocket::http::{Accept, Method, Status};
 use secure_sessions::users::Role;
@@ -116,4 +117,15 @@ async fn a_json_client_without_a_recent_confirmation_gets_the_confirmation_requi
     let browser = Device::new(&client);
     browser.sign_in("admin", PASSWORD).await;
     assert_eq!(browser.get("/admin").await.location(), "/confirm?next=%2Fadmin");
+}
+
+#[rocket::async_test]
+async fn no_response_names_the_server_software() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    for path in ["/login", "/healthz", "/static/app.css", "/no-such-page", "/account"] {
+        let reply = visitor.get(path).await;
+        assert_eq!(reply.header("Server"), None, "{path} ({}) names the server", reply.status);
+    }
 }

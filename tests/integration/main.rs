@@ -7,6 +7,7 @@ mod support;
 mod api;
 mod bad_input;
 mod contract;
+mod defaults;
 mod devices;
 mod endings;
 mod foundation;

@@ -2,6 +2,7 @@
 //! test (copied from a migrated template) and the app built on it.
 #![allow(dead_code)] // each suite uses its own subset
 
+pub mod binary;
 pub mod http;
 pub mod server;
 
@@ -93,7 +94,8 @@ pub async fn fresh_database() -> String {
     database_url(&name)
 }
 
-fn random_secret_key() -> String {
+/// A random value for Rocket's `secret_key` (the key that seals private cookies).
+pub fn random_secret_key() -> String {
     use base64::Engine;
     let key: [u8; 64] = std::array::from_fn(|_| rand::random());
     base64::engine::general_purpose::STANDARD.encode(key)
@@ -117,7 +119,8 @@ impl TestApp {
 
     pub async fn with(configure: impl FnOnce(Figment) -> Figment) -> TestApp {
         let database_url = fresh_database().await;
-        let figment = rocket::Config::figment()
+        // The app's own configuration stack: its safe defaults in code, Rocket.toml, ROCKET_*.
+        let figment = secure_sessions::app::figment()
             .select("test")
             .merge(("databases.main.url", &database_url))
             .merge(("databases.main.max_connections", 8))
