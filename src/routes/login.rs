@@ -11,11 +11,11 @@ use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::db::Db;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{presented_token, session_cookie};
-use crate::session::{self, AuthenticatedUser, Reason};
+use crate::session::{self, AuthenticatedUser, Reason, SessionError};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
 use crate::users::PasswordHasher;
@@ -60,15 +60,19 @@ pub enum LoginResponse {
 pub fn page(
     reason: Option<&str>,
     next: Option<&str>,
-    user: Option<&AuthenticatedUser>,
+    user: Result<&AuthenticatedUser, SessionError>,
     csrf: &PreSessionCsrf,
-) -> LoginResponse {
-    if user.is_some() {
-        return LoginResponse::Redirect(Redirect::to(LocalPath::or_account(next).as_str().to_owned()));
+) -> AppResult<LoginResponse> {
+    match user {
+        Ok(_) => Ok(LoginResponse::Redirect(Redirect::to(LocalPath::or_account(next).as_str().to_owned()))),
+        Err(SessionError::Ended(_)) => {
+            let mut page = LoginPage::new(csrf, next);
+            page.reason_message = reason.and_then(Reason::from_code).map(Reason::message);
+            Ok(LoginResponse::Page(Page(page)))
+        }
+        // Whether this visitor is signed in is unknown: a 503, not a sign-in form for someone signed in.
+        Err(_) => Err(AppError::SessionCheckFailed),
     }
-    let mut page = LoginPage::new(csrf, next);
-    page.reason_message = reason.and_then(Reason::from_code).map(Reason::message);
-    LoginResponse::Page(Page(page))
 }
 
 #[derive(FromForm)]

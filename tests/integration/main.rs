@@ -12,4 +12,5 @@ mod devices;
 mod endings;
 mod foundation;
 mod logs;
+mod outage;
 mod throttle;
