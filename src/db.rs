@@ -12,7 +12,7 @@ use rocket::fairing::{self, AdHoc};
 use rocket::figment::Figment;
 use rocket::tokio::runtime::Handle;
 use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use rocket::tokio::time::timeout;
+use rocket::tokio::time::{sleep, timeout};
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -24,6 +24,11 @@ use crate::error::AppError;
 #[derive(Database)]
 #[database("main")]
 pub struct Db(PgPool);
+
+/// How long a request waits for a pooled connection (`databases.main.acquire_timeout_ms`)
+/// before it is answered 503. Short, because while the database is down every request waits
+/// this long; long enough for a burst of requests to queue for a connection.
+pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 1000;
 
 /// A connection that waited in the pool longer than this is pinged before it is handed out: the
 /// server (or a firewall on the way) may have closed it meanwhile. Under load no connection waits
@@ -77,17 +82,16 @@ pub struct PooledConnection {
 }
 
 impl PgPool {
-    /// Reads rocket_db_pools' settings: `url`, `max_connections`, `connect_timeout` (also the
-    /// longest wait for a connection), `idle_timeout`, `min_connections` (idle connections kept
-    /// past `idle_timeout`; none are opened ahead of need). Opens one connection, so that a
-    /// database that cannot be reached stops the launch.
-    pub async fn connect(config: &rocket_db_pools::Config) -> sqlx::Result<PgPool> {
+    /// A pool with rocket_db_pools' settings (`url`, `max_connections`, `idle_timeout`,
+    /// `min_connections`: idle connections kept past `idle_timeout`, none opened ahead of need),
+    /// handing out connections within `acquire_timeout`. Waits up to `connect_timeout` for the
+    /// database to answer, so that one that cannot be reached stops the launch.
+    pub async fn connect(config: &rocket_db_pools::Config, acquire_timeout: Duration) -> sqlx::Result<PgPool> {
         let mut options: PgConnectOptions = config.url.parse()?;
         if options.get_application_name().is_none() {
             // Named in pg_stat_activity, so an operator (or a test) can tell its connections apart.
             options = options.application_name("secure-sessions");
         }
-        let acquire_timeout = Duration::from_secs(config.connect_timeout);
         let pool = PgPool(Arc::new(Shared {
             options,
             permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
@@ -97,11 +101,28 @@ impl PgPool {
             min_idle: config.min_connections.unwrap_or(0) as usize,
             breakages: AtomicU64::new(0),
         }));
-        drop(pool.acquire().await?);
+        pool.wait_for_database(Duration::from_secs(config.connect_timeout)).await?;
         Ok(pool)
     }
 
-    /// A connection: an idle one if there is one, else a new one. Waits at most `connect_timeout`.
+    /// At start the database may still be coming up (a restart, a failover): keep trying for
+    /// `connect_timeout`, however short the per-request acquire timeout is.
+    async fn wait_for_database(&self, connect_timeout: Duration) -> sqlx::Result<()> {
+        let deadline = Instant::now() + connect_timeout;
+        loop {
+            match self.acquire().await {
+                Ok(_) => return Ok(()),
+                // Refused or unanswered: it may still be starting.
+                Err(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) if Instant::now() < deadline => {
+                    sleep(Duration::from_millis(100)).await;
+                }
+                // Anything else (a wrong password, no such database) will not pass by waiting.
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// A connection: an idle one if there is one, else a new one. Waits at most `acquire_timeout`.
     pub async fn acquire(&self) -> sqlx::Result<PooledConnection> {
         timeout(self.0.acquire_timeout, self.checkout()).await.map_err(|_| sqlx::Error::PoolTimedOut)?
     }
@@ -214,10 +235,19 @@ impl rocket_db_pools::Pool for PgPool {
     type Connection = PooledConnection;
     type Error = sqlx::Error;
 
+    /// `figment` is the `databases.main` table: rocket_db_pools' keys, and `acquire_timeout_ms`.
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
-        let config: rocket_db_pools::Config =
-            figment.extract().map_err(|e| sqlx::Error::Configuration(e.into()))?;
-        PgPool::connect(&config).await
+        let configuration = |error: rocket::figment::Error| sqlx::Error::Configuration(error.into());
+        let config: rocket_db_pools::Config = figment.extract().map_err(configuration)?;
+        let acquire_timeout_ms: u64 = if figment.contains("acquire_timeout_ms") {
+            figment.extract_inner("acquire_timeout_ms").map_err(configuration)?
+        } else {
+            DEFAULT_ACQUIRE_TIMEOUT_MS
+        };
+        if acquire_timeout_ms == 0 {
+            return Err(sqlx::Error::Configuration("acquire_timeout_ms must be positive".into()));
+        }
+        PgPool::connect(&config, Duration::from_millis(acquire_timeout_ms)).await
     }
 
     async fn get(&self) -> Result<Self::Connection, Self::Error> {
