@@ -191,9 +191,10 @@ impl Drop for PooledConnection {
         let (Some(mut conn), permit) = (self.conn.take(), self.permit.take()) else {
             return;
         };
-        // sqlx's `flush` completes whatever the last user left pending: the rest of a failed or
-        // cancelled statement, the ROLLBACK queued by a dropped transaction. With nothing pending
-        // it returns at once, without I/O: one poll tells a clean connection from the others.
+        // `Connection::flush` (public in sqlx 0.8, though left out of its documentation) completes
+        // whatever the last user left pending: the rest of a failed or cancelled statement, the
+        // ROLLBACK queued by a dropped transaction. With nothing pending it returns at once,
+        // without I/O: one poll tells a clean connection from the others.
         let finished = pin!(conn.flush()).poll(&mut Context::from_waker(Waker::noop()));
         match finished {
             Poll::Ready(Ok(())) => self.pool.put_back(conn, self.breakages),

@@ -257,11 +257,11 @@ async fn an_expired_session_is_explained_until_the_reaper_removes_it_after_the_g
     replay.set_cookie("__Host-sid", &token);
     assert!(replay.get("/account").await.location().starts_with("/login?reason=session_expired"));
     replay.set_cookie("__Host-sid", &token);
-    assert_eq!(reap_once(&mut *app.pool.acquire().await.unwrap(), &config, &clock).await.unwrap(), 0, "kept during the grace");
+    assert_eq!(reap_once(&mut app.pool.acquire().await.unwrap(), &config, &clock).await.unwrap(), 0, "kept during the grace");
     assert!(replay.get("/account").await.location().starts_with("/login?reason=session_expired"));
 
     app.advance_secs(i64::from(config.tombstone_grace_secs) + 1);
-    assert_eq!(reap_once(&mut *app.pool.acquire().await.unwrap(), &config, &clock).await.unwrap(), 1);
+    assert_eq!(reap_once(&mut app.pool.acquire().await.unwrap(), &config, &clock).await.unwrap(), 1);
     assert_eq!(app.session_row(&token).await, None);
     replay.set_cookie("__Host-sid", &token);
     assert!(replay.get("/account").await.location().starts_with("/login?reason=login_required"));

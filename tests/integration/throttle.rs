@@ -116,9 +116,9 @@ async fn failures_leave_the_count_when_the_window_has_passed_and_the_reaper_dele
         fail_to_sign_in(&alice, "alice").await;
     }
     app.advance_secs(14 * 60);
-    assert_eq!(throttle::forget_old(&mut *app.pool.acquire().await.unwrap(), &app.config(), app.clock_now()).await.unwrap(), 0);
+    assert_eq!(throttle::forget_old(&mut app.pool.acquire().await.unwrap(), &app.config(), app.clock_now()).await.unwrap(), 0);
     app.advance_secs(60);
-    assert_eq!(throttle::forget_old(&mut *app.pool.acquire().await.unwrap(), &app.config(), app.clock_now()).await.unwrap(), 10);
+    assert_eq!(throttle::forget_old(&mut app.pool.acquire().await.unwrap(), &app.config(), app.clock_now()).await.unwrap(), 10);
     assert_eq!(failure_rows(&app).await, (0, 0));
     assert_eq!(alice.sign_in("alice", PASSWORD).await.location(), "/account");
 }
