@@ -8,7 +8,7 @@ use rocket::http::Status;
 use rocket::tokio::time::sleep;
 use rocket_db_pools::Database;
 use secure_sessions::db::Db;
-use secure_sessions::users::{self, Role};
+use secure_sessions::users::Role;
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::support::http::Device;
@@ -204,6 +204,11 @@ async fn when_the_database_drops_every_connection_at_most_one_request_fails_and_
     assert!(statuses[1..].iter().all(|status| *status == Status::Ok), "one dead connection each: {statuses:?}");
 }
 
+/// The row lock a sign-in or a password change takes on the account.
+async fn lock_user(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(user_id).execute(conn).await.map(drop)
+}
+
 #[rocket::async_test]
 async fn a_transaction_dropped_half_way_releases_its_locks_when_its_connection_returns() {
     let app = TestApp::new().await;
@@ -213,14 +218,14 @@ async fn a_transaction_dropped_half_way_releases_its_locks_when_its_connection_r
     {
         let mut conn = db.connection().await.unwrap();
         let mut tx = conn.begin().await.unwrap();
-        users::store::lock(&mut tx, user_id).await.unwrap();
+        lock_user(&mut tx, user_id).await.unwrap();
         // Dropped without commit or rollback, as an early return or an error leaves it.
     }
 
     let mut other = app.pool.acquire().await.unwrap();
     other.execute("SET lock_timeout = '5s'").await.unwrap();
     let mut tx = other.begin().await.unwrap();
-    users::store::lock(&mut tx, user_id).await.expect("the dropped transaction's lock is released");
+    lock_user(&mut tx, user_id).await.expect("the dropped transaction's lock is released");
     tx.rollback().await.unwrap();
     drop(other);
 
