@@ -41,6 +41,7 @@ pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
         // Rocket's default Shield would add a second, weaker frame policy; ours owns every header.
         .attach(Shield::new())
         .attach(SecurityHeaders)
+        .attach(routes::dbsc::offer_stage())
         .mount("/", routes::routes())
         .register("/", routes::catchers())
 }

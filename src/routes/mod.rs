@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod confirm;
+pub mod dbsc;
 pub mod errors;
 pub mod health;
 pub mod home;
@@ -29,6 +30,7 @@ pub fn routes() -> Vec<Route> {
         api::routes(),
         health::routes(),
         keepalive::routes(),
+        dbsc::routes(),
         assets::routes(),
     ]
     .concat()

@@ -4,9 +4,11 @@
 pub mod api;
 pub mod bearer;
 pub mod cookie;
+pub mod dbsc;
 pub mod fingerprint;
 pub mod guard;
 pub mod policy;
+pub mod proof;
 pub mod reaper;
 pub mod reason;
 pub mod store;
@@ -41,11 +43,20 @@ pub struct LiveSession {
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub confirmed_until: Option<OffsetDateTime>,
+    /// Device-bound sessions only: the CSRF token their forms carry.
+    pub bound_csrf: Option<Vec<u8>>,
+    /// The registration challenge on offer, and since when (unbound sessions).
+    pub dbsc_offer: Option<(String, OffsetDateTime)>,
 }
 
 impl LiveSession {
     pub fn lifetimes(&self) -> Lifetimes {
         Lifetimes { last_seen_at: self.last_seen_at, expires_at: self.expires_at }
+    }
+
+    /// Bound to a key on the device (DBSC): its tokens are short-lived and renewed by signed refreshes.
+    pub fn is_bound(&self) -> bool {
+        self.bound_csrf.is_some()
     }
 }
 
@@ -134,6 +145,11 @@ pub async fn validate(
     if record.disabled {
         return Ok(Validated::Ended(Reason::Revoked));
     }
+    if !policy::bound_token_accepted(record.bound_until, now) {
+        // Only the device's key could have renewed this token: refused, and the session is left
+        // alone, so a copied cookie can neither use nor end it.
+        return Ok(Validated::Ended(Reason::BoundCookieExpired));
+    }
     let lifetimes = Lifetimes { last_seen_at: record.last_seen_at, expires_at: record.expires_at };
     let fingerprint = FingerprintMatch {
         bound: record.fingerprint_bind == client.fingerprint.bind,
@@ -180,6 +196,8 @@ pub async fn validate(
         last_seen_at: if touch || watched_changed { now } else { record.last_seen_at },
         expires_at: record.expires_at,
         confirmed_until,
+        bound_csrf: record.bound_csrf,
+        dbsc_offer: record.dbsc_offer.zip(record.dbsc_offered_at),
     }))
 }
 
@@ -212,14 +230,21 @@ pub async fn end(
 
 /// Gives the current session a new token (the old one dies at once) and sets or clears its
 /// privileged confirmation, inside the caller's transaction. `None`: it ended meanwhile.
+/// A device-bound session stays bound: the new token gets its own deadline (set its cookie
+/// with `cookie::issued_cookie`).
 pub async fn rotate(
     tx: &mut PgConnection,
     session: &LiveSession,
     confirmed_until: Option<OffsetDateTime>,
+    config: &SessionConfig,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<SessionToken>> {
     let token = SessionToken::generate();
-    let rotated = store::rotate(tx, &session.key, &token.key(), confirmed_until, now).await?;
+    let mut rotated = store::rotate(tx, &session.key, &token.key(), confirmed_until, now).await?;
+    if rotated && session.is_bound() {
+        let bound_until = now + config.bound_cookie_lifetime();
+        rotated = store::rebind_rotated(tx, &token.key(), &token.csrf_bytes(), bound_until).await?;
+    }
     Ok(rotated.then_some(token))
 }
 
