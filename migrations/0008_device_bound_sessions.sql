@@ -16,14 +16,19 @@ ALTER TABLE sessions
     ADD CONSTRAINT sessions_dbsc_offer CHECK ((dbsc_offer IS NULL) = (dbsc_offered_at IS NULL));
 
 -- Refresh challenges: several may be outstanding for one session (a signature over an older one
--- can arrive after a newer was issued), each accepted once and only while recent. In PostgreSQL,
--- so any app instance can check a challenge another issued.
+-- can arrive after a newer was issued), each accepted once, only while recent, and only to
+-- replace the token it was issued under. In PostgreSQL, so any app instance can check a
+-- challenge another issued.
 CREATE TABLE dbsc_challenges (
-    challenge  TEXT        PRIMARY KEY,
+    id         BIGINT      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- issue order
+    challenge  TEXT        NOT NULL UNIQUE,
     session_id UUID        NOT NULL REFERENCES sessions (public_id) ON DELETE CASCADE,
+    -- The session's key (its token's SHA-256) when the challenge was issued: a proof over it may
+    -- replace that token only, so of refreshes answering challenges issued together, one wins.
+    session_key BYTEA      NOT NULL CHECK (length(session_key) = 32),
     issued_at  TIMESTAMPTZ NOT NULL
 );
 
 -- Issuing prunes a session's oldest challenges; the reaper deletes stale ones by age.
-CREATE INDEX dbsc_challenges_session ON dbsc_challenges (session_id, issued_at);
+CREATE INDEX dbsc_challenges_session ON dbsc_challenges (session_id, id);
 CREATE INDEX dbsc_challenges_issued_at ON dbsc_challenges (issued_at);

@@ -17,11 +17,11 @@ use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::Db;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::session::cookie::{bound_session_cookie, cleared_session_cookie, credential_attributes, ended_note, presented_token};
 use crate::session::dbsc::{self, Offer, Refreshed, Refusal, Registered};
 use crate::session::proof::ProofError;
-use crate::session::{AuthenticatedUser, Reason, SessionError};
+use crate::session::Reason;
 
 /// The DBSC request headers, as sent (absent ones are `None`).
 pub struct DbscHeaders<'r> {
@@ -124,11 +124,11 @@ fn configuration(public_id: Uuid, config: &SessionConfig) -> Value {
     })
 }
 
-/// Registration: binds this request's session to the key in the proof.
+/// Registration: binds the session of the cookie to the key in the proof. Not behind the session
+/// guard: the browser's registration request lacks headers the fingerprint covers (see
+/// `dbsc::register`).
 #[post("/session/dbsc/register")]
-#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn register(
-    user: Result<&AuthenticatedUser, SessionError>,
     headers: DbscHeaders<'_>,
     client: &ClientInfo,
     cookies: &CookieJar<'_>,
@@ -136,24 +136,23 @@ pub async fn register(
     config: &State<SessionConfig>,
     clock: &State<AppClock>,
 ) -> AppResult<DbscResponse> {
-    let user = match user {
-        Ok(user) => user,
-        Err(SessionError::Ended(reason)) => return Ok(DbscResponse::ended(reason)),
-        Err(_) => return Err(AppError::SessionCheckFailed),
-    };
-    // The guard accepted the cookie, so it is there and well-formed.
-    let Some(token) = presented_token(cookies, config) else {
-        return Ok(DbscResponse::ended(Reason::LoginRequired));
-    };
+    let token = presented_token(cookies, config);
     let mut conn = db.connection().await?;
-    let registered =
-        dbsc::register(&mut conn, user.session(), &token, headers.response, client, config, clock.now()).await?;
+    let registered = dbsc::register(&mut conn, token.as_ref(), headers.response, client, config, clock.now()).await?;
     Ok(match registered {
-        Registered::Bound => {
-            // The same token, now short-lived: refused by the server past `bound_cookie_secs`
-            // however long the browser would keep it.
-            cookies.add(bound_session_cookie(config, &token));
-            DbscResponse::new(Status::Ok, configuration(user.session_public_id(), config))
+        Registered::Bound(public_id) => {
+            if let Some(token) = &token {
+                // The same token, now short-lived: refused by the server past `bound_cookie_secs`
+                // however long the browser would keep it.
+                cookies.add(bound_session_cookie(config, token));
+            }
+            DbscResponse::new(Status::Ok, configuration(public_id, config))
+        }
+        Registered::Ended(reason) => {
+            if cookies.get(&config.cookie_name).is_some() {
+                cookies.add(cleared_session_cookie(config));
+            }
+            DbscResponse::ended(reason)
         }
         Registered::Refused(refusal) => DbscResponse::refused(&refusal),
     })

@@ -64,7 +64,8 @@ pub enum Refusal {
     InvalidChallenge,
     /// The session is bound to a key already: a second key would let a copied cookie take it over.
     AlreadyBound,
-    /// Another refresh of this session won (two at once: exactly one does).
+    /// Another refresh (or rotation) replaced the token the challenge was issued under: of two
+    /// refreshes at once, exactly one wins.
     Conflict,
 }
 
@@ -99,25 +100,56 @@ async fn record_refusal(
 
 pub enum Registered {
     /// Bound: set the session cookie again, now short-lived, and answer the configuration.
-    Bound,
+    Bound(Uuid),
+    /// No live browser session behind the cookie, for this reason.
+    Ended(Reason),
     Refused(Refusal),
 }
 
-/// Binds the live session of this request (`token` is its cookie) to the key in the proof, if
-/// the proof is signed by that key over the registration challenge on offer. The token stays:
-/// pages already open keep working, and from now on it is refused `bound_cookie_secs` after
-/// this moment unless the device refreshes.
+/// Binds the live session whose cookie is `token` to the key in the proof, if the proof is
+/// signed by that key over the registration challenge on offer. The token stays: pages already
+/// open keep working, and from now on it is refused `bound_cookie_secs` after this moment unless
+/// the device refreshes.
+///
+/// The session is checked as on every request except for the fingerprint: Chromium's
+/// registration request carries no `sec-ch-ua`, and the challenge in the proof was shown only on
+/// this session's pages, which did pass the fingerprint check.
 pub async fn register(
     conn: &mut PgConnection,
-    session: &LiveSession,
-    token: &SessionToken,
+    token: Option<&SessionToken>,
     response: Option<&str>,
     client: &ClientInfo,
     config: &SessionConfig,
     now: OffsetDateTime,
 ) -> sqlx::Result<Registered> {
+    let Some(token) = token else {
+        return Ok(Registered::Ended(Reason::LoginRequired));
+    };
+    let key = token.key();
+    let Some(record) = store::find_with_user(conn, &key).await? else {
+        return Ok(Registered::Ended(Reason::LoginRequired));
+    };
+    if let Some(code) = &record.revoke_reason {
+        return Ok(Registered::Ended(Reason::from_code(code).unwrap_or(Reason::Revoked)));
+    }
+    if record.kind != super::BROWSER {
+        return Ok(Registered::Ended(Reason::LoginRequired));
+    }
+    if record.disabled {
+        return Ok(Registered::Ended(Reason::Revoked));
+    }
+    if !policy::bound_token_accepted(record.bound_until, now) {
+        return Ok(Registered::Ended(Reason::BoundCookieExpired));
+    }
+    let lifetimes = Lifetimes { last_seen_at: record.last_seen_at, expires_at: record.expires_at };
+    let same_device = FingerprintMatch { bound: true, watched: true };
+    if let Decision::End(reason) = policy::decide(lifetimes, super::limits(config), same_device, now) {
+        super::end(conn, &key, record.user_id, record.public_id, reason, client, now).await?;
+        return Ok(Registered::Ended(reason));
+    }
+
     let refusal = 'refused: {
-        if session.is_bound() {
+        if record.bound_until.is_some() {
             break 'refused Refusal::AlreadyBound;
         }
         let Some(response) = response else {
@@ -127,31 +159,31 @@ pub async fn register(
             Ok(proof) => proof,
             Err(error) => break 'refused Refusal::Proof(error),
         };
-        let Some(key) = proof.jwk else {
+        let Some(device_key) = proof.jwk else {
             break 'refused Refusal::Proof(ProofError::Malformed("no jwk at registration"));
         };
-        if let Err(error) = proof.verify(&key) {
+        if let Err(error) = proof.verify(&device_key) {
             break 'refused Refusal::Proof(error);
         }
         let mut tx = conn.begin().await?;
         let binding = store::Binding {
             challenge: &proof.challenge,
             offered_after: now - CHALLENGE_LIFETIME,
-            public_key: &proof::key_bytes(&key),
+            public_key: &proof::key_bytes(&device_key),
             // The CSRF token the session's pages already carry: it stays while refreshes rotate the token.
             csrf: &token.csrf_bytes(),
             bound_until: now + config.bound_cookie_lifetime(),
         };
-        if !store::bind(&mut tx, &session.key, &binding).await? {
+        if !store::bind(&mut tx, &key, &binding).await? {
             break 'refused Refusal::InvalidChallenge;
         }
-        let event = NewEvent::new(session.user_id, EventKind::SessionBound, Some(session.public_id), client)
-            .detail(format!("key thumbprint {}", proof::thumbprint(&key)));
+        let event = NewEvent::new(record.user_id, EventKind::SessionBound, Some(record.public_id), client)
+            .detail(format!("key thumbprint {}", proof::thumbprint(&device_key)));
         events::record(&mut tx, event, now).await?;
         tx.commit().await?;
-        return Ok(Registered::Bound);
+        return Ok(Registered::Bound(record.public_id));
     };
-    record_refusal(conn, session.user_id, session.public_id, &refusal, client, now).await?;
+    record_refusal(conn, record.user_id, record.public_id, &refusal, client, now).await?;
     Ok(Registered::Refused(refusal))
 }
 
@@ -167,9 +199,10 @@ pub enum Refreshed {
     Refused { refusal: Refusal, challenge: Option<String> },
 }
 
-async fn issue_challenge(conn: &mut PgConnection, session: Uuid, now: OffsetDateTime) -> sqlx::Result<String> {
+/// A refresh challenge for the session, valid for replacing its current token `key` only.
+async fn issue_challenge(conn: &mut PgConnection, session: Uuid, key: &SessionKey, now: OffsetDateTime) -> sqlx::Result<String> {
     let challenge = new_challenge();
-    store::insert_dbsc_challenge(conn, session, &challenge, OUTSTANDING_CHALLENGES, now).await?;
+    store::insert_dbsc_challenge(conn, session, key, &challenge, OUTSTANDING_CHALLENGES, now).await?;
     Ok(challenge)
 }
 
@@ -208,7 +241,7 @@ pub async fn refresh(
         return Ok(Refreshed::Ended(Some(reason)));
     }
     let Some(response) = response else {
-        return Ok(Refreshed::Challenge(issue_challenge(conn, public_id, now).await?));
+        return Ok(Refreshed::Challenge(issue_challenge(conn, public_id, &key, now).await?));
     };
 
     let refusal = 'refused: {
@@ -221,12 +254,14 @@ pub async fn refresh(
             break 'refused Refusal::Proof(error);
         }
         let mut tx = conn.begin().await?;
-        if !store::take_dbsc_challenge(&mut tx, public_id, &proof.challenge, now - CHALLENGE_LIFETIME).await? {
+        let issued_under = store::take_dbsc_challenge(&mut tx, public_id, &proof.challenge, now - CHALLENGE_LIFETIME).await?;
+        let Some(issued_under) = issued_under else {
             break 'refused Refusal::InvalidChallenge;
-        }
+        };
         let token = SessionToken::generate();
-        // From the token this refresh started from: of two refreshes at once, exactly one wins.
-        if !store::rotate_bound(&mut tx, &key, &token.key(), now + config.bound_cookie_lifetime()).await? {
+        // Only the token the challenge was issued under is replaced: of refreshes answering
+        // challenges issued together, exactly one wins, however their requests interleave.
+        if !store::rotate_bound(&mut tx, &issued_under, &token.key(), now + config.bound_cookie_lifetime()).await? {
             break 'refused Refusal::Conflict;
         }
         tx.commit().await?;
@@ -234,7 +269,7 @@ pub async fn refresh(
     };
     record_refusal(conn, record.user_id, public_id, &refusal, client, now).await?;
     let challenge = match refusal {
-        Refusal::InvalidChallenge => Some(issue_challenge(conn, public_id, now).await?),
+        Refusal::InvalidChallenge => Some(issue_challenge(conn, public_id, &key, now).await?),
         _ => None,
     };
     Ok(Refreshed::Refused { refusal, challenge })

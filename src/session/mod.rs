@@ -29,7 +29,8 @@ use crate::users::Role;
 use policy::{Decision, FingerprintMatch, Lifetimes, Limits};
 use token::{SessionKey, SessionToken};
 
-const BROWSER: &str = "browser";
+/// The `kind` of a browser session (API token families are `api`).
+pub(crate) const BROWSER: &str = "browser";
 
 /// A session that passed every check on this request.
 #[derive(Debug, Clone)]

@@ -508,53 +508,58 @@ pub async fn find_by_public_id(conn: &mut PgConnection, public_id: Uuid) -> sqlx
     .await
 }
 
-/// Issues a refresh challenge for a bound session, keeping at most `keep` of its newest
-/// (anyone who knows a session's public id can ask for challenges: they must not pile up).
+/// Issues a refresh challenge for a bound session under its current key, keeping at most `keep`
+/// of its newest (anyone who knows a session's public id can ask for challenges: they must not
+/// pile up).
 pub async fn insert_dbsc_challenge(
     conn: &mut PgConnection,
     session: Uuid,
+    key: &SessionKey,
     challenge: &str,
     keep: i64,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "DELETE FROM dbsc_challenges WHERE challenge IN (
-             SELECT challenge FROM dbsc_challenges WHERE session_id = $1
-             ORDER BY issued_at DESC OFFSET $2)",
+        "DELETE FROM dbsc_challenges WHERE id IN (
+             SELECT id FROM dbsc_challenges WHERE session_id = $1 ORDER BY id DESC OFFSET $2)",
     )
     .bind(session)
     .bind(keep - 1)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("INSERT INTO dbsc_challenges (challenge, session_id, issued_at) VALUES ($1, $2, $3)")
+    sqlx::query("INSERT INTO dbsc_challenges (challenge, session_id, session_key, issued_at) VALUES ($1, $2, $3, $4)")
         .bind(challenge)
         .bind(session)
+        .bind(key.as_bytes())
         .bind(now)
         .execute(conn)
         .await?;
     Ok(())
 }
 
-/// Consumes a refresh challenge issued for this session after `issued_after`. `false`: unknown,
-/// issued for another session, already used, or too old. Of two concurrent uses, one wins.
+/// Consumes a refresh challenge issued for this session after `issued_after`, and returns the
+/// session key it was issued under. `None`: unknown, issued for another session, already used,
+/// or too old. Of two concurrent uses, one gets it.
 pub async fn take_dbsc_challenge(
     conn: &mut PgConnection,
     session: Uuid,
     challenge: &str,
     issued_after: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    let result =
-        sqlx::query("DELETE FROM dbsc_challenges WHERE challenge = $1 AND session_id = $2 AND issued_at > $3")
-            .bind(challenge)
-            .bind(session)
-            .bind(issued_after)
-            .execute(conn)
-            .await?;
-    Ok(result.rows_affected() == 1)
+) -> sqlx::Result<Option<SessionKey>> {
+    let issued_under: Option<Vec<u8>> = sqlx::query_scalar(
+        "DELETE FROM dbsc_challenges WHERE challenge = $1 AND session_id = $2 AND issued_at > $3
+         RETURNING session_key",
+    )
+    .bind(challenge)
+    .bind(session)
+    .bind(issued_after)
+    .fetch_optional(conn)
+    .await?;
+    Ok(issued_under.as_deref().and_then(SessionKey::from_stored))
 }
 
-/// A DBSC refresh: a compare-and-swap from the token the refresh started from to a new one, with
-/// its deadline. Neither last-seen nor anything else moves: a refresh is the browser's doing,
+/// A DBSC refresh: a compare-and-swap from the token the answered challenge was issued under
+/// to a new one, with its deadline. Neither last-seen nor anything else moves: a refresh is the browser's doing,
 /// not the person's, so it does not keep an idle session alive. `false`: a concurrent refresh
 /// (or rotation) won, or the session ended meanwhile.
 pub async fn rotate_bound(

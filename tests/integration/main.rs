@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod bad_input;
+mod dbsc;
 mod devices;
 mod endings;
 mod foundation;

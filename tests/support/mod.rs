@@ -2,6 +2,7 @@
 //! test (copied from a migrated template) and the app built on it.
 #![allow(dead_code)] // each suite uses its own subset
 
+pub mod dbsc;
 pub mod http;
 pub mod server;
 
