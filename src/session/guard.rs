@@ -21,7 +21,7 @@ use crate::users::Role;
 
 /// A signed-in user and the session that proves it. Only `FromRequest` builds one.
 pub struct AuthenticatedUser {
-    session: LiveSession,
+    session: Box<LiveSession>,
     csrf_token: String,
     idle: IdleCountdown,
     /// Privileged confirmation ("sudo mode") is in force for this request.

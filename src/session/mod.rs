@@ -62,7 +62,8 @@ impl LiveSession {
 }
 
 pub enum Validated {
-    Live(LiveSession),
+    /// Boxed: the row is large, and the guard keeps it for the rest of the request.
+    Live(Box<LiveSession>),
     Ended(Reason),
 }
 
@@ -187,7 +188,7 @@ pub async fn validate(
         // Ended between our read and our write (a sign-out elsewhere): honour the tombstone.
         return Ok(Validated::Ended(Reason::Revoked));
     }
-    Ok(Validated::Live(LiveSession {
+    Ok(Validated::Live(Box::new(LiveSession {
         key,
         public_id: record.public_id,
         user_id: record.user_id,
@@ -199,7 +200,7 @@ pub async fn validate(
         confirmed_until,
         bound_csrf: record.bound_csrf,
         dbsc_offer: record.dbsc_offer.zip(record.dbsc_offered_at),
-    }))
+    })))
 }
 
 /// Ends one session for `reason` and records why, in one transaction. Ending an already ended
