@@ -6,9 +6,12 @@ mod support;
 
 mod api;
 mod bad_input;
+mod contract;
 mod dbsc;
+mod defaults;
 mod devices;
 mod endings;
 mod foundation;
 mod logs;
+mod outage;
 mod throttle;
