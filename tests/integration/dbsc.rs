@@ -564,3 +564,21 @@ async fn of_concurrent_refreshes_with_one_proof_exactly_one_wins() {
     assert_eq!(statuses.iter().filter(|s| **s == Status::Ok).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == Status::Ok || *s == Status::Forbidden), "{statuses:?}");
 }
+
+#[rocket::async_test]
+async fn a_form_posted_from_another_site_to_the_dbsc_endpoints_changes_nothing() {
+    let app = TestApp::new().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let (session_id, _) = alice.devices().await.remove(0);
+    let challenge = offered_challenge(&alice).await;
+
+    // A form can carry the cookie (were SameSite not there) and any field, but not the headers.
+    let fields = [("Secure-Session-Response", challenge.as_str()), ("Sec-Secure-Session-Id", session_id.as_str())];
+    assert_refused(&alice.post_form(REGISTER, &fields).await, Status::BadRequest, "missing_proof");
+    assert_refused(&alice.post_form(REFRESH, &fields).await, Status::BadRequest, "missing_session_id");
+    assert_eq!(row(&app, &session_id).await.dbsc_key, None);
+    assert_eq!(app.event_kinds(user_id).await, vec!["sign_in"]);
+}
