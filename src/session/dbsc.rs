@@ -144,7 +144,7 @@ pub async fn register(
     let lifetimes = Lifetimes { last_seen_at: record.last_seen_at, expires_at: record.expires_at };
     let same_device = FingerprintMatch { bound: true, watched: true };
     if let Decision::End(reason) = policy::decide(lifetimes, super::limits(config), same_device, now) {
-        super::end(conn, &key, record.user_id, record.public_id, reason, client, now).await?;
+        super::end(conn, record.user_id, record.public_id, reason, client, now).await?;
         return Ok(Registered::Ended(reason));
     }
 
@@ -237,7 +237,7 @@ pub async fn refresh(
     let lifetimes = Lifetimes { last_seen_at: record.last_seen_at, expires_at: record.expires_at };
     let same_device = FingerprintMatch { bound: true, watched: true };
     if let Decision::End(reason) = policy::decide(lifetimes, super::limits(config), same_device, now) {
-        super::end(conn, &key, record.user_id, public_id, reason, client, now).await?;
+        super::end(conn, record.user_id, public_id, reason, client, now).await?;
         return Ok(Refreshed::Ended(Some(reason)));
     }
     let Some(response) = response else {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note, read_ended_note};
 use super::dbsc::{self, Offer};
-use super::token::{encode_csrf, SessionKey, SessionToken};
+use super::token::{encode_csrf, SessionToken};
 use super::{policy, LiveSession, Reason, Validated};
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
@@ -50,10 +50,6 @@ impl AuthenticatedUser {
 
     pub fn session(&self) -> &LiveSession {
         &self.session
-    }
-
-    pub fn session_key(&self) -> &SessionKey {
-        &self.session.key
     }
 
     pub fn session_public_id(&self) -> Uuid {

@@ -14,4 +14,5 @@ mod endings;
 mod foundation;
 mod logs;
 mod outage;
+mod races;
 mod throttle;
