@@ -75,3 +75,40 @@ async fn chromium_binds_its_session_and_renews_the_expired_cookie_with_its_key()
     assert!(!kinds.contains(&"binding_proof_refused".to_owned()), "the browser's proofs were all accepted: {kinds:?}");
     browser.close().await;
 }
+
+#[rocket::async_test]
+async fn a_bound_browser_signed_out_elsewhere_learns_why_through_its_refresh() {
+    let _one = exclusive().await;
+    let mut app = TestApp::new().await;
+    app.system_clock = true;
+    app.create_user("alice", Role::User).await;
+    let server = app.serve().await;
+    let https = TlsProxy::start(server.port).await;
+    let laptop = Browser::launch_dbsc(&https.spki_sha256).await;
+    laptop.sign_in(&https.url(""), "alice", PASSWORD).await;
+    let bound = eventually(Duration::from_secs(10), async || {
+        session_row(&app).await.is_some_and(|(_, dbsc_key)| dbsc_key.is_some())
+    })
+    .await;
+    assert!(bound, "Chromium registered a key for the session");
+
+    // Another browser changes the password: the laptop's session ends while its bound cookie
+    // is still in its jar, or already gone; either way its next page must say why.
+    let phone = Browser::launch().await;
+    phone.sign_in(&server.base_url, "alice", PASSWORD).await;
+    phone.goto(&server.url("/account/password")).await;
+    phone.fill("current_password", PASSWORD).await;
+    phone.fill("new_password", "violet tractor mango seventeen").await;
+    phone.fill("new_password_confirm", "violet tractor mango seventeen").await;
+    phone.submit("[data-testid=password-form]").await;
+    assert!(phone.has_testid("password-changed").await);
+    let expired = eventually(Duration::from_secs(15), async || laptop.cookie("__Host-sid").await.is_none()).await;
+    assert!(expired, "the bound cookie expired in the laptop's browser");
+
+    laptop.goto(&https.url("/account")).await;
+    assert_eq!(laptop.path().await, "/login?reason=password_changed&next=%2Faccount");
+    assert!(laptop.text_of("login-reason").await.contains("Your password was changed"));
+    laptop.screenshot("dbsc-ended-elsewhere").await;
+    phone.close().await;
+    laptop.close().await;
+}
