@@ -12,7 +12,7 @@ use crate::config::SessionConfig;
 use crate::db::{self, Db};
 use crate::headers::SecurityHeaders;
 use crate::users::PasswordHasher;
-use crate::{demo, routes, session};
+use crate::{demo, routes, session, test_hooks};
 
 /// Rocket's configuration (Rocket.toml, then `ROCKET_*` variables), with `DATABASE_URL`, when
 /// set, as the database to use.
@@ -24,9 +24,11 @@ pub fn figment() -> Figment {
     }
 }
 
-/// The app on the system clock: what `main` launches.
+/// The app on the system clock (in test mode, on one the suite can move): what `main` launches.
 pub fn rocket() -> Rocket<Build> {
-    build(figment(), AppClock::system())
+    let figment = figment();
+    let clock = test_hooks::clock_for(&figment);
+    build(figment, clock)
 }
 
 /// The app on any configuration and clock: tests pass their own of both.
@@ -34,6 +36,7 @@ pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
     rocket::custom(without_header_dumps(figment))
         .manage(clock)
         .attach(settings_stage())
+        .attach(test_hooks::stage())
         .attach(Db::init())
         .attach(db::migrations_stage())
         .attach(demo::stage())

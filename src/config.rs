@@ -39,6 +39,10 @@ pub struct SessionConfig {
     pub throttle_ip_failures: u32,
     /// How long a failed sign-in counts, and the longest delay the throttle imposes.
     pub throttle_window_secs: u32,
+    /// Test mode: mount the `/__test/` API for end-to-end suites (`crate::test_hooks`).
+    pub test_hooks: bool,
+    /// The second switch test mode needs in the release profile or a release build.
+    pub test_hooks_in_release: bool,
 }
 
 impl Default for SessionConfig {
@@ -64,6 +68,8 @@ impl Default for SessionConfig {
             throttle_account_failures: 5,
             throttle_ip_failures: 50,
             throttle_window_secs: 15 * 60,
+            test_hooks: false,
+            test_hooks_in_release: false,
         }
     }
 }

@@ -243,6 +243,26 @@ pub async fn revoke_other(
     Ok(result.rows_affected() == 1)
 }
 
+/// Ends one live session or API token family by its public id, whoever's it is (as an
+/// administrator would). Returns its user; `None` when no live session has that id.
+pub async fn revoke_by_public_id(
+    conn: &mut PgConnection,
+    public_id: Uuid,
+    reason: Reason,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+         WHERE public_id = $1 AND revoked_at IS NULL
+         RETURNING user_id",
+    )
+    .bind(public_id)
+    .bind(now)
+    .bind(reason.code())
+    .fetch_optional(conn)
+    .await
+}
+
 /// Ends every live session and API token family of a user, except `keep` (the current one).
 /// Returns the public ids ended, for the security log.
 pub async fn revoke_all_for_user(

@@ -10,4 +10,5 @@ mod devices;
 mod endings;
 mod foundation;
 mod logs;
+mod test_hooks;
 mod throttle;
