@@ -3,7 +3,6 @@
 //! and a new token for this one.
 
 use askama::Template;
-use rocket::form::Form;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
 use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
@@ -13,6 +12,7 @@ use super::login;
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
+use crate::csrf::CsrfForm;
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
@@ -56,7 +56,6 @@ pub struct PasswordForm {
     current_password: String,
     new_password: String,
     new_password_confirm: String,
-    csrf_token: String,
 }
 
 /// The new password, or every reason it cannot be used.
@@ -77,7 +76,7 @@ fn validate_new(form: &PasswordForm, username: &str) -> Result<Password, Vec<Str
 #[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
     user: &AuthenticatedUser,
-    form: Form<PasswordForm>,
+    form: CsrfForm<PasswordForm>,
     client: &ClientInfo,
     cookies: &CookieJar<'_>,
     db: &State<Db>,
@@ -85,7 +84,6 @@ pub async fn submit(
     config: &State<SessionConfig>,
     clock: &State<AppClock>,
 ) -> AppResult<PasswordResponse> {
-    user.verify_csrf(&form.csrf_token)?;
     let now = clock.now();
     let new_password = match validate_new(&form, user.username()) {
         Ok(password) => password,

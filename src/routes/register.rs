@@ -1,7 +1,6 @@
 //! `GET /register` and `POST /register`: demo sign-up, which signs the new account in.
 
 use askama::Template;
-use rocket::form::Form;
 use rocket::http::CookieJar;
 use rocket::response::Redirect;
 use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
@@ -11,7 +10,7 @@ use super::account;
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
-use crate::csrf::PreSessionCsrf;
+use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
@@ -49,8 +48,8 @@ pub enum RegisterResponse {
 }
 
 #[get("/register")]
-pub fn page(csrf: PreSessionCsrf) -> Page<RegisterPage> {
-    Page(RegisterPage::new(&csrf))
+pub fn page(csrf: &PreSessionCsrf) -> Page<RegisterPage> {
+    Page(RegisterPage::new(csrf))
 }
 
 #[derive(FromForm)]
@@ -58,7 +57,6 @@ pub struct RegisterForm {
     username: String,
     password: String,
     password_confirm: String,
-    csrf_token: String,
 }
 
 /// The account the form asks for, or every reason it cannot be created.
@@ -83,8 +81,8 @@ fn validate(form: &RegisterForm) -> Result<(Username, Password), Vec<String>> {
 #[post("/register", data = "<form>")]
 #[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
-    form: Form<RegisterForm>,
-    csrf: PreSessionCsrf,
+    form: PreSessionCsrfForm<RegisterForm>,
+    csrf: &PreSessionCsrf,
     client: &ClientInfo,
     cookies: &CookieJar<'_>,
     db: &State<Db>,
@@ -92,9 +90,8 @@ pub async fn submit(
     config: &State<SessionConfig>,
     clock: &State<AppClock>,
 ) -> AppResult<RegisterResponse> {
-    csrf.verify(&form.csrf_token)?;
     let refuse = |errors: Vec<String>| {
-        let mut page = RegisterPage::new(&csrf);
+        let mut page = RegisterPage::new(csrf);
         page.errors = errors;
         page.username = form.username.chars().take(64).collect();
         Ok(RegisterResponse::Page(Page(page)))

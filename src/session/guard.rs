@@ -12,7 +12,6 @@ use super::{policy, LiveSession, Reason, Validated};
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
-use crate::csrf;
 use crate::db::Db;
 use rocket_db_pools::Database;
 use crate::error::AppError;
@@ -72,14 +71,9 @@ impl AuthenticatedUser {
         self.idle
     }
 
-    /// The token this session's forms must carry.
+    /// The token this session's forms must carry (`csrf::CsrfForm` checks it).
     pub fn csrf_token(&self) -> &str {
         &self.csrf_token
-    }
-
-    /// Rejects a state-changing form that did not come from one of this session's pages.
-    pub fn verify_csrf(&self, presented: &str) -> Result<(), AppError> {
-        csrf::verify(&self.csrf_token, presented)
     }
 }
 
