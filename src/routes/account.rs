@@ -115,7 +115,7 @@ pub async fn revoke_one(
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
-    if store::revoke_other(&mut tx, user.user_id(), id, user.session_key(), Reason::Revoked, now).await? {
+    if store::revoke_other(&mut tx, user.user_id(), id, user.session_public_id(), Reason::Revoked, now).await? {
         let event = NewEvent::new(user.user_id(), EventKind::SessionRevoked, Some(id), client).by(user.session_public_id());
         events::record(&mut tx, event, now).await?;
     }

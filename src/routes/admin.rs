@@ -14,7 +14,7 @@ use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
-use crate::session::{store, AdminUser, Reason};
+use crate::session::{self, store, AdminUser, Reason};
 use crate::users;
 
 #[derive(Template)]
@@ -86,7 +86,7 @@ async fn set_disabled(
         return Ok(Err(Status::NotFound));
     }
     let kind = if disabled {
-        store::revoke_all_for_user(&mut tx, id, None, Reason::Revoked, now).await?;
+        session::end_all_for_user(&mut tx, id, None, Reason::Revoked, now).await?;
         EventKind::AccountDisabled
     } else {
         EventKind::AccountEnabled
@@ -114,8 +114,8 @@ pub async fn revoke_sessions(
     if users::store::username(&mut tx, id).await?.is_none() {
         return Ok(Err(Status::NotFound));
     }
-    let keep = (id == admin.user_id()).then(|| admin.session_key());
-    let ended = store::revoke_all_for_user(&mut tx, id, keep, Reason::Revoked, now).await?;
+    let keep = (id == admin.user_id()).then(|| admin.session_public_id());
+    let ended = session::end_all_for_user(&mut tx, id, keep, Reason::Revoked, now).await?;
     let event = NewEvent::new(id, EventKind::SessionsRevokedByAdmin, None, client)
         .by(admin.session_public_id())
         .detail(format!("{} sessions, by {}", ended.len(), admin.username()));

@@ -102,8 +102,8 @@ pub async fn submit(
     };
     let now = clock.now();
     let verdict = sign_in::check_password(db, hasher, config, &form.username, form.password.clone(), client, now).await?;
-    let (user_id, attempt) = match verdict {
-        Verdict::Accepted { user_id, attempt } => (user_id, attempt),
+    let (credentials, attempt) = match verdict {
+        Verdict::Accepted { credentials, attempt } => (credentials, attempt),
         Verdict::Rejected => return Ok(LoginResponse::Page(form_again(CREDENTIALS_REJECTED.to_owned()))),
         Verdict::Throttled(retry_after) => {
             let page = form_again(retry_after.message());
@@ -114,7 +114,13 @@ pub async fn submit(
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
-    let started = session::start(&mut tx, user_id, presented_token(cookies, config), client, config, now).await?;
+    let Some(started) = session::start(&mut tx, credentials, presented_token(cookies, config), client, config, now).await?
+    else {
+        // The password was changed, or the account disabled or signed out everywhere, while it
+        // was being checked: the check proves nothing now. Nothing is committed, so the attempt
+        // still counts as a failure.
+        return Ok(LoginResponse::Page(form_again(CREDENTIALS_REJECTED.to_owned())));
+    };
     tx.commit().await?;
 
     cookies.add(session_cookie(config, &started.token));

@@ -38,8 +38,8 @@ pub async fn logout(
             form?;
             let mut conn = db.connection().await?;
             let session = user.session();
-            session::end(&mut conn, &session.key, session.user_id, session.public_id, Reason::SignedOut, client, clock.now())
-                .await?;
+            // By its public id: a rotation of this session in another tab must not make it miss.
+            session::end(&mut conn, session.user_id, session.public_id, Reason::SignedOut, client, clock.now()).await?;
         }
         // Already signed out (or never signed in): there is nothing to destroy, say so all the same.
         Err(SessionError::Ended(_)) => {}

@@ -90,8 +90,8 @@ pub async fn submit(
         Err(errors) => return Ok(PasswordResponse::Page(form_page(user, errors))),
     };
     let current = form.current_password.clone();
-    let attempt = match sign_in::check_own_password(db, hasher, config, user, current, client, now).await? {
-        Verdict::Accepted { attempt, .. } => attempt,
+    let (credentials, attempt) = match sign_in::check_own_password(db, hasher, config, user, current, client, now).await? {
+        Verdict::Accepted { credentials, attempt } => (credentials, attempt),
         Verdict::Rejected => {
             return Ok(PasswordResponse::Page(form_page(user, vec!["Your current password is not correct.".to_owned()])));
         }
@@ -105,7 +105,12 @@ pub async fn submit(
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
-    users::store::lock(&mut tx, user.user_id()).await?;
+    if !users::store::lock_if_current(&mut tx, credentials).await? {
+        // The password checked was replaced, or every device signed out, while it was being
+        // checked: nothing is committed.
+        let error = "Your account changed while the password was being checked. Please try again.".to_owned();
+        return Ok(PasswordResponse::Page(form_page(user, vec![error])));
+    }
     users::store::set_password_hash(&mut tx, user.user_id(), &new_hash).await?;
     let signed_out =
         session::end_others(&mut tx, user.session(), Reason::PasswordChanged, EventKind::SessionRevoked, client, now).await?;

@@ -17,7 +17,7 @@ use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::session;
-use crate::users::{self, Password, PasswordHasher, Role, Username};
+use crate::users::{self, CheckedCredentials, Password, PasswordHasher, Role, Username};
 
 #[derive(Template)]
 #[template(path = "register.html")]
@@ -110,7 +110,12 @@ pub async fn submit(
     };
     let created = NewEvent::new(user_id, EventKind::Registered, None, client);
     events::record(&mut tx, created, now).await?;
-    let started = session::start(&mut tx, user_id, presented_token(cookies, config), client, config, now).await?;
+    let credentials = CheckedCredentials::new_account(user_id);
+    let presented = presented_token(cookies, config);
+    let Some(started) = session::start(&mut tx, credentials, presented, client, config, now).await? else {
+        // Unreachable in practice: no one else can change an account this transaction created.
+        return refuse(vec!["The account could not be signed in. Please try again.".into()]);
+    };
     tx.commit().await?;
 
     cookies.add(session_cookie(config, &started.token));

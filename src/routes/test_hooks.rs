@@ -18,7 +18,7 @@ use crate::clock::AppClock;
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
-use crate::session::{store, Reason};
+use crate::session::{self, store, Reason};
 use crate::test_hooks::{self, LoopbackClient};
 use crate::users::{self, Password, PasswordHasher, Role, Username};
 
@@ -118,14 +118,14 @@ async fn revoke_sessions(
             let Some(user) = users::store::find_credentials(&mut tx, &username).await? else {
                 return Ok(refused(Status::NotFound, "no_such_user", "no account has this username"));
             };
-            let ended = store::revoke_all_for_user(&mut tx, user.id, None, Reason::Revoked, now).await?;
+            let ended = session::end_all_for_user(&mut tx, user.id, None, Reason::Revoked, now).await?;
             let event = NewEvent::new(user.id, EventKind::SessionsRevokedByAdmin, None, client)
                 .detail(format!("{} sessions, by the test hooks", ended.len()));
             events::record(&mut tx, event, now).await?;
             ended.len()
         }
         RevokeRequest { username: None, session_id: Some(public_id) } => {
-            let Some(user_id) = store::revoke_by_public_id(&mut tx, public_id, Reason::Revoked, now).await? else {
+            let Some(user_id) = store::revoke_by_id_returning_user(&mut tx, public_id, Reason::Revoked, now).await? else {
                 return Ok(refused(Status::NotFound, "no_such_session", "no live session has this id"));
             };
             let event =

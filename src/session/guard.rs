@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::cookie::cleared_session_cookie;
-use super::token::{SessionKey, SessionToken};
+use super::token::SessionToken;
 use super::{policy, LiveSession, Reason, Validated};
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
@@ -49,10 +49,6 @@ impl AuthenticatedUser {
 
     pub fn session(&self) -> &LiveSession {
         &self.session
-    }
-
-    pub fn session_key(&self) -> &SessionKey {
-        &self.session.key
     }
 
     pub fn session_public_id(&self) -> Uuid {

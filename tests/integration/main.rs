@@ -13,5 +13,6 @@ mod endings;
 mod foundation;
 mod logs;
 mod outage;
+mod races;
 mod test_hooks;
 mod throttle;
