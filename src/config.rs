@@ -44,6 +44,10 @@ pub struct SessionConfig {
     /// Lifetime of a device-bound session's token (and its cookie): past it, only a refresh
     /// signed with the device's key brings a new one.
     pub bound_cookie_secs: u32,
+    /// Test mode: mount the `/__test/` API for end-to-end suites (`crate::test_hooks`).
+    pub test_hooks: bool,
+    /// The second switch test mode needs in the release profile or a release build.
+    pub test_hooks_in_release: bool,
 }
 
 impl Default for SessionConfig {
@@ -71,6 +75,8 @@ impl Default for SessionConfig {
             throttle_ip_failures: 50,
             throttle_window_secs: 15 * 60,
             bound_cookie_secs: 10 * 60,
+            test_hooks: false,
+            test_hooks_in_release: false,
         }
     }
 }

@@ -168,6 +168,26 @@ pub async fn revoke_by_id(conn: &mut PgConnection, public_id: Uuid, reason: Reas
     Ok(result.rows_affected() == 1)
 }
 
+/// Like `revoke_by_id`, for a caller that does not know whose session it is (the test hooks'
+/// administrator-style sign-out): returns its user, for the security log; `None` when no live
+/// session has that id.
+pub async fn revoke_by_id_returning_user(
+    conn: &mut PgConnection,
+    public_id: Uuid,
+    reason: Reason,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE public_id = $1 AND revoked_at IS NULL
+         RETURNING user_id",
+    )
+    .bind(public_id)
+    .bind(now)
+    .bind(reason.code())
+    .fetch_optional(conn)
+    .await
+}
+
 /// Ends the session a presented token belongs to, like `revoke_by_id`: the token is looked up
 /// once, so a rotation that commits while this waits for the row does not make it miss.
 /// `false`: no live session has this token.

@@ -15,4 +15,5 @@ mod foundation;
 mod logs;
 mod outage;
 mod races;
+mod test_hooks;
 mod throttle;
