@@ -1,11 +1,11 @@
 //! The background reaper: deletes session rows one grace period after their absolute expiry,
-//! and sign-in failures once they have left the throttle window.
+//! sign-in failures once they have left the throttle window, and DBSC challenges too old to answer.
 
 use rocket::fairing::AdHoc;
 use rocket::tokio::time::{interval, Duration, MissedTickBehavior};
 use sqlx::PgConnection;
 
-use super::store;
+use super::{dbsc, store};
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::Db;
@@ -61,6 +61,9 @@ pub fn stage() -> AdHoc {
                             }
                             if let Err(error) = throttle::forget_old(&mut conn, &config, clock.now()).await {
                                 rocket::warn!("reaper could not delete old sign-in failures (will retry): {error}");
+                            }
+                            if let Err(error) = dbsc::forget_old_challenges(&pool, clock.now()).await {
+                                rocket::warn!("reaper could not delete stale DBSC challenges (will retry): {error}");
                             }
                         }
                     }
