@@ -10,7 +10,7 @@ use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::session::AuthenticatedUser;
 use crate::throttle::{self, Admission, Attempt, RetryAfter};
-use crate::users::{self, Password, PasswordHasher};
+use crate::users::{self, Password, PasswordHasher, Username};
 
 pub enum Verdict {
     /// The right password for an enabled account. Act on it in a transaction that also calls
@@ -32,18 +32,23 @@ pub async fn check_password(
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
+    // One canonical form for the throttle and the lookup. Text that cannot be a username names
+    // no account: look-alikes and control characters never reach the database as a name.
+    let username = Username::parse(username).ok();
     // Before any argon2 work: a flood of guesses costs the server one query each.
-    let attempt = match throttle::begin(&mut *db.connection().await?, config, username, &client.ip, now).await? {
+    let admission = throttle::begin(&mut *db.connection().await?, config, username.as_ref(), &client.ip, now).await?;
+    let attempt = match admission {
         Admission::Admitted(attempt) => attempt,
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
     };
-    // Out-of-range passwords are refused before any hashing: they cannot match a stored one.
-    let Ok(password) = Password::parse(password) else {
+    // Out-of-range passwords and names are refused before any hashing: they cannot match an
+    // account, and their rules are public, so answering them sooner tells nothing.
+    let (Ok(password), Some(username)) = (Password::parse(password), username) else {
         return Ok(Verdict::Rejected);
     };
 
     // The pooled connection is released while argon2 runs, so slow hashing cannot drain the pool.
-    let account = users::store::find_credentials(&mut *db.connection().await?, username).await?;
+    let account = users::store::find_credentials(&mut *db.connection().await?, &username).await?;
     let stored_hash = account.as_ref().map(|account| account.password_hash.clone());
     let password_matches = hasher.verify(&password, stored_hash).await?;
     match account {
@@ -71,7 +76,8 @@ pub async fn check_own_password(
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
-    let attempt = match throttle::begin(&mut *db.connection().await?, config, user.username(), &client.ip, now).await? {
+    let account = Username::parse(user.username()).ok();
+    let attempt = match throttle::begin(&mut *db.connection().await?, config, account.as_ref(), &client.ip, now).await? {
         Admission::Admitted(attempt) => attempt,
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
     };

@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection};
 use time::{Duration, OffsetDateTime};
 
 use crate::config::SessionConfig;
+use crate::users::Username;
 
 /// The wait imposed at the threshold; it doubles with each further failure, up to the window.
 const FIRST_DELAY: Duration = Duration::minutes(1);
@@ -59,10 +60,11 @@ struct Subject {
 }
 
 impl Subject {
-    /// Lower-cased, like the accounts' unique index; unknown usernames are counted the same way,
-    /// so probing accounts that do not exist is throttled too.
-    fn account(username: &str) -> Subject {
-        Subject::of(Scope::Account, &username.to_lowercase())
+    /// In the canonical form, like the account lookup and the accounts' unique index, so no
+    /// spelling of one account gets a budget of its own. Names that do not exist are counted the
+    /// same way, so probing for accounts is throttled too.
+    fn account(username: &Username) -> Subject {
+        Subject::of(Scope::Account, &username.canonical())
     }
 
     /// The client's address; for IPv6, its /64 network, which one subscriber usually holds whole
@@ -153,7 +155,8 @@ fn wait(failures: Failures, threshold: u32, window: Duration, now: OffsetDateTim
 /// (a wrong password) leaves the failure counted.
 #[must_use = "a right password must call throttle::succeeded"]
 pub struct Attempt {
-    account: Subject,
+    /// `None` for a typed name that cannot be a username: it can never be proven right.
+    account: Option<Subject>,
     address_failure_id: i64,
 }
 
@@ -164,31 +167,41 @@ pub enum Admission {
     Throttled(RetryAfter),
 }
 
-/// Decides whether a sign-in attempt for `username` from `ip` may check its password, and if so
-/// counts it as a failure until proven otherwise. One short transaction, no hashing inside.
+/// Decides whether a sign-in attempt for `account` from `ip` may check its password, and if so
+/// counts it as a failure until proven otherwise. `None` is a typed name that cannot be a
+/// username: it names no account, and only its address is counted. One short transaction, no
+/// hashing inside.
 pub async fn begin(
     conn: &mut PgConnection,
     config: &SessionConfig,
-    username: &str,
+    account: Option<&Username>,
     ip: &str,
     now: OffsetDateTime,
 ) -> sqlx::Result<Admission> {
-    let account = Subject::account(username);
+    let account = account.map(Subject::account);
     let address = Subject::address(ip);
     let mut tx = conn.begin().await?;
     // Attempts on one account or from one address take turns here, so each one counts the ones
     // before it. Always the account first: no two attempts can wait for each other.
-    lock(&mut tx, &account).await?;
+    if let Some(account) = &account {
+        lock(&mut tx, account).await?;
+    }
     lock(&mut tx, &address).await?;
     let since = now - config.throttle_window();
+    let account_wait = match &account {
+        Some(account) => wait(recent_failures(&mut tx, account, since).await?, config.throttle_account_failures, config.throttle_window(), now),
+        None => None,
+    };
     let waits = [
-        wait(recent_failures(&mut tx, &account, since).await?, config.throttle_account_failures, config.throttle_window(), now),
+        account_wait,
         wait(recent_failures(&mut tx, &address, since).await?, config.throttle_ip_failures, config.throttle_window(), now),
     ];
     if let Some(longest) = waits.into_iter().flatten().max() {
         return Ok(Admission::Throttled(RetryAfter::of(longest)));
     }
-    insert_failure(&mut tx, &account, now).await?;
+    if let Some(account) = &account {
+        insert_failure(&mut tx, account, now).await?;
+    }
     let address_failure_id = insert_failure(&mut tx, &address, now).await?;
     tx.commit().await?;
     Ok(Admission::Admitted(Attempt { account, address_failure_id }))
@@ -199,9 +212,10 @@ pub async fn begin(
 /// failures stay: one person's success must not reset an attacker sharing their network.
 /// Call it in the transaction that acts on the sign-in.
 pub async fn succeeded(conn: &mut PgConnection, attempt: Attempt) -> sqlx::Result<()> {
+    let account = attempt.account.as_ref();
     sqlx::query("DELETE FROM sign_in_failures WHERE (scope = $1 AND subject = $2) OR id = $3")
-        .bind(attempt.account.scope.code())
-        .bind(&attempt.account.digest[..])
+        .bind(account.map(|account| account.scope.code()))
+        .bind(account.map(|account| &account.digest[..]))
         .bind(attempt.address_failure_id)
         .execute(conn)
         .await?;
@@ -328,12 +342,14 @@ mod tests {
 
     #[test]
     fn subjects_ignore_case_and_group_ipv6_by_network() {
-        assert_eq!(Subject::account("Alice"), Subject::account("aLICE"));
-        assert_ne!(Subject::account("alice"), Subject::account("alice2"));
+        let account = |typed| Subject::account(&Username::parse(typed).expect("a valid username"));
+        assert_eq!(account("Alice"), account("aLICE"));
+        assert_eq!(account(" alice\t"), account("ALICE"));
+        assert_ne!(account("alice"), account("alice2"));
         assert_eq!(Subject::address("2001:db8:1:2:aaaa::1"), Subject::address("2001:db8:1:2:bbbb::9"));
         assert_ne!(Subject::address("2001:db8:1:2::1"), Subject::address("2001:db8:1:3::1"));
         assert_ne!(Subject::address("203.0.113.7"), Subject::address("203.0.113.8"));
         // An account and an address with the same text are different subjects.
-        assert_ne!(Subject::account("203.0.113.7").digest, Subject::address("203.0.113.7").digest);
+        assert_ne!(account("203.0.113.7").digest, Subject::address("203.0.113.7").digest);
     }
 }

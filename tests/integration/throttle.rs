@@ -236,3 +236,93 @@ async fn guessing_the_password_at_confirmation_or_password_change_is_throttled_t
     assert_eq!(thief.confirm(PASSWORD).await.location(), "/account");
     assert_eq!(failure_rows(&app).await.0, 0);
 }
+
+/// A stranger's address, so their failures do not share the test devices' address budget.
+const STRANGER_IP: &str = "203.0.113.66";
+
+/// How a look-alike of `alice` must be answered once alice's sign-in budget is spent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LookAlike {
+    /// The same account in its canonical form: it shares alice's budget.
+    SameAccount,
+    /// Cannot be a username (usernames are ASCII): an unknown user.
+    NoAccount,
+}
+
+const LOOK_ALIKES: [(&str, LookAlike); 16] = [
+    ("ALICE", LookAlike::SameAccount),
+    ("aLiCe", LookAlike::SameAccount),
+    (" alice ", LookAlike::SameAccount),
+    ("\talice\n", LookAlike::SameAccount),
+    ("\u{a0}alice\u{3000}", LookAlike::SameAccount),
+    ("al\u{130}ce", LookAlike::NoAccount),  // İ, LATIN CAPITAL LETTER I WITH DOT ABOVE
+    ("AL\u{130}CE", LookAlike::NoAccount),
+    ("al\u{131}ce", LookAlike::NoAccount),  // ı, LATIN SMALL LETTER DOTLESS I
+    ("ali\u{307}ce", LookAlike::NoAccount), // i + COMBINING DOT ABOVE
+    ("\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", LookAlike::NoAccount), // fullwidth ａｌｉｃｅ
+    ("\u{ff21}\u{ff2c}\u{ff29}\u{ff23}\u{ff25}", LookAlike::NoAccount), // fullwidth ＡＬＩＣＥ
+    ("ali\u{200b}ce", LookAlike::NoAccount), // ZERO WIDTH SPACE
+    ("\u{200d}alice", LookAlike::NoAccount), // ZERO WIDTH JOINER
+    ("alice\u{feff}", LookAlike::NoAccount), // ZERO WIDTH NO-BREAK SPACE
+    ("alice\u{0}", LookAlike::NoAccount),
+    ("\u{430}lice", LookAlike::NoAccount),   // Cyrillic а
+];
+
+#[rocket::async_test]
+async fn look_alike_usernames_get_no_fresh_guess_budget_on_the_form() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    for _ in 0..5 {
+        fail_to_sign_in(&Device::with(&client, crate::support::http::CHROME_LINUX, STRANGER_IP), "alice").await;
+    }
+    // Each look-alike from a fresh address, so only the account's budget is in play.
+    for (n, (username, expected)) in LOOK_ALIKES.into_iter().enumerate() {
+        let device = Device::with(&client, crate::support::http::CHROME_LINUX, &format!("198.51.100.{}", n + 1));
+        let reply = device.sign_in(username, PASSWORD).await;
+        match expected {
+            LookAlike::SameAccount => {
+                assert_eq!(reply.status, Status::TooManyRequests, "{username:?}: {}", reply.body);
+                assert_throttled(&reply, 60);
+            }
+            LookAlike::NoAccount => {
+                assert_eq!(reply.status, Status::Ok, "{username:?}: {}", reply.body);
+                assert_eq!(reply.testid_text("login-error").as_deref(), Some(REJECTED), "{username:?}");
+            }
+        }
+        assert!(device.session_cookie().is_none(), "{username:?} signed in as alice");
+    }
+}
+
+#[rocket::async_test]
+async fn look_alike_usernames_get_no_fresh_guess_budget_on_the_api() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    for _ in 0..5 {
+        request_tokens(&Device::with(&client, crate::support::http::CHROME_LINUX, STRANGER_IP), "alice", WRONG).await;
+    }
+    for (n, (username, expected)) in LOOK_ALIKES.into_iter().enumerate() {
+        let device = Device::with(&client, crate::support::http::CHROME_LINUX, &format!("198.51.100.{}", n + 1));
+        let reply = request_tokens(&device, username, PASSWORD).await;
+        match expected {
+            LookAlike::SameAccount => {
+                assert_eq!(reply.status, Status::TooManyRequests, "{username:?}: {}", reply.body);
+                assert_throttled(&reply, 60);
+            }
+            LookAlike::NoAccount => {
+                assert_eq!(reply.status, Status::Unauthorized, "{username:?}: {}", reply.body);
+                assert_eq!(reply.error_code(), "invalid_credentials", "{username:?}");
+            }
+        }
+    }
+}
+
+#[rocket::async_test]
+async fn surrounding_spaces_and_case_reach_the_account_they_name() {
+    let app = TestApp::new().await;
+    app.create_user("Alice", Role::User).await;
+    let client = app.client().await;
+    assert_eq!(Device::new(&client).sign_in(" aLICE ", PASSWORD).await.location(), "/account");
+    assert_eq!(request_tokens(&Device::new(&client), "alice\t", PASSWORD).await.status, Status::Ok);
+}
