@@ -55,12 +55,12 @@ pub async fn check_password(
         Some(account) if password_matches && !account.disabled => {
             Ok(Verdict::Accepted { user_id: account.id, attempt })
         }
-        Some(account) => {
-            let event = NewEvent::new(account.id, EventKind::SignInFailed, None, client);
-            events::record(&mut *db.connection().await?, event, now).await?;
+        account => {
+            // A wrong password and an unknown name do the same work before the answer.
+            let account_id = account.map(|account| account.id);
+            events::record_sign_in_failure(&mut *db.connection().await?, account_id, client, now).await?;
             Ok(Verdict::Rejected)
         }
-        None => Ok(Verdict::Rejected),
     }
 }
 

@@ -237,6 +237,51 @@ async fn guessing_the_password_at_confirmation_or_password_change_is_throttled_t
     assert_eq!(failure_rows(&app).await.0, 0);
 }
 
+/// The (upper) median of some durations, in microseconds.
+fn median_micros(mut samples: Vec<std::time::Duration>) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1e6
+}
+
+#[rocket::async_test]
+async fn an_unknown_username_takes_as_long_to_refuse_as_a_wrong_password() {
+    // Budgets far above the tries, so every attempt checks its password.
+    let app = TestApp::with(|f| f.merge(("sessions.throttle_account_failures", 1000)).merge(("sessions.throttle_ip_failures", 1000))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let script = Device::new(&client);
+    let timed = |username: &'static str| {
+        let script = &script;
+        async move {
+            let started = std::time::Instant::now();
+            let reply = request_tokens(script, username, WRONG).await;
+            let elapsed = started.elapsed();
+            assert_eq!(reply.error_code(), "invalid_credentials");
+            elapsed
+        }
+    };
+    // Warm up both paths (the dummy hash is made on first use, the pool fills).
+    for _ in 0..3 {
+        timed("nobody").await;
+        timed("alice").await;
+    }
+    let (mut unknown, mut known) = (Vec::new(), Vec::new());
+    for round in 0..50 {
+        // Interleaved, alternating which goes first, so drift on a busy machine hits both alike.
+        if round % 2 == 0 {
+            unknown.push(timed("nobody").await);
+            known.push(timed("alice").await);
+        } else {
+            known.push(timed("alice").await);
+            unknown.push(timed("nobody").await);
+        }
+    }
+    let (unknown, known) = (median_micros(unknown), median_micros(known));
+    let ratio = unknown / known;
+    println!("median refusal: unknown username {unknown:.0} µs, wrong password {known:.0} µs, ratio {ratio:.3}");
+    assert!((0.8..=1.25).contains(&ratio), "an unknown username is answered in {ratio:.3} of a wrong password's time");
+}
+
 /// A stranger's address, so their failures do not share the test devices' address budget.
 const STRANGER_IP: &str = "203.0.113.66";
 
