@@ -37,7 +37,12 @@ pub struct SessionConfig {
     /// Failed sign-ins per client address within the window: high, so an office behind one
     /// address does not lock itself out.
     pub throttle_ip_failures: u32,
-    /// How long a failed sign-in counts, and the longest delay the throttle imposes.
+    /// Wrong passwords a signed-in session may give when its password is checked again
+    /// (confirmation, password change) within the window before it waits: a budget of its own.
+    pub throttle_session_failures: u32,
+    /// Sign-ups per client address within the window.
+    pub throttle_ip_sign_ups: u32,
+    /// How long a failed sign-in (or a sign-up) counts, and the longest delay the throttle imposes.
     pub throttle_window_secs: u32,
 }
 
@@ -63,6 +68,8 @@ impl Default for SessionConfig {
             refresh_token_secs: 7 * 24 * 60 * 60,
             throttle_account_failures: 5,
             throttle_ip_failures: 50,
+            throttle_session_failures: 5,
+            throttle_ip_sign_ups: 10,
             throttle_window_secs: 15 * 60,
         }
     }
@@ -117,6 +124,9 @@ impl SessionConfig {
         }
         if self.throttle_account_failures == 0 || self.throttle_ip_failures == 0 || self.throttle_window_secs == 0 {
             return Err("throttle_account_failures, throttle_ip_failures and throttle_window_secs must be positive".into());
+        }
+        if self.throttle_session_failures == 0 || self.throttle_ip_sign_ups == 0 {
+            return Err("throttle_session_failures and throttle_ip_sign_ups must be positive".into());
         }
         if !self.cookie_name.starts_with("__Host-") {
             return Err("cookie_name must keep the __Host- prefix (no Domain, Secure, Path=/)".into());

@@ -14,12 +14,14 @@ use crate::users::{self, Password, PasswordHasher, Username};
 
 pub enum Verdict {
     /// The right password for an enabled account. Act on it in a transaction that also calls
-    /// `throttle::succeeded(attempt)`, so the account's failure count resets with the sign-in.
+    /// `throttle::succeeded(attempt)`, so the budget it counted against (the account's at
+    /// sign-in, the session's at a re-check) starts afresh with the action.
     Accepted { user_id: i64, attempt: Attempt },
     /// A wrong password, an unknown username or a disabled account: one answer for all, so the
     /// client never learns which.
     Rejected,
-    /// Too many recent failures for this account or address; no password was checked.
+    /// The budget this check counts against is spent: the account's or the address's at
+    /// sign-in, the session's at a re-check. No password was checked.
     Throttled(RetryAfter),
 }
 
@@ -36,7 +38,7 @@ pub async fn check_password(
     // no account: look-alikes and control characters never reach the database as a name.
     let username = Username::parse(username).ok();
     // Before any argon2 work: a flood of guesses costs the server one query each.
-    let admission = throttle::begin(&mut *db.connection().await?, config, username.as_ref(), &client.ip, now).await?;
+    let admission = throttle::begin_sign_in(&mut *db.connection().await?, config, username.as_ref(), &client.ip, now).await?;
     let attempt = match admission {
         Admission::Admitted(attempt) => attempt,
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
@@ -64,9 +66,10 @@ pub async fn check_password(
     }
 }
 
-/// Re-checks the password of a signed-in user (`/confirm`, the password change), throttled like a
-/// sign-in: a stolen cookie must not become an unlimited password oracle. A wrong password is
-/// recorded as `confirm_failed`.
+/// Re-checks the password of a signed-in user (`/confirm`, the password change), throttled per
+/// session: a stolen cookie must not become an unlimited password oracle, and yet neither its
+/// guesses nor strangers' failed sign-ins may lock the owner's own session out. A wrong password
+/// is recorded as `confirm_failed`.
 pub async fn check_own_password(
     db: &Db,
     hasher: &PasswordHasher,
@@ -76,8 +79,7 @@ pub async fn check_own_password(
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
-    let account = Username::parse(user.username()).ok();
-    let attempt = match throttle::begin(&mut *db.connection().await?, config, account.as_ref(), &client.ip, now).await? {
+    let attempt = match throttle::begin_recheck(&mut *db.connection().await?, config, user.session_public_id(), now).await? {
         Admission::Admitted(attempt) => attempt,
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
     };

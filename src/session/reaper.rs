@@ -1,5 +1,5 @@
 //! The background reaper: deletes session rows one grace period after their absolute expiry,
-//! and sign-in failures once they have left the throttle window.
+//! and throttle counts (sign-in failures, re-checks, sign-ups) once they have left the throttle window.
 
 use rocket::fairing::AdHoc;
 use rocket::tokio::time::{interval, Duration, MissedTickBehavior};

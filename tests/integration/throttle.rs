@@ -225,16 +225,25 @@ async fn guessing_the_password_at_confirmation_or_password_change_is_throttled_t
     assert_throttled(&confirm, 60);
     assert_eq!(
         confirm.testid_text("confirm-error").as_deref(),
-        Some("Too many failed sign-in attempts. Please wait 1 minute and try again.")
+        Some("Too many wrong passwords. Please wait 1 minute and try again.")
     );
     let change_reply = thief.post_from("/account/password", "/account/password", &change(PASSWORD)).await;
     assert_eq!(change_reply.status, Status::TooManyRequests);
-    assert!(change_reply.body.contains("Too many failed sign-in attempts"));
+    assert!(change_reply.body.contains("Too many wrong passwords"));
+    assert_eq!(recheck_rows(&app).await, 5);
 
     // Once the wait has passed, the right password works and resets the count.
     app.advance_secs(61);
     assert_eq!(thief.confirm(PASSWORD).await.location(), "/account");
-    assert_eq!(failure_rows(&app).await.0, 0);
+    assert_eq!(recheck_rows(&app).await, 0);
+}
+
+/// Rows of the re-check budget (wrong passwords of signed-in sessions).
+async fn recheck_rows(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM sign_in_failures WHERE scope = 'session'")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count re-checks")
 }
 
 /// The (upper) median of some durations, in microseconds.
@@ -284,6 +293,63 @@ async fn an_unknown_username_takes_as_long_to_refuse_as_a_wrong_password() {
 
 /// A stranger's address, so their failures do not share the test devices' address budget.
 const STRANGER_IP: &str = "203.0.113.66";
+
+#[rocket::async_test]
+async fn strangers_and_a_thief_guessing_cannot_keep_the_owner_from_signing_the_thief_out() {
+    let app = TestApp::new().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    // The thief's browser holds a session of alice's (a stolen cookie).
+    let thief = Device::with(&client, crate::support::http::FIREFOX_WINDOWS, "198.51.100.99");
+    thief.sign_in("alice", PASSWORD).await;
+
+    // Anyone can fail to sign in as alice until sign-in waits...
+    let stranger = Device::with(&client, crate::support::http::CHROME_LINUX, STRANGER_IP);
+    for _ in 0..5 {
+        fail_to_sign_in(&stranger, "alice").await;
+    }
+    assert_throttled(&stranger.sign_in("alice", PASSWORD).await, 60);
+    // ... and the thief can guess on the stolen session until it waits.
+    for _ in 0..5 {
+        assert!(thief.confirm(WRONG).await.body.contains("That password is not correct."));
+    }
+    assert_throttled(&thief.confirm(PASSWORD).await, 60);
+
+    // Neither touches the owner's own budget: "This wasn't me" signs the thief out.
+    let confirmed = alice.confirm_at("/confirm?next=%2Faccount%2Fnot-me", PASSWORD).await;
+    assert_eq!(confirmed.location(), "/account/not-me");
+    assert_eq!(alice.post_from("/account/not-me", "/account/not-me", &[]).await.location(), "/account/password");
+    assert_eq!(app.session_row(&thief.session_cookie().unwrap()).await.unwrap().0.as_deref(), Some("revoked"));
+    // And the password change (which re-checks the current password) goes through too.
+    let new_password = "violet tractor mango seventeen";
+    let change = [("current_password", PASSWORD), ("new_password", new_password), ("new_password_confirm", new_password)];
+    let changed = alice.post_from("/account/password", "/account/password", &change).await;
+    assert_eq!(changed.count_testid("password-changed"), 1, "{}", changed.body);
+    assert!(app.event_kinds(user_id).await.contains(&"password_changed".to_owned()));
+}
+
+#[rocket::async_test]
+async fn wrong_passwords_on_a_signed_in_session_do_not_drain_the_sign_in_budget() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let thief = Device::new(&client);
+    thief.sign_in("alice", PASSWORD).await;
+    for _ in 0..10 {
+        thief.confirm(WRONG).await;
+    }
+    assert_throttled(&thief.confirm(PASSWORD).await, 60);
+    // Re-checks are counted per session, apart from sign-in failures.
+    assert_eq!(failure_rows(&app).await, (0, 0));
+
+    // The owner still signs in on another device, and confirms there.
+    let alice = Device::with(&client, crate::support::http::FIREFOX_WINDOWS, "198.51.100.1");
+    assert_eq!(alice.sign_in("alice", PASSWORD).await.location(), "/account");
+    assert_eq!(alice.confirm(PASSWORD).await.location(), "/account");
+    assert_eq!(request_tokens(&alice, "alice", PASSWORD).await.status, Status::Ok);
+}
 
 /// How a look-alike of `alice` must be answered once alice's sign-in budget is spent.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -370,4 +436,80 @@ async fn surrounding_spaces_and_case_reach_the_account_they_name() {
     let client = app.client().await;
     assert_eq!(Device::new(&client).sign_in(" aLICE ", PASSWORD).await.location(), "/account");
     assert_eq!(request_tokens(&Device::new(&client), "alice\t", PASSWORD).await.status, Status::Ok);
+}
+
+/// Registers `username` through the form from `device`; returns the POST's reply.
+async fn register(device: &Device<'_>, username: &str) -> Reply {
+    let password = "violet tractor mango seventeen";
+    let csrf = device.get("/register").await.csrf_token();
+    let fields = [("username", username), ("password", password), ("password_confirm", password), ("csrf_token", &csrf)];
+    device.post_form("/register", &fields).await
+}
+
+async fn user_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.pool).await.expect("count users")
+}
+
+const FLOODER_IP: &str = "198.51.100.200";
+
+#[rocket::async_test]
+async fn the_eleventh_sign_up_from_one_address_within_fifteen_minutes_waits() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    let flooder = || Device::with(&client, crate::support::http::CHROME_LINUX, FLOODER_IP);
+    for n in 0..10 {
+        assert_eq!(register(&flooder(), &format!("user{n}")).await.location(), "/account", "sign-up {n}");
+        app.advance_secs(1);
+    }
+    let device = flooder();
+    let refused = register(&device, "user10").await;
+    // The oldest sign-up leaves the window 900 s after it happened, 10 s ago.
+    assert_throttled(&refused, 890);
+    assert_eq!(refused.count_testid("register-error"), 1);
+    assert!(refused.body.contains("<li>Too many sign-ups from your network. Please wait 15 minutes and try again.</li>"));
+    assert_eq!(refused.count_testid("register-form"), 1, "the form stays, to try again later");
+    assert!(device.session_cookie().is_none());
+    assert_eq!(user_count(&app).await, 10);
+
+    // Another address is not affected.
+    let elsewhere = Device::with(&client, crate::support::http::CHROME_LINUX, "203.0.113.1");
+    assert_eq!(register(&elsewhere, "neighbour").await.location(), "/account");
+
+    // Sign-ups leave the count as the window slides: one more once the oldest has left it.
+    app.advance_secs(889);
+    assert_throttled(&register(&flooder(), "user10").await, 1);
+    app.advance_secs(1);
+    assert_eq!(register(&flooder(), "user10").await.location(), "/account");
+    assert_throttled(&register(&flooder(), "user11").await, 1);
+}
+
+#[rocket::async_test]
+async fn the_sign_up_limit_is_a_setting() {
+    let app = TestApp::with(|f| f.merge(("sessions.throttle_ip_sign_ups", 2))).await;
+    let client = app.client().await;
+    let flooder = || Device::with(&client, crate::support::http::CHROME_LINUX, FLOODER_IP);
+    register(&flooder(), "user0").await;
+    register(&flooder(), "user1").await;
+    assert_throttled(&register(&flooder(), "user2").await, 900);
+}
+
+#[rocket::async_test]
+async fn parallel_sign_ups_from_one_address_cannot_slip_past_the_limit() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    let devices: Vec<Device> = (0..30).map(|_| Device::with(&client, crate::support::http::CHROME_LINUX, FLOODER_IP)).collect();
+    // The form pages first, so the thirty posts race each other and nothing else.
+    let tokens: Vec<String> = join_all(devices.iter().map(|device| async { device.get("/register").await.csrf_token() })).await;
+    let password = "violet tractor mango seventeen";
+    let posts = devices.iter().zip(&tokens).enumerate().map(|(n, (device, csrf))| {
+        let username = format!("user{n}");
+        async move {
+            let fields = [("username", username.as_str()), ("password", password), ("password_confirm", password), ("csrf_token", csrf)];
+            device.post_form("/register", &fields).await
+        }
+    });
+    let statuses: Vec<Status> = join_all(posts).await.iter().map(|reply| reply.status).collect();
+    assert_eq!(statuses.iter().filter(|status| **status == Status::SeeOther).count(), 10, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|status| **status == Status::TooManyRequests).count(), 20, "{statuses:?}");
+    assert_eq!(user_count(&app).await, 10);
 }
