@@ -202,11 +202,11 @@ fn wait(failures: Failures, threshold: u32, window: Duration, now: OffsetDateTim
     (until > now).then(|| until - now)
 }
 
-/// How long a flat limit of `max` must still wait at `now`, given when the `max`-th most recent
-/// counted event in the window happened (`None`: fewer than `max` in it). Once that one leaves
-/// the window, fewer than `max` remain.
-fn flat_wait(max_th_latest: Option<OffsetDateTime>, window: Duration, now: OffsetDateTime) -> Option<Duration> {
-    let until = max_th_latest? + window;
+/// How long a flat limit of `n` must still wait at `now`, given when the `n`-th most recent
+/// counted event in the window happened (`None`: fewer than `n` in it). Once that one leaves
+/// the window, fewer than `n` remain.
+fn flat_wait(nth_latest: Option<OffsetDateTime>, window: Duration, now: OffsetDateTime) -> Option<Duration> {
+    let until = nth_latest? + window;
     (until > now).then(|| until - now)
 }
 
@@ -242,12 +242,12 @@ pub async fn begin_sign_in(
     let account = account.map(Subject::account);
     let address = Subject::address(Scope::Address, ip);
     // Always the account first: no two attempts can wait for each other's locks.
-    let mut budgets = Vec::with_capacity(2);
+    let mut limits = Vec::with_capacity(2);
     if let Some(account) = &account {
-        budgets.push((account, Limit::Growing { threshold: config.throttle_account_failures }));
+        limits.push((account, Limit::Growing { threshold: config.throttle_account_failures }));
     }
-    budgets.push((&address, Limit::Growing { threshold: config.throttle_ip_failures }));
-    let admission = admit(conn, &budgets, Budget::SignIn, config.throttle_window(), now).await?;
+    limits.push((&address, Limit::Growing { threshold: config.throttle_ip_failures }));
+    let admission = admit(conn, &limits, Budget::SignIn, config.throttle_window(), now).await?;
     Ok(match admission {
         // The address's row is the last one counted.
         Admission::Admitted(rows) => Admission::Admitted(Attempt { resets: account, address_row: rows.last().copied() }),
@@ -265,8 +265,8 @@ pub async fn begin_recheck(
     now: OffsetDateTime,
 ) -> sqlx::Result<Admission> {
     let session = Subject::session(session);
-    let budgets = [(&session, Limit::Growing { threshold: config.throttle_session_failures })];
-    Ok(match admit(conn, &budgets, Budget::Recheck, config.throttle_window(), now).await? {
+    let limits = [(&session, Limit::Growing { threshold: config.throttle_session_failures })];
+    Ok(match admit(conn, &limits, Budget::Recheck, config.throttle_window(), now).await? {
         Admission::Admitted(_) => Admission::Admitted(Attempt { resets: Some(session), address_row: None }),
         Admission::Throttled(retry_after) => Admission::Throttled(retry_after),
     })
@@ -281,8 +281,8 @@ pub async fn begin_sign_up(
     now: OffsetDateTime,
 ) -> sqlx::Result<Admission<()>> {
     let address = Subject::address(Scope::SignUp, ip);
-    let budgets = [(&address, Limit::Flat { max: config.throttle_ip_sign_ups })];
-    Ok(match admit(conn, &budgets, Budget::SignUp, config.throttle_window(), now).await? {
+    let limits = [(&address, Limit::Flat { max: config.throttle_ip_sign_ups })];
+    Ok(match admit(conn, &limits, Budget::SignUp, config.throttle_window(), now).await? {
         Admission::Admitted(_) => Admission::Admitted(()),
         Admission::Throttled(retry_after) => Admission::Throttled(retry_after),
     })
@@ -294,18 +294,18 @@ pub async fn begin_sign_up(
 /// one counts the ones before it: no burst can slip past a limit.
 async fn admit(
     conn: &mut PgConnection,
-    budgets: &[(&Subject, Limit)],
+    limits: &[(&Subject, Limit)],
     budget: Budget,
     window: Duration,
     now: OffsetDateTime,
 ) -> sqlx::Result<Admission<Vec<i64>>> {
     let mut tx = conn.begin().await?;
-    for (subject, _) in budgets {
+    for (subject, _) in limits {
         lock(&mut tx, subject).await?;
     }
     let since = now - window;
     let mut longest: Option<Duration> = None;
-    for (subject, limit) in budgets {
+    for (subject, limit) in limits {
         let wait = match *limit {
             Limit::Growing { threshold } => wait(recent_failures(&mut tx, subject, since).await?, threshold, window, now),
             Limit::Flat { max } => flat_wait(nth_latest(&mut tx, subject, since, max).await?, window, now),
@@ -315,8 +315,8 @@ async fn admit(
     if let Some(longest) = longest {
         return Ok(Admission::Throttled(RetryAfter::of(longest, budget)));
     }
-    let mut rows = Vec::with_capacity(budgets.len());
-    for (subject, _) in budgets {
+    let mut rows = Vec::with_capacity(limits.len());
+    for (subject, _) in limits {
         rows.push(insert_row(&mut tx, subject, now).await?);
     }
     tx.commit().await?;
