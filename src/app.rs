@@ -1,8 +1,10 @@
 //! The one place that assembles the app: configuration, database, stages, routes, catchers.
 
-use rocket::fairing::AdHoc;
 use rocket::config::LogLevel;
-use rocket::figment::Figment;
+use rocket::data::ToByteUnit;
+use rocket::fairing::AdHoc;
+use rocket::figment::providers::{Env, Format, Serialized, Toml};
+use rocket::figment::{Figment, Profile};
 use rocket::shield::Shield;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
@@ -14,14 +16,35 @@ use crate::headers::SecurityHeaders;
 use crate::users::PasswordHasher;
 use crate::{demo, routes, session};
 
-/// Rocket's configuration (Rocket.toml, then `ROCKET_*` variables), with `DATABASE_URL`, when
-/// set, as the database to use.
+/// The configuration, each layer over the one before: Rocket's defaults, this app's safe
+/// defaults, Rocket.toml, `ROCKET_*` variables, and `DATABASE_URL` when set. (Rocket's own
+/// `Config::figment()` with the safe defaults slotted in above Rocket's.)
 pub fn figment() -> Figment {
-    let figment = rocket::Config::figment();
+    let figment = with_safe_defaults(Figment::from(rocket::Config::default()))
+        .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
+        .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
+        .select(Profile::from_env_or("ROCKET_PROFILE", rocket::Config::DEFAULT_PROFILE));
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => figment.merge(("databases.main.url", url)),
         _ => figment,
     }
+}
+
+/// Where Rocket's defaults are unsafe for this app, the safe value, in code: the binary is safe
+/// with no Rocket.toml at all, which documents these and may override them. (The other
+/// `[sessions]` defaults live in `SessionConfig::default()`, the pool's in `db.rs`.)
+fn with_safe_defaults(rocket_defaults: Figment) -> Figment {
+    rocket_defaults
+        // Rocket trusts `X-Real-IP` by default: any client could pick the address that the
+        // throttle counts and the security log records. Behind a proxy, name its header.
+        .merge(("ip_header", false))
+        // Rocket reads JSON bodies up to 1 MiB; the largest this app needs is a few hundred bytes.
+        .merge(("limits.json", 16.kibibytes()))
+        .merge(("limits.form", 64.kibibytes()))
+        // No `Server: Rocket` banner telling a scanner what to look up.
+        .merge(("ident", false))
+        // The release profile is served behind TLS: browsers are told to keep to HTTPS.
+        .merge(Serialized::default("sessions.hsts", true).profile("release"))
 }
 
 /// The app on the system clock: what `main` launches.
@@ -58,9 +81,15 @@ fn without_header_dumps(figment: Figment) -> Figment {
 }
 
 /// Reads and checks the `sessions` table once; a wrong setting stops the launch with a message.
+/// Without the table, every setting has its default.
 fn settings_stage() -> AdHoc {
     AdHoc::try_on_ignite("Session settings", |rocket| async move {
-        let config = rocket.figment().extract_inner::<SessionConfig>("sessions");
+        let figment = rocket.figment();
+        let config = if figment.contains("sessions") {
+            figment.extract_inner::<SessionConfig>("sessions")
+        } else {
+            Ok(SessionConfig::default())
+        };
         match config.map_err(|e| e.to_string()).and_then(|c| c.validate().map(|()| c)) {
             Ok(config) => {
                 let hasher = PasswordHasher::new(config.max_concurrent_hashes as usize);

@@ -15,6 +15,8 @@ pub struct SessionConfig {
     /// How long before the idle timeout a page warns and offers "Stay signed in".
     pub idle_warning_secs: u32,
     pub max_sessions_per_user: u32,
+    /// Live API token families per user; the least recently used beyond it end.
+    pub max_api_families_per_user: u32,
     /// Request parts whose change ends the session (header names, or `ip`).
     pub fingerprint_bind: Vec<String>,
     /// Request parts whose change is recorded but keeps the session.
@@ -56,6 +58,7 @@ impl Default for SessionConfig {
             tombstone_grace_secs: 60 * 60,
             idle_warning_secs: 2 * 60,
             max_sessions_per_user: 5,
+            max_api_families_per_user: 10,
             fingerprint_bind: vec!["user-agent".into(), "sec-ch-ua".into(), "accept-language".into()],
             fingerprint_watch: vec!["ip".into()],
             cookie_name: "__Host-sid".into(),
@@ -116,8 +119,8 @@ impl SessionConfig {
         if self.touch_interval_secs >= self.idle_timeout_secs {
             return Err("touch_interval_secs must be shorter than idle_timeout_secs".into());
         }
-        if self.max_sessions_per_user == 0 || self.max_concurrent_hashes == 0 {
-            return Err("max_sessions_per_user and max_concurrent_hashes must be positive".into());
+        if self.max_sessions_per_user == 0 || self.max_api_families_per_user == 0 || self.max_concurrent_hashes == 0 {
+            return Err("max_sessions_per_user, max_api_families_per_user and max_concurrent_hashes must be positive".into());
         }
         if self.access_token_secs == 0 || self.access_token_secs > self.refresh_token_secs {
             return Err("access_token_secs must be positive and at most refresh_token_secs".into());

@@ -4,6 +4,8 @@ use rocket::http::Status;
 use rocket::response::{self, Responder};
 use rocket::Request;
 
+use crate::csrf::FormRefused;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("the database is unreachable")]
@@ -12,8 +14,8 @@ pub enum AppError {
     Database(#[source] sqlx::Error),
     #[error("the session could not be checked: the database is unreachable")]
     SessionCheckFailed,
-    #[error("the form's CSRF token is missing or wrong")]
-    CsrfRejected,
+    #[error(transparent)]
+    FormRefused(#[from] FormRefused),
     #[error("template rendering failed")]
     Template(#[from] askama::Error),
     #[error("password hashing failed: {0}")]
@@ -46,7 +48,7 @@ impl AppError {
     pub fn status(&self) -> Status {
         match self {
             AppError::DatabaseUnavailable(_) | AppError::SessionCheckFailed => Status::ServiceUnavailable,
-            AppError::CsrfRejected => Status::Forbidden,
+            AppError::FormRefused(refused) => refused.status(),
             AppError::Database(_) | AppError::Template(_) | AppError::PasswordHash(_) => {
                 Status::InternalServerError
             }

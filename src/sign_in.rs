@@ -10,13 +10,15 @@ use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::session::AuthenticatedUser;
 use crate::throttle::{self, Admission, Attempt, RetryAfter};
-use crate::users::{self, Password, PasswordHasher, Username};
+use crate::users::{self, CheckedCredentials, Password, PasswordHasher, Username};
 
 pub enum Verdict {
-    /// The right password for an enabled account. Act on it in a transaction that also calls
-    /// `throttle::succeeded(attempt)`, so the budget it counted against (the account's at
-    /// sign-in, the session's at a re-check) starts afresh with the action.
-    Accepted { user_id: i64, attempt: Attempt },
+    /// The right password for an enabled account, as of `credentials.version`. Act on it in a
+    /// transaction that also calls `throttle::succeeded(attempt)`, so the budget it counted
+    /// against (the account's at sign-in, the session's at a re-check) starts afresh with the
+    /// action, and that creates nothing unless the credentials are still current
+    /// (`users::store::lock_if_current`: `session::start` and `api::issue` check it).
+    Accepted { credentials: CheckedCredentials, attempt: Attempt },
     /// A wrong password, an unknown username or a disabled account: one answer for all, so the
     /// client never learns which.
     Rejected,
@@ -55,7 +57,7 @@ pub async fn check_password(
     let password_matches = hasher.verify(&password, stored_hash).await?;
     match account {
         Some(account) if password_matches && !account.disabled => {
-            Ok(Verdict::Accepted { user_id: account.id, attempt })
+            Ok(Verdict::Accepted { credentials: account.checked(), attempt })
         }
         account => {
             // A wrong password and an unknown name do the same work before the answer.
@@ -83,13 +85,14 @@ pub async fn check_own_password(
         Admission::Admitted(attempt) => attempt,
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
     };
-    let stored_hash = users::store::password_hash(&mut *db.connection().await?, user.user_id()).await?;
+    let account = users::store::find_credentials_by_id(&mut *db.connection().await?, user.user_id()).await?;
+    let stored_hash = account.as_ref().map(|account| account.password_hash.clone());
     let matches = match Password::parse(password) {
         Ok(password) => hasher.verify(&password, stored_hash).await?,
         Err(_) => false,
     };
-    if matches {
-        return Ok(Verdict::Accepted { user_id: user.user_id(), attempt });
+    if let Some(account) = account.filter(|_| matches) {
+        return Ok(Verdict::Accepted { credentials: account.checked(), attempt });
     }
     let event = NewEvent::new(user.user_id(), EventKind::ConfirmFailed, Some(user.session_public_id()), client);
     events::record(&mut *db.connection().await?, event, now).await?;

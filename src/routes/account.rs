@@ -2,15 +2,15 @@
 //! and "This wasn't me".
 
 use askama::Template;
-use rocket::form::Form;
 use rocket::response::Redirect;
-use rocket::{get, post, routes, uri, FromForm, Route, State};
+use rocket::{get, post, routes, uri, Route, State};
 use sqlx::Connection;
 use uuid::Uuid;
 
 use super::password;
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
+use crate::csrf::CsrfForm;
 use crate::db::Db;
 use crate::device;
 use crate::error::AppResult;
@@ -101,34 +101,21 @@ pub async fn page(user: &AuthenticatedUser, db: &State<Db>, clock: &State<AppClo
     }))
 }
 
-/// The body of a form that carries nothing but its CSRF token.
-#[derive(FromForm)]
-pub struct CsrfOnly {
-    csrf_token: String,
-}
-
-impl CsrfOnly {
-    pub fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 /// Signs one other device (or API token family) out. Needs a recent confirmation.
-#[post("/account/sessions/<id>/revoke", data = "<form>")]
+#[post("/account/sessions/<id>/revoke", data = "<_csrf>")]
 pub async fn revoke_one(
     user: ConfirmedUser<'_>,
     id: Uuid,
-    form: Form<CsrfOnly>,
+    _csrf: CsrfForm,
     client: &ClientInfo,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AppResult<Redirect> {
     let ConfirmedUser(user) = user;
-    user.verify_csrf(form.csrf_token())?;
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
-    if store::revoke_other(&mut tx, user.user_id(), id, user.session_key(), Reason::Revoked, now).await? {
+    if store::revoke_other(&mut tx, user.user_id(), id, user.session_public_id(), Reason::Revoked, now).await? {
         let event = NewEvent::new(user.user_id(), EventKind::SessionRevoked, Some(id), client).by(user.session_public_id());
         events::record(&mut tx, event, now).await?;
     }
@@ -137,16 +124,15 @@ pub async fn revoke_one(
 }
 
 /// Signs every other device and API token family out. Needs a recent confirmation.
-#[post("/account/sessions/revoke-others", data = "<form>")]
+#[post("/account/sessions/revoke-others", data = "<_csrf>")]
 pub async fn revoke_others(
     user: ConfirmedUser<'_>,
-    form: Form<CsrfOnly>,
+    _csrf: CsrfForm,
     client: &ClientInfo,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AppResult<Redirect> {
     let ConfirmedUser(user) = user;
-    user.verify_csrf(form.csrf_token())?;
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
@@ -170,16 +156,15 @@ pub fn not_me_page(user: ConfirmedUser<'_>) -> Page<NotMePage> {
 }
 
 /// "This wasn't me": every other device and token signed out, then on to a new password.
-#[post("/account/not-me", data = "<form>")]
+#[post("/account/not-me", data = "<_csrf>")]
 pub async fn not_me(
     user: ConfirmedUser<'_>,
-    form: Form<CsrfOnly>,
+    _csrf: CsrfForm,
     client: &ClientInfo,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AppResult<Redirect> {
     let ConfirmedUser(user) = user;
-    user.verify_csrf(form.csrf_token())?;
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;

@@ -2,20 +2,19 @@
 //! Needs the `admin` role (read fresh on every request) and a recent password confirmation.
 
 use askama::Template;
-use rocket::form::Form;
 use rocket::http::Status;
 use rocket::response::Redirect;
 use rocket::{get, post, routes, uri, Route, State};
 use sqlx::Connection;
 
-use super::account::CsrfOnly;
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
+use crate::csrf::CsrfForm;
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
-use crate::session::{store, AdminUser, Reason};
+use crate::session::{self, store, AdminUser, Reason};
 use crate::users;
 
 #[derive(Template)]
@@ -43,40 +42,40 @@ pub async fn page(admin: AdminUser<'_>, db: &State<Db>, clock: &State<AppClock>)
 type AdminOutcome = AppResult<Result<Redirect, Status>>;
 
 /// Disables an account: every session and API token of it ends at once, and sign-in is refused.
-#[post("/admin/users/<id>/disable", data = "<form>")]
+#[post("/admin/users/<id>/disable", data = "<csrf>")]
 pub async fn disable(
     admin: AdminUser<'_>,
     id: i64,
-    form: Form<CsrfOnly>,
+    csrf: CsrfForm,
     client: &ClientInfo,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AdminOutcome {
-    set_disabled(admin, id, true, form, client, db, clock).await
+    set_disabled(admin, id, true, csrf, client, db, clock).await
 }
 
-#[post("/admin/users/<id>/enable", data = "<form>")]
+#[post("/admin/users/<id>/enable", data = "<csrf>")]
 pub async fn enable(
     admin: AdminUser<'_>,
     id: i64,
-    form: Form<CsrfOnly>,
+    csrf: CsrfForm,
     client: &ClientInfo,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AdminOutcome {
-    set_disabled(admin, id, false, form, client, db, clock).await
+    set_disabled(admin, id, false, csrf, client, db, clock).await
 }
 
+/// Takes the checked form as proof: only a request from the admin's own page can get here.
 async fn set_disabled(
     AdminUser(admin): AdminUser<'_>,
     id: i64,
     disabled: bool,
-    form: Form<CsrfOnly>,
+    _csrf: CsrfForm,
     client: &ClientInfo,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AdminOutcome {
-    admin.verify_csrf(form.csrf_token())?;
     if id == admin.user_id() {
         return Ok(Err(Status::BadRequest));
     }
@@ -87,7 +86,7 @@ async fn set_disabled(
         return Ok(Err(Status::NotFound));
     }
     let kind = if disabled {
-        store::revoke_all_for_user(&mut tx, id, None, Reason::Revoked, now).await?;
+        session::end_all_for_user(&mut tx, id, None, Reason::Revoked, now).await?;
         EventKind::AccountDisabled
     } else {
         EventKind::AccountEnabled
@@ -99,25 +98,24 @@ async fn set_disabled(
 }
 
 /// Signs every session and API token of an account out (the admin's own current one excepted).
-#[post("/admin/users/<id>/revoke-sessions", data = "<form>")]
+#[post("/admin/users/<id>/revoke-sessions", data = "<_csrf>")]
 pub async fn revoke_sessions(
     admin: AdminUser<'_>,
     id: i64,
-    form: Form<CsrfOnly>,
+    _csrf: CsrfForm,
     client: &ClientInfo,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AdminOutcome {
     let AdminUser(admin) = admin;
-    admin.verify_csrf(form.csrf_token())?;
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     if users::store::username(&mut tx, id).await?.is_none() {
         return Ok(Err(Status::NotFound));
     }
-    let keep = (id == admin.user_id()).then(|| admin.session_key());
-    let ended = store::revoke_all_for_user(&mut tx, id, keep, Reason::Revoked, now).await?;
+    let keep = (id == admin.user_id()).then(|| admin.session_public_id());
+    let ended = session::end_all_for_user(&mut tx, id, keep, Reason::Revoked, now).await?;
     let event = NewEvent::new(id, EventKind::SessionsRevokedByAdmin, None, client)
         .by(admin.session_public_id())
         .detail(format!("{} sessions, by {}", ended.len(), admin.username()));

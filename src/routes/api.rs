@@ -135,8 +135,8 @@ pub async fn issue_tokens(
 ) -> AppResult<TokenResponse> {
     let ApiJson(Credentials { username, password }) = credentials;
     let now = clock.now();
-    let (user_id, attempt) = match sign_in::check_password(db, hasher, config, &username, password, client, now).await? {
-        Verdict::Accepted { user_id, attempt } => (user_id, attempt),
+    let (credentials, attempt) = match sign_in::check_password(db, hasher, config, &username, password, client, now).await? {
+        Verdict::Accepted { credentials, attempt } => (credentials, attempt),
         Verdict::Rejected => return Ok(TokenResponse::refused("invalid_credentials")),
         Verdict::Throttled(retry_after) => {
             let body = Json(ErrorBody { error: "too_many_attempts" });
@@ -147,7 +147,10 @@ pub async fn issue_tokens(
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
-    let pair = api::issue(&mut tx, user_id, client, config, now).await?;
+    let Some(pair) = api::issue(&mut tx, credentials, client, config, now).await? else {
+        // The credentials changed while the password was being checked: it proves nothing now.
+        return Ok(TokenResponse::refused("invalid_credentials"));
+    };
     tx.commit().await?;
     Ok(TokenResponse::Issued(Json(TokenBody::of(&pair, now))))
 }

@@ -2,7 +2,6 @@
 //! Success sets `confirmed_until` and rotates the session token.
 
 use askama::Template;
-use rocket::form::Form;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
 use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
@@ -12,6 +11,7 @@ use super::login;
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
+use crate::csrf::CsrfForm;
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
@@ -62,7 +62,6 @@ pub fn page(user: &AuthenticatedUser, next: Option<&str>, config: &State<Session
 #[derive(FromForm)]
 pub struct ConfirmForm {
     password: String,
-    csrf_token: String,
     next: Option<String>,
 }
 
@@ -70,7 +69,7 @@ pub struct ConfirmForm {
 #[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
     user: &AuthenticatedUser,
-    form: Form<ConfirmForm>,
+    form: CsrfForm<ConfirmForm>,
     client: &ClientInfo,
     cookies: &CookieJar<'_>,
     db: &State<Db>,
@@ -78,7 +77,6 @@ pub async fn submit(
     config: &State<SessionConfig>,
     clock: &State<AppClock>,
 ) -> AppResult<ConfirmResponse> {
-    user.verify_csrf(&form.csrf_token)?;
     let now = clock.now();
     let form_again = |error: String| {
         let mut page = ConfirmPage::new(user, form.next.as_deref(), config);

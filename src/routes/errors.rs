@@ -92,6 +92,17 @@ fn forbidden(request: &Request<'_>) -> ErrorResponse {
             let next = LocalPath::or_account(Some(&next));
             ErrorResponse::Redirect(Redirect::to(uri!(confirm::page(Some(next.as_str())))))
         }
+        // A script cannot follow a redirect to a password form: it gets a code of its own, told
+        // apart from a CSRF refusal.
+        Refusal::ConfirmationRequired => error_page(
+            Status::Forbidden,
+            text(
+                "confirmation_required",
+                "Confirmation required",
+                "This action needs a recent password confirmation: confirm at /confirm, then try again.",
+            ),
+            request,
+        ),
         Refusal::NotAdmin => error_page(
             Status::Forbidden,
             text(

@@ -4,13 +4,16 @@ use rocket::response::Redirect;
 use rocket::{get, routes, uri, Route};
 
 use super::{account, login};
-use crate::session::AuthenticatedUser;
+use crate::error::{AppError, AppResult};
+use crate::session::{AuthenticatedUser, SessionError};
 
 #[get("/")]
-fn index(user: Option<&AuthenticatedUser>) -> Redirect {
+fn index(user: Result<&AuthenticatedUser, SessionError>) -> AppResult<Redirect> {
     match user {
-        Some(_) => Redirect::to(uri!(account::page)),
-        None => Redirect::to(uri!(login::page(None::<&str>, None::<&str>))),
+        Ok(_) => Ok(Redirect::to(uri!(account::page))),
+        Err(SessionError::Ended(_)) => Ok(Redirect::to(uri!(login::page(None::<&str>, None::<&str>)))),
+        // The database could not be asked: a signed-in person is not sent to the sign-in page.
+        Err(_) => Err(AppError::SessionCheckFailed),
     }
 }
 

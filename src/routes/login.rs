@@ -1,7 +1,6 @@
 //! `GET /login` and `POST /login`: the sign-in form, and signing in with a fresh session.
 
 use askama::Template;
-use rocket::form::Form;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
 use rocket::{get, post, routes, FromForm, Responder, Route, State};
@@ -10,13 +9,13 @@ use sqlx::Connection;
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
-use crate::csrf::PreSessionCsrf;
+use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::db::Db;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{presented_token, session_cookie};
-use crate::session::{self, AuthenticatedUser, Reason};
+use crate::session::{self, AuthenticatedUser, Reason, SessionError};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
 use crate::users::PasswordHasher;
@@ -61,30 +60,33 @@ pub enum LoginResponse {
 pub fn page(
     reason: Option<&str>,
     next: Option<&str>,
-    user: Option<&AuthenticatedUser>,
-    csrf: PreSessionCsrf,
-) -> LoginResponse {
-    if user.is_some() {
-        return LoginResponse::Redirect(Redirect::to(LocalPath::or_account(next).as_str().to_owned()));
+    user: Result<&AuthenticatedUser, SessionError>,
+    csrf: &PreSessionCsrf,
+) -> AppResult<LoginResponse> {
+    match user {
+        Ok(_) => Ok(LoginResponse::Redirect(Redirect::to(LocalPath::or_account(next).as_str().to_owned()))),
+        Err(SessionError::Ended(_)) => {
+            let mut page = LoginPage::new(csrf, next);
+            page.reason_message = reason.and_then(Reason::from_code).map(Reason::message);
+            Ok(LoginResponse::Page(Page(page)))
+        }
+        // Whether this visitor is signed in is unknown: a 503, not a sign-in form for someone signed in.
+        Err(_) => Err(AppError::SessionCheckFailed),
     }
-    let mut page = LoginPage::new(&csrf, next);
-    page.reason_message = reason.and_then(Reason::from_code).map(Reason::message);
-    LoginResponse::Page(Page(page))
 }
 
 #[derive(FromForm)]
 pub struct LoginForm {
     username: String,
     password: String,
-    csrf_token: String,
     next: Option<String>,
 }
 
 #[post("/login", data = "<form>")]
 #[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
-    form: Form<LoginForm>,
-    csrf: PreSessionCsrf,
+    form: PreSessionCsrfForm<LoginForm>,
+    csrf: &PreSessionCsrf,
     client: &ClientInfo,
     cookies: &CookieJar<'_>,
     db: &State<Db>,
@@ -92,17 +94,16 @@ pub async fn submit(
     config: &State<SessionConfig>,
     clock: &State<AppClock>,
 ) -> AppResult<LoginResponse> {
-    csrf.verify(&form.csrf_token)?;
     let form_again = |error: String| {
-        let mut page = LoginPage::new(&csrf, form.next.as_deref());
+        let mut page = LoginPage::new(csrf, form.next.as_deref());
         page.error = Some(error);
         page.username = form.username.chars().take(64).collect();
         Page(page)
     };
     let now = clock.now();
     let verdict = sign_in::check_password(db, hasher, config, &form.username, form.password.clone(), client, now).await?;
-    let (user_id, attempt) = match verdict {
-        Verdict::Accepted { user_id, attempt } => (user_id, attempt),
+    let (credentials, attempt) = match verdict {
+        Verdict::Accepted { credentials, attempt } => (credentials, attempt),
         Verdict::Rejected => return Ok(LoginResponse::Page(form_again(CREDENTIALS_REJECTED.to_owned()))),
         Verdict::Throttled(retry_after) => {
             let page = form_again(retry_after.message());
@@ -113,7 +114,13 @@ pub async fn submit(
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
-    let started = session::start(&mut tx, user_id, presented_token(cookies, config), client, config, now).await?;
+    let Some(started) = session::start(&mut tx, credentials, presented_token(cookies, config), client, config, now).await?
+    else {
+        // The password was changed, or the account disabled or signed out everywhere, while it
+        // was being checked: the check proves nothing now. Nothing is committed, so the attempt
+        // still counts as a failure.
+        return Ok(LoginResponse::Page(form_again(CREDENTIALS_REJECTED.to_owned())));
+    };
     tx.commit().await?;
 
     cookies.add(session_cookie(config, &started.token));

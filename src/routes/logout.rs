@@ -1,23 +1,18 @@
 //! `POST /logout`: destroys the session, clears the cookie and the site's storage.
 
-use rocket::form::Form;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{post, routes, uri, FromForm, Responder, Route, State};
+use rocket::{post, routes, uri, Responder, Route, State};
 
 use super::login;
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
+use crate::csrf::{CsrfForm, FormRefused};
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::session::cookie::cleared_session_cookie;
 use crate::session::{self, AuthenticatedUser, Reason, SessionError};
-
-#[derive(FromForm)]
-pub struct LogoutForm {
-    csrf_token: String,
-}
 
 #[derive(Responder)]
 pub struct SignedOut {
@@ -29,7 +24,8 @@ pub struct SignedOut {
 #[post("/logout", data = "<form>")]
 pub async fn logout(
     user: Result<&AuthenticatedUser, SessionError>,
-    form: Form<LogoutForm>,
+    // Taken as a `Result`: with no live session there is no token to check, and nothing to end.
+    form: Result<CsrfForm, FormRefused>,
     client: &ClientInfo,
     cookies: &CookieJar<'_>,
     db: &State<Db>,
@@ -38,11 +34,12 @@ pub async fn logout(
 ) -> AppResult<SignedOut> {
     match user {
         Ok(user) => {
-            user.verify_csrf(&form.csrf_token)?;
+            // Only a form from one of this session's own pages signs it out.
+            form?;
             let mut conn = db.connection().await?;
             let session = user.session();
-            session::end(&mut conn, &session.key, session.user_id, session.public_id, Reason::SignedOut, client, clock.now())
-                .await?;
+            // By its public id: a rotation of this session in another tab must not make it miss.
+            session::end(&mut conn, session.user_id, session.public_id, Reason::SignedOut, client, clock.now()).await?;
         }
         // Already signed out (or never signed in): there is nothing to destroy, say so all the same.
         Err(SessionError::Ended(_)) => {}

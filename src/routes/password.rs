@@ -3,7 +3,6 @@
 //! and a new token for this one.
 
 use askama::Template;
-use rocket::form::Form;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
 use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
@@ -13,6 +12,7 @@ use super::login;
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
+use crate::csrf::CsrfForm;
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
@@ -56,7 +56,6 @@ pub struct PasswordForm {
     current_password: String,
     new_password: String,
     new_password_confirm: String,
-    csrf_token: String,
 }
 
 /// The new password, or every reason it cannot be used.
@@ -77,7 +76,7 @@ fn validate_new(form: &PasswordForm, username: &str) -> Result<Password, Vec<Str
 #[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
     user: &AuthenticatedUser,
-    form: Form<PasswordForm>,
+    form: CsrfForm<PasswordForm>,
     client: &ClientInfo,
     cookies: &CookieJar<'_>,
     db: &State<Db>,
@@ -85,15 +84,14 @@ pub async fn submit(
     config: &State<SessionConfig>,
     clock: &State<AppClock>,
 ) -> AppResult<PasswordResponse> {
-    user.verify_csrf(&form.csrf_token)?;
     let now = clock.now();
     let new_password = match validate_new(&form, user.username()) {
         Ok(password) => password,
         Err(errors) => return Ok(PasswordResponse::Page(form_page(user, errors))),
     };
     let current = form.current_password.clone();
-    let attempt = match sign_in::check_own_password(db, hasher, config, user, current, client, now).await? {
-        Verdict::Accepted { attempt, .. } => attempt,
+    let (credentials, attempt) = match sign_in::check_own_password(db, hasher, config, user, current, client, now).await? {
+        Verdict::Accepted { credentials, attempt } => (credentials, attempt),
         Verdict::Rejected => {
             return Ok(PasswordResponse::Page(form_page(user, vec!["Your current password is not correct.".to_owned()])));
         }
@@ -107,7 +105,12 @@ pub async fn submit(
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
-    users::store::lock(&mut tx, user.user_id()).await?;
+    if !users::store::lock_if_current(&mut tx, credentials).await? {
+        // The password checked was replaced, or every device signed out, while it was being
+        // checked: nothing is committed.
+        let error = "Your account changed while the password was being checked. Please try again.".to_owned();
+        return Ok(PasswordResponse::Page(form_page(user, vec![error])));
+    }
     users::store::set_password_hash(&mut tx, user.user_id(), &new_hash).await?;
     let signed_out =
         session::end_others(&mut tx, user.session(), Reason::PasswordChanged, EventKind::SessionRevoked, client, now).await?;

@@ -1,7 +1,6 @@
 //! `GET /register` and `POST /register`: demo sign-up (limited per client address), which signs the new account in.
 
 use askama::Template;
-use rocket::form::Form;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
 use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
@@ -11,7 +10,7 @@ use super::account;
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
-use crate::csrf::PreSessionCsrf;
+use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
@@ -19,7 +18,7 @@ use crate::html::{Nav, Page};
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::session;
 use crate::throttle::{self, Admission};
-use crate::users::{self, Password, PasswordHasher, Role, Username};
+use crate::users::{self, CheckedCredentials, Password, PasswordHasher, Role, Username};
 
 #[derive(Template)]
 #[template(path = "register.html")]
@@ -53,8 +52,8 @@ pub enum RegisterResponse {
 }
 
 #[get("/register")]
-pub fn page(csrf: PreSessionCsrf) -> Page<RegisterPage> {
-    Page(RegisterPage::new(&csrf))
+pub fn page(csrf: &PreSessionCsrf) -> Page<RegisterPage> {
+    Page(RegisterPage::new(csrf))
 }
 
 #[derive(FromForm)]
@@ -62,7 +61,6 @@ pub struct RegisterForm {
     username: String,
     password: String,
     password_confirm: String,
-    csrf_token: String,
 }
 
 /// The account the form asks for, or every reason it cannot be created.
@@ -87,8 +85,8 @@ fn validate(form: &RegisterForm) -> Result<(Username, Password), Vec<String>> {
 #[post("/register", data = "<form>")]
 #[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
-    form: Form<RegisterForm>,
-    csrf: PreSessionCsrf,
+    form: PreSessionCsrfForm<RegisterForm>,
+    csrf: &PreSessionCsrf,
     client: &ClientInfo,
     cookies: &CookieJar<'_>,
     db: &State<Db>,
@@ -96,9 +94,8 @@ pub async fn submit(
     config: &State<SessionConfig>,
     clock: &State<AppClock>,
 ) -> AppResult<RegisterResponse> {
-    csrf.verify(&form.csrf_token)?;
     let form_again = |errors: Vec<String>| {
-        let mut page = RegisterPage::new(&csrf);
+        let mut page = RegisterPage::new(csrf);
         page.errors = errors;
         page.username = form.username.chars().take(64).collect();
         Page(page)
@@ -123,7 +120,12 @@ pub async fn submit(
     };
     let created = NewEvent::new(user_id, EventKind::Registered, None, client);
     events::record(&mut tx, created, now).await?;
-    let started = session::start(&mut tx, user_id, presented_token(cookies, config), client, config, now).await?;
+    let credentials = CheckedCredentials::new_account(user_id);
+    let presented = presented_token(cookies, config);
+    let Some(started) = session::start(&mut tx, credentials, presented, client, config, now).await? else {
+        // Unreachable in practice: no one else can change an account this transaction created.
+        return refuse(vec!["The account could not be signed in. Please try again.".into()]);
+    };
     tx.commit().await?;
 
     cookies.add(session_cookie(config, &started.token));

@@ -15,7 +15,7 @@ use super::token::SessionToken;
 use crate::client::ClientInfo;
 use crate::config::SessionConfig;
 use crate::events::{self, EventKind, NewEvent};
-use crate::users::Role;
+use crate::users::{self, CheckedCredentials, Role};
 
 pub const API: &str = "api";
 
@@ -56,13 +56,23 @@ pub enum Refreshed {
 }
 
 /// Starts a family for a user who has just proved who they are, inside the caller's transaction.
+///
+/// `None`, with nothing written: the credentials checked are no longer current (the password
+/// changed, the account was disabled or signed out everywhere since the check), and the caller
+/// must refuse. Otherwise holds the user's row lock until the caller commits, like a browser
+/// sign-in, and ends the least recently used families beyond `max_api_families_per_user`: a flood
+/// of correct-password sign-ins cannot pile up live token families.
 pub async fn issue(
     tx: &mut PgConnection,
-    user_id: i64,
+    credentials: CheckedCredentials,
     client: &ClientInfo,
     config: &SessionConfig,
     now: OffsetDateTime,
-) -> sqlx::Result<TokenPair> {
+) -> sqlx::Result<Option<TokenPair>> {
+    if !users::store::lock_if_current(tx, credentials).await? {
+        return Ok(None);
+    }
+    let user_id = credentials.user_id;
     // The refresh lifetime is the family's absolute expiry: refreshing never extends it.
     let expires_at = now + config.refresh_token_lifetime();
     let pair = TokenPair::generate(now, expires_at, config);
@@ -83,7 +93,13 @@ pub async fn issue(
     .await?;
     store::insert_refresh_token(tx, &pair.refresh_token.key(), family, 0, now).await?;
     events::record(tx, NewEvent::new(user_id, EventKind::ApiTokenIssued, Some(family), client), now).await?;
-    Ok(pair)
+    // The newest family wins, as at the browser cap: the least recently used beyond it end now.
+    let cap = i64::from(config.max_api_families_per_user);
+    for evicted in store::revoke_beyond_cap(tx, user_id, API, cap, now).await? {
+        let event = NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(family);
+        events::record(tx, event, now).await?;
+    }
+    Ok(Some(pair))
 }
 
 /// Trades a refresh token for a new pair, in one transaction. A token presented a second time
@@ -106,7 +122,7 @@ pub async fn refresh(
     };
     if token.used_at.is_some() {
         // Single use: presented again, it is in two hands.
-        let ended = store::revoke_api_family(&mut tx, token.family, Reason::Revoked, now).await?;
+        let ended = store::revoke_by_id(&mut tx, token.family, Reason::Revoked, now).await?;
         if ended {
             let event = NewEvent::new(token.user_id, EventKind::ApiTokenRefreshReuse, Some(token.family), client);
             events::record(&mut tx, event, now).await?;
@@ -185,7 +201,7 @@ pub async fn end(
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let mut tx = conn.begin().await?;
-    let ended = store::revoke_api_family(&mut tx, session.public_id, Reason::SignedOut, now).await?;
+    let ended = store::revoke_by_id(&mut tx, session.public_id, Reason::SignedOut, now).await?;
     if ended {
         let event = NewEvent::new(session.user_id, EventKind::ApiSignOut, Some(session.public_id), client);
         events::record(&mut tx, event, now).await?;

@@ -7,12 +7,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::cookie::cleared_session_cookie;
-use super::token::{SessionKey, SessionToken};
+use super::token::SessionToken;
 use super::{policy, LiveSession, Reason, Validated};
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
-use crate::csrf;
 use crate::db::Db;
 use rocket_db_pools::Database;
 use crate::error::AppError;
@@ -52,10 +51,6 @@ impl AuthenticatedUser {
         &self.session
     }
 
-    pub fn session_key(&self) -> &SessionKey {
-        &self.session.key
-    }
-
     pub fn session_public_id(&self) -> Uuid {
         self.session.public_id
     }
@@ -72,14 +67,9 @@ impl AuthenticatedUser {
         self.idle
     }
 
-    /// The token this session's forms must carry.
+    /// The token this session's forms must carry (`csrf::CsrfForm` checks it).
     pub fn csrf_token(&self) -> &str {
         &self.csrf_token
-    }
-
-    /// Rejects a state-changing form that did not come from one of this session's pages.
-    pub fn verify_csrf(&self, presented: &str) -> Result<(), AppError> {
-        csrf::verify(&self.csrf_token, presented)
     }
 }
 

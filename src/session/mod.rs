@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::client::ClientInfo;
 use crate::config::SessionConfig;
 use crate::events::{self, EventKind, NewEvent};
-use crate::users::Role;
+use crate::users::{self, CheckedCredentials, Role};
 use policy::{Decision, FingerprintMatch, Lifetimes, Limits};
 use token::{SessionKey, SessionToken};
 
@@ -66,22 +66,30 @@ pub fn limits(config: &SessionConfig) -> Limits {
 
 /// Starts a browser session for a user who has just proved who they are, inside the caller's
 /// transaction, and destroys the session the browser came with (`presented`), if any.
-/// Holds the user's row lock until the caller commits, so concurrent sign-ins cannot exceed
+///
+/// `None`, with nothing written: the credentials checked are no longer current (the password
+/// changed, the account was disabled or signed out everywhere since the check), and the caller
+/// must refuse the sign-in. Otherwise holds the user's row lock until the caller commits, so a
+/// change cannot slip in before the commit and concurrent sign-ins cannot exceed
 /// `max_sessions_per_user`.
+///
 /// Always a new random token: a token chosen before sign-in (fixation) never becomes a
 /// signed-in one.
 pub async fn start(
     tx: &mut PgConnection,
-    user_id: i64,
+    credentials: CheckedCredentials,
     presented: Option<SessionToken>,
     client: &ClientInfo,
     config: &SessionConfig,
     now: OffsetDateTime,
-) -> sqlx::Result<Started> {
+) -> sqlx::Result<Option<Started>> {
+    if !users::store::lock_if_current(tx, credentials).await? {
+        return Ok(None);
+    }
+    let user_id = credentials.user_id;
     if let Some(previous) = presented {
         store::revoke(tx, &previous.key(), Reason::SignedOut, now).await?;
     }
-    crate::users::store::lock(tx, user_id).await?;
     let new_device = store::is_new_device(tx, user_id, &client.user_agent).await?;
     let token = SessionToken::generate();
     let public_id = store::insert(
@@ -104,11 +112,11 @@ pub async fn start(
     }
     // The newest sign-in wins: the least recently used sessions beyond the cap end now.
     let cap = i64::from(config.max_sessions_per_user);
-    for evicted in store::revoke_beyond_cap(tx, user_id, cap, now).await? {
+    for evicted in store::revoke_beyond_cap(tx, user_id, BROWSER, cap, now).await? {
         let event = NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(public_id);
         events::record(tx, event, now).await?;
     }
-    Ok(Started { token, public_id })
+    Ok(Some(Started { token, public_id }))
 }
 
 /// Checks a presented token against its row, the account and the policy; ends the session
@@ -141,7 +149,7 @@ pub async fn validate(
     };
     let (touch, watched_changed) = match policy::decide(lifetimes, limits(config), fingerprint, now) {
         Decision::End(reason) => {
-            end(conn, &key, record.user_id, record.public_id, reason, client, now).await?;
+            end(conn, record.user_id, record.public_id, reason, client, now).await?;
             if reason == Reason::FingerprintMismatch {
                 rocket::warn!("session {} ended: binding fingerprint changed", key.log_id());
             }
@@ -185,9 +193,11 @@ pub async fn validate(
 
 /// Ends one session for `reason` and records why, in one transaction. Ending an already ended
 /// session changes nothing and records nothing.
+///
+/// By public id, not by the token the request came with: if the session rotated since the
+/// request was checked (a confirmation or password change in another tab), it still ends.
 pub async fn end(
     conn: &mut PgConnection,
-    key: &SessionKey,
     user_id: i64,
     public_id: Uuid,
     reason: Reason,
@@ -195,7 +205,7 @@ pub async fn end(
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let mut tx = conn.begin().await?;
-    let ended = store::revoke(&mut tx, key, reason, now).await?;
+    let ended = store::revoke_by_id(&mut tx, public_id, reason, now).await?;
     if ended {
         let kind = match reason {
             Reason::IdleTimeout => EventKind::IdleTimeout,
@@ -223,8 +233,25 @@ pub async fn rotate(
     Ok(rotated.then_some(token))
 }
 
+/// Ends every session and API token family of a user but `keep` for `reason`, inside the
+/// caller's transaction, and moves the user's credentials version on first (taking the user's row
+/// lock): a sign-in whose password check is under way cannot create a session that outlives this
+/// ("sign out everywhere", a password change, a disabled account). Returns the public ids ended.
+pub async fn end_all_for_user(
+    tx: &mut PgConnection,
+    user_id: i64,
+    keep: Option<Uuid>,
+    reason: Reason,
+    now: OffsetDateTime,
+) -> sqlx::Result<Vec<Uuid>> {
+    users::store::bump_credentials_version(tx, user_id).await?;
+    store::revoke_all_for_user(tx, user_id, keep, reason, now).await
+}
+
 /// Ends every other session and API token family of the session's user for `reason`, with a
-/// security event for each, inside the caller's transaction. Returns how many ended.
+/// security event for each, inside the caller's transaction (`end_all_for_user`). The current
+/// session is kept by its public id, so a concurrent rotation of it cannot make it end itself.
+/// Returns how many ended.
 pub async fn end_others(
     tx: &mut PgConnection,
     session: &LiveSession,
@@ -233,7 +260,7 @@ pub async fn end_others(
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> sqlx::Result<usize> {
-    let ended = store::revoke_all_for_user(tx, session.user_id, Some(&session.key), reason, now).await?;
+    let ended = end_all_for_user(tx, session.user_id, Some(session.public_id), reason, now).await?;
     for public_id in &ended {
         let event = NewEvent::new(session.user_id, kind, Some(*public_id), client).by(session.public_id);
         events::record(tx, event, now).await?;

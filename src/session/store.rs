@@ -3,6 +3,11 @@
 //! Each function takes `&mut PgConnection` first, so a pooled connection and a transaction both
 //! fit, and the time from the app's clock, never SQL `now()`. No statement brings a revoked
 //! session back: updates carry `AND revoked_at IS NULL`, and nothing is ever upserted.
+//!
+//! A session's key changes at every rotation; its public id never does. So statements that act
+//! on the token a request presents (touch, rotate) find the row by key and miss it once the token
+//! is dead, while statements that *end* a session find it by public id, whatever its key is by
+//! then: a sign-out must not miss a session because it rotated while the sign-out waited.
 
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -140,11 +145,27 @@ pub async fn record_network_change(
     Ok(result.rows_affected() == 1)
 }
 
-/// Ends a session, keeping a tombstone until the reaper's grace has passed.
-/// `false`: it had already ended (the first reason stands).
+/// Ends a session (browser or API family) by its public id, keeping a tombstone until the reaper's
+/// grace has passed. `false`: it had already ended (the first reason stands).
+pub async fn revoke_by_id(conn: &mut PgConnection, public_id: Uuid, reason: Reason, now: OffsetDateTime) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE public_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(public_id)
+    .bind(now)
+    .bind(reason.code())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Ends the session a presented token belongs to, like `revoke_by_id`: the token is looked up
+/// once, so a rotation that commits while this waits for the row does not make it miss.
+/// `false`: no live session has this token.
 pub async fn revoke(conn: &mut PgConnection, key: &SessionKey, reason: Reason, now: OffsetDateTime) -> sqlx::Result<bool> {
     let result = sqlx::query(
-        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE key = $1 AND revoked_at IS NULL",
+        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+         WHERE public_id = (SELECT public_id FROM sessions WHERE key = $1) AND revoked_at IS NULL",
     )
     .bind(key.as_bytes())
     .bind(now)
@@ -219,23 +240,24 @@ pub async fn rotate(
     Ok(result.rows_affected() == 1)
 }
 
-/// Ends one of a user's live sessions by its public id, never the one making the request.
-/// `false`: no such live session of this user (already ended, someone else's, or the current one).
+/// Ends one of a user's live sessions by its public id, never `current` (the one making the
+/// request). `false`: no such live session of this user (already ended, someone else's, or the
+/// current one).
 pub async fn revoke_other(
     conn: &mut PgConnection,
     user_id: i64,
     public_id: Uuid,
-    current: &SessionKey,
+    current: Uuid,
     reason: Reason,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "UPDATE sessions SET revoked_at = $4, revoke_reason = $5
-         WHERE public_id = $2 AND user_id = $1 AND key <> $3 AND revoked_at IS NULL",
+         WHERE public_id = $2 AND user_id = $1 AND public_id <> $3 AND revoked_at IS NULL",
     )
     .bind(user_id)
     .bind(public_id)
-    .bind(current.as_bytes())
+    .bind(current)
     .bind(now)
     .bind(reason.code())
     .execute(conn)
@@ -243,42 +265,45 @@ pub async fn revoke_other(
     Ok(result.rows_affected() == 1)
 }
 
-/// Ends every live session and API token family of a user, except `keep` (the current one).
-/// Returns the public ids ended, for the security log.
+/// Ends every live session and API token family of a user, except `keep` (the current one, by
+/// its public id: its key may rotate meanwhile). Returns the public ids ended, for the security log.
 pub async fn revoke_all_for_user(
     conn: &mut PgConnection,
     user_id: i64,
-    keep: Option<&SessionKey>,
+    keep: Option<Uuid>,
     reason: Reason,
     now: OffsetDateTime,
 ) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "UPDATE sessions SET revoked_at = $3, revoke_reason = $4
-         WHERE user_id = $1 AND revoked_at IS NULL AND ($2::bytea IS NULL OR key <> $2)
+         WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR public_id <> $2)
          RETURNING public_id",
     )
     .bind(user_id)
-    .bind(keep.map(SessionKey::as_bytes))
+    .bind(keep)
     .bind(now)
     .bind(reason.code())
     .fetch_all(conn)
     .await
 }
 
-/// Keeps at most `cap` live browser sessions for the user by ending the least recently used.
-/// Callers hold the user's row lock (`users::store::lock`), so concurrent sign-ins take turns
-/// and no race can leave more than `cap` alive. Returns the public ids ended.
+/// Keeps at most `cap` live sessions of one kind (browser sessions, or API token families) for
+/// the user by ending the least recently used. Callers hold the user's row lock
+/// (`users::store::lock_if_current`), so concurrent sign-ins take turns and no race can leave more
+/// than `cap` alive. Rows are chosen by public id, so one whose token rotates while this waits
+/// for it still ends. Returns the public ids ended.
 pub async fn revoke_beyond_cap(
     conn: &mut PgConnection,
     user_id: i64,
+    kind: &str,
     cap: i64,
     now: OffsetDateTime,
 ) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "UPDATE sessions SET revoked_at = $3, revoke_reason = $4
-         WHERE key IN (
-             SELECT key FROM sessions
-             WHERE user_id = $1 AND kind = 'browser' AND revoked_at IS NULL AND expires_at > $3
+         WHERE revoked_at IS NULL AND public_id IN (
+             SELECT public_id FROM sessions
+             WHERE user_id = $1 AND kind = $5 AND revoked_at IS NULL AND expires_at > $3
              ORDER BY last_seen_at DESC, created_at DESC
              OFFSET $2)
          RETURNING public_id",
@@ -287,6 +312,7 @@ pub async fn revoke_beyond_cap(
     .bind(cap)
     .bind(now)
     .bind(Reason::SessionLimit.code())
+    .bind(kind)
     .fetch_all(conn)
     .await
 }
@@ -347,26 +373,6 @@ pub async fn advance_api_family(
     .bind(access_key.as_bytes())
     .bind(access_expires_at)
     .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-/// Ends an API token family by its id (its key changes with every refresh), keeping a tombstone.
-/// `false`: it had already ended.
-pub async fn revoke_api_family(
-    conn: &mut PgConnection,
-    family: Uuid,
-    reason: Reason,
-    now: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3
-         WHERE public_id = $1 AND kind = 'api' AND revoked_at IS NULL",
-    )
-    .bind(family)
-    .bind(now)
-    .bind(reason.code())
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)

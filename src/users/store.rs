@@ -3,14 +3,23 @@
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use super::{Role, Username};
+use super::{CheckedCredentials, Role, Username};
 
-/// What sign-in needs to know about an account.
+/// What a password check needs to know about an account. The version is read in the same
+/// statement as the hash, so it names the credentials the check is about to verify.
 #[derive(sqlx::FromRow)]
 pub struct Credentials {
     pub id: i64,
     pub password_hash: String,
     pub disabled: bool,
+    pub credentials_version: i64,
+}
+
+impl Credentials {
+    /// What a successful check of these credentials proves.
+    pub fn checked(&self) -> CheckedCredentials {
+        CheckedCredentials { user_id: self.id, version: self.credentials_version }
+    }
 }
 
 /// The account a username names, compared in its canonical form: the same form the sign-in
@@ -18,8 +27,16 @@ pub struct Credentials {
 /// Stored names are ASCII (`Username::parse` admits no other), and on ASCII `lower()`, which the
 /// unique index uses, is the canonical form.
 pub async fn find_credentials(conn: &mut PgConnection, username: &Username) -> sqlx::Result<Option<Credentials>> {
-    sqlx::query_as("SELECT id, password_hash, disabled FROM users WHERE lower(username) = $1")
+    sqlx::query_as("SELECT id, password_hash, disabled, credentials_version FROM users WHERE lower(username) = $1")
         .bind(username.canonical())
+        .fetch_optional(conn)
+        .await
+}
+
+/// The credentials of a signed-in user, for a password re-check.
+pub async fn find_credentials_by_id(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Option<Credentials>> {
+    sqlx::query_as("SELECT id, password_hash, disabled, credentials_version FROM users WHERE id = $1")
+        .bind(user_id)
         .fetch_optional(conn)
         .await
 }
@@ -44,19 +61,38 @@ pub async fn create(
     .await
 }
 
-/// Locks the user's row until the transaction ends: sign-ins and password changes of one
-/// account take turns (the session cap and the password-change revocation rely on it).
-pub async fn lock(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<()> {
-    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(user_id).execute(conn).await?;
+/// Locks the user's row until the transaction ends, if the account is still enabled and its
+/// credentials are still those `checked` was made against. `false`: a password change, a disable
+/// or "sign out everywhere" committed since the check, which therefore proves nothing now.
+///
+/// The row lock makes everything that creates or ends a user's sessions take turns: sign-ins
+/// (and with them the session caps) and every change that moves the version on. If such a
+/// change holds the row, this waits for its commit and then reads the new version.
+pub async fn lock_if_current(conn: &mut PgConnection, checked: CheckedCredentials) -> sqlx::Result<bool> {
+    let current: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM users WHERE id = $1 AND credentials_version = $2 AND NOT disabled FOR UPDATE",
+    )
+    .bind(checked.user_id)
+    .bind(checked.version)
+    .fetch_optional(conn)
+    .await?;
+    Ok(current.is_some())
+}
+
+/// Moves the account's credentials version on (and takes its row lock): every password check
+/// made before this transaction commits proves nothing any more. Part of every change that ends
+/// all of a user's sessions.
+pub async fn bump_credentials_version(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET credentials_version = credentials_version + 1 WHERE id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-pub async fn password_hash(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(user_id).fetch_optional(conn).await
-}
-
+/// A new password; checks of the old one stop counting (the version moves on).
 pub async fn set_password_hash(conn: &mut PgConnection, user_id: i64, password_hash: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+    sqlx::query("UPDATE users SET password_hash = $2, credentials_version = credentials_version + 1 WHERE id = $1")
         .bind(user_id)
         .bind(password_hash)
         .execute(conn)
@@ -64,13 +100,17 @@ pub async fn set_password_hash(conn: &mut PgConnection, user_id: i64, password_h
     Ok(())
 }
 
+/// Disables or enables an account; either way checks made before stop counting (the version
+/// moves on), so a sign-in that began before a disable cannot come back with an enable.
 /// `None` when there is no such user.
 pub async fn set_disabled(conn: &mut PgConnection, user_id: i64, disabled: bool) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("UPDATE users SET disabled = $2 WHERE id = $1 RETURNING username")
-        .bind(user_id)
-        .bind(disabled)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar(
+        "UPDATE users SET disabled = $2, credentials_version = credentials_version + 1 WHERE id = $1 RETURNING username",
+    )
+    .bind(user_id)
+    .bind(disabled)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn username(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Option<String>> {

@@ -496,3 +496,65 @@ async fn an_admin_signing_an_account_out_or_disabling_it_ends_its_api_families()
     assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
     assert_refused(&request_tokens(&script, "alice", PASSWORD).await, Status::Unauthorized, "invalid_credentials");
 }
+
+#[rocket::async_test]
+async fn an_eleventh_api_sign_in_ends_the_least_recently_used_family() {
+    let app = TestApp::new().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let script = Device::new(&client);
+    let cap = app.config().max_api_families_per_user as usize;
+    assert_eq!(cap, 10, "the default");
+    let mut pairs = Vec::new();
+    for _ in 0..cap {
+        pairs.push(sign_in(&script).await);
+        app.advance_secs(30);
+    }
+    // The first family is the oldest but in use: the second becomes the least recently used.
+    assert_eq!(me(&script, &pairs[0].access).await.status, Status::Ok);
+    app.advance_secs(30);
+    let newest = sign_in(&script).await;
+
+    assert_refused(&me(&script, &pairs[1].access).await, Status::Unauthorized, "invalid_token");
+    assert_refused(&refresh(&script, &pairs[1].refresh).await, Status::Unauthorized, "invalid_grant");
+    for pair in [&pairs[0], &pairs[2], &pairs[cap - 1], &newest] {
+        assert_eq!(me(&script, &pair.access).await.status, Status::Ok);
+    }
+    let reasons: Vec<Option<String>> = families(&app).await.into_iter().map(|(reason, _)| reason).collect();
+    assert_eq!(reasons.iter().filter(|reason| reason.is_none()).count(), cap);
+    assert_eq!(reasons[1].as_deref(), Some("session_limit"));
+    assert_eq!(app.event_kinds(user_id).await.last().map(String::as_str), Some("session_limit"));
+
+    // The owner sees it on the account page, as for a browser beyond the cap.
+    let browser = Device::new(&client);
+    browser.sign_in("alice", PASSWORD).await;
+    assert!(browser.get("/account").await.body.contains("too many devices signed in"));
+}
+
+#[rocket::async_test]
+async fn forty_parallel_api_sign_ins_never_leave_more_than_the_family_cap_alive() {
+    // Each sign-in counts as a failure until its password is proven right: lift the throttle,
+    // this test is about the cap.
+    let app = TestApp::with(|figment| {
+        figment.merge(("sessions.throttle_account_failures", 1000)).merge(("sessions.throttle_ip_failures", 1000))
+    })
+    .await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let scripts: Vec<Device> = (0..40).map(|_| Device::new(&client)).collect();
+    let replies = join_all(scripts.iter().map(|script| request_tokens(script, "alice", PASSWORD))).await;
+    assert!(replies.iter().all(|reply| reply.status == Status::Ok), "every sign-in succeeds");
+
+    let cap = app.config().max_api_families_per_user as usize;
+    let live = families(&app).await.into_iter().filter(|(reason, _)| reason.is_none()).count();
+    assert_eq!(live, cap);
+    let mut working = 0;
+    for reply in &replies {
+        if me(&scripts[0], reply.json()["access_token"].as_str().unwrap()).await.status == Status::Ok {
+            working += 1;
+        }
+    }
+    assert_eq!(working, cap);
+    let evictions = app.event_kinds(user_id).await.iter().filter(|kind| *kind == "session_limit").count();
+    assert_eq!(evictions, 40 - cap);
+}

@@ -6,8 +6,12 @@ mod support;
 
 mod api;
 mod bad_input;
+mod contract;
+mod defaults;
 mod devices;
 mod endings;
 mod foundation;
 mod logs;
+mod outage;
+mod races;
 mod throttle;

@@ -2,6 +2,8 @@
 //! test (copied from a migrated template) and the app built on it.
 #![allow(dead_code)] // each suite uses its own subset
 
+pub mod binary;
+pub mod cluster;
 pub mod http;
 pub mod server;
 
@@ -93,7 +95,8 @@ pub async fn fresh_database() -> String {
     database_url(&name)
 }
 
-fn random_secret_key() -> String {
+/// A random value for Rocket's `secret_key` (the key that seals private cookies).
+pub fn random_secret_key() -> String {
     use base64::Engine;
     let key: [u8; 64] = std::array::from_fn(|_| rand::random());
     base64::engine::general_purpose::STANDARD.encode(key)
@@ -116,12 +119,20 @@ impl TestApp {
     }
 
     pub async fn with(configure: impl FnOnce(Figment) -> Figment) -> TestApp {
-        let database_url = fresh_database().await;
-        let figment = rocket::Config::figment()
+        TestApp::on(fresh_database().await, configure).await
+    }
+
+    /// The app on the database at `database_url` (migrated when the app starts).
+    pub async fn on(database_url: String, configure: impl FnOnce(Figment) -> Figment) -> TestApp {
+        // The app's own configuration stack: its safe defaults in code, Rocket.toml, ROCKET_*.
+        let figment = secure_sessions::app::figment()
             .select("test")
             .merge(("databases.main.url", &database_url))
             .merge(("databases.main.max_connections", 8))
             .merge(("databases.main.connect_timeout", 2))
+            // Many apps share a loaded machine, and race tests queue dozens of requests for 8
+            // connections: let them wait rather than shed load (the outage test sets the default).
+            .merge(("databases.main.acquire_timeout_ms", 10_000))
             // The test profile is not `debug`, so Rocket wants a real key for private cookies.
             .merge(("secret_key", random_secret_key()));
         let figment = configure(figment);

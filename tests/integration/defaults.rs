@@ -1,0 +1,72 @@
+//! Safe without Rocket.toml: every security-relevant default lives in code. The real binary,
+//! started from an empty folder with nothing but a database URL and a secret key, trusts no
+//! forwarded-address header, keeps small body limits, uses the `[sessions]` defaults (HSTS in
+//! the release profile included) and does not name its server software.
+
+use secure_sessions::config::SessionConfig;
+use secure_sessions::users::Role;
+
+use crate::support::binary::RunningApp;
+use crate::support::http::encode;
+use crate::support::{random_secret_key, TestApp, PASSWORD};
+
+#[rocket::async_test]
+async fn the_binary_without_a_configuration_file_starts_with_safe_defaults() {
+    let app = TestApp::new().await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    // No Rocket.toml here or in any folder above (Rocket looks upwards from the working directory).
+    let empty = std::env::temp_dir().join(format!("ss-no-config-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&empty).unwrap();
+    let binary = RunningApp::start(|command| {
+        command
+            .env_clear()
+            .current_dir(&empty)
+            .env("DATABASE_URL", &app.database_url)
+            .env("ROCKET_SECRET_KEY", random_secret_key())
+            // As the release binary runs (Rocket's release profile wants a secret key).
+            .env("ROCKET_PROFILE", "release");
+    })
+    .await;
+    std::fs::remove_dir(&empty).ok();
+
+    // Sign in claiming another address through the headers a proxy would set.
+    let spoofed = [
+        "X-Real-IP: 203.0.113.7".to_owned(),
+        "X-Forwarded-For: 203.0.113.8".to_owned(),
+        "Forwarded: for=203.0.113.9".to_owned(),
+    ];
+    let form = binary.request("GET", "/login", &spoofed, "").await;
+    assert_eq!(form.status, 200, "{}", form.head);
+    assert_eq!(form.header("Server"), None, "no Server banner: {}", form.head);
+    assert!(form.header("Strict-Transport-Security").is_some(), "HSTS in the release profile: {}", form.head);
+    let csrf_cookie = form.cookie("__Host-csrf");
+    let body = format!("username=alice&password={}&csrf_token={}", encode(PASSWORD), encode(&form.hidden("csrf_token")));
+    let mut headers = spoofed.to_vec();
+    headers.push(format!("Cookie: __Host-csrf={csrf_cookie}"));
+    headers.push("Content-Type: application/x-www-form-urlencoded".to_owned());
+    let signed_in = binary.request("POST", "/login", &headers, &body).await;
+    assert_eq!(signed_in.status, 303, "{}\n{}", signed_in.head, binary.log());
+
+    // The address recorded (and the one the throttle counts: both are the client's address) is
+    // the socket's, not the header's.
+    let (session_ip,): (String,) =
+        sqlx::query_as("SELECT ip FROM sessions WHERE user_id = $1").bind(alice_id).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(session_ip, "127.0.0.1");
+    let event_ips: Vec<String> =
+        sqlx::query_scalar("SELECT ip FROM security_events WHERE user_id = $1").bind(alice_id).fetch_all(&app.pool).await.unwrap();
+    assert!(!event_ips.is_empty() && event_ips.iter().all(|ip| ip == "127.0.0.1"), "{event_ips:?}");
+
+    // The [sessions] defaults apply: the cookie lives the absolute lifetime plus the tombstone grace.
+    let defaults = SessionConfig::default();
+    let max_age = defaults.absolute_timeout_secs + defaults.tombstone_grace_secs;
+    let cookie = signed_in.set_cookie_line("__Host-sid");
+    assert!(cookie.contains(&format!("Max-Age={max_age}")), "{cookie}");
+
+    // A JSON body over the 16 KiB default is refused, not read up to Rocket's own 1 MiB.
+    let padding = "x".repeat(20 * 1024);
+    let oversized = format!(r#"{{"username":"alice","password":"{PASSWORD}","padding":"{padding}"}}"#);
+    let refused = binary.request("POST", "/api/token", &["Content-Type: application/json".to_owned()], &oversized).await;
+    assert_eq!(refused.status, 413, "{}", refused.head);
+    assert_eq!(refused.json()["error"], "too_large");
+    assert_eq!(refused.header("Server"), None);
+}
