@@ -129,7 +129,7 @@ free_port() {
             echo "$port"
             return 0
         fi
-        say "could not start PostgreSQL on port $port; trying the next free one"
+        say "port $port is in use; trying the next one"
         port=$((port + 1))
     done
     die "free_port: no free TCP port at or above $1"

@@ -14,7 +14,7 @@ use crate::config::SessionConfig;
 use crate::db::{self, Db};
 use crate::headers::SecurityHeaders;
 use crate::users::PasswordHasher;
-use crate::{demo, routes, session};
+use crate::{demo, routes, session, test_hooks};
 
 /// The configuration, each layer over the one before: Rocket's defaults, this app's safe
 /// defaults, Rocket.toml, `ROCKET_*` variables, and `DATABASE_URL` when set. (Rocket's own
@@ -47,9 +47,11 @@ fn with_safe_defaults(rocket_defaults: Figment) -> Figment {
         .merge(Serialized::default("sessions.hsts", true).profile("release"))
 }
 
-/// The app on the system clock: what `main` launches.
+/// The app on the system clock (in test mode, on one the suite can move): what `main` launches.
 pub fn rocket() -> Rocket<Build> {
-    build(figment(), AppClock::system())
+    let figment = figment();
+    let clock = test_hooks::clock_for(&figment);
+    build(figment, clock)
 }
 
 /// The app on any configuration and clock: tests pass their own of both.
@@ -57,6 +59,7 @@ pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
     rocket::custom(without_header_dumps(figment))
         .manage(clock)
         .attach(settings_stage())
+        .attach(test_hooks::stage())
         .attach(Db::init())
         .attach(db::migrations_stage())
         .attach(demo::stage())
@@ -64,6 +67,7 @@ pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
         // Rocket's default Shield would add a second, weaker frame policy; ours owns every header.
         .attach(Shield::new())
         .attach(SecurityHeaders)
+        .attach(routes::dbsc::offer_stage())
         .mount("/", routes::routes())
         .register("/", routes::catchers())
 }

@@ -46,6 +46,13 @@ pub struct SessionConfig {
     pub throttle_ip_sign_ups: u32,
     /// How long a failed sign-in (or a sign-up) counts, and the longest delay the throttle imposes.
     pub throttle_window_secs: u32,
+    /// Lifetime of a device-bound session's token (and its cookie): past it, only a refresh
+    /// signed with the device's key brings a new one.
+    pub bound_cookie_secs: u32,
+    /// Test mode: mount the `/__test/` API for end-to-end suites (`crate::test_hooks`).
+    pub test_hooks: bool,
+    /// The second switch test mode needs in the release profile or a release build.
+    pub test_hooks_in_release: bool,
 }
 
 impl Default for SessionConfig {
@@ -74,6 +81,9 @@ impl Default for SessionConfig {
             throttle_session_failures: 5,
             throttle_ip_sign_ups: 10,
             throttle_window_secs: 15 * 60,
+            bound_cookie_secs: 10 * 60,
+            test_hooks: false,
+            test_hooks_in_release: false,
         }
     }
 }
@@ -111,6 +121,10 @@ impl SessionConfig {
         Duration::seconds(self.throttle_window_secs.into())
     }
 
+    pub fn bound_cookie_lifetime(&self) -> Duration {
+        Duration::seconds(self.bound_cookie_secs.into())
+    }
+
     /// Rejects settings that would make the design's guarantees false.
     pub fn validate(&self) -> Result<(), String> {
         if self.idle_timeout_secs == 0 || self.absolute_timeout_secs == 0 {
@@ -130,6 +144,9 @@ impl SessionConfig {
         }
         if self.throttle_session_failures == 0 || self.throttle_ip_sign_ups == 0 {
             return Err("throttle_session_failures and throttle_ip_sign_ups must be positive".into());
+        }
+        if self.bound_cookie_secs == 0 || self.bound_cookie_secs > self.absolute_timeout_secs {
+            return Err("bound_cookie_secs must be positive and at most absolute_timeout_secs".into());
         }
         if !self.cookie_name.starts_with("__Host-") {
             return Err("cookie_name must keep the __Host- prefix (no Domain, Secure, Path=/)".into());

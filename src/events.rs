@@ -30,10 +30,12 @@ pub enum EventKind {
     ApiTokenIssued,
     ApiSignOut,
     ApiTokenRefreshReuse,
+    SessionBound,
+    BindingProofRefused,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 21] = [
+    const ALL: [EventKind; 23] = [
         EventKind::SignIn,
         EventKind::SignInFailed,
         EventKind::SignOut,
@@ -55,6 +57,8 @@ impl EventKind {
         EventKind::ApiTokenIssued,
         EventKind::ApiSignOut,
         EventKind::ApiTokenRefreshReuse,
+        EventKind::SessionBound,
+        EventKind::BindingProofRefused,
     ];
 
     /// The stored name (stable: rows outlive releases).
@@ -81,6 +85,8 @@ impl EventKind {
             EventKind::ApiTokenIssued => "api_token_issued",
             EventKind::ApiSignOut => "api_sign_out",
             EventKind::ApiTokenRefreshReuse => "refresh_reuse",
+            EventKind::SessionBound => "session_bound",
+            EventKind::BindingProofRefused => "binding_proof_refused",
         }
     }
 
@@ -114,6 +120,8 @@ impl EventKind {
             EventKind::ApiTokenRefreshReuse => {
                 "API token revoked: an already used refresh token was presented again (possibly stolen)"
             }
+            EventKind::SessionBound => "Session bound to this device's key (a copied cookie stops working within minutes)",
+            EventKind::BindingProofRefused => "A proof of this device's key was refused (the session is unchanged)",
         }
     }
 
@@ -129,6 +137,7 @@ impl EventKind {
                 | EventKind::SessionLimit
                 | EventKind::AccountDisabled
                 | EventKind::ApiTokenRefreshReuse
+                | EventKind::BindingProofRefused
         )
     }
 }

@@ -16,5 +16,6 @@ pub mod local_path;
 pub mod routes;
 pub mod session;
 pub mod sign_in;
+pub mod test_hooks;
 pub mod throttle;
 pub mod users;

@@ -42,6 +42,8 @@ pub struct DeviceRow {
     signed_in: String,
     last_active: String,
     current: bool,
+    /// Bound to a key on that device (DBSC).
+    bound: bool,
 }
 
 pub struct EventRow {
@@ -70,6 +72,7 @@ pub async fn page(user: &AuthenticatedUser, db: &State<Db>, clock: &State<AppClo
             signed_in: format_time(device.created_at),
             last_active: format_ago(device.last_seen_at, now),
             current: device.public_id == user.session_public_id(),
+            bound: device.bound,
         })
         .collect();
     // This device first, then the others by most recent activity.

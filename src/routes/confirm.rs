@@ -17,7 +17,7 @@ use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
-use crate::session::cookie::session_cookie;
+use crate::session::cookie::issued_cookie;
 use crate::session::{self, AuthenticatedUser, Reason};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
@@ -95,7 +95,7 @@ pub async fn submit(
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     // A new token as privilege rises: a token seen before the confirmation is worth less than this one.
-    let Some(token) = session::rotate(&mut tx, user.session(), Some(now + config.confirm_window()), now).await? else {
+    let Some(token) = session::rotate(&mut tx, user.session(), Some(now + config.confirm_window()), config, now).await? else {
         return Ok(ConfirmResponse::Redirect(Redirect::to(uri!(login::page(
             Some(Reason::LoginRequired.code()),
             None::<&str>
@@ -106,7 +106,7 @@ pub async fn submit(
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
 
-    cookies.add(session_cookie(config, &token));
+    cookies.add(issued_cookie(config, &token, user.session().is_bound()));
     Ok(ConfirmResponse::Redirect(Redirect::to(LocalPath::or_account(form.next.as_deref()).as_str().to_owned())))
 }
 

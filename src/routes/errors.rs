@@ -12,7 +12,7 @@ use crate::config::SessionConfig;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::bearer;
-use crate::session::cookie::cleared_session_cookie;
+use crate::session::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note};
 use crate::session::guard::{Check, Refusal};
 
 #[derive(Template)]
@@ -64,6 +64,12 @@ fn unauthorized(request: &Request<'_>) -> ErrorResponse {
         && request.cookies().get(&config.cookie_name).is_some()
     {
         request.cookies().add(cleared_session_cookie(config));
+    }
+    // The note about an ended device-bound session has been read: the reason is shown once.
+    if let Some(config) = request.rocket().state::<SessionConfig>()
+        && has_ended_note(request.cookies(), config)
+    {
+        request.cookies().add(cleared_ended_note(config));
     }
     if wants_json(request) {
         let body = json!({ "error": "unauthorized", "reason": reason.code() });

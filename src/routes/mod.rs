@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod confirm;
+pub mod dbsc;
 pub mod errors;
 pub mod health;
 pub mod home;
@@ -13,6 +14,8 @@ pub mod login;
 pub mod logout;
 pub mod password;
 pub mod register;
+/// Mounted by `crate::test_hooks` in test mode only, never by `routes()`.
+pub mod test_hooks;
 
 use rocket::{Catcher, Route};
 
@@ -29,6 +32,7 @@ pub fn routes() -> Vec<Route> {
         api::routes(),
         health::routes(),
         keepalive::routes(),
+        dbsc::routes(),
         assets::routes(),
     ]
     .concat()

@@ -17,7 +17,7 @@ use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
-use crate::session::cookie::session_cookie;
+use crate::session::cookie::issued_cookie;
 use crate::session::{self, AuthenticatedUser, Reason};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
@@ -115,7 +115,7 @@ pub async fn submit(
     let signed_out =
         session::end_others(&mut tx, user.session(), Reason::PasswordChanged, EventKind::SessionRevoked, client, now).await?;
     // A new token for this device, and any privileged confirmation ends with the old password.
-    let Some(token) = session::rotate(&mut tx, user.session(), None, now).await? else {
+    let Some(token) = session::rotate(&mut tx, user.session(), None, config, now).await? else {
         // This session ended while the change was under way: nothing is committed.
         return Ok(PasswordResponse::Redirect(Redirect::to(uri!(login::page(
             Some(Reason::Revoked.code()),
@@ -127,7 +127,7 @@ pub async fn submit(
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
 
-    cookies.add(session_cookie(config, &token));
+    cookies.add(issued_cookie(config, &token, user.session().is_bound()));
     // Rendered, not redirected, so the page can say what happened; its forms carry the new token's CSRF value.
     let mut nav = Nav::of(user);
     nav.csrf_token = token.csrf_token();

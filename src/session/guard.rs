@@ -1,13 +1,14 @@
 //! Request guards: an `&AuthenticatedUser` in a handler's arguments is proof of a live session.
 
-use rocket::http::Status;
+use rocket::http::{Method, Status};
 use rocket::request::{FromRequest, Outcome};
 use rocket::Request;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::cookie::cleared_session_cookie;
-use super::token::SessionToken;
+use super::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note, read_ended_note};
+use super::dbsc::{self, Offer};
+use super::token::{encode_csrf, SessionToken};
 use super::{policy, LiveSession, Reason, Validated};
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
@@ -19,7 +20,7 @@ use crate::users::Role;
 
 /// A signed-in user and the session that proves it. Only `FromRequest` builds one.
 pub struct AuthenticatedUser {
-    session: LiveSession,
+    session: Box<LiveSession>,
     csrf_token: String,
     idle: IdleCountdown,
     /// Privileged confirmation ("sudo mode") is in force for this request.
@@ -185,7 +186,10 @@ async fn check(request: &Request<'_>) -> Check {
     let config = rocket.state::<SessionConfig>().expect("session settings are managed at ignite");
     let cookies = request.cookies();
     let Some(cookie) = cookies.get(&config.cookie_name) else {
-        return Check::Failed(SessionError::Ended(Reason::LoginRequired));
+        // A device-bound session that ended was noticed by the browser's refresh, which left a
+        // note with the reason: the bound cookie itself had already expired.
+        let reason = read_ended_note(cookies, config).unwrap_or(Reason::LoginRequired);
+        return Check::Failed(SessionError::Ended(reason));
     };
     let Some(token) = SessionToken::parse(cookie.value()) else {
         // Malformed: treated as absent, and cleared so the browser stops sending it.
@@ -209,7 +213,15 @@ async fn check(request: &Request<'_>) -> Check {
                 warning_secs: config.idle_warning_secs,
             };
             let confirmed = session.confirmed_until.is_some_and(|until| until > now);
-            Check::Live(AuthenticatedUser { session, csrf_token: token.csrf_token(), idle, confirmed })
+            // A bound session keeps its forms' token while DBSC refreshes replace the cookie.
+            let csrf_token = session.bound_csrf.as_deref().map_or_else(|| token.csrf_token(), encode_csrf);
+            if has_ended_note(cookies, config) {
+                cookies.add(cleared_ended_note(config)); // about an earlier session: stale now
+            }
+            if request.method() == Method::Get {
+                offer_binding(request, db, &session, now).await;
+            }
+            Check::Live(AuthenticatedUser { session, csrf_token, idle, confirmed })
         }
         Ok(Validated::Ended(reason)) => {
             // Kept when the handler runs anyway (an optional guard); the 401 catcher clears it otherwise.
@@ -220,5 +232,17 @@ async fn check(request: &Request<'_>) -> Check {
             rocket::warn!("session check failed: {}", AppError::from(error));
             Check::Failed(SessionError::Unavailable)
         }
+    }
+}
+
+/// Offers the browser to bind this session to a key of its own (DBSC) on the page it asked
+/// for, if the session is not bound yet. Best effort: a failure here never fails the page.
+async fn offer_binding(request: &Request<'_>, db: &Db, session: &LiveSession, now: OffsetDateTime) {
+    match dbsc::offer(db.pool(), session, now).await {
+        Ok(Some(challenge)) => {
+            request.local_cache(|| Offer(Some(challenge)));
+        }
+        Ok(None) => {}
+        Err(error) => rocket::warn!("could not offer a device-bound session: {}", AppError::from(error)),
     }
 }

@@ -4,9 +4,11 @@
 pub mod api;
 pub mod bearer;
 pub mod cookie;
+pub mod dbsc;
 pub mod fingerprint;
 pub mod guard;
 pub mod policy;
+pub mod proof;
 pub mod reaper;
 pub mod reason;
 pub mod store;
@@ -27,7 +29,8 @@ use crate::users::{self, CheckedCredentials, Role};
 use policy::{Decision, FingerprintMatch, Lifetimes, Limits};
 use token::{SessionKey, SessionToken};
 
-const BROWSER: &str = "browser";
+/// The `kind` of a browser session (API token families are `api`).
+pub(crate) const BROWSER: &str = "browser";
 
 /// A session that passed every check on this request.
 #[derive(Debug, Clone)]
@@ -41,16 +44,26 @@ pub struct LiveSession {
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub confirmed_until: Option<OffsetDateTime>,
+    /// Device-bound sessions only: the CSRF token their forms carry.
+    pub bound_csrf: Option<Vec<u8>>,
+    /// The registration challenge on offer, and since when (unbound sessions).
+    pub dbsc_offer: Option<(String, OffsetDateTime)>,
 }
 
 impl LiveSession {
     pub fn lifetimes(&self) -> Lifetimes {
         Lifetimes { last_seen_at: self.last_seen_at, expires_at: self.expires_at }
     }
+
+    /// Bound to a key on the device (DBSC): its tokens are short-lived and renewed by signed refreshes.
+    pub fn is_bound(&self) -> bool {
+        self.bound_csrf.is_some()
+    }
 }
 
 pub enum Validated {
-    Live(LiveSession),
+    /// Boxed: the row is large, and the guard keeps it for the rest of the request.
+    Live(Box<LiveSession>),
     Ended(Reason),
 }
 
@@ -142,6 +155,11 @@ pub async fn validate(
     if record.disabled {
         return Ok(Validated::Ended(Reason::Revoked));
     }
+    if !policy::bound_token_accepted(record.bound_until, now) {
+        // Only the device's key could have renewed this token: refused, and the session is left
+        // alone, so a copied cookie can neither use nor end it.
+        return Ok(Validated::Ended(Reason::BoundCookieExpired));
+    }
     let lifetimes = Lifetimes { last_seen_at: record.last_seen_at, expires_at: record.expires_at };
     let fingerprint = FingerprintMatch {
         bound: record.fingerprint_bind == client.fingerprint.bind,
@@ -178,7 +196,7 @@ pub async fn validate(
         // Ended between our read and our write (a sign-out elsewhere): honour the tombstone.
         return Ok(Validated::Ended(Reason::Revoked));
     }
-    Ok(Validated::Live(LiveSession {
+    Ok(Validated::Live(Box::new(LiveSession {
         key,
         public_id: record.public_id,
         user_id: record.user_id,
@@ -188,7 +206,9 @@ pub async fn validate(
         last_seen_at: if touch || watched_changed { now } else { record.last_seen_at },
         expires_at: record.expires_at,
         confirmed_until,
-    }))
+        bound_csrf: record.bound_csrf,
+        dbsc_offer: record.dbsc_offer.zip(record.dbsc_offered_at),
+    })))
 }
 
 /// Ends one session for `reason` and records why, in one transaction. Ending an already ended
@@ -222,14 +242,21 @@ pub async fn end(
 
 /// Gives the current session a new token (the old one dies at once) and sets or clears its
 /// privileged confirmation, inside the caller's transaction. `None`: it ended meanwhile.
+/// A device-bound session stays bound: the new token gets its own deadline (set its cookie
+/// with `cookie::issued_cookie`).
 pub async fn rotate(
     tx: &mut PgConnection,
     session: &LiveSession,
     confirmed_until: Option<OffsetDateTime>,
+    config: &SessionConfig,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<SessionToken>> {
     let token = SessionToken::generate();
-    let rotated = store::rotate(tx, &session.key, &token.key(), confirmed_until, now).await?;
+    let mut rotated = store::rotate(tx, &session.key, &token.key(), confirmed_until, now).await?;
+    if rotated && session.is_bound() {
+        let bound_until = now + config.bound_cookie_lifetime();
+        rotated = store::rebind_rotated(tx, &token.key(), &token.csrf_bytes(), bound_until).await?;
+    }
     Ok(rotated.then_some(token))
 }
 

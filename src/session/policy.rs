@@ -61,6 +61,21 @@ pub fn idle_deadline(lifetimes: Lifetimes, limits: Limits) -> OffsetDateTime {
     (lifetimes.last_seen_at + limits.idle_timeout).min(lifetimes.expires_at)
 }
 
+/// Whether the presented token of a session may be used at `now`. An unbound session's token
+/// (`None`) lives as long as the session; a device-bound one only until its deadline, however
+/// long the session has left: past it, only a refresh signed with the device's key brings a new
+/// token, so a copied cookie stops working even if it is sent before the browser refreshes.
+pub fn bound_token_accepted(bound_until: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    bound_until.is_none_or(|deadline| now < deadline)
+}
+
+/// Whether the registration challenge on offer since `offered_at` can still be shown on a page.
+/// Renewed at half its lifetime, so a browser that registers a moment later still finds it
+/// valid; at most one write per half lifetime for browsers that never register.
+pub fn offer_is_fresh(offered_at: Option<OffsetDateTime>, lifetime: Duration, now: OffsetDateTime) -> bool {
+    offered_at.is_some_and(|at| now - at < lifetime / 2 && at <= now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +116,42 @@ mod tests {
                 expected,
                 "last seen {last_seen}, expires {expires}, now {now}, {fingerprint:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_bound_token_is_accepted_only_before_its_deadline() {
+        let deadline = Some(at(10));
+        // (deadline, now) -> accepted; minutes after sign-in.
+        let table = [
+            (None, at(0), true),
+            (None, at(700), true),
+            (deadline, at(0), true),
+            (deadline, at(10) - Duration::microseconds(1), true),
+            (deadline, at(10), false),
+            (deadline, at(11), false),
+            (deadline, at(700), false),
+        ];
+        for (bound_until, now, expected) in table {
+            assert_eq!(bound_token_accepted(bound_until, now), expected, "deadline {bound_until:?}, now {now}");
+        }
+    }
+
+    #[test]
+    fn an_offer_is_reused_for_half_its_lifetime() {
+        let lifetime = Duration::minutes(5);
+        let offered = Some(at(0));
+        // (offered at, now) -> still fresh.
+        let table = [
+            (None, at(0), false),
+            (offered, at(0), true),
+            (offered, at(2), true),
+            (offered, at(0) + Duration::seconds(150), false),
+            (offered, at(4), false),
+            (Some(at(3)), at(2), false), // written by an instance whose clock runs ahead: renew
+        ];
+        for (offered_at, now, expected) in table {
+            assert_eq!(offer_is_fresh(offered_at, lifetime, now), expected, "offered {offered_at:?}, now {now}");
         }
     }
 

@@ -1,10 +1,11 @@
 //! The background reaper: deletes session rows one grace period after their absolute expiry,
-//! and throttle counts (sign-in failures, re-checks, sign-ups) once they have left the throttle window.
+//! throttle counts (sign-in failures, re-checks, sign-ups) once they have left the throttle window,
+//! and DBSC challenges too old to answer.
 
 use rocket::fairing::AdHoc;
 use rocket::tokio::time::{interval, Duration, MissedTickBehavior};
 
-use super::store;
+use super::{dbsc, store};
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::Db;
@@ -53,6 +54,9 @@ pub fn stage() -> AdHoc {
                             }
                             if let Err(error) = throttle::forget_old(&pool, &config, clock.now()).await {
                                 rocket::warn!("reaper could not delete old sign-in failures (will retry): {error}");
+                            }
+                            if let Err(error) = dbsc::forget_old_challenges(&pool, clock.now()).await {
+                                rocket::warn!("reaper could not delete stale DBSC challenges (will retry): {error}");
                             }
                         }
                     }

@@ -11,10 +11,11 @@ pub enum Reason {
     Revoked,
     PasswordChanged,
     SessionLimit,
+    BoundCookieExpired,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::LoginRequired,
         Reason::SignedOut,
         Reason::IdleTimeout,
@@ -23,6 +24,7 @@ impl Reason {
         Reason::Revoked,
         Reason::PasswordChanged,
         Reason::SessionLimit,
+        Reason::BoundCookieExpired,
     ];
 
     pub fn code(self) -> &'static str {
@@ -35,6 +37,7 @@ impl Reason {
             Reason::Revoked => "revoked",
             Reason::PasswordChanged => "password_changed",
             Reason::SessionLimit => "session_limit",
+            Reason::BoundCookieExpired => "bound_cookie_expired",
         }
     }
 
@@ -60,6 +63,10 @@ impl Reason {
             }
             Reason::SessionLimit => {
                 "You were signed out because your account signed in on more devices than allowed."
+            }
+            Reason::BoundCookieExpired => {
+                "This sign-in is bound to a device, and its cookie was not renewed by that device in time. \
+                 Please sign in again."
             }
         }
     }

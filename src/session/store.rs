@@ -1,4 +1,5 @@
-//! Every SQL statement that touches the `sessions` table and the API's `refresh_tokens`.
+//! Every SQL statement that touches the `sessions` table, the API's `refresh_tokens` and the
+//! DBSC refresh challenges.
 //!
 //! Each function takes `&mut PgConnection` first, so a pooled connection and a transaction both
 //! fit, and the time from the app's clock, never SQL `now()`. No statement brings a revoked
@@ -32,6 +33,13 @@ pub struct SessionRecord {
     pub fingerprint_bind: Vec<u8>,
     pub fingerprint_watch: Vec<u8>,
     pub revoke_reason: Option<String>,
+    /// Device-bound sessions only: the current token is refused from this moment.
+    pub bound_until: Option<OffsetDateTime>,
+    /// Device-bound sessions only: the CSRF token their forms carry.
+    pub bound_csrf: Option<Vec<u8>>,
+    /// The registration challenge on offer (unbound browser sessions), and since when.
+    pub dbsc_offer: Option<String>,
+    pub dbsc_offered_at: Option<OffsetDateTime>,
     pub username: String,
     pub role: String,
     pub disabled: bool,
@@ -104,6 +112,7 @@ pub async fn find_with_user(conn: &mut PgConnection, key: &SessionKey) -> sqlx::
     sqlx::query_as(
         "SELECT s.public_id, s.user_id, s.kind, s.created_at, s.last_seen_at, s.expires_at,
                 s.confirmed_until, s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch, s.revoke_reason,
+                s.bound_until, s.bound_csrf, s.dbsc_offer, s.dbsc_offered_at,
                 u.username, u.role, u.disabled
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.key = $1",
@@ -159,6 +168,26 @@ pub async fn revoke_by_id(conn: &mut PgConnection, public_id: Uuid, reason: Reas
     Ok(result.rows_affected() == 1)
 }
 
+/// Like `revoke_by_id`, for a caller that does not know whose session it is (the test hooks'
+/// administrator-style sign-out): returns its user, for the security log; `None` when no live
+/// session has that id.
+pub async fn revoke_by_id_returning_user(
+    conn: &mut PgConnection,
+    public_id: Uuid,
+    reason: Reason,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE public_id = $1 AND revoked_at IS NULL
+         RETURNING user_id",
+    )
+    .bind(public_id)
+    .bind(now)
+    .bind(reason.code())
+    .fetch_optional(conn)
+    .await
+}
+
 /// Ends the session a presented token belongs to, like `revoke_by_id`: the token is looked up
 /// once, so a rotation that commits while this waits for the row does not make it miss.
 /// `false`: no live session has this token.
@@ -199,6 +228,8 @@ pub struct DeviceRecord {
     pub last_seen_at: OffsetDateTime,
     pub ip: String,
     pub user_agent: String,
+    /// Bound to a key on the device (DBSC).
+    pub bound: bool,
 }
 
 /// A user's sessions that are neither revoked nor past their absolute expiry, most recent first.
@@ -208,7 +239,7 @@ pub async fn list_live_for_user(
     now: OffsetDateTime,
 ) -> sqlx::Result<Vec<DeviceRecord>> {
     sqlx::query_as(
-        "SELECT public_id, kind, created_at, last_seen_at, ip, user_agent FROM sessions
+        "SELECT public_id, kind, created_at, last_seen_at, ip, user_agent, dbsc_key IS NOT NULL AS bound FROM sessions
          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
          ORDER BY last_seen_at DESC, created_at DESC",
     )
@@ -430,4 +461,173 @@ pub async fn mark_refresh_token_used(conn: &mut PgConnection, key: &SessionKey, 
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Puts a new registration challenge on offer for an unbound browser session. `false`: the
+/// session ended or was bound meanwhile.
+pub async fn offer_dbsc(conn: &mut PgConnection, key: &SessionKey, challenge: &str, now: OffsetDateTime) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET dbsc_offer = $2, dbsc_offered_at = $3
+         WHERE key = $1 AND kind = 'browser' AND revoked_at IS NULL AND dbsc_key IS NULL",
+    )
+    .bind(key.as_bytes())
+    .bind(challenge)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// What binding a session to a device's key writes.
+pub struct Binding<'a> {
+    /// The challenge the proof signed: it must be the one on offer, offered after `offered_after`.
+    pub challenge: &'a str,
+    pub offered_after: OffsetDateTime,
+    /// The public key, SEC1 uncompressed.
+    pub public_key: &'a [u8],
+    pub csrf: &'a [u8],
+    pub bound_until: OffsetDateTime,
+}
+
+/// Binds a live, not yet bound session to a device's public key, consuming the registration
+/// challenge in the same statement (single use). `false`: the challenge is not the one on offer
+/// or is too old, or the session is already bound or has ended; nothing changed.
+pub async fn bind(conn: &mut PgConnection, key: &SessionKey, binding: &Binding<'_>) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET dbsc_key = $4, bound_csrf = $5, bound_until = $6, dbsc_offer = NULL, dbsc_offered_at = NULL
+         WHERE key = $1 AND kind = 'browser' AND revoked_at IS NULL AND dbsc_key IS NULL
+           AND dbsc_offer = $2 AND dbsc_offered_at > $3",
+    )
+    .bind(key.as_bytes())
+    .bind(binding.challenge)
+    .bind(binding.offered_after)
+    .bind(binding.public_key)
+    .bind(binding.csrf)
+    .bind(binding.bound_until)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// A session as a DBSC refresh finds it by its public id (the browser's session identifier).
+#[derive(Debug, sqlx::FromRow)]
+pub struct BoundRecord {
+    pub key: Vec<u8>,
+    pub user_id: i64,
+    pub kind: String,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub revoke_reason: Option<String>,
+    pub dbsc_key: Option<Vec<u8>>,
+    pub disabled: bool,
+}
+
+/// The session with this public id, ended or not (a tombstone tells the device why).
+pub async fn find_by_public_id(conn: &mut PgConnection, public_id: Uuid) -> sqlx::Result<Option<BoundRecord>> {
+    sqlx::query_as(
+        "SELECT s.key, s.user_id, s.kind, s.last_seen_at, s.expires_at, s.revoke_reason, s.dbsc_key, u.disabled
+         FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.public_id = $1",
+    )
+    .bind(public_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Issues a refresh challenge for a bound session under its current key, keeping at most `keep`
+/// of its newest (anyone who knows a session's public id can ask for challenges: they must not
+/// pile up).
+pub async fn insert_dbsc_challenge(
+    conn: &mut PgConnection,
+    session: Uuid,
+    key: &SessionKey,
+    challenge: &str,
+    keep: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "DELETE FROM dbsc_challenges WHERE id IN (
+             SELECT id FROM dbsc_challenges WHERE session_id = $1 ORDER BY id DESC OFFSET $2)",
+    )
+    .bind(session)
+    .bind(keep - 1)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO dbsc_challenges (challenge, session_id, session_key, issued_at) VALUES ($1, $2, $3, $4)")
+        .bind(challenge)
+        .bind(session)
+        .bind(key.as_bytes())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Consumes a refresh challenge issued for this session after `issued_after`, and returns the
+/// session key it was issued under. `None`: unknown, issued for another session, already used,
+/// or too old. Of two concurrent uses, one gets it.
+pub async fn take_dbsc_challenge(
+    conn: &mut PgConnection,
+    session: Uuid,
+    challenge: &str,
+    issued_after: OffsetDateTime,
+) -> sqlx::Result<Option<SessionKey>> {
+    let issued_under: Option<Vec<u8>> = sqlx::query_scalar(
+        "DELETE FROM dbsc_challenges WHERE challenge = $1 AND session_id = $2 AND issued_at > $3
+         RETURNING session_key",
+    )
+    .bind(challenge)
+    .bind(session)
+    .bind(issued_after)
+    .fetch_optional(conn)
+    .await?;
+    Ok(issued_under.as_deref().and_then(SessionKey::from_stored))
+}
+
+/// A DBSC refresh: a compare-and-swap from the token the answered challenge was issued under
+/// to a new one, with its deadline. Neither last-seen nor anything else moves: a refresh is the browser's doing,
+/// not the person's, so it does not keep an idle session alive. `false`: a concurrent refresh
+/// (or rotation) won, or the session ended meanwhile.
+pub async fn rotate_bound(
+    conn: &mut PgConnection,
+    old_key: &SessionKey,
+    new_key: &SessionKey,
+    bound_until: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET key = $2, bound_until = $3
+         WHERE key = $1 AND revoked_at IS NULL AND dbsc_key IS NOT NULL",
+    )
+    .bind(old_key.as_bytes())
+    .bind(new_key.as_bytes())
+    .bind(bound_until)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// After a rotation of a bound session (confirmation, password change): the new token gets its
+/// own deadline and the forms their new CSRF token, as an unbound session's would.
+pub async fn rebind_rotated(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    csrf: &[u8],
+    bound_until: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET bound_csrf = $2, bound_until = $3
+         WHERE key = $1 AND revoked_at IS NULL AND dbsc_key IS NOT NULL",
+    )
+    .bind(key.as_bytes())
+    .bind(csrf)
+    .bind(bound_until)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Deletes refresh challenges issued before `cutoff` (they can no longer be used).
+pub async fn reap_dbsc_challenges(conn: &mut PgConnection, cutoff: OffsetDateTime) -> sqlx::Result<u64> {
+    let result = sqlx::query("DELETE FROM dbsc_challenges WHERE issued_at < $1").bind(cutoff).execute(conn).await?;
+    Ok(result.rows_affected())
 }

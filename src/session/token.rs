@@ -48,11 +48,22 @@ impl SessionToken {
     /// The CSRF token for forms of this session: bound to the session, changes with every
     /// rotation, and (one-way, domain-separated hash) reveals nothing about the token.
     pub fn csrf_token(&self) -> String {
+        encode_csrf(&self.csrf_bytes())
+    }
+
+    /// The CSRF token's bytes: what a device-bound session keeps, so its forms stay valid while
+    /// DBSC refreshes replace the token underneath them.
+    pub fn csrf_bytes(&self) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(b"secure-sessions csrf v1\0");
         hasher.update(self.0);
-        URL_SAFE_NO_PAD.encode(hasher.finalize())
+        hasher.finalize().into()
     }
+}
+
+/// The form value of CSRF token bytes.
+pub fn encode_csrf(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// SHA-256 of a token: the primary key of the sessions table.
@@ -60,6 +71,11 @@ impl SessionToken {
 pub struct SessionKey([u8; 32]);
 
 impl SessionKey {
+    /// A key read back from the database (the primary key column holds exactly 32 bytes).
+    pub fn from_stored(bytes: &[u8]) -> Option<SessionKey> {
+        Some(SessionKey(bytes.try_into().ok()?))
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }

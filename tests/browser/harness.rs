@@ -43,8 +43,25 @@ fn program(variable: &str, default: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| default.to_owned())
 }
 
+/// What Chromium needs to take part in Device Bound Session Credentials on a test machine: the
+/// feature without an origin-trial token or refresh quota, and software keys instead of a TPM
+/// (dropping either stops registration on Chromium 156).
+const DBSC_FEATURES: &str = "--enable-features=DeviceBoundSessions:RequireOriginTrialTokens/false/RefreshQuota/false/\
+CheckSubdomainRegistration/false,EnableBoundSessionCredentialsSoftwareKeysForManualTesting";
+
 impl Browser {
     pub async fn launch() -> Browser {
+        Browser::launch_with(Vec::new()).await
+    }
+
+    /// A browser with DBSC switched on that trusts the certificate whose public key hashes to
+    /// `spki_sha256` (see `tls::TlsProxy`) as if a CA had issued it.
+    pub async fn launch_dbsc(spki_sha256: &str) -> Browser {
+        Browser::launch_with(vec![DBSC_FEATURES.to_owned(), format!("--ignore-certificate-errors-spki-list={spki_sha256}")])
+            .await
+    }
+
+    async fn launch_with(extra_args: Vec<String>) -> Browser {
         let port = free_port();
         let driver = Command::new(program("CHROMEDRIVER", "/usr/bin/chromedriver"))
             .arg(format!("--port={port}"))
@@ -55,16 +72,17 @@ impl Browser {
             .spawn()
             .expect("start chromedriver (scripts/test installs it)");
         let profile = std::env::temp_dir().join(format!("ss-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let mut args: Vec<String> = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic", "--window-size=1200,900",
+        ]
+        .map(String::from)
+        .into();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra_args);
         let capabilities = json!({
-            "goog:chromeOptions": {
-                "binary": program("CHROMIUM", "/usr/bin/chromium"),
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--no-first-run", "--disable-quic", "--window-size=1200,900",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
-            }
+            "goog:chromeOptions": { "binary": program("CHROMIUM", "/usr/bin/chromium"), "args": args }
         });
         let capabilities = capabilities.as_object().expect("an object").clone();
         let url = format!("http://127.0.0.1:{port}");

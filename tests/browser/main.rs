@@ -4,8 +4,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod dbsc;
 mod devices;
 mod endings;
 mod foundation;
 mod harness;
 mod throttle;
+mod tls;

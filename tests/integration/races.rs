@@ -104,7 +104,7 @@ async fn change_password(device: &Device<'_>, csrf: &str) -> Reply {
 async fn validated(app: &TestApp, token: &SessionToken, client: &ClientInfo) -> LiveSession {
     let mut conn = app.pool.acquire().await.unwrap();
     match session::validate(&mut conn, token, client, &app.config(), app.clock_now()).await.unwrap() {
-        Validated::Live(session) => session,
+        Validated::Live(session) => *session,
         Validated::Ended(reason) => panic!("the session ended: {reason:?}"),
     }
 }
@@ -294,7 +294,7 @@ async fn ending_a_session_finds_it_after_a_concurrent_rotation() {
     let (token, public_id) = started(&app, user_id, &client).await;
     let live = validated(&app, &token, &client).await;
     let mut tx = app.pool.begin().await.unwrap();
-    let rotated = session::rotate(&mut tx, &live, None, now).await.unwrap().expect("rotated");
+    let rotated = session::rotate(&mut tx, &live, None, &app.config(), now).await.unwrap().expect("rotated");
     tx.commit().await.unwrap();
     let mut conn = app.pool.acquire().await.unwrap();
     session::end(&mut conn, live.user_id, live.public_id, Reason::SignedOut, &client, now).await.unwrap();
@@ -308,7 +308,7 @@ async fn ending_a_session_finds_it_after_a_concurrent_rotation() {
     let (_, other) = started(&app, user_id, &client).await;
     let live = validated(&app, &token, &client).await;
     let mut tx = app.pool.begin().await.unwrap();
-    session::rotate(&mut tx, &live, None, now).await.unwrap().expect("rotated");
+    session::rotate(&mut tx, &live, None, &app.config(), now).await.unwrap().expect("rotated");
     tx.commit().await.unwrap();
     let mut tx = app.pool.begin().await.unwrap();
     session::end_others(&mut tx, &live, Reason::Revoked, EventKind::SessionRevoked, &client, now).await.unwrap();
@@ -320,7 +320,7 @@ async fn ending_a_session_finds_it_after_a_concurrent_rotation() {
     let (token, public_id) = started(&app, user_id, &client).await;
     let live = validated(&app, &token, &client).await;
     let mut tx = app.pool.begin().await.unwrap();
-    session::rotate(&mut tx, &live, None, now).await.unwrap().expect("rotated");
+    session::rotate(&mut tx, &live, None, &app.config(), now).await.unwrap().expect("rotated");
     tx.commit().await.unwrap();
     let mut conn = app.pool.acquire().await.unwrap();
     assert!(!store::revoke_other(&mut conn, user_id, public_id, live.public_id, Reason::Revoked, now).await.unwrap());

@@ -103,6 +103,11 @@ impl<'c> Device<'c> {
         self.cookies.lock().unwrap().insert(name.to_owned(), value.to_owned());
     }
 
+    /// Drops a cookie, as a browser does when its Max-Age has passed.
+    pub fn forget_cookie(&self, name: &str) {
+        self.cookies.lock().unwrap().remove(name);
+    }
+
     pub fn session_cookie(&self) -> Option<String> {
         self.cookie("__Host-sid")
     }

@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod cluster;
+pub mod dbsc;
 pub mod http;
 pub mod server;
 
@@ -146,7 +147,7 @@ impl TestApp {
     }
 
     pub fn rocket(&self) -> rocket::Rocket<rocket::Build> {
-        let clock = if self.system_clock { AppClock::system() } else { AppClock::new(self.clock.clone()) };
+        let clock = if self.system_clock { AppClock::system() } else { AppClock::movable(self.clock.clone()) };
         secure_sessions::app::build(self.figment.clone(), clock)
     }
 
