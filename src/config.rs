@@ -40,7 +40,12 @@ pub struct SessionConfig {
     /// Failed sign-ins per client address within the window: high, so an office behind one
     /// address does not lock itself out.
     pub throttle_ip_failures: u32,
-    /// How long a failed sign-in counts, and the longest delay the throttle imposes.
+    /// Wrong passwords a signed-in session may give when its password is checked again
+    /// (confirmation, password change) within the window before it waits: a budget of its own.
+    pub throttle_session_failures: u32,
+    /// Sign-ups per client address within the window.
+    pub throttle_ip_sign_ups: u32,
+    /// How long a failed sign-in (or a sign-up) counts, and the longest delay the throttle imposes.
     pub throttle_window_secs: u32,
     /// Lifetime of a device-bound session's token (and its cookie): past it, only a refresh
     /// signed with the device's key brings a new one.
@@ -74,6 +79,8 @@ impl Default for SessionConfig {
             refresh_token_secs: 7 * 24 * 60 * 60,
             throttle_account_failures: 5,
             throttle_ip_failures: 50,
+            throttle_session_failures: 5,
+            throttle_ip_sign_ups: 10,
             throttle_window_secs: 15 * 60,
             bound_cookie_secs: 10 * 60,
             test_hooks: false,
@@ -135,6 +142,9 @@ impl SessionConfig {
         }
         if self.throttle_account_failures == 0 || self.throttle_ip_failures == 0 || self.throttle_window_secs == 0 {
             return Err("throttle_account_failures, throttle_ip_failures and throttle_window_secs must be positive".into());
+        }
+        if self.throttle_session_failures == 0 || self.throttle_ip_sign_ups == 0 {
+            return Err("throttle_session_failures and throttle_ip_sign_ups must be positive".into());
         }
         if self.bound_cookie_secs == 0 || self.bound_cookie_secs > self.absolute_timeout_secs {
             return Err("bound_cookie_secs must be positive and at most absolute_timeout_secs".into());

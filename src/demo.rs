@@ -31,7 +31,7 @@ pub fn stage() -> AdHoc {
             let password = Password::parse(password.to_owned()).expect("demo passwords satisfy the rules");
             let seeded = async {
                 let mut conn = db.pool().acquire().await.map_err(|e| e.to_string())?;
-                if users::store::find_credentials(&mut conn, name).await.map_err(|e| e.to_string())?.is_some() {
+                if users::store::find_credentials(&mut conn, &username).await.map_err(|e| e.to_string())?.is_some() {
                     return Ok(None);
                 }
                 drop(conn);

@@ -1,7 +1,7 @@
 //! The security activity log: an append-only table, written in the same transaction as the
 //! change it records, and shown on the account page.
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -189,6 +189,35 @@ pub async fn record(conn: &mut PgConnection, event: NewEvent<'_>, now: OffsetDat
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Records a refused sign-in against `account`, and nothing for `None` (an unknown username),
+/// with the same work either way, so the time to the answer does not tell a real account from
+/// an unknown name: one transaction, one statement, which inserts a row only for a real account.
+/// The commit does not wait for the write-ahead log to reach disk (`synchronous_commit = off`),
+/// else a real account's answer would wait for a disk flush and an unknown name's would not.
+/// A crash may lose the last such entries; the throttle's count, which is what defends the
+/// account, was committed durably before the password was checked.
+pub async fn record_sign_in_failure(
+    conn: &mut PgConnection,
+    account: Option<i64>,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO security_events (user_id, kind, ip, user_agent, occurred_at)
+         SELECT id, $2, $3, $4, $5 FROM users WHERE id = $1",
+    )
+    .bind(account)
+    .bind(EventKind::SignInFailed.code())
+    .bind(&client.ip)
+    .bind(&client.user_agent)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -10,18 +10,20 @@ use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::session::AuthenticatedUser;
 use crate::throttle::{self, Admission, Attempt, RetryAfter};
-use crate::users::{self, CheckedCredentials, Password, PasswordHasher};
+use crate::users::{self, CheckedCredentials, Password, PasswordHasher, Username};
 
 pub enum Verdict {
     /// The right password for an enabled account, as of `credentials.version`. Act on it in a
-    /// transaction that also calls `throttle::succeeded(attempt)`, so the account's failure count
-    /// resets with the sign-in, and that creates nothing unless the credentials are still current
+    /// transaction that also calls `throttle::succeeded(attempt)`, so the budget it counted
+    /// against (the account's at sign-in, the session's at a re-check) starts afresh with the
+    /// action, and that creates nothing unless the credentials are still current
     /// (`users::store::lock_if_current`: `session::start` and `api::issue` check it).
     Accepted { credentials: CheckedCredentials, attempt: Attempt },
     /// A wrong password, an unknown username or a disabled account: one answer for all, so the
     /// client never learns which.
     Rejected,
-    /// Too many recent failures for this account or address; no password was checked.
+    /// The budget this check counts against is spent: the account's or the address's at
+    /// sign-in, the session's at a re-check. No password was checked.
     Throttled(RetryAfter),
 }
 
@@ -34,36 +36,42 @@ pub async fn check_password(
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
+    // One canonical form for the throttle and the lookup. Text that cannot be a username names
+    // no account: look-alikes and control characters never reach the database as a name.
+    let username = Username::parse(username).ok();
     // Before any argon2 work: a flood of guesses costs the server one query each.
-    let attempt = match throttle::begin(&mut *db.connection().await?, config, username, &client.ip, now).await? {
+    let admission = throttle::begin_sign_in(&mut *db.connection().await?, config, username.as_ref(), &client.ip, now).await?;
+    let attempt = match admission {
         Admission::Admitted(attempt) => attempt,
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
     };
-    // Out-of-range passwords are refused before any hashing: they cannot match a stored one.
-    let Ok(password) = Password::parse(password) else {
+    // Out-of-range passwords and names are refused before any hashing: they cannot match an
+    // account, and their rules are public, so answering them sooner tells nothing.
+    let (Ok(password), Some(username)) = (Password::parse(password), username) else {
         return Ok(Verdict::Rejected);
     };
 
     // The pooled connection is released while argon2 runs, so slow hashing cannot drain the pool.
-    let account = users::store::find_credentials(&mut *db.connection().await?, username).await?;
+    let account = users::store::find_credentials(&mut *db.connection().await?, &username).await?;
     let stored_hash = account.as_ref().map(|account| account.password_hash.clone());
     let password_matches = hasher.verify(&password, stored_hash).await?;
     match account {
         Some(account) if password_matches && !account.disabled => {
             Ok(Verdict::Accepted { credentials: account.checked(), attempt })
         }
-        Some(account) => {
-            let event = NewEvent::new(account.id, EventKind::SignInFailed, None, client);
-            events::record(&mut *db.connection().await?, event, now).await?;
+        account => {
+            // A wrong password and an unknown name do the same work before the answer.
+            let account_id = account.map(|account| account.id);
+            events::record_sign_in_failure(&mut *db.connection().await?, account_id, client, now).await?;
             Ok(Verdict::Rejected)
         }
-        None => Ok(Verdict::Rejected),
     }
 }
 
-/// Re-checks the password of a signed-in user (`/confirm`, the password change), throttled like a
-/// sign-in: a stolen cookie must not become an unlimited password oracle. A wrong password is
-/// recorded as `confirm_failed`.
+/// Re-checks the password of a signed-in user (`/confirm`, the password change), throttled per
+/// session: a stolen cookie must not become an unlimited password oracle, and yet neither its
+/// guesses nor strangers' failed sign-ins may lock the owner's own session out. A wrong password
+/// is recorded as `confirm_failed`.
 pub async fn check_own_password(
     db: &Db,
     hasher: &PasswordHasher,
@@ -73,7 +81,7 @@ pub async fn check_own_password(
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
-    let attempt = match throttle::begin(&mut *db.connection().await?, config, user.username(), &client.ip, now).await? {
+    let attempt = match throttle::begin_recheck(&mut *db.connection().await?, config, user.session_public_id(), now).await? {
         Admission::Admitted(attempt) => attempt,
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
     };

@@ -1,7 +1,7 @@
-//! `GET /register` and `POST /register`: demo sign-up, which signs the new account in.
+//! `GET /register` and `POST /register`: demo sign-up (limited per client address), which signs the new account in.
 
 use askama::Template;
-use rocket::http::CookieJar;
+use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
 use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
 use sqlx::Connection;
@@ -17,6 +17,7 @@ use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::session;
+use crate::throttle::{self, Admission};
 use crate::users::{self, CheckedCredentials, Password, PasswordHasher, Role, Username};
 
 #[derive(Template)]
@@ -45,6 +46,9 @@ impl RegisterPage {
 pub enum RegisterResponse {
     Redirect(Redirect),
     Page(Page<RegisterPage>),
+    /// Too many sign-ups from this address: the form again, with how long to wait.
+    #[response(status = 429)]
+    Throttled { page: Page<RegisterPage>, retry_after: Header<'static> },
 }
 
 #[get("/register")]
@@ -90,19 +94,25 @@ pub async fn submit(
     config: &State<SessionConfig>,
     clock: &State<AppClock>,
 ) -> AppResult<RegisterResponse> {
-    let refuse = |errors: Vec<String>| {
+    let form_again = |errors: Vec<String>| {
         let mut page = RegisterPage::new(csrf);
         page.errors = errors;
         page.username = form.username.chars().take(64).collect();
-        Ok(RegisterResponse::Page(Page(page)))
+        Page(page)
     };
+    let refuse = |errors: Vec<String>| Ok(RegisterResponse::Page(form_again(errors)));
     let (username, password) = match validate(&form) {
         Ok(valid) => valid,
         Err(errors) => return refuse(errors),
     };
+    let now = clock.now();
+    // Counted before the argon2 work, which a flood of sign-ups would otherwise buy for free.
+    if let Admission::Throttled(retry_after) = throttle::begin_sign_up(&mut *db.connection().await?, config, &client.ip, now).await? {
+        let page = form_again(vec![retry_after.message()]);
+        return Ok(RegisterResponse::Throttled { page, retry_after: retry_after.header() });
+    }
     let password_hash = hasher.hash(&password).await?;
 
-    let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     let Some(user_id) = users::store::create(&mut tx, &username, &password_hash, Role::User, now).await? else {

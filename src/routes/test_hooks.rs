@@ -115,7 +115,13 @@ async fn revoke_sessions(
     let mut tx = conn.begin().await?;
     let revoked = match body.0 {
         RevokeRequest { username: Some(username), session_id: None } => {
-            let Some(user) = users::store::find_credentials(&mut tx, &username).await? else {
+            // Text that cannot be a username names no account.
+            let username = Username::parse(&username).ok();
+            let user = match &username {
+                Some(username) => users::store::find_credentials(&mut tx, username).await?,
+                None => None,
+            };
+            let Some(user) = user else {
                 return Ok(refused(Status::NotFound, "no_such_user", "no account has this username"));
             };
             let ended = session::end_all_for_user(&mut tx, user.id, None, Reason::Revoked, now).await?;

@@ -1,5 +1,6 @@
 //! The background reaper: deletes session rows one grace period after their absolute expiry,
-//! sign-in failures once they have left the throttle window, and DBSC challenges too old to answer.
+//! throttle counts (sign-in failures, re-checks, sign-ups) once they have left the throttle window,
+//! and DBSC challenges too old to answer.
 
 use rocket::fairing::AdHoc;
 use rocket::tokio::time::{interval, Duration, MissedTickBehavior};

@@ -22,13 +22,15 @@ impl Credentials {
     }
 }
 
-pub async fn find_credentials(conn: &mut PgConnection, username: &str) -> sqlx::Result<Option<Credentials>> {
-    sqlx::query_as(
-        "SELECT id, password_hash, disabled, credentials_version FROM users WHERE lower(username) = lower($1)",
-    )
-    .bind(username)
-    .fetch_optional(conn)
-    .await
+/// The account a username names, compared in its canonical form: the same form the sign-in
+/// throttle counts, so every spelling that reaches an account shares that account's budget.
+/// Stored names are ASCII (`Username::parse` admits no other), and on ASCII `lower()`, which the
+/// unique index uses, is the canonical form.
+pub async fn find_credentials(conn: &mut PgConnection, username: &Username) -> sqlx::Result<Option<Credentials>> {
+    sqlx::query_as("SELECT id, password_hash, disabled, credentials_version FROM users WHERE lower(username) = $1")
+        .bind(username.canonical())
+        .fetch_optional(conn)
+        .await
 }
 
 /// The credentials of a signed-in user, for a password re-check.

@@ -2,6 +2,10 @@
 
 /// 3 to 32 characters: ASCII letters, digits, `.`, `_` and `-`, starting with a letter or digit.
 /// Unique regardless of case.
+///
+/// Whatever is typed at sign-in goes through `parse` too, and text that fails it names no
+/// account. So a look-alike (`İ` for `i`, fullwidth letters, a zero-width space) can never reach
+/// an account by way of some Unicode case folding, nor get a sign-in budget of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
@@ -20,6 +24,12 @@ impl Username {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The one form in which names are compared: ASCII lower case. The account lookup and the
+    /// sign-in throttle both use it; on ASCII it is what the unique index's `lower()` computes.
+    pub fn canonical(&self) -> String {
+        self.0.to_ascii_lowercase()
     }
 }
 
@@ -40,5 +50,29 @@ mod tests {
     #[test]
     fn surrounding_spaces_are_trimmed() {
         assert_eq!(Username::parse("  bob ").unwrap().as_str(), "bob");
+    }
+
+    #[test]
+    fn the_canonical_form_is_ascii_lower_case() {
+        assert_eq!(Username::parse(" Bob.SMITH_2 ").unwrap().canonical(), "bob.smith_2");
+    }
+
+    #[test]
+    fn look_alikes_are_not_usernames() {
+        let look_alikes = [
+            "al\u{130}ce",      // capital I with a dot: PostgreSQL's lower() makes it "i"
+            "al\u{131}ce",      // dotless i
+            "ali\u{307}ce",     // i and a combining dot above
+            "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", // fullwidth letters
+            "ali\u{200b}ce",    // zero-width space
+            "alice\u{feff}",    // zero-width no-break space (not whitespace, so not trimmed)
+            "\u{212a}elvin",    // Kelvin sign: Unicode lower-cases it to "k"
+            "\u{430}lice",      // Cyrillic a
+            "alice\u{0}",
+            "ali\u{202e}ce",    // right-to-left override
+        ];
+        for look_alike in look_alikes {
+            assert!(Username::parse(look_alike).is_err(), "{look_alike:?} should be refused");
+        }
     }
 }

@@ -169,3 +169,121 @@ async fn a_database_outage_gives_503_pages_and_the_app_recovers_without_a_restar
     assert_eq!(account.status, Status::Ok);
     assert_eq!(account.testid_text("account-username").as_deref(), Some("alice"));
 }
+
+/// Text no person types but an attacker sends: NUL, every C0 and C1 control, bidi overrides,
+/// invisible and non-characters, and very long values (within the body limits).
+fn hostile_texts() -> Vec<String> {
+    let c0: String = (0x01u8..0x20).map(char::from).collect();
+    let c1: String = std::iter::once('\u{7f}').chain((0x80u32..0xa0).filter_map(char::from_u32)).collect();
+    vec![
+        "\0".to_owned(),
+        "alice\0".to_owned(),
+        "\0alice".to_owned(),
+        "al\0ice with a longer tail".to_owned(),
+        format!("a{c0}b"),
+        format!("a{c1}b"),
+        "\u{1b}[2J\u{1b}[31malice".to_owned(),
+        "alice\r\nSet-Cookie: x=y".to_owned(),
+        "\u{202e}ecila".to_owned(),
+        "\u{2066}alice\u{2069}\u{200f}\u{200e}\u{61c}".to_owned(),
+        "\u{200b}\u{200d}\u{feff}".to_owned(),
+        "\u{fffe}\u{ffff}\u{10ffff}\u{e000}".to_owned(),
+        "al\u{130}ce \u{131}".to_owned(),
+        "a".repeat(4000),
+        "\u{e4}".repeat(3000),
+        format!("{}\0{}", "b".repeat(2000), "\u{202e}".repeat(500)),
+    ]
+}
+
+/// Sends `fields` with one of them replaced by each hostile text, and checks every answer.
+async fn probe_form(device: &Device<'_>, page: &str, action: &str, fields: &[(&str, &str)], also_csrf: bool) {
+    let csrf = device.get(page).await.csrf_token();
+    let mut names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+    if also_csrf {
+        names.push("csrf_token");
+    }
+    for name in names {
+        for hostile in hostile_texts() {
+            let mut all: Vec<(&str, &str)> = vec![("csrf_token", csrf.as_str())];
+            all.extend_from_slice(fields);
+            for field in all.iter_mut().filter(|(field, _)| *field == name) {
+                field.1 = hostile.as_str();
+            }
+            let reply = device.post_form(action, &all).await;
+            assert!(reply.status.code < 500, "{action} {name}={hostile:.40?}: {} {:.300}", reply.status, reply.body);
+            assert_no_internals(&reply.body);
+        }
+    }
+}
+
+#[rocket::async_test]
+async fn control_characters_bidi_overrides_and_long_values_in_any_field_never_give_a_5xx() {
+    // Budgets far above the probes, so every probe reaches the code behind the throttle.
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.throttle_account_failures", 100_000)).merge(("sessions.throttle_ip_failures", 100_000))
+    })
+    .await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    let login = [("username", "alice"), ("password", PASSWORD), ("next", "/account")];
+    probe_form(&visitor, "/login", "/login", &login, true).await;
+
+    let strong = "violet tractor mango seventeen";
+    let register = [("username", "newcomer"), ("password", strong), ("password_confirm", strong)];
+    // Every probe changes one field, so none of them is a valid sign-up: no account appears.
+    probe_form(&Device::new(&client), "/register", "/register", &register, true).await;
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(users, 1);
+
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let change = [("current_password", PASSWORD), ("new_password", strong), ("new_password_confirm", strong)];
+    probe_form(&alice, "/account/password", "/account/password", &change, true).await;
+    probe_form(&alice, "/confirm", "/confirm", &[("password", PASSWORD), ("next", "/account")], true).await;
+    assert_eq!(alice.get("/account").await.status, Status::Ok, "alice is still signed in");
+
+    let script = Device::new(&client);
+    let refresh_token = script
+        .post_json("/api/token", &serde_json::json!({ "username": "alice", "password": PASSWORD }))
+        .await
+        .json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for hostile in hostile_texts() {
+        let bodies = [
+            ("/api/token", serde_json::json!({ "username": hostile, "password": PASSWORD })),
+            ("/api/token", serde_json::json!({ "username": "alice", "password": hostile })),
+            ("/api/token/refresh", serde_json::json!({ "refresh_token": hostile })),
+            ("/api/token/refresh", serde_json::json!({ "refresh_token": format!("{refresh_token}{hostile}") })),
+        ];
+        for (path, body) in bodies {
+            let reply = script.post_json(path, &body).await;
+            assert!(reply.status.code < 500, "{path} {hostile:.40?}: {} {:.300}", reply.status, reply.body);
+            assert!(reply.status.code >= 400, "{path} {hostile:.40?} was accepted: {}", reply.body);
+            assert_no_internals(&reply.body);
+        }
+    }
+    // JSON that no Rust string can hold: a lone surrogate.
+    for body in [r#"{"username":"\ud800","password":"x"}"#, r#"{"refresh_token":"\udfff"}"#] {
+        for path in ["/api/token", "/api/token/refresh"] {
+            let reply = script.send(script.request(Method::Post, path).header(ContentType::JSON).body(body)).await;
+            assert!(reply.status.code >= 400 && reply.status.code < 500, "{path} {body}: {}", reply.status);
+        }
+    }
+}
+
+#[rocket::async_test]
+async fn a_nul_in_the_username_is_the_normal_refusal_on_the_form_and_the_api() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    let reply = visitor.sign_in("alice\0", PASSWORD).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(reply.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
+    let reply = visitor.post_json("/api/token", &serde_json::json!({ "username": "al\0ice", "password": PASSWORD })).await;
+    assert_eq!(reply.status, Status::Unauthorized, "{}", reply.body);
+    assert_eq!(reply.error_code(), "invalid_credentials");
+}

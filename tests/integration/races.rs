@@ -14,12 +14,13 @@ use secure_sessions::events::EventKind;
 use secure_sessions::session::fingerprint::Fingerprint;
 use secure_sessions::session::token::SessionToken;
 use secure_sessions::session::{self, api, store, LiveSession, Reason, Validated};
+use secure_sessions::throttle::{self, Admission};
 use secure_sessions::users::{self, CheckedCredentials, Password, PasswordHasher, Role};
 use serde_json::json;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::support::http::{Device, Reply};
+use crate::support::http::{Device, Reply, CHROME_LINUX};
 use crate::support::{TestApp, PASSWORD};
 
 const NEW_PASSWORD: &str = "violet tractor mango seventeen";
@@ -519,4 +520,32 @@ async fn an_api_sign_in_counts_against_the_family_cap_only_after_the_one_before_
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert!(waited, "the second sign-in waited for the first");
     assert_eq!(live_rows(&app, user_id, "api").await, cap);
+}
+
+#[rocket::async_test]
+async fn a_sign_up_counts_against_the_limit_only_after_the_one_before_it_commits() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    let config = app.config();
+    let address = "198.51.100.7";
+    let mut conn = app.pool.acquire().await.unwrap();
+    for _ in 1..config.throttle_ip_sign_ups {
+        let admitted = throttle::begin_sign_up(&mut conn, &config, address, app.clock_now()).await.unwrap();
+        assert!(matches!(admitted, Admission::Admitted(())));
+    }
+    // The last sign-up the limit allows is under way (counted, uncommitted); another one through
+    // the app must wait for it, or both would count the same committed sign-ups and go ahead.
+    let mut holder = app.pool.begin().await.unwrap();
+    let last = throttle::begin_sign_up(&mut holder, &config, address, app.clock_now()).await.unwrap();
+    assert!(matches!(last, Admission::Admitted(())));
+    let device = Device::with(&client, CHROME_LINUX, address);
+    let password = NEW_PASSWORD;
+    let sign_up = async {
+        let csrf = device.get("/register").await.csrf_token();
+        let fields = [("username", "latecomer"), ("password", password), ("password_confirm", password), ("csrf_token", &csrf)];
+        device.post_form("/register", &fields).await
+    };
+    let (reply, waited) = while_held(&app, holder, sign_up).await;
+    assert_eq!(reply.status, Status::TooManyRequests, "{}", reply.body);
+    assert!(waited, "the second sign-up waited for the first");
 }
