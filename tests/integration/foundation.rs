@@ -327,7 +327,7 @@ async fn every_response_carries_the_security_headers_and_pages_are_not_stored() 
     alice.sign_in("alice", PASSWORD).await;
     for path in ["/login", "/account", "/no-such-page", "/healthz"] {
         let reply = alice.get(path).await;
-        assert_eq!(reply.header("Content-Security-Policy"), Some("default-src 'self'; frame-ancestors 'none'"), "{path}");
+        assert_eq!(reply.header("Content-Security-Policy"), Some("default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"), "{path}");
         assert_eq!(reply.header("X-Content-Type-Options"), Some("nosniff"), "{path}");
         assert_eq!(reply.header("Referrer-Policy"), Some("same-origin"), "{path}");
         assert_eq!(reply.header("Cache-Control"), Some("no-store"), "{path}");
