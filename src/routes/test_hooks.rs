@@ -131,7 +131,7 @@ async fn revoke_sessions(
             ended.len()
         }
         RevokeRequest { username: None, session_id: Some(public_id) } => {
-            let Some(user_id) = store::revoke_by_id_returning_user(&mut tx, public_id, Reason::Revoked, now).await? else {
+            let Some(user_id) = store::revoke_by_id(&mut tx, public_id, Reason::Revoked, now).await? else {
                 return Ok(refused(Status::NotFound, "no_such_session", "no live session has this id"));
             };
             let event =

@@ -122,7 +122,7 @@ pub async fn refresh(
     };
     if token.used_at.is_some() {
         // Single use: presented again, it is in two hands.
-        let ended = store::revoke_by_id(&mut tx, token.family, Reason::Revoked, now).await?;
+        let ended = store::revoke_by_id(&mut tx, token.family, Reason::Revoked, now).await?.is_some();
         if ended {
             let event = NewEvent::new(token.user_id, EventKind::ApiTokenRefreshReuse, Some(token.family), client);
             events::record(&mut tx, event, now).await?;
@@ -207,7 +207,7 @@ pub async fn end(
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let mut tx = conn.begin().await?;
-    let ended = store::revoke_by_id(&mut tx, session.public_id, Reason::SignedOut, now).await?;
+    let ended = store::revoke_by_id(&mut tx, session.public_id, Reason::SignedOut, now).await?.is_some();
     if ended {
         let event = NewEvent::new(session.user_id, EventKind::ApiSignOut, Some(session.public_id), client);
         events::record(&mut tx, event, now).await?;

@@ -253,7 +253,7 @@ pub async fn end(
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let mut tx = conn.begin().await?;
-    let ended = store::revoke_by_id(&mut tx, public_id, reason, now).await?;
+    let ended = store::revoke_by_id(&mut tx, public_id, reason, now).await?.is_some();
     if ended {
         let kind = match reason {
             Reason::IdleTimeout => EventKind::IdleTimeout,

@@ -175,24 +175,10 @@ pub async fn record_network_change(
     Ok(result.rows_affected() == 1)
 }
 
-/// Ends a session (browser or API family) by its public id, keeping a tombstone until the reaper's
-/// grace has passed. `false`: it had already ended (the first reason stands).
-pub async fn revoke_by_id(conn: &mut PgConnection, public_id: Uuid, reason: Reason, now: OffsetDateTime) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE public_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(public_id)
-    .bind(now)
-    .bind(reason.code())
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-/// Like `revoke_by_id`, for a caller that does not know whose session it is (the test hooks'
-/// administrator-style sign-out): returns its user, for the security log; `None` when no live
-/// session has that id.
-pub async fn revoke_by_id_returning_user(
+/// Ends a session by its public id, which no rotation changes, keeping a tombstone. Returns the
+/// user it belonged to (for the security log); `None`: no live session has this id (it had
+/// already ended, and the first reason stands).
+pub async fn revoke_by_id(
     conn: &mut PgConnection,
     public_id: Uuid,
     reason: Reason,
