@@ -23,7 +23,10 @@ pub fn figment() -> Figment {
     let figment = with_safe_defaults(Figment::from(rocket::Config::default()))
         .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
         .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
-        .select(Profile::from_env_or("ROCKET_PROFILE", rocket::Config::DEFAULT_PROFILE));
+        .select(Profile::from_env_or(
+            "ROCKET_PROFILE",
+            rocket::Config::DEFAULT_PROFILE,
+        ));
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => figment.merge(("databases.main.url", url)),
         _ => figment,
@@ -77,7 +80,9 @@ pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
 fn without_header_dumps(figment: Figment) -> Figment {
     match figment.extract_inner::<LogLevel>("log_level") {
         Ok(LogLevel::Debug) => {
-            eprintln!("log_level \"debug\" would log request headers (session cookies, bearer tokens): using \"normal\"");
+            eprintln!(
+                "log_level \"debug\" would log request headers (session cookies, bearer tokens): using \"normal\""
+            );
             figment.merge(("log_level", LogLevel::Normal))
         }
         _ => figment,
@@ -94,7 +99,10 @@ fn settings_stage() -> AdHoc {
         } else {
             Ok(SessionConfig::default())
         };
-        match config.map_err(|e| e.to_string()).and_then(|c| c.validate().map(|()| c)) {
+        match config
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.validate().map(|()| c))
+        {
             Ok(config) => {
                 let hasher = PasswordHasher::new(config.max_concurrent_hashes as usize);
                 Ok(rocket.manage(config).manage(hasher))

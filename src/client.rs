@@ -1,7 +1,7 @@
 //! What the app records about the client behind a request: address, browser and fingerprint.
 
-use rocket::request::{FromRequest, Outcome};
 use rocket::Request;
+use rocket::request::{FromRequest, Outcome};
 
 use crate::config::SessionConfig;
 use crate::session::fingerprint::Fingerprint;
@@ -21,9 +21,16 @@ impl ClientInfo {
     pub fn of(request: &Request<'_>, config: &SessionConfig) -> Self {
         let user_agent = request.headers().get_one("User-Agent").unwrap_or_default();
         ClientInfo {
-            ip: request.client_ip().map(|ip| ip.to_canonical().to_string()).unwrap_or_default(),
+            ip: request
+                .client_ip()
+                .map(|ip| ip.to_canonical().to_string())
+                .unwrap_or_default(),
             user_agent: user_agent.chars().take(MAX_USER_AGENT_CHARS).collect(),
-            fingerprint: Fingerprint::of_request(request, &config.fingerprint_bind, &config.fingerprint_watch),
+            fingerprint: Fingerprint::of_request(
+                request,
+                &config.fingerprint_bind,
+                &config.fingerprint_watch,
+            ),
         }
     }
 }
@@ -33,7 +40,10 @@ impl<'r> FromRequest<'r> for &'r ClientInfo {
     type Error = std::convert::Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let config = request.rocket().state::<SessionConfig>().expect("session settings are managed at ignite");
+        let config = request
+            .rocket()
+            .state::<SessionConfig>()
+            .expect("session settings are managed at ignite");
         Outcome::Success(request.local_cache(|| ClientInfo::of(request, config)))
     }
 }

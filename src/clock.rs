@@ -66,7 +66,10 @@ impl AppClock {
     pub fn advance(&self, by: Duration) -> Result<OffsetDateTime, ClockError> {
         match &self.0 {
             Source::Fixed(_) => Err(ClockError::NotMovable),
-            Source::Movable(clock) => clock.try_advance(by).map(truncate_to_micros).ok_or(ClockError::OutOfRange),
+            Source::Movable(clock) => clock
+                .try_advance(by)
+                .map(truncate_to_micros)
+                .ok_or(ClockError::OutOfRange),
         }
     }
 }
@@ -91,7 +94,9 @@ pub struct TestClock {
 
 impl TestClock {
     pub fn new(start: OffsetDateTime) -> Arc<Self> {
-        Arc::new(TestClock { now: Mutex::new(start) })
+        Arc::new(TestClock {
+            now: Mutex::new(start),
+        })
     }
 
     pub fn advance(&self, by: Duration) {
@@ -126,7 +131,9 @@ impl ShiftedClock {
     pub const MAX_OFFSET: Duration = Duration::days(100 * 366);
 
     pub fn new() -> Arc<Self> {
-        Arc::new(ShiftedClock { offset: Mutex::new(Duration::ZERO) })
+        Arc::new(ShiftedClock {
+            offset: Mutex::new(Duration::ZERO),
+        })
     }
 }
 
@@ -139,7 +146,9 @@ impl Clock for ShiftedClock {
 impl MovableClock for ShiftedClock {
     fn try_advance(&self, by: Duration) -> Option<OffsetDateTime> {
         let mut offset = self.offset.lock().unwrap_or_else(PoisonError::into_inner);
-        let moved = offset.checked_add(by).filter(|moved| !by.is_negative() && *moved <= Self::MAX_OFFSET)?;
+        let moved = offset
+            .checked_add(by)
+            .filter(|moved| !by.is_negative() && *moved <= Self::MAX_OFFSET)?;
         *offset = moved;
         Some(OffsetDateTime::now_utc() + moved)
     }
@@ -153,7 +162,10 @@ mod tests {
     fn the_system_clock_cannot_be_moved() {
         let clock = AppClock::system();
         assert!(!clock.is_movable());
-        assert_eq!(clock.advance(Duration::hours(1)), Err(ClockError::NotMovable));
+        assert_eq!(
+            clock.advance(Duration::hours(1)),
+            Err(ClockError::NotMovable)
+        );
     }
 
     #[test]
@@ -169,16 +181,39 @@ mod tests {
     #[test]
     fn clocks_move_forward_only_and_not_out_of_range() {
         let shifted = AppClock::movable(ShiftedClock::new());
-        assert_eq!(shifted.advance(Duration::seconds(-1)), Err(ClockError::OutOfRange));
-        assert_eq!(shifted.advance(ShiftedClock::MAX_OFFSET + Duration::SECOND), Err(ClockError::OutOfRange));
+        assert_eq!(
+            shifted.advance(Duration::seconds(-1)),
+            Err(ClockError::OutOfRange)
+        );
+        assert_eq!(
+            shifted.advance(ShiftedClock::MAX_OFFSET + Duration::SECOND),
+            Err(ClockError::OutOfRange)
+        );
         assert!(shifted.advance(ShiftedClock::MAX_OFFSET).is_ok());
-        assert_eq!(shifted.advance(Duration::SECOND), Err(ClockError::OutOfRange), "the offset is capped in total");
+        assert_eq!(
+            shifted.advance(Duration::SECOND),
+            Err(ClockError::OutOfRange),
+            "the offset is capped in total"
+        );
 
         let start = OffsetDateTime::now_utc();
         let test_clock = AppClock::movable(TestClock::new(start));
-        assert_eq!(test_clock.advance(Duration::seconds(-1)), Err(ClockError::OutOfRange));
-        assert_eq!(test_clock.advance(Duration::MAX), Err(ClockError::OutOfRange));
-        assert_eq!(test_clock.now(), truncate_to_micros(start), "a refused move changes nothing");
-        assert_eq!(test_clock.advance(Duration::seconds(5)), Ok(truncate_to_micros(start + Duration::seconds(5))));
+        assert_eq!(
+            test_clock.advance(Duration::seconds(-1)),
+            Err(ClockError::OutOfRange)
+        );
+        assert_eq!(
+            test_clock.advance(Duration::MAX),
+            Err(ClockError::OutOfRange)
+        );
+        assert_eq!(
+            test_clock.now(),
+            truncate_to_micros(start),
+            "a refused move changes nothing"
+        );
+        assert_eq!(
+            test_clock.advance(Duration::seconds(5)),
+            Ok(truncate_to_micros(start + Duration::seconds(5)))
+        );
     }
 }

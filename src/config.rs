@@ -67,12 +67,17 @@ impl Default for SessionConfig {
             idle_warning_secs: 2 * 60,
             max_sessions_per_user: 5,
             max_api_families_per_user: 10,
-            fingerprint_bind: vec!["user-agent".into(), "sec-ch-ua".into(), "accept-language".into()],
+            fingerprint_bind: vec![
+                "user-agent".into(),
+                "sec-ch-ua".into(),
+                "accept-language".into(),
+            ],
             fingerprint_watch: vec!["ip".into()],
             cookie_name: "__Host-sid".into(),
             reaper_interval_secs: 60,
             reaper_batch_size: 500,
-            max_concurrent_hashes: std::thread::available_parallelism().map_or(1, |cores| cores.get() as u32),
+            max_concurrent_hashes: std::thread::available_parallelism()
+                .map_or(1, |cores| cores.get() as u32),
             seed_demo_users: false,
             hsts: false,
             access_token_secs: 15 * 60,
@@ -134,23 +139,35 @@ impl SessionConfig {
         if self.touch_interval_secs >= self.idle_timeout_secs {
             return Err("touch_interval_secs must be shorter than idle_timeout_secs".into());
         }
-        if self.max_sessions_per_user == 0 || self.max_api_families_per_user == 0 || self.max_concurrent_hashes == 0 {
+        if self.max_sessions_per_user == 0
+            || self.max_api_families_per_user == 0
+            || self.max_concurrent_hashes == 0
+        {
             return Err("max_sessions_per_user, max_api_families_per_user and max_concurrent_hashes must be positive".into());
         }
         if self.access_token_secs == 0 || self.access_token_secs > self.refresh_token_secs {
             return Err("access_token_secs must be positive and at most refresh_token_secs".into());
         }
-        if self.throttle_account_failures == 0 || self.throttle_ip_failures == 0 || self.throttle_window_secs == 0 {
+        if self.throttle_account_failures == 0
+            || self.throttle_ip_failures == 0
+            || self.throttle_window_secs == 0
+        {
             return Err("throttle_account_failures, throttle_ip_failures and throttle_window_secs must be positive".into());
         }
         if self.throttle_session_failures == 0 || self.throttle_ip_sign_ups == 0 {
-            return Err("throttle_session_failures and throttle_ip_sign_ups must be positive".into());
+            return Err(
+                "throttle_session_failures and throttle_ip_sign_ups must be positive".into(),
+            );
         }
         if self.bound_cookie_secs == 0 || self.bound_cookie_secs > self.absolute_timeout_secs {
-            return Err("bound_cookie_secs must be positive and at most absolute_timeout_secs".into());
+            return Err(
+                "bound_cookie_secs must be positive and at most absolute_timeout_secs".into(),
+            );
         }
         if !self.cookie_name.starts_with("__Host-") {
-            return Err("cookie_name must keep the __Host- prefix (no Domain, Secure, Path=/)".into());
+            return Err(
+                "cookie_name must keep the __Host- prefix (no Domain, Secure, Path=/)".into(),
+            );
         }
         Ok(())
     }

@@ -12,18 +12,18 @@
 use std::borrow::Cow;
 use std::ops::Deref;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rocket::Request;
 use rocket::data::{self, Data, FromData, Limits};
 use rocket::form::{self, Form, FromForm};
 use rocket::http::{Cookie, RawStr, SameSite, Status};
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest};
-use rocket::Request;
 use subtle::ConstantTimeEq;
 
-use crate::session::{AuthenticatedUser, SessionError};
 use crate::session::token::random_bytes;
+use crate::session::{AuthenticatedUser, SessionError};
 
 /// The form field every state-changing form carries.
 pub const FIELD: &str = "csrf_token";
@@ -116,7 +116,9 @@ impl<'r, T: for<'a> FromForm<'a> + 'static> FromData<'r> for CsrfForm<T> {
             Outcome::Error((_, error)) => return refuse(FormRefused::NoSession(error)),
             Outcome::Forward(status) => return Outcome::Forward((data, status)),
         };
-        read_checked(request, data, user.csrf_token()).await.map(CsrfForm)
+        read_checked(request, data, user.csrf_token())
+            .await
+            .map(CsrfForm)
     }
 }
 
@@ -126,7 +128,9 @@ impl<'r, T: for<'a> FromForm<'a> + 'static> FromData<'r> for PreSessionCsrfForm<
 
     async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
         let expected = PreSessionCsrf::of(request).token();
-        read_checked(request, data, expected).await.map(PreSessionCsrfForm)
+        read_checked(request, data, expected)
+            .await
+            .map(PreSessionCsrfForm)
     }
 }
 
@@ -137,7 +141,10 @@ async fn read_checked<'r, T: for<'a> FromForm<'a> + 'static>(
     data: Data<'r>,
     expected: &str,
 ) -> data::Outcome<'r, T, FormRefused> {
-    if !request.content_type().is_some_and(|content_type| content_type.is_form()) {
+    if !request
+        .content_type()
+        .is_some_and(|content_type| content_type.is_form())
+    {
         return refuse(FormRefused::NotAForm);
     }
     let limit = request.limits().get("form").unwrap_or(Limits::FORM);
@@ -165,7 +172,8 @@ fn refuse<'r, T>(refused: FormRefused) -> data::Outcome<'r, T, FormRefused> {
 fn presented_token(body: &RawStr) -> Option<Cow<'_, str>> {
     let mut tokens = body.as_str().split('&').filter_map(|field| {
         let (name, value) = field.split_once('=').unwrap_or((field, ""));
-        (RawStr::new(name).url_decode_lossy() == FIELD).then(|| RawStr::new(value).url_decode_lossy())
+        (RawStr::new(name).url_decode_lossy() == FIELD)
+            .then(|| RawStr::new(value).url_decode_lossy())
     });
     let token = tokens.next()?;
     tokens.next().is_none().then_some(token)
@@ -231,8 +239,14 @@ mod tests {
     #[test]
     fn the_token_is_read_decoded_and_only_when_it_appears_once() {
         let token = |body: &str| presented_token(RawStr::new(body)).map(Cow::into_owned);
-        assert_eq!(token("csrf_token=a-b_c&username=x").as_deref(), Some("a-b_c"));
-        assert_eq!(token("username=x&csrf%5Ftoken=a%2Db").as_deref(), Some("a-b"));
+        assert_eq!(
+            token("csrf_token=a-b_c&username=x").as_deref(),
+            Some("a-b_c")
+        );
+        assert_eq!(
+            token("username=x&csrf%5Ftoken=a%2Db").as_deref(),
+            Some("a-b")
+        );
         assert_eq!(token("csrf_token").as_deref(), Some(""));
         assert_eq!(token("username=x"), None);
         assert_eq!(token("csrf_token=a&csrf_token=a"), None);

@@ -86,7 +86,10 @@ impl PgPool {
     /// `min_connections`: idle connections kept past `idle_timeout`, none opened ahead of need),
     /// handing out connections within `acquire_timeout`. Waits up to `connect_timeout` for the
     /// database to answer, so that one that cannot be reached stops the launch.
-    pub async fn connect(config: &rocket_db_pools::Config, acquire_timeout: Duration) -> sqlx::Result<PgPool> {
+    pub async fn connect(
+        config: &rocket_db_pools::Config,
+        acquire_timeout: Duration,
+    ) -> sqlx::Result<PgPool> {
         let mut options: PgConnectOptions = config.url.parse()?;
         if options.get_application_name().is_none() {
             // Named in pg_stat_activity, so an operator (or a test) can tell its connections apart.
@@ -101,7 +104,8 @@ impl PgPool {
             min_idle: config.min_connections.unwrap_or(0) as usize,
             breakages: AtomicU64::new(0),
         }));
-        pool.wait_for_database(Duration::from_secs(config.connect_timeout)).await?;
+        pool.wait_for_database(Duration::from_secs(config.connect_timeout))
+            .await?;
         Ok(pool)
     }
 
@@ -113,7 +117,9 @@ impl PgPool {
             match self.acquire().await {
                 Ok(_) => return Ok(()),
                 // Refused or unanswered: it may still be starting.
-                Err(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) if Instant::now() < deadline => {
+                Err(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+                    if Instant::now() < deadline =>
+                {
                     sleep(Duration::from_millis(100)).await;
                 }
                 // Anything else (a wrong password, no such database) will not pass by waiting.
@@ -124,11 +130,16 @@ impl PgPool {
 
     /// A connection: an idle one if there is one, else a new one. Waits at most `acquire_timeout`.
     pub async fn acquire(&self) -> sqlx::Result<PooledConnection> {
-        timeout(self.0.acquire_timeout, self.checkout()).await.map_err(|_| sqlx::Error::PoolTimedOut)?
+        timeout(self.0.acquire_timeout, self.checkout())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
     }
 
     async fn checkout(&self) -> sqlx::Result<PooledConnection> {
-        let permit = Arc::clone(&self.0.permits).acquire_owned().await.map_err(|_| sqlx::Error::PoolClosed)?;
+        let permit = Arc::clone(&self.0.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
         while let Some(mut idle) = self.0.take_idle() {
             let breakages = self.0.breakages.load(Ordering::Acquire);
             let suspect = idle.since.elapsed() > PING_AFTER_IDLE || idle.breakages != breakages;
@@ -163,22 +174,39 @@ impl Shared {
     fn take_idle(&self) -> Option<Idle> {
         let mut idle = self.lock_idle();
         if let Some(limit) = self.idle_timeout {
-            let expired = idle.iter().take_while(|c| c.since.elapsed() > limit).count();
+            let expired = idle
+                .iter()
+                .take_while(|c| c.since.elapsed() > limit)
+                .count();
             let expired = expired.min(idle.len().saturating_sub(self.min_idle));
             idle.drain(..expired);
         }
         idle.pop()
     }
 
-    fn hand_out(self: &Arc<Self>, conn: PgConnection, breakages: u64, permit: OwnedSemaphorePermit) -> PooledConnection {
-        PooledConnection { conn: Some(conn), breakages, pool: Arc::clone(self), permit: Some(permit) }
+    fn hand_out(
+        self: &Arc<Self>,
+        conn: PgConnection,
+        breakages: u64,
+        permit: OwnedSemaphorePermit,
+    ) -> PooledConnection {
+        PooledConnection {
+            conn: Some(conn),
+            breakages,
+            pool: Arc::clone(self),
+            permit: Some(permit),
+        }
     }
 
     fn put_back(&self, conn: PgConnection, breakages: u64) {
         if self.permits.is_closed() {
             return;
         }
-        self.lock_idle().push(Idle { conn, since: Instant::now(), breakages });
+        self.lock_idle().push(Idle {
+            conn,
+            since: Instant::now(),
+            breakages,
+        });
     }
 
     fn found_broken(&self) {
@@ -203,7 +231,9 @@ impl Drop for PooledConnection {
             // The server must answer first: wait for it off the request's path. The permit
             // goes along, so the pool never holds more than `max_connections`.
             Poll::Pending => {
-                let Ok(runtime) = Handle::try_current() else { return };
+                let Ok(runtime) = Handle::try_current() else {
+                    return;
+                };
                 let (pool, breakages) = (Arc::clone(&self.pool), self.breakages);
                 runtime.spawn(async move {
                     match timeout(FINISH_TIMEOUT, conn.flush()).await {
@@ -221,13 +251,17 @@ impl Deref for PooledConnection {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        self.conn.as_ref().expect("a pooled connection is present until it is dropped")
+        self.conn
+            .as_ref()
+            .expect("a pooled connection is present until it is dropped")
     }
 }
 
 impl DerefMut for PooledConnection {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        self.conn.as_mut().expect("a pooled connection is present until it is dropped")
+        self.conn
+            .as_mut()
+            .expect("a pooled connection is present until it is dropped")
     }
 }
 
@@ -238,15 +272,20 @@ impl rocket_db_pools::Pool for PgPool {
 
     /// `figment` is the `databases.main` table: rocket_db_pools' keys, and `acquire_timeout_ms`.
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
-        let configuration = |error: rocket::figment::Error| sqlx::Error::Configuration(error.into());
+        let configuration =
+            |error: rocket::figment::Error| sqlx::Error::Configuration(error.into());
         let config: rocket_db_pools::Config = figment.extract().map_err(configuration)?;
         let acquire_timeout_ms: u64 = if figment.contains("acquire_timeout_ms") {
-            figment.extract_inner("acquire_timeout_ms").map_err(configuration)?
+            figment
+                .extract_inner("acquire_timeout_ms")
+                .map_err(configuration)?
         } else {
             DEFAULT_ACQUIRE_TIMEOUT_MS
         };
         if acquire_timeout_ms == 0 {
-            return Err(sqlx::Error::Configuration("acquire_timeout_ms must be positive".into()));
+            return Err(sqlx::Error::Configuration(
+                "acquire_timeout_ms must be positive".into(),
+            ));
         }
         PgPool::connect(&config, Duration::from_millis(acquire_timeout_ms)).await
     }
@@ -267,7 +306,10 @@ impl Db {
 
     /// One pooled connection. Not getting one means the database is unreachable: a 503, not a bug.
     pub async fn connection(&self) -> Result<PooledConnection, AppError> {
-        self.pool().acquire().await.map_err(AppError::DatabaseUnavailable)
+        self.pool()
+            .acquire()
+            .await
+            .map_err(AppError::DatabaseUnavailable)
     }
 }
 
@@ -278,7 +320,10 @@ async fn migrate(pool: &PgPool) -> Result<(), String> {
     let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
     // `run_direct` is `run` on a connection: `run` needs an `Acquire` for every lifetime, which
     // a borrowed connection cannot offer inside a `Send` future (sqlx's own workaround).
-    MIGRATOR.run_direct(&mut *conn).await.map_err(|e| e.to_string())
+    MIGRATOR
+        .run_direct(&mut *conn)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Brings the schema up to date before the first request.

@@ -25,8 +25,13 @@ mod tests {
     fn common_browsers_are_named() {
         let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
         assert_eq!(describe(chrome), "Chrome on Linux");
-        let firefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:132.0) Gecko/20100101 Firefox/132.0";
-        assert!(describe(firefox).starts_with("Firefox on Windows"), "{}", describe(firefox));
+        let firefox =
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:132.0) Gecko/20100101 Firefox/132.0";
+        assert!(
+            describe(firefox).starts_with("Firefox on Windows"),
+            "{}",
+            describe(firefox)
+        );
         assert_eq!(describe(""), "Unknown device");
         assert_eq!(describe("curl/8.5.0"), "HTTP Library");
     }

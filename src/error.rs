@@ -1,8 +1,8 @@
 //! `AppError`: the failures (not the expected outcomes) a request can meet, and how each is answered.
 
+use rocket::Request;
 use rocket::http::Status;
 use rocket::response::{self, Responder};
-use rocket::Request;
 
 use crate::csrf::FormRefused;
 
@@ -47,7 +47,9 @@ fn is_unavailable_sqlstate(code: std::borrow::Cow<'_, str>) -> bool {
 impl AppError {
     pub fn status(&self) -> Status {
         match self {
-            AppError::DatabaseUnavailable(_) | AppError::SessionCheckFailed => Status::ServiceUnavailable,
+            AppError::DatabaseUnavailable(_) | AppError::SessionCheckFailed => {
+                Status::ServiceUnavailable
+            }
             AppError::FormRefused(refused) => refused.status(),
             AppError::Database(_) | AppError::Template(_) | AppError::PasswordHash(_) => {
                 Status::InternalServerError

@@ -120,8 +120,12 @@ impl EventKind {
             EventKind::ApiTokenRefreshReuse => {
                 "API token revoked: an already used refresh token was presented again (possibly stolen)"
             }
-            EventKind::SessionBound => "Session bound to this device's key (a copied cookie stops working within minutes)",
-            EventKind::BindingProofRefused => "A proof of this device's key was refused (the session is unchanged)",
+            EventKind::SessionBound => {
+                "Session bound to this device's key (a copied cookie stops working within minutes)"
+            }
+            EventKind::BindingProofRefused => {
+                "A proof of this device's key was refused (the session is unchanged)"
+            }
         }
     }
 
@@ -157,8 +161,20 @@ pub struct NewEvent<'a> {
 
 impl<'a> NewEvent<'a> {
     /// An event about `session` (or the account, with `None`), caused by `client`'s request.
-    pub fn new(user_id: i64, kind: EventKind, session: Option<Uuid>, client: &'a ClientInfo) -> Self {
-        NewEvent { user_id, kind, session, actor: None, client, detail: String::new() }
+    pub fn new(
+        user_id: i64,
+        kind: EventKind,
+        session: Option<Uuid>,
+        client: &'a ClientInfo,
+    ) -> Self {
+        NewEvent {
+            user_id,
+            kind,
+            session,
+            actor: None,
+            client,
+            detail: String::new(),
+        }
     }
 
     pub fn by(mut self, actor: Uuid) -> Self {
@@ -172,7 +188,11 @@ impl<'a> NewEvent<'a> {
     }
 }
 
-pub async fn record(conn: &mut PgConnection, event: NewEvent<'_>, now: OffsetDateTime) -> sqlx::Result<()> {
+pub async fn record(
+    conn: &mut PgConnection,
+    event: NewEvent<'_>,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO security_events (user_id, kind, session_public_id, actor_public_id, ip, user_agent, detail,
                                       occurred_at)
@@ -205,7 +225,9 @@ pub async fn record_sign_in_failure(
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     let mut tx = conn.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "INSERT INTO security_events (user_id, kind, ip, user_agent, occurred_at)
          SELECT id, $2, $3, $4, $5 FROM users WHERE id = $1",
@@ -245,7 +267,11 @@ impl EventRecord {
 }
 
 /// The newest events of a user, newest first.
-pub async fn recent_for_user(conn: &mut PgConnection, user_id: i64, limit: i64) -> sqlx::Result<Vec<EventRecord>> {
+pub async fn recent_for_user(
+    conn: &mut PgConnection,
+    user_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<EventRecord>> {
     sqlx::query_as(
         "SELECT id, kind, session_public_id, actor_public_id, ip, user_agent, detail, occurred_at FROM security_events
          WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",

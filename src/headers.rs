@@ -8,26 +8,38 @@ use crate::config::SessionConfig;
 
 /// Only this origin's scripts, styles and images; no plugins, no `<base>` to re-point relative links,
 /// forms that post only here (a stolen page cannot be made to send a form elsewhere), no framing.
-pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 pub struct SecurityHeaders;
 
 #[rocket::async_trait]
 impl Fairing for SecurityHeaders {
     fn info(&self) -> Info {
-        Info { name: "Security headers", kind: Kind::Response }
+        Info {
+            name: "Security headers",
+            kind: Kind::Response,
+        }
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        response.set_header(Header::new("Content-Security-Policy", CONTENT_SECURITY_POLICY));
+        response.set_header(Header::new(
+            "Content-Security-Policy",
+            CONTENT_SECURITY_POLICY,
+        ));
         response.set_header(Header::new("X-Content-Type-Options", "nosniff"));
         // frame-ancestors above is the modern form; older browsers read this one.
         response.set_header(Header::new("X-Frame-Options", "DENY"));
         response.set_header(Header::new("Referrer-Policy", "same-origin"));
         // Strict-Transport-Security only where the site is served over TLS (release profile).
-        if request.rocket().state::<SessionConfig>().is_some_and(|config| config.hsts) {
-            response.set_header(Header::new("Strict-Transport-Security", "max-age=63072000; includeSubDomains"));
+        if request
+            .rocket()
+            .state::<SessionConfig>()
+            .is_some_and(|config| config.hsts)
+        {
+            response.set_header(Header::new(
+                "Strict-Transport-Security",
+                "max-age=63072000; includeSubDomains",
+            ));
         }
         // Pages may show account data: never stored, so Back after sign-out shows nothing.
         // Only the static assets (which set their own Cache-Control) may be cached.

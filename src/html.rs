@@ -1,9 +1,9 @@
 //! Rendering askama templates as Rocket responses, and the small view helpers pages share.
 
 use askama::Template;
+use rocket::Request;
 use rocket::response::content::RawHtml;
 use rocket::response::{self, Responder};
-use rocket::Request;
 use time::{Duration, OffsetDateTime};
 
 use crate::error::AppError;
@@ -46,7 +46,14 @@ impl Nav {
 /// "22 Nov 2026, 14:05 UTC".
 pub fn format_time(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
-    format!("{} {} {}, {:02}:{:02} UTC", at.day(), &at.month().to_string()[..3], at.year(), at.hour(), at.minute())
+    format!(
+        "{} {} {}, {:02}:{:02} UTC",
+        at.day(),
+        &at.month().to_string()[..3],
+        at.year(),
+        at.hour(),
+        at.minute()
+    )
 }
 
 /// "just now", "3 minutes ago", "2 hours ago", "5 days ago".

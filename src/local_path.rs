@@ -27,7 +27,9 @@ impl LocalPath {
 
     /// The target if it is local, else the account page.
     pub fn or_account(value: Option<&str>) -> LocalPath {
-        value.and_then(LocalPath::parse).unwrap_or_else(LocalPath::account)
+        value
+            .and_then(LocalPath::parse)
+            .unwrap_or_else(LocalPath::account)
     }
 
     pub fn as_str(&self) -> &str {
@@ -42,7 +44,11 @@ mod tests {
     #[test]
     fn only_local_paths_are_accepted() {
         for good in ["/", "/account", "/account/password?x=1", "/a/b/c"] {
-            assert_eq!(LocalPath::parse(good).map(|p| p.0), Some(good.to_owned()), "{good}");
+            assert_eq!(
+                LocalPath::parse(good).map(|p| p.0),
+                Some(good.to_owned()),
+                "{good}"
+            );
         }
         for bad in [
             "",
@@ -64,7 +70,10 @@ mod tests {
 
     #[test]
     fn anything_else_falls_back_to_the_account_page() {
-        assert_eq!(LocalPath::or_account(Some("//evil.example")).as_str(), "/account");
+        assert_eq!(
+            LocalPath::or_account(Some("//evil.example")).as_str(),
+            "/account"
+        );
         assert_eq!(LocalPath::or_account(None).as_str(), "/account");
         assert_eq!(LocalPath::or_account(Some("/admin")).as_str(), "/admin");
     }

@@ -18,7 +18,10 @@ pub enum Verdict {
     /// against (the account's at sign-in, the session's at a re-check) starts afresh with the
     /// action, and that creates nothing unless the credentials are still current
     /// (`users::store::lock_if_current`: `session::start` and `api::issue` check it).
-    Accepted { credentials: CheckedCredentials, attempt: Attempt },
+    Accepted {
+        credentials: CheckedCredentials,
+        attempt: Attempt,
+    },
     /// A wrong password, an unknown username or a disabled account: one answer for all, so the
     /// client never learns which.
     Rejected,
@@ -40,7 +43,14 @@ pub async fn check_password(
     // no account: look-alikes and control characters never reach the database as a name.
     let username = Username::parse(username).ok();
     // Before any argon2 work: a flood of guesses costs the server one query each.
-    let admission = throttle::begin_sign_in(&mut *db.connection().await?, config, username.as_ref(), &client.ip, now).await?;
+    let admission = throttle::begin_sign_in(
+        &mut *db.connection().await?,
+        config,
+        username.as_ref(),
+        &client.ip,
+        now,
+    )
+    .await?;
     let attempt = match admission {
         Admission::Admitted(attempt) => attempt,
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
@@ -53,16 +63,20 @@ pub async fn check_password(
 
     // The pooled connection is released while argon2 runs, so slow hashing cannot drain the pool.
     let account = users::store::find_credentials(&mut *db.connection().await?, &username).await?;
-    let stored_hash = account.as_ref().map(|account| account.password_hash.clone());
+    let stored_hash = account
+        .as_ref()
+        .map(|account| account.password_hash.clone());
     let password_matches = hasher.verify(&password, stored_hash).await?;
     match account {
-        Some(account) if password_matches && !account.disabled => {
-            Ok(Verdict::Accepted { credentials: account.checked(), attempt })
-        }
+        Some(account) if password_matches && !account.disabled => Ok(Verdict::Accepted {
+            credentials: account.checked(),
+            attempt,
+        }),
         account => {
             // A wrong password and an unknown name do the same work before the answer.
             let account_id = account.map(|account| account.id);
-            events::record_sign_in_failure(&mut *db.connection().await?, account_id, client, now).await?;
+            events::record_sign_in_failure(&mut *db.connection().await?, account_id, client, now)
+                .await?;
             Ok(Verdict::Rejected)
         }
     }
@@ -81,20 +95,38 @@ pub async fn check_own_password(
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
-    let attempt = match throttle::begin_recheck(&mut *db.connection().await?, config, user.session_public_id(), now).await? {
+    let attempt = match throttle::begin_recheck(
+        &mut *db.connection().await?,
+        config,
+        user.session_public_id(),
+        now,
+    )
+    .await?
+    {
         Admission::Admitted(attempt) => attempt,
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
     };
-    let account = users::store::find_credentials_by_id(&mut *db.connection().await?, user.user_id()).await?;
-    let stored_hash = account.as_ref().map(|account| account.password_hash.clone());
+    let account =
+        users::store::find_credentials_by_id(&mut *db.connection().await?, user.user_id()).await?;
+    let stored_hash = account
+        .as_ref()
+        .map(|account| account.password_hash.clone());
     let matches = match Password::parse(password) {
         Ok(password) => hasher.verify(&password, stored_hash).await?,
         Err(_) => false,
     };
     if let Some(account) = account.filter(|_| matches) {
-        return Ok(Verdict::Accepted { credentials: account.checked(), attempt });
+        return Ok(Verdict::Accepted {
+            credentials: account.checked(),
+            attempt,
+        });
     }
-    let event = NewEvent::new(user.user_id(), EventKind::ConfirmFailed, Some(user.session_public_id()), client);
+    let event = NewEvent::new(
+        user.user_id(),
+        EventKind::ConfirmFailed,
+        Some(user.session_public_id()),
+        client,
+    );
     events::record(&mut *db.connection().await?, event, now).await?;
     Ok(Verdict::Rejected)
 }

@@ -26,7 +26,10 @@ WARNING: role, sign sessions out and ERASE EVERY ACCOUNT AND SESSION. Never run 
 /// otherwise the system clock, which nothing can move. A malformed setting counts as off here:
 /// the settings stage refuses to launch with it anyway.
 pub fn clock_for(figment: &Figment) -> AppClock {
-    if figment.extract_inner::<bool>("sessions.test_hooks").unwrap_or(false) {
+    if figment
+        .extract_inner::<bool>("sessions.test_hooks")
+        .unwrap_or(false)
+    {
         AppClock::movable(ShiftedClock::new())
     } else {
         AppClock::system()
@@ -44,7 +47,11 @@ pub fn stage() -> AdHoc {
         if !config.test_hooks {
             return Ok(rocket);
         }
-        if let Some(why) = refusal(rocket.figment().profile(), cfg!(debug_assertions), config.test_hooks_in_release) {
+        if let Some(why) = refusal(
+            rocket.figment().profile(),
+            cfg!(debug_assertions),
+            config.test_hooks_in_release,
+        ) {
             rocket::error!("{why}");
             return Err(rocket);
         }
@@ -66,7 +73,11 @@ fn refusal(profile: &Profile, debug_build: bool, allowed_in_release: bool) -> Op
     if allowed_in_release || (debug_build && !release_profile) {
         return None;
     }
-    let what = if release_profile { "the release profile" } else { "a release build" };
+    let what = if release_profile {
+        "the release profile"
+    } else {
+        "a release build"
+    };
     Some(format!(
         "test_hooks is on in {what}: refusing to start. /__test/ can erase every account; if this \
          really is a test deployment, also set test_hooks_in_release = true"
@@ -95,14 +106,28 @@ impl<'r> FromRequest<'r> for LoopbackClient {
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         let peer = request.remote().map(|address| address.ip());
         let loopback_peer = peer.is_some_and(is_loopback);
-        let trusted_header = request.rocket().config().ip_header.as_deref().map(|name| name.as_str());
-        let forwarded = PROXY_HEADERS.into_iter().chain(trusted_header).any(|name| request.headers().contains(name));
-        let loopback_host = request.host().is_some_and(|host| is_loopback_name(host.domain().as_str()));
+        let trusted_header = request
+            .rocket()
+            .config()
+            .ip_header
+            .as_deref()
+            .map(|name| name.as_str());
+        let forwarded = PROXY_HEADERS
+            .into_iter()
+            .chain(trusted_header)
+            .any(|name| request.headers().contains(name));
+        let loopback_host = request
+            .host()
+            .is_some_and(|host| is_loopback_name(host.domain().as_str()));
         if loopback_peer && !forwarded && loopback_host {
             return Outcome::Success(LoopbackClient(()));
         }
         let peer = peer.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
-        rocket::warn!("refused {} {} from {peer}: test hooks serve direct loopback clients only", request.method(), request.uri().path());
+        rocket::warn!(
+            "refused {} {} from {peer}: test hooks serve direct loopback clients only",
+            request.method(),
+            request.uri().path()
+        );
         Outcome::Error((rocket::http::Status::NotFound, ()))
     }
 }
@@ -132,7 +157,12 @@ pub async fn erase_all_data(conn: &mut PgConnection) -> sqlx::Result<()> {
         return Ok(());
     }
     // The names come quoted from PostgreSQL's own `format('%I')`, not from the request.
-    sqlx::query(&format!("TRUNCATE {} RESTART IDENTITY CASCADE", tables.join(", "))).execute(conn).await?;
+    sqlx::query(&format!(
+        "TRUNCATE {} RESTART IDENTITY CASCADE",
+        tables.join(", ")
+    ))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -159,18 +189,40 @@ mod tests {
         ];
         for (profile, debug_build, allowed, expected) in cases {
             let refused = refusal(profile, debug_build, allowed);
-            assert_eq!(refused.is_none(), expected, "{profile} debug_build={debug_build} allowed={allowed}: {refused:?}");
+            assert_eq!(
+                refused.is_none(),
+                expected,
+                "{profile} debug_build={debug_build} allowed={allowed}: {refused:?}"
+            );
         }
         let why = refusal(&release, true, false).expect("refused");
-        assert!(why.contains("release profile") && why.contains("test_hooks_in_release"), "{why}");
+        assert!(
+            why.contains("release profile") && why.contains("test_hooks_in_release"),
+            "{why}"
+        );
     }
 
     #[test]
     fn only_loopback_names_count_as_a_loopback_host() {
-        for host in ["localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "[::1]", "::1"] {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "::1",
+        ] {
             assert!(is_loopback_name(host), "{host}");
         }
-        for host in ["", "example.com", "localhost.example.com", "10.0.0.1", "0.0.0.0", "[::]", "127.0.0.1.nip.io"] {
+        for host in [
+            "",
+            "example.com",
+            "localhost.example.com",
+            "10.0.0.1",
+            "0.0.0.0",
+            "[::]",
+            "127.0.0.1.nip.io",
+        ] {
             assert!(!is_loopback_name(host), "{host}");
         }
     }

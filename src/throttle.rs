@@ -112,11 +112,19 @@ impl Subject {
         hasher.update(scope.code());
         hasher.update([0]);
         hasher.update(value);
-        Subject { scope, digest: hasher.finalize().into() }
+        Subject {
+            scope,
+            digest: hasher.finalize().into(),
+        }
     }
 
     fn lock_key(&self) -> i32 {
-        i32::from_be_bytes([self.digest[0], self.digest[1], self.digest[2], self.digest[3]])
+        i32::from_be_bytes([
+            self.digest[0],
+            self.digest[1],
+            self.digest[2],
+            self.digest[3],
+        ])
     }
 }
 
@@ -148,7 +156,10 @@ pub struct RetryAfter {
 impl RetryAfter {
     /// Whole seconds, rounded up: a client that waits this long is let through.
     fn of(wait: Duration, budget: Budget) -> RetryAfter {
-        RetryAfter { secs: wait.whole_seconds() + i64::from(wait.subsec_nanoseconds() > 0), budget }
+        RetryAfter {
+            secs: wait.whole_seconds() + i64::from(wait.subsec_nanoseconds() > 0),
+            budget,
+        }
     }
 
     pub fn secs(self) -> i64 {
@@ -190,7 +201,12 @@ struct Failures {
 /// How long a subject must still wait at `now`: nothing below `threshold` failures; at it,
 /// `FIRST_DELAY` after the latest failure, doubling with each further one, never more than the
 /// window. Failures leave the count as the window slides, so no lockout is permanent.
-fn wait(failures: Failures, threshold: u32, window: Duration, now: OffsetDateTime) -> Option<Duration> {
+fn wait(
+    failures: Failures,
+    threshold: u32,
+    window: Duration,
+    now: OffsetDateTime,
+) -> Option<Duration> {
     let last_at = failures.last_at?;
     if failures.count < threshold {
         return None;
@@ -205,7 +221,11 @@ fn wait(failures: Failures, threshold: u32, window: Duration, now: OffsetDateTim
 /// How long a flat limit of `n` must still wait at `now`, given when the `n`-th most recent
 /// counted event in the window happened (`None`: fewer than `n` in it). Once that one leaves
 /// the window, fewer than `n` remain.
-fn flat_wait(nth_latest: Option<OffsetDateTime>, window: Duration, now: OffsetDateTime) -> Option<Duration> {
+fn flat_wait(
+    nth_latest: Option<OffsetDateTime>,
+    window: Duration,
+    now: OffsetDateTime,
+) -> Option<Duration> {
     let until = nth_latest? + window;
     (until > now).then(|| until - now)
 }
@@ -244,13 +264,26 @@ pub async fn begin_sign_in(
     // Always the account first: no two attempts can wait for each other's locks.
     let mut limits = Vec::with_capacity(2);
     if let Some(account) = &account {
-        limits.push((account, Limit::Growing { threshold: config.throttle_account_failures }));
+        limits.push((
+            account,
+            Limit::Growing {
+                threshold: config.throttle_account_failures,
+            },
+        ));
     }
-    limits.push((&address, Limit::Growing { threshold: config.throttle_ip_failures }));
+    limits.push((
+        &address,
+        Limit::Growing {
+            threshold: config.throttle_ip_failures,
+        },
+    ));
     let admission = admit(conn, &limits, Budget::SignIn, config.throttle_window(), now).await?;
     Ok(match admission {
         // The address's row is the last one counted.
-        Admission::Admitted(rows) => Admission::Admitted(Attempt { resets: account, address_row: rows.last().copied() }),
+        Admission::Admitted(rows) => Admission::Admitted(Attempt {
+            resets: account,
+            address_row: rows.last().copied(),
+        }),
         Admission::Throttled(retry_after) => Admission::Throttled(retry_after),
     })
 }
@@ -265,11 +298,29 @@ pub async fn begin_recheck(
     now: OffsetDateTime,
 ) -> sqlx::Result<Admission> {
     let session = Subject::session(session);
-    let limits = [(&session, Limit::Growing { threshold: config.throttle_session_failures })];
-    Ok(match admit(conn, &limits, Budget::Recheck, config.throttle_window(), now).await? {
-        Admission::Admitted(_) => Admission::Admitted(Attempt { resets: Some(session), address_row: None }),
-        Admission::Throttled(retry_after) => Admission::Throttled(retry_after),
-    })
+    let limits = [(
+        &session,
+        Limit::Growing {
+            threshold: config.throttle_session_failures,
+        },
+    )];
+    Ok(
+        match admit(
+            conn,
+            &limits,
+            Budget::Recheck,
+            config.throttle_window(),
+            now,
+        )
+        .await?
+        {
+            Admission::Admitted(_) => Admission::Admitted(Attempt {
+                resets: Some(session),
+                address_row: None,
+            }),
+            Admission::Throttled(retry_after) => Admission::Throttled(retry_after),
+        },
+    )
 }
 
 /// Decides whether a sign-up from `ip` may go ahead, and if so counts it: every sign-up let
@@ -281,11 +332,18 @@ pub async fn begin_sign_up(
     now: OffsetDateTime,
 ) -> sqlx::Result<Admission<()>> {
     let address = Subject::address(Scope::SignUp, ip);
-    let limits = [(&address, Limit::Flat { max: config.throttle_ip_sign_ups })];
-    Ok(match admit(conn, &limits, Budget::SignUp, config.throttle_window(), now).await? {
-        Admission::Admitted(_) => Admission::Admitted(()),
-        Admission::Throttled(retry_after) => Admission::Throttled(retry_after),
-    })
+    let limits = [(
+        &address,
+        Limit::Flat {
+            max: config.throttle_ip_sign_ups,
+        },
+    )];
+    Ok(
+        match admit(conn, &limits, Budget::SignUp, config.throttle_window(), now).await? {
+            Admission::Admitted(_) => Admission::Admitted(()),
+            Admission::Throttled(retry_after) => Admission::Throttled(retry_after),
+        },
+    )
 }
 
 /// In one transaction: locks each subject's budget (in the order given), and either answers
@@ -307,8 +365,15 @@ async fn admit(
     let mut longest: Option<Duration> = None;
     for (subject, limit) in limits {
         let wait = match *limit {
-            Limit::Growing { threshold } => wait(recent_failures(&mut tx, subject, since).await?, threshold, window, now),
-            Limit::Flat { max } => flat_wait(nth_latest(&mut tx, subject, since, max).await?, window, now),
+            Limit::Growing { threshold } => wait(
+                recent_failures(&mut tx, subject, since).await?,
+                threshold,
+                window,
+                now,
+            ),
+            Limit::Flat { max } => {
+                flat_wait(nth_latest(&mut tx, subject, since, max).await?, window, now)
+            }
         };
         longest = longest.max(wait);
     }
@@ -341,7 +406,11 @@ pub async fn succeeded(conn: &mut PgConnection, attempt: Attempt) -> sqlx::Resul
 
 /// Deletes counted rows that have left the window, in batches that each commit on their own.
 /// Safe with any number of instances: each skips the rows another is deleting.
-pub async fn forget_old(conn: &mut PgConnection, config: &SessionConfig, now: OffsetDateTime) -> sqlx::Result<u64> {
+pub async fn forget_old(
+    conn: &mut PgConnection,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> sqlx::Result<u64> {
     let cutoff = now - config.throttle_window();
     let batch = i64::from(config.reaper_batch_size);
     let mut total = 0;
@@ -363,7 +432,11 @@ async fn lock(tx: &mut PgConnection, subject: &Subject) -> sqlx::Result<()> {
     Ok(())
 }
 
-async fn recent_failures(conn: &mut PgConnection, subject: &Subject, since: OffsetDateTime) -> sqlx::Result<Failures> {
+async fn recent_failures(
+    conn: &mut PgConnection,
+    subject: &Subject,
+    since: OffsetDateTime,
+) -> sqlx::Result<Failures> {
     let (count, last_at): (i64, Option<OffsetDateTime>) = sqlx::query_as(
         "SELECT count(*), max(failed_at) FROM sign_in_failures WHERE scope = $1 AND subject = $2 AND failed_at > $3",
     )
@@ -372,7 +445,10 @@ async fn recent_failures(conn: &mut PgConnection, subject: &Subject, since: Offs
     .bind(since)
     .fetch_one(conn)
     .await?;
-    Ok(Failures { count: u32::try_from(count).unwrap_or(u32::MAX), last_at })
+    Ok(Failures {
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        last_at,
+    })
 }
 
 /// When the `n`-th most recent row of a subject in the window was counted; `None` when it has
@@ -395,16 +471,26 @@ async fn nth_latest(
     .await
 }
 
-async fn insert_row(conn: &mut PgConnection, subject: &Subject, now: OffsetDateTime) -> sqlx::Result<i64> {
-    sqlx::query_scalar("INSERT INTO sign_in_failures (scope, subject, failed_at) VALUES ($1, $2, $3) RETURNING id")
-        .bind(subject.scope.code())
-        .bind(&subject.digest[..])
-        .bind(now)
-        .fetch_one(conn)
-        .await
+async fn insert_row(
+    conn: &mut PgConnection,
+    subject: &Subject,
+    now: OffsetDateTime,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO sign_in_failures (scope, subject, failed_at) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(subject.scope.code())
+    .bind(&subject.digest[..])
+    .bind(now)
+    .fetch_one(conn)
+    .await
 }
 
-async fn delete_older_than(conn: &mut PgConnection, cutoff: OffsetDateTime, batch: i64) -> sqlx::Result<u64> {
+async fn delete_older_than(
+    conn: &mut PgConnection,
+    cutoff: OffsetDateTime,
+    batch: i64,
+) -> sqlx::Result<u64> {
     let result = sqlx::query(
         "DELETE FROM sign_in_failures WHERE id IN (
              SELECT id FROM sign_in_failures WHERE failed_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
@@ -425,7 +511,10 @@ mod tests {
     const WINDOW: Duration = Duration::minutes(15);
 
     fn failures(count: u32, last_secs_after_start: i64) -> Failures {
-        Failures { count, last_at: Some(START + Duration::seconds(last_secs_after_start)) }
+        Failures {
+            count,
+            last_at: Some(START + Duration::seconds(last_secs_after_start)),
+        }
     }
 
     #[test]
@@ -447,10 +536,17 @@ mod tests {
         for (count, last, now, expected) in table {
             let failures = match last {
                 Some(last) => failures(count, last),
-                None => Failures { count, last_at: None },
+                None => Failures {
+                    count,
+                    last_at: None,
+                },
             };
             let now = START + Duration::seconds(now);
-            assert_eq!(wait(failures, 5, WINDOW, now), expected.map(Duration::seconds), "{failures:?} at {now}");
+            assert_eq!(
+                wait(failures, 5, WINDOW, now),
+                expected.map(Duration::seconds),
+                "{failures:?} at {now}"
+            );
         }
     }
 
@@ -465,7 +561,10 @@ mod tests {
         let at = |secs| Some(START + Duration::seconds(secs));
         assert_eq!(flat_wait(None, WINDOW, START), None);
         assert_eq!(flat_wait(at(0), WINDOW, START), Some(WINDOW));
-        assert_eq!(flat_wait(at(0), WINDOW, START + Duration::seconds(899)), Some(Duration::seconds(1)));
+        assert_eq!(
+            flat_wait(at(0), WINDOW, START + Duration::seconds(899)),
+            Some(Duration::seconds(1))
+        );
         assert_eq!(flat_wait(at(0), WINDOW, START + WINDOW), None);
     }
 
@@ -479,7 +578,13 @@ mod tests {
 
     #[test]
     fn the_message_speaks_in_seconds_then_minutes() {
-        let message = |secs| RetryAfter { secs, budget: Budget::SignIn }.message();
+        let message = |secs| {
+            RetryAfter {
+                secs,
+                budget: Budget::SignIn,
+            }
+            .message()
+        };
         assert!(message(1).contains("wait 1 second and"), "{}", message(1));
         assert!(message(45).contains("wait 45 seconds"));
         assert!(message(60).contains("wait 1 minute and"));
@@ -490,9 +595,18 @@ mod tests {
     #[test]
     fn the_message_names_the_spent_budget() {
         let message = |budget| RetryAfter { secs: 60, budget }.message();
-        assert_eq!(message(Budget::SignIn), "Too many failed sign-in attempts. Please wait 1 minute and try again.");
-        assert_eq!(message(Budget::Recheck), "Too many wrong passwords. Please wait 1 minute and try again.");
-        assert_eq!(message(Budget::SignUp), "Too many sign-ups from your network. Please wait 1 minute and try again.");
+        assert_eq!(
+            message(Budget::SignIn),
+            "Too many failed sign-in attempts. Please wait 1 minute and try again."
+        );
+        assert_eq!(
+            message(Budget::Recheck),
+            "Too many wrong passwords. Please wait 1 minute and try again."
+        );
+        assert_eq!(
+            message(Budget::SignUp),
+            "Too many sign-ups from your network. Please wait 1 minute and try again."
+        );
     }
 
     #[test]
@@ -506,14 +620,22 @@ mod tests {
     #[test]
     fn addresses_group_ipv6_by_network_and_scopes_never_share_a_subject() {
         let address = |ip| Subject::address(Scope::Address, ip);
-        assert_eq!(address("2001:db8:1:2:aaaa::1"), address("2001:db8:1:2:bbbb::9"));
+        assert_eq!(
+            address("2001:db8:1:2:aaaa::1"),
+            address("2001:db8:1:2:bbbb::9")
+        );
         assert_ne!(address("2001:db8:1:2::1"), address("2001:db8:1:3::1"));
         assert_ne!(address("203.0.113.7"), address("203.0.113.8"));
         // The same text in another scope is another subject: budgets never drain each other.
         let sign_ups = Subject::address(Scope::SignUp, "203.0.113.7");
         assert_ne!(sign_ups.digest, address("203.0.113.7").digest);
-        let account = Subject::account(&Username::parse("203.0.113.7").expect("digits and dots are a username"));
+        let account = Subject::account(
+            &Username::parse("203.0.113.7").expect("digits and dots are a username"),
+        );
         assert_ne!(account.digest, address("203.0.113.7").digest);
-        assert_ne!(Subject::session(Uuid::nil()).digest, Subject::session(Uuid::max()).digest);
+        assert_ne!(
+            Subject::session(Uuid::nil()).digest,
+            Subject::session(Uuid::max()).digest
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use rocket::response::Redirect;
-use rocket::{get, post, routes, uri, Route, State};
+use rocket::{Route, State, get, post, routes, uri};
 use sqlx::Connection;
 use uuid::Uuid;
 
@@ -15,8 +15,8 @@ use crate::db::Db;
 use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
-use crate::html::{format_ago, format_time, Nav, Page};
-use crate::session::{self, store, AuthenticatedUser, ConfirmedUser, Reason};
+use crate::html::{Nav, Page, format_ago, format_time};
+use crate::session::{self, AuthenticatedUser, ConfirmedUser, Reason, store};
 
 /// How many security events the account page shows.
 const RECENT_EVENTS: i64 = 20;
@@ -56,7 +56,11 @@ pub struct EventRow {
 }
 
 #[get("/account")]
-pub async fn page(user: &AuthenticatedUser, db: &State<Db>, clock: &State<AppClock>) -> AppResult<Page<AccountPage>> {
+pub async fn page(
+    user: &AuthenticatedUser,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AppResult<Page<AccountPage>> {
     let now = clock.now();
     let mut conn = db.connection().await?;
     let devices = store::list_live_for_user(&mut conn, user.user_id(), now).await?;
@@ -67,7 +71,11 @@ pub async fn page(user: &AuthenticatedUser, db: &State<Db>, clock: &State<AppClo
         .map(|device| DeviceRow {
             public_id: device.public_id.to_string(),
             description: device::describe(&device.user_agent),
-            kind: if device.kind == "api" { "API token" } else { "Browser" },
+            kind: if device.kind == "api" {
+                "API token"
+            } else {
+                "Browser"
+            },
             ip: device.ip,
             signed_in: format_time(device.created_at),
             last_active: format_ago(device.last_seen_at, now),
@@ -118,8 +126,18 @@ pub async fn revoke_one(
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
-    if store::revoke_other(&mut tx, user.user_id(), id, user.session_public_id(), Reason::Revoked, now).await? {
-        let event = NewEvent::new(user.user_id(), EventKind::SessionRevoked, Some(id), client).by(user.session_public_id());
+    if store::revoke_other(
+        &mut tx,
+        user.user_id(),
+        id,
+        user.session_public_id(),
+        Reason::Revoked,
+        now,
+    )
+    .await?
+    {
+        let event = NewEvent::new(user.user_id(), EventKind::SessionRevoked, Some(id), client)
+            .by(user.session_public_id());
         events::record(&mut tx, event, now).await?;
     }
     tx.commit().await?;
@@ -139,7 +157,15 @@ pub async fn revoke_others(
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
-    session::end_others(&mut tx, user.session(), Reason::Revoked, EventKind::SessionRevoked, client, now).await?;
+    session::end_others(
+        &mut tx,
+        user.session(),
+        Reason::Revoked,
+        EventKind::SessionRevoked,
+        client,
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Redirect::to(uri!(page)))
 }
@@ -155,7 +181,10 @@ pub struct NotMePage {
 #[get("/account/not-me")]
 pub fn not_me_page(user: ConfirmedUser<'_>) -> Page<NotMePage> {
     let ConfirmedUser(user) = user;
-    Page(NotMePage { nav: Some(Nav::of(user)), csrf_token: user.csrf_token().to_owned() })
+    Page(NotMePage {
+        nav: Some(Nav::of(user)),
+        csrf_token: user.csrf_token().to_owned(),
+    })
 }
 
 /// "This wasn't me": every other device and token signed out, then on to a new password.
@@ -171,9 +200,22 @@ pub async fn not_me(
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
-    let ended = session::end_others(&mut tx, user.session(), Reason::Revoked, EventKind::SessionRevoked, client, now).await?;
-    let event = NewEvent::new(user.user_id(), EventKind::AccountSecured, Some(user.session_public_id()), client)
-        .detail(format!("{ended} other devices signed out"));
+    let ended = session::end_others(
+        &mut tx,
+        user.session(),
+        Reason::Revoked,
+        EventKind::SessionRevoked,
+        client,
+        now,
+    )
+    .await?;
+    let event = NewEvent::new(
+        user.user_id(),
+        EventKind::AccountSecured,
+        Some(user.session_public_id()),
+        client,
+    )
+    .detail(format!("{ended} other devices signed out"));
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
     Ok(Redirect::to(uri!(password::page)))

@@ -4,7 +4,7 @@
 use askama::Template;
 use rocket::http::Status;
 use rocket::response::Redirect;
-use rocket::{get, post, routes, uri, Route, State};
+use rocket::{Route, State, get, post, routes, uri};
 use sqlx::Connection;
 
 use crate::client::ClientInfo;
@@ -14,7 +14,7 @@ use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
-use crate::session::{self, store, AdminUser, Reason};
+use crate::session::{self, AdminUser, Reason, store};
 use crate::users;
 
 #[derive(Template)]
@@ -27,7 +27,11 @@ pub struct AdminPage {
 }
 
 #[get("/admin")]
-pub async fn page(admin: AdminUser<'_>, db: &State<Db>, clock: &State<AppClock>) -> AppResult<Page<AdminPage>> {
+pub async fn page(
+    admin: AdminUser<'_>,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AppResult<Page<AdminPage>> {
     let AdminUser(admin) = admin;
     let users = store::users_with_live_sessions(&mut *db.connection().await?, clock.now()).await?;
     Ok(Page(AdminPage {
@@ -82,7 +86,10 @@ async fn set_disabled(
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
-    if users::store::set_disabled(&mut tx, id, disabled).await?.is_none() {
+    if users::store::set_disabled(&mut tx, id, disabled)
+        .await?
+        .is_none()
+    {
         return Ok(Err(Status::NotFound));
     }
     let kind = if disabled {
@@ -91,7 +98,9 @@ async fn set_disabled(
     } else {
         EventKind::AccountEnabled
     };
-    let event = NewEvent::new(id, kind, None, client).by(admin.session_public_id()).detail(format!("by {}", admin.username()));
+    let event = NewEvent::new(id, kind, None, client)
+        .by(admin.session_public_id())
+        .detail(format!("by {}", admin.username()));
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
     Ok(Ok(Redirect::to(uri!(page))))

@@ -10,7 +10,7 @@ use rocket::data::{self, Data, FromData};
 use rocket::http::{Header, Status};
 use rocket::serde::json::Json;
 use rocket::serde::{Deserialize, Serialize};
-use rocket::{get, post, routes, Request, Responder, Route, State};
+use rocket::{Request, Responder, Route, State, get, post, routes};
 use sqlx::Connection;
 use time::OffsetDateTime;
 
@@ -19,9 +19,9 @@ use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::Db;
 use crate::error::AppResult;
+use crate::session::ApiUser;
 use crate::session::api::{self, Refreshed, TokenPair};
 use crate::session::token::SessionToken;
-use crate::session::ApiUser;
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
 use crate::users::PasswordHasher;
@@ -56,12 +56,17 @@ impl<'r, T: Deserialize<'r>> FromData<'r> for ApiJson<T> {
     type Error = RefusedBody;
 
     async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
-        if !request.content_type().is_some_and(|content_type| content_type.is_json()) {
+        if !request
+            .content_type()
+            .is_some_and(|content_type| content_type.is_json())
+        {
             return data::Outcome::Error((Status::UnsupportedMediaType, RefusedBody::NotJson));
         }
         match <Json<T> as FromData>::from_data(request, data).await {
             data::Outcome::Success(Json(value)) => data::Outcome::Success(ApiJson(value)),
-            data::Outcome::Error((status, _quotes_the_body)) => data::Outcome::Error((status, RefusedBody::of(status))),
+            data::Outcome::Error((status, _quotes_the_body)) => {
+                data::Outcome::Error((status, RefusedBody::of(status)))
+            }
             data::Outcome::Forward(forward) => data::Outcome::Forward(forward),
         }
     }
@@ -115,7 +120,10 @@ pub enum TokenResponse {
     #[response(status = 401)]
     Refused(Json<ErrorBody>),
     #[response(status = 429)]
-    Throttled { body: Json<ErrorBody>, retry_after: Header<'static> },
+    Throttled {
+        body: Json<ErrorBody>,
+        retry_after: Header<'static>,
+    },
 }
 
 impl TokenResponse {
@@ -135,12 +143,24 @@ pub async fn issue_tokens(
 ) -> AppResult<TokenResponse> {
     let ApiJson(Credentials { username, password }) = credentials;
     let now = clock.now();
-    let (credentials, attempt) = match sign_in::check_password(db, hasher, config, &username, password, client, now).await? {
-        Verdict::Accepted { credentials, attempt } => (credentials, attempt),
+    let (credentials, attempt) = match sign_in::check_password(
+        db, hasher, config, &username, password, client, now,
+    )
+    .await?
+    {
+        Verdict::Accepted {
+            credentials,
+            attempt,
+        } => (credentials, attempt),
         Verdict::Rejected => return Ok(TokenResponse::refused("invalid_credentials")),
         Verdict::Throttled(retry_after) => {
-            let body = Json(ErrorBody { error: "too_many_attempts" });
-            return Ok(TokenResponse::Throttled { body, retry_after: retry_after.header() });
+            let body = Json(ErrorBody {
+                error: "too_many_attempts",
+            });
+            return Ok(TokenResponse::Throttled {
+                body,
+                retry_after: retry_after.header(),
+            });
         }
     };
 
@@ -168,7 +188,15 @@ pub async fn refresh_tokens(
         return Ok(TokenResponse::refused("invalid_grant"));
     };
     let now = clock.now();
-    match api::refresh(&mut *db.connection().await?, &presented, client, config, now).await? {
+    match api::refresh(
+        &mut *db.connection().await?,
+        &presented,
+        client,
+        config,
+        now,
+    )
+    .await?
+    {
         Refreshed::Rotated(pair) => Ok(TokenResponse::Issued(Json(TokenBody::of(&pair, now)))),
         Refreshed::Refused => Ok(TokenResponse::refused("invalid_grant")),
     }
@@ -183,13 +211,27 @@ pub struct Me {
 
 #[get("/api/me")]
 pub fn me(user: &ApiUser) -> Json<Me> {
-    Json(Me { username: user.username().to_owned(), role: user.role().as_str() })
+    Json(Me {
+        username: user.username().to_owned(),
+        role: user.role().as_str(),
+    })
 }
 
 /// Ends the family of the presented access token: it, its refresh token and any later ones.
 #[post("/api/logout")]
-pub async fn logout(user: &ApiUser, client: &ClientInfo, db: &State<Db>, clock: &State<AppClock>) -> AppResult<Status> {
-    api::end(&mut *db.connection().await?, user.session(), client, clock.now()).await?;
+pub async fn logout(
+    user: &ApiUser,
+    client: &ClientInfo,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AppResult<Status> {
+    api::end(
+        &mut *db.connection().await?,
+        user.session(),
+        client,
+        clock.now(),
+    )
+    .await?;
     Ok(Status::NoContent)
 }
 

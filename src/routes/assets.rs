@@ -1,7 +1,7 @@
 //! The stylesheet and the idle-warning script, compiled into the binary so it runs from anywhere.
 
 use rocket::http::{ContentType, Header};
-use rocket::{get, routes, Responder, Route};
+use rocket::{Responder, Route, get, routes};
 
 #[derive(Responder)]
 struct Asset {
@@ -11,7 +11,11 @@ struct Asset {
 }
 
 fn asset(body: &'static str, content_type: ContentType) -> Asset {
-    Asset { body, content_type, cache: Header::new("Cache-Control", "public, max-age=3600") }
+    Asset {
+        body,
+        content_type,
+        cache: Header::new("Cache-Control", "public, max-age=3600"),
+    }
 }
 
 #[get("/static/app.css")]
@@ -21,7 +25,10 @@ fn stylesheet() -> Asset {
 
 #[get("/static/idle.js")]
 fn idle_script() -> Asset {
-    asset(include_str!("../../static/idle.js"), ContentType::JavaScript)
+    asset(
+        include_str!("../../static/idle.js"),
+        ContentType::JavaScript,
+    )
 }
 
 pub fn routes() -> Vec<Route> {

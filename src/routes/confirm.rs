@@ -4,7 +4,7 @@
 use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
+use rocket::{FromForm, Responder, Route, State, get, post, routes, uri};
 use sqlx::Connection;
 
 use super::login;
@@ -51,11 +51,18 @@ pub enum ConfirmResponse {
     Page(Page<ConfirmPage>),
     /// Too many wrong passwords: the form again, with how long to wait.
     #[response(status = 429)]
-    Throttled { page: Page<ConfirmPage>, retry_after: Header<'static> },
+    Throttled {
+        page: Page<ConfirmPage>,
+        retry_after: Header<'static>,
+    },
 }
 
 #[get("/confirm?<next>")]
-pub fn page(user: &AuthenticatedUser, next: Option<&str>, config: &State<SessionConfig>) -> Page<ConfirmPage> {
+pub fn page(
+    user: &AuthenticatedUser,
+    next: Option<&str>,
+    config: &State<SessionConfig>,
+) -> Page<ConfirmPage> {
     Page(ConfirmPage::new(user, next, config))
 }
 
@@ -83,31 +90,65 @@ pub async fn submit(
         page.error = Some(error);
         Page(page)
     };
-    let attempt = match sign_in::check_own_password(db, hasher, config, user, form.password.clone(), client, now).await? {
+    let attempt = match sign_in::check_own_password(
+        db,
+        hasher,
+        config,
+        user,
+        form.password.clone(),
+        client,
+        now,
+    )
+    .await?
+    {
         Verdict::Accepted { attempt, .. } => attempt,
-        Verdict::Rejected => return Ok(ConfirmResponse::Page(form_again("That password is not correct.".into()))),
+        Verdict::Rejected => {
+            return Ok(ConfirmResponse::Page(form_again(
+                "That password is not correct.".into(),
+            )));
+        }
         Verdict::Throttled(retry_after) => {
             let page = form_again(retry_after.message());
-            return Ok(ConfirmResponse::Throttled { page, retry_after: retry_after.header() });
+            return Ok(ConfirmResponse::Throttled {
+                page,
+                retry_after: retry_after.header(),
+            });
         }
     };
 
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     // A new token as privilege rises: a token seen before the confirmation is worth less than this one.
-    let Some(token) = session::rotate(&mut tx, user.session(), Some(now + config.confirm_window()), config, now).await? else {
+    let Some(token) = session::rotate(
+        &mut tx,
+        user.session(),
+        Some(now + config.confirm_window()),
+        config,
+        now,
+    )
+    .await?
+    else {
         return Ok(ConfirmResponse::Redirect(Redirect::to(uri!(login::page(
             Some(Reason::LoginRequired.code()),
             None::<&str>
         )))));
     };
     throttle::succeeded(&mut tx, attempt).await?;
-    let event = NewEvent::new(user.user_id(), EventKind::Confirmed, Some(user.session_public_id()), client);
+    let event = NewEvent::new(
+        user.user_id(),
+        EventKind::Confirmed,
+        Some(user.session_public_id()),
+        client,
+    );
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
 
     cookies.add(issued_cookie(config, &token, user.session().is_bound()));
-    Ok(ConfirmResponse::Redirect(Redirect::to(LocalPath::or_account(form.next.as_deref()).as_str().to_owned())))
+    Ok(ConfirmResponse::Redirect(Redirect::to(
+        LocalPath::or_account(form.next.as_deref())
+            .as_str()
+            .to_owned(),
+    )))
 }
 
 pub fn routes() -> Vec<Route> {

@@ -9,8 +9,8 @@ use rocket::fairing::AdHoc;
 use rocket::http::{CookieJar, Header, Status};
 use rocket::request::{FromRequest, Outcome};
 use rocket::response::{self, Responder};
-use rocket::serde::json::{json, Json, Value};
-use rocket::{post, routes, uri, Request, Route, State};
+use rocket::serde::json::{Json, Value, json};
+use rocket::{Request, Route, State, post, routes, uri};
 use uuid::Uuid;
 
 use crate::client::ClientInfo;
@@ -18,10 +18,13 @@ use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::Db;
 use crate::error::AppResult;
-use crate::session::cookie::{bound_session_cookie, cleared_session_cookie, credential_attributes, ended_note, presented_token};
+use crate::session::Reason;
+use crate::session::cookie::{
+    bound_session_cookie, cleared_session_cookie, credential_attributes, ended_note,
+    presented_token,
+};
 use crate::session::dbsc::{self, Offer, Refreshed, Refusal, Registered};
 use crate::session::proof::ProofError;
-use crate::session::Reason;
 
 /// The DBSC request headers, as sent (absent ones are `None`).
 pub struct DbscHeaders<'r> {
@@ -64,7 +67,11 @@ pub struct DbscResponse {
 
 impl DbscResponse {
     fn new(status: Status, body: Value) -> Self {
-        DbscResponse { status, body, challenge: None }
+        DbscResponse {
+            status,
+            body,
+            challenge: None,
+        }
     }
 
     fn error(status: Status, code: &str, message: String) -> Self {
@@ -73,7 +80,11 @@ impl DbscResponse {
 
     /// `403` with a challenge: the DBSC draft's "sign this and try again".
     fn challenge(challenge: String, session: Uuid, body: Value) -> Self {
-        DbscResponse { status: Status::Forbidden, body, challenge: Some((challenge, session)) }
+        DbscResponse {
+            status: Status::Forbidden,
+            body,
+            challenge: Some((challenge, session)),
+        }
     }
 
     /// The session is gone: the browser ends its DBSC session (`continue: false`, and any 4xx
@@ -102,7 +113,10 @@ impl<'r> Responder<'r, 'static> for DbscResponse {
         let mut response = Json(self.body).respond_to(request)?;
         response.set_status(self.status);
         if let Some((challenge, session)) = self.challenge {
-            response.set_header(Header::new("Secure-Session-Challenge", format!("\"{challenge}\";id=\"{session}\"")));
+            response.set_header(Header::new(
+                "Secure-Session-Challenge",
+                format!("\"{challenge}\";id=\"{session}\""),
+            ));
         }
         Ok(response)
     }
@@ -138,7 +152,15 @@ pub async fn register(
 ) -> AppResult<DbscResponse> {
     let token = presented_token(cookies, config);
     let mut conn = db.connection().await?;
-    let registered = dbsc::register(&mut conn, token.as_ref(), headers.response, client, config, clock.now()).await?;
+    let registered = dbsc::register(
+        &mut conn,
+        token.as_ref(),
+        headers.response,
+        client,
+        config,
+        clock.now(),
+    )
+    .await?;
     Ok(match registered {
         Registered::Bound(public_id) => {
             if let Some(token) = &token {
@@ -170,10 +192,22 @@ pub async fn refresh(
 ) -> AppResult<DbscResponse> {
     let Some(public_id) = headers.session_id.and_then(parse_session_id) else {
         let message = "Sec-Secure-Session-Id must name a session".to_owned();
-        return Ok(DbscResponse::error(Status::BadRequest, "missing_session_id", message));
+        return Ok(DbscResponse::error(
+            Status::BadRequest,
+            "missing_session_id",
+            message,
+        ));
     };
     let mut conn = db.connection().await?;
-    let refreshed = dbsc::refresh(&mut conn, public_id, headers.response, client, config, clock.now()).await?;
+    let refreshed = dbsc::refresh(
+        &mut conn,
+        public_id,
+        headers.response,
+        client,
+        config,
+        clock.now(),
+    )
+    .await?;
     Ok(match refreshed {
         Refreshed::Challenge(challenge) => {
             let body = json!({ "error": "proof_required", "message": "sign the challenge with the session's key" });
@@ -192,11 +226,17 @@ pub async fn refresh(
             }
             DbscResponse::ended(reason.unwrap_or(Reason::LoginRequired))
         }
-        Refreshed::Refused { refusal, challenge: Some(challenge) } => {
+        Refreshed::Refused {
+            refusal,
+            challenge: Some(challenge),
+        } => {
             let refused = DbscResponse::refused(&refusal);
             DbscResponse::challenge(challenge, public_id, refused.body)
         }
-        Refreshed::Refused { refusal, challenge: None } => DbscResponse::refused(&refusal),
+        Refreshed::Refused {
+            refusal,
+            challenge: None,
+        } => DbscResponse::refused(&refusal),
     })
 }
 
@@ -205,7 +245,10 @@ pub fn offer_stage() -> AdHoc {
     AdHoc::on_response("DBSC registration offer", |request, response| {
         Box::pin(async move {
             if let Offer(Some(challenge)) = request.local_cache(|| Offer(None)) {
-                let offer = format!("(ES256);path=\"{}\";challenge=\"{challenge}\"", uri!(register));
+                let offer = format!(
+                    "(ES256);path=\"{}\";challenge=\"{challenge}\"",
+                    uri!(register)
+                );
                 response.set_header(Header::new("Secure-Session-Registration", offer));
             }
         })
@@ -223,10 +266,23 @@ mod tests {
     #[test]
     fn session_ids_are_read_bare_or_quoted() {
         let id = Uuid::new_v4();
-        for value in [id.to_string(), format!("\"{id}\""), format!(" \"{id}\";x=1"), format!("{id};x=1")] {
+        for value in [
+            id.to_string(),
+            format!("\"{id}\""),
+            format!(" \"{id}\";x=1"),
+            format!("{id};x=1"),
+        ] {
             assert_eq!(parse_session_id(&value), Some(id), "{value}");
         }
-        for value in ["", "\"", "\"\"", "abc", "\"abc\"", "\u{0}", &"9".repeat(5000)] {
+        for value in [
+            "",
+            "\"",
+            "\"\"",
+            "abc",
+            "\"abc\"",
+            "\u{0}",
+            &"9".repeat(5000),
+        ] {
             assert_eq!(parse_session_id(value), None, "{value:?}");
         }
     }

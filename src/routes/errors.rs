@@ -4,8 +4,8 @@
 use askama::Template;
 use rocket::http::{Header, Method, Status};
 use rocket::response::Redirect;
-use rocket::serde::json::{json, Json, Value};
-use rocket::{catch, catchers, uri, Catcher, Request, Responder};
+use rocket::serde::json::{Json, Value, json};
+use rocket::{Catcher, Request, Responder, catch, catchers, uri};
 
 use super::{confirm, login};
 use crate::config::SessionConfig;
@@ -30,7 +30,10 @@ pub enum ErrorResponse {
     Json((Status, Json<Value>)),
     /// A refused bearer token, with its `WWW-Authenticate` challenge (RFC 6750).
     #[response(status = 401)]
-    Bearer { body: Json<Value>, challenge: Header<'static> },
+    Bearer {
+        body: Json<Value>,
+        challenge: Header<'static>,
+    },
     Page((Status, Page<ErrorPage>)),
 }
 
@@ -43,20 +46,29 @@ struct ErrorText {
 }
 
 const fn text(code: &'static str, title: &'static str, message: &'static str) -> ErrorText {
-    ErrorText { code, title, message }
+    ErrorText {
+        code,
+        title,
+        message,
+    }
 }
 
 /// API clients and scripts that ask for JSON get JSON, not HTML or redirects.
 fn wants_json(request: &Request<'_>) -> bool {
     request.uri().path().starts_with("/api/")
-        || request.accept().is_some_and(|accept| accept.preferred().is_json())
+        || request
+            .accept()
+            .is_some_and(|accept| accept.preferred().is_json())
 }
 
 #[catch(401)]
 fn unauthorized(request: &Request<'_>) -> ErrorResponse {
     if let Some(error) = bearer::rejection(request) {
         let challenge = Header::new("WWW-Authenticate", error.challenge());
-        return ErrorResponse::Bearer { body: Json(json!({ "error": error.code() })), challenge };
+        return ErrorResponse::Bearer {
+            body: Json(json!({ "error": error.code() })),
+            challenge,
+        };
     }
     let reason = Check::ended_reason(request);
     // Rocket drops cookie changes made before a catcher runs: clear the dead cookie here.
@@ -123,11 +135,23 @@ fn forbidden(request: &Request<'_>) -> ErrorResponse {
 }
 
 fn error_page(status: Status, text: ErrorText, request: &Request<'_>) -> ErrorResponse {
-    let ErrorText { code, title, message } = text;
+    let ErrorText {
+        code,
+        title,
+        message,
+    } = text;
     if wants_json(request) {
         return ErrorResponse::Json((status, Json(json!({ "error": code, "message": message }))));
     }
-    ErrorResponse::Page((status, Page(ErrorPage { nav: None, code: status.code, title, message })))
+    ErrorResponse::Page((
+        status,
+        Page(ErrorPage {
+            nav: None,
+            code: status.code,
+            title,
+            message,
+        }),
+    ))
 }
 
 #[catch(default)]
@@ -137,24 +161,56 @@ fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
 
 fn describe(status: Status) -> ErrorText {
     match status.code {
-        400 => text("bad_request", "Bad request", "The request could not be understood."),
+        400 => text(
+            "bad_request",
+            "Bad request",
+            "The request could not be understood.",
+        ),
         403 => text(
             "forbidden",
             "Forbidden",
             "This form has expired or did not come from this site. Go back, reload the page and try again.",
         ),
-        404 => text("not_found", "Not found", "There is no page at this address."),
-        405 => text("method_not_allowed", "Method not allowed", "This address does not accept that kind of request."),
-        413 => text("too_large", "Too large", "What was sent is larger than this site accepts."),
-        415 => text("unsupported_media_type", "Unsupported media type", "This address does not accept that content type."),
-        422 => text("unprocessable", "Unprocessable", "The form was incomplete or malformed. Go back and try again."),
-        429 => text("too_many_requests", "Too many requests", "Too many attempts. Please wait a moment and try again."),
+        404 => text(
+            "not_found",
+            "Not found",
+            "There is no page at this address.",
+        ),
+        405 => text(
+            "method_not_allowed",
+            "Method not allowed",
+            "This address does not accept that kind of request.",
+        ),
+        413 => text(
+            "too_large",
+            "Too large",
+            "What was sent is larger than this site accepts.",
+        ),
+        415 => text(
+            "unsupported_media_type",
+            "Unsupported media type",
+            "This address does not accept that content type.",
+        ),
+        422 => text(
+            "unprocessable",
+            "Unprocessable",
+            "The form was incomplete or malformed. Go back and try again.",
+        ),
+        429 => text(
+            "too_many_requests",
+            "Too many requests",
+            "Too many attempts. Please wait a moment and try again.",
+        ),
         503 => text(
             "service_unavailable",
             "Service unavailable",
             "The service is briefly unavailable. Please try again in a moment.",
         ),
-        _ if status.class().is_client_error() => text("request_refused", "Request refused", "This request cannot be served."),
+        _ if status.class().is_client_error() => text(
+            "request_refused",
+            "Request refused",
+            "This request cannot be served.",
+        ),
         _ => text(
             "something_went_wrong",
             "Something went wrong",

@@ -1,7 +1,7 @@
 //! `GET /healthz`: 200 when the database answers, 503 otherwise.
 
 use rocket::http::Status;
-use rocket::{get, routes, Route, State};
+use rocket::{Route, State, get, routes};
 
 use crate::db::Db;
 

@@ -1,7 +1,7 @@
 //! `GET /`: to the account page when signed in, else to the sign-in page.
 
 use rocket::response::Redirect;
-use rocket::{get, routes, uri, Route};
+use rocket::{Route, get, routes, uri};
 
 use super::{account, login};
 use crate::error::{AppError, AppResult};
@@ -11,7 +11,9 @@ use crate::session::{AuthenticatedUser, SessionError};
 fn index(user: Result<&AuthenticatedUser, SessionError>) -> AppResult<Redirect> {
     match user {
         Ok(_) => Ok(Redirect::to(uri!(account::page))),
-        Err(SessionError::Ended(_)) => Ok(Redirect::to(uri!(login::page(None::<&str>, None::<&str>)))),
+        Err(SessionError::Ended(_)) => {
+            Ok(Redirect::to(uri!(login::page(None::<&str>, None::<&str>))))
+        }
         // The database could not be asked: a signed-in person is not sent to the sign-in page.
         Err(_) => Err(AppError::SessionCheckFailed),
     }

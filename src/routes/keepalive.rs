@@ -1,8 +1,8 @@
 //! `POST /session/keepalive`: the idle warning's "Stay signed in". The session guard records
 //! the activity; the answer tells the page how long it now has.
 
-use rocket::serde::json::{json, Json, Value};
-use rocket::{post, routes, Route};
+use rocket::serde::json::{Json, Value, json};
+use rocket::{Route, post, routes};
 
 use crate::csrf::CsrfForm;
 use crate::session::AuthenticatedUser;

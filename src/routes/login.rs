@@ -3,7 +3,7 @@
 use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{get, post, routes, FromForm, Responder, Route, State};
+use rocket::{FromForm, Responder, Route, State, get, post, routes};
 use sqlx::Connection;
 
 use crate::client::ClientInfo;
@@ -41,7 +41,9 @@ impl LoginPage {
             reason_message: None,
             error: None,
             username: String::new(),
-            next: next.and_then(LocalPath::parse).map(|path| path.as_str().to_owned()),
+            next: next
+                .and_then(LocalPath::parse)
+                .map(|path| path.as_str().to_owned()),
             csrf_token: csrf.token().to_owned(),
         }
     }
@@ -53,7 +55,10 @@ pub enum LoginResponse {
     Page(Page<LoginPage>),
     /// Too many failed attempts: the form again, with how long to wait.
     #[response(status = 429)]
-    Throttled { page: Page<LoginPage>, retry_after: Header<'static> },
+    Throttled {
+        page: Page<LoginPage>,
+        retry_after: Header<'static>,
+    },
 }
 
 #[get("/login?<reason>&<next>")]
@@ -64,7 +69,9 @@ pub fn page(
     csrf: &PreSessionCsrf,
 ) -> AppResult<LoginResponse> {
     match user {
-        Ok(_) => Ok(LoginResponse::Redirect(Redirect::to(LocalPath::or_account(next).as_str().to_owned()))),
+        Ok(_) => Ok(LoginResponse::Redirect(Redirect::to(
+            LocalPath::or_account(next).as_str().to_owned(),
+        ))),
         Err(SessionError::Ended(_)) => {
             let mut page = LoginPage::new(csrf, next);
             page.reason_message = reason.and_then(Reason::from_code).map(Reason::message);
@@ -101,30 +108,63 @@ pub async fn submit(
         Page(page)
     };
     let now = clock.now();
-    let verdict = sign_in::check_password(db, hasher, config, &form.username, form.password.clone(), client, now).await?;
+    let verdict = sign_in::check_password(
+        db,
+        hasher,
+        config,
+        &form.username,
+        form.password.clone(),
+        client,
+        now,
+    )
+    .await?;
     let (credentials, attempt) = match verdict {
-        Verdict::Accepted { credentials, attempt } => (credentials, attempt),
-        Verdict::Rejected => return Ok(LoginResponse::Page(form_again(CREDENTIALS_REJECTED.to_owned()))),
+        Verdict::Accepted {
+            credentials,
+            attempt,
+        } => (credentials, attempt),
+        Verdict::Rejected => {
+            return Ok(LoginResponse::Page(form_again(
+                CREDENTIALS_REJECTED.to_owned(),
+            )));
+        }
         Verdict::Throttled(retry_after) => {
             let page = form_again(retry_after.message());
-            return Ok(LoginResponse::Throttled { page, retry_after: retry_after.header() });
+            return Ok(LoginResponse::Throttled {
+                page,
+                retry_after: retry_after.header(),
+            });
         }
     };
 
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
-    let Some(started) = session::start(&mut tx, credentials, presented_token(cookies, config), client, config, now).await?
+    let Some(started) = session::start(
+        &mut tx,
+        credentials,
+        presented_token(cookies, config),
+        client,
+        config,
+        now,
+    )
+    .await?
     else {
         // The password was changed, or the account disabled or signed out everywhere, while it
         // was being checked: the check proves nothing now. Nothing is committed, so the attempt
         // still counts as a failure.
-        return Ok(LoginResponse::Page(form_again(CREDENTIALS_REJECTED.to_owned())));
+        return Ok(LoginResponse::Page(form_again(
+            CREDENTIALS_REJECTED.to_owned(),
+        )));
     };
     tx.commit().await?;
 
     cookies.add(session_cookie(config, &started.token));
-    Ok(LoginResponse::Redirect(Redirect::to(LocalPath::or_account(form.next.as_deref()).as_str().to_owned())))
+    Ok(LoginResponse::Redirect(Redirect::to(
+        LocalPath::or_account(form.next.as_deref())
+            .as_str()
+            .to_owned(),
+    )))
 }
 
 pub fn routes() -> Vec<Route> {

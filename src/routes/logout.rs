@@ -2,7 +2,7 @@
 
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{post, routes, uri, Responder, Route, State};
+use rocket::{Responder, Route, State, post, routes, uri};
 
 use super::login;
 use crate::client::ClientInfo;
@@ -39,7 +39,15 @@ pub async fn logout(
             let mut conn = db.connection().await?;
             let session = user.session();
             // By its public id: a rotation of this session in another tab must not make it miss.
-            session::end(&mut conn, session.user_id, session.public_id, Reason::SignedOut, client, clock.now()).await?;
+            session::end(
+                &mut conn,
+                session.user_id,
+                session.public_id,
+                Reason::SignedOut,
+                client,
+                clock.now(),
+            )
+            .await?;
         }
         // Already signed out (or never signed in): there is nothing to destroy, say so all the same.
         Err(SessionError::Ended(_)) => {}
@@ -47,7 +55,10 @@ pub async fn logout(
     }
     cookies.add(cleared_session_cookie(config));
     Ok(SignedOut {
-        redirect: Redirect::to(uri!(login::page(Some(Reason::SignedOut.code()), None::<&str>))),
+        redirect: Redirect::to(uri!(login::page(
+            Some(Reason::SignedOut.code()),
+            None::<&str>
+        ))),
         clear_site_data: Header::new("Clear-Site-Data", "\"cookies\", \"storage\""),
     })
 }

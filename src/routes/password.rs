@@ -5,7 +5,7 @@
 use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
+use rocket::{FromForm, Responder, Route, State, get, post, routes, uri};
 use sqlx::Connection;
 
 use super::login;
@@ -39,11 +39,19 @@ pub enum PasswordResponse {
     Page(Page<PasswordPage>),
     /// Too many wrong current passwords: the form again, with how long to wait.
     #[response(status = 429)]
-    Throttled { page: Page<PasswordPage>, retry_after: Header<'static> },
+    Throttled {
+        page: Page<PasswordPage>,
+        retry_after: Header<'static>,
+    },
 }
 
 fn form_page(user: &AuthenticatedUser, errors: Vec<String>) -> Page<PasswordPage> {
-    Page(PasswordPage { nav: Some(Nav::of(user)), errors, signed_out: None, csrf_token: user.csrf_token().to_owned() })
+    Page(PasswordPage {
+        nav: Some(Nav::of(user)),
+        errors,
+        signed_out: None,
+        csrf_token: user.csrf_token().to_owned(),
+    })
 }
 
 #[get("/account/password")]
@@ -60,7 +68,8 @@ pub struct PasswordForm {
 
 /// The new password, or every reason it cannot be used.
 fn validate_new(form: &PasswordForm, username: &str) -> Result<Password, Vec<String>> {
-    let password = Password::parse(form.new_password.clone()).map_err(|rule| vec![rule.to_owned()])?;
+    let password =
+        Password::parse(form.new_password.clone()).map_err(|rule| vec![rule.to_owned()])?;
     let mut errors = Vec::new();
     if form.new_password != form.new_password_confirm {
         errors.push("The two new passwords do not match.".to_owned());
@@ -69,7 +78,11 @@ fn validate_new(form: &PasswordForm, username: &str) -> Result<Password, Vec<Str
         errors.push("The new password must differ from the current one.".to_owned());
     }
     errors.extend(password.weakness(username));
-    if errors.is_empty() { Ok(password) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(password)
+    } else {
+        Err(errors)
+    }
 }
 
 #[post("/account/password", data = "<form>")]
@@ -90,16 +103,26 @@ pub async fn submit(
         Err(errors) => return Ok(PasswordResponse::Page(form_page(user, errors))),
     };
     let current = form.current_password.clone();
-    let (credentials, attempt) = match sign_in::check_own_password(db, hasher, config, user, current, client, now).await? {
-        Verdict::Accepted { credentials, attempt } => (credentials, attempt),
-        Verdict::Rejected => {
-            return Ok(PasswordResponse::Page(form_page(user, vec!["Your current password is not correct.".to_owned()])));
-        }
-        Verdict::Throttled(retry_after) => {
-            let page = form_page(user, vec![retry_after.message()]);
-            return Ok(PasswordResponse::Throttled { page, retry_after: retry_after.header() });
-        }
-    };
+    let (credentials, attempt) =
+        match sign_in::check_own_password(db, hasher, config, user, current, client, now).await? {
+            Verdict::Accepted {
+                credentials,
+                attempt,
+            } => (credentials, attempt),
+            Verdict::Rejected => {
+                return Ok(PasswordResponse::Page(form_page(
+                    user,
+                    vec!["Your current password is not correct.".to_owned()],
+                )));
+            }
+            Verdict::Throttled(retry_after) => {
+                let page = form_page(user, vec![retry_after.message()]);
+                return Ok(PasswordResponse::Throttled {
+                    page,
+                    retry_after: retry_after.header(),
+                });
+            }
+        };
     let new_hash = hasher.hash(&new_password).await?;
 
     let mut conn = db.connection().await?;
@@ -108,12 +131,20 @@ pub async fn submit(
     if !users::store::lock_if_current(&mut tx, credentials).await? {
         // The password checked was replaced, or every device signed out, while it was being
         // checked: nothing is committed.
-        let error = "Your account changed while the password was being checked. Please try again.".to_owned();
+        let error = "Your account changed while the password was being checked. Please try again."
+            .to_owned();
         return Ok(PasswordResponse::Page(form_page(user, vec![error])));
     }
     users::store::set_password_hash(&mut tx, user.user_id(), &new_hash).await?;
-    let signed_out =
-        session::end_others(&mut tx, user.session(), Reason::PasswordChanged, EventKind::SessionRevoked, client, now).await?;
+    let signed_out = session::end_others(
+        &mut tx,
+        user.session(),
+        Reason::PasswordChanged,
+        EventKind::SessionRevoked,
+        client,
+        now,
+    )
+    .await?;
     // A new token for this device, and any privileged confirmation ends with the old password.
     let Some(token) = session::rotate(&mut tx, user.session(), None, config, now).await? else {
         // This session ended while the change was under way: nothing is committed.
@@ -122,8 +153,13 @@ pub async fn submit(
             None::<&str>
         )))));
     };
-    let event = NewEvent::new(user.user_id(), EventKind::PasswordChanged, Some(user.session_public_id()), client)
-        .detail(format!("{signed_out} other devices signed out"));
+    let event = NewEvent::new(
+        user.user_id(),
+        EventKind::PasswordChanged,
+        Some(user.session_public_id()),
+        client,
+    )
+    .detail(format!("{signed_out} other devices signed out"));
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
 
@@ -131,7 +167,12 @@ pub async fn submit(
     // Rendered, not redirected, so the page can say what happened; its forms carry the new token's CSRF value.
     let mut nav = Nav::of(user);
     nav.csrf_token = token.csrf_token();
-    let page = PasswordPage { nav: Some(nav), errors: Vec::new(), signed_out: Some(signed_out), csrf_token: token.csrf_token() };
+    let page = PasswordPage {
+        nav: Some(nav),
+        errors: Vec::new(),
+        signed_out: Some(signed_out),
+        csrf_token: token.csrf_token(),
+    };
     Ok(PasswordResponse::Page(Page(page)))
 }
 

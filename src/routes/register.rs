@@ -3,7 +3,7 @@
 use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{get, post, routes, uri, FromForm, Responder, Route, State};
+use rocket::{FromForm, Responder, Route, State, get, post, routes, uri};
 use sqlx::Connection;
 
 use super::account;
@@ -15,8 +15,8 @@ use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
-use crate::session::cookie::{presented_token, session_cookie};
 use crate::session;
+use crate::session::cookie::{presented_token, session_cookie};
 use crate::throttle::{self, Admission};
 use crate::users::{self, CheckedCredentials, Password, PasswordHasher, Role, Username};
 
@@ -48,7 +48,10 @@ pub enum RegisterResponse {
     Page(Page<RegisterPage>),
     /// Too many sign-ups from this address: the form again, with how long to wait.
     #[response(status = 429)]
-    Throttled { page: Page<RegisterPage>, retry_after: Header<'static> },
+    Throttled {
+        page: Page<RegisterPage>,
+        retry_after: Header<'static>,
+    },
 }
 
 #[get("/register")]
@@ -73,7 +76,9 @@ fn validate(form: &RegisterForm) -> Result<(Username, Password), Vec<String>> {
     }
     match &password {
         Err(rule) => errors.push(rule.to_string()),
-        Ok(_) if form.password != form.password_confirm => errors.push("The two passwords do not match.".into()),
+        Ok(_) if form.password != form.password_confirm => {
+            errors.push("The two passwords do not match.".into())
+        }
         Ok(password) => errors.extend(password.weakness(&form.username)),
     }
     match (username, password) {
@@ -107,29 +112,44 @@ pub async fn submit(
     };
     let now = clock.now();
     // Counted before the argon2 work, which a flood of sign-ups would otherwise buy for free.
-    if let Admission::Throttled(retry_after) = throttle::begin_sign_up(&mut *db.connection().await?, config, &client.ip, now).await? {
+    if let Admission::Throttled(retry_after) =
+        throttle::begin_sign_up(&mut *db.connection().await?, config, &client.ip, now).await?
+    {
         let page = form_again(vec![retry_after.message()]);
-        return Ok(RegisterResponse::Throttled { page, retry_after: retry_after.header() });
+        return Ok(RegisterResponse::Throttled {
+            page,
+            retry_after: retry_after.header(),
+        });
     }
     let password_hash = hasher.hash(&password).await?;
 
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
-    let Some(user_id) = users::store::create(&mut tx, &username, &password_hash, Role::User, now).await? else {
-        return refuse(vec!["That username is taken. Please choose another.".into()]);
+    let Some(user_id) =
+        users::store::create(&mut tx, &username, &password_hash, Role::User, now).await?
+    else {
+        return refuse(vec![
+            "That username is taken. Please choose another.".into(),
+        ]);
     };
     let created = NewEvent::new(user_id, EventKind::Registered, None, client);
     events::record(&mut tx, created, now).await?;
     let credentials = CheckedCredentials::new_account(user_id);
     let presented = presented_token(cookies, config);
-    let Some(started) = session::start(&mut tx, credentials, presented, client, config, now).await? else {
+    let Some(started) =
+        session::start(&mut tx, credentials, presented, client, config, now).await?
+    else {
         // Unreachable in practice: no one else can change an account this transaction created.
-        return refuse(vec!["The account could not be signed in. Please try again.".into()]);
+        return refuse(vec![
+            "The account could not be signed in. Please try again.".into(),
+        ]);
     };
     tx.commit().await?;
 
     cookies.add(session_cookie(config, &started.token));
-    Ok(RegisterResponse::Redirect(Redirect::to(uri!(account::page))))
+    Ok(RegisterResponse::Redirect(Redirect::to(uri!(
+        account::page
+    ))))
 }
 
 pub fn routes() -> Vec<Route> {

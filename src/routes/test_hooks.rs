@@ -4,12 +4,12 @@
 //! form cannot send one.
 
 use rocket::http::Status;
-use rocket::serde::json::{json, Json, Value};
 use rocket::serde::Deserialize;
-use rocket::{post, routes, Route, State};
+use rocket::serde::json::{Json, Value, json};
+use rocket::{Route, State, post, routes};
 use sqlx::Connection;
-use time::format_description::well_known::Rfc3339;
 use time::Duration;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::api::ApiJson;
@@ -18,7 +18,7 @@ use crate::clock::AppClock;
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
-use crate::session::{self, store, Reason};
+use crate::session::{self, Reason, store};
 use crate::test_hooks::{self, LoopbackClient};
 use crate::users::{self, Password, PasswordHasher, Role, Username};
 
@@ -38,10 +38,21 @@ pub struct Advance {
 /// Moves the app's clock forward by `secs`: every timeout, throttle wait and confirmation window
 /// sees the new time at once. It never moves back, not even on reset.
 #[post("/clock/advance", data = "<body>")]
-fn advance_clock(_client: LoopbackClient, body: ApiJson<Advance>, clock: &State<AppClock>) -> Answer {
+fn advance_clock(
+    _client: LoopbackClient,
+    body: ApiJson<Advance>,
+    clock: &State<AppClock>,
+) -> Answer {
     match clock.advance(Duration::seconds(body.0.secs.into())) {
-        Ok(now) => (Status::Ok, Json(json!({ "now": now.format(&Rfc3339).ok() }))),
-        Err(error) => refused(Status::UnprocessableEntity, "out_of_range", &error.to_string()),
+        Ok(now) => (
+            Status::Ok,
+            Json(json!({ "now": now.format(&Rfc3339).ok() })),
+        ),
+        Err(error) => refused(
+            Status::UnprocessableEntity,
+            "out_of_range",
+            &error.to_string(),
+        ),
     }
 }
 
@@ -65,20 +76,42 @@ async fn create_user(
     hasher: &State<PasswordHasher>,
     clock: &State<AppClock>,
 ) -> AppResult<Answer> {
-    let ApiJson(NewUser { username, password, role }) = body;
+    let ApiJson(NewUser {
+        username,
+        password,
+        role,
+    }) = body;
     let username = match Username::parse(&username) {
         Ok(username) => username,
-        Err(rules) => return Ok(refused(Status::UnprocessableEntity, "invalid_username", rules)),
+        Err(rules) => {
+            return Ok(refused(
+                Status::UnprocessableEntity,
+                "invalid_username",
+                rules,
+            ));
+        }
     };
     let password = match Password::parse(password) {
         Ok(password) => password,
-        Err(rules) => return Ok(refused(Status::UnprocessableEntity, "invalid_password", rules)),
+        Err(rules) => {
+            return Ok(refused(
+                Status::UnprocessableEntity,
+                "invalid_password",
+                rules,
+            ));
+        }
     };
     // Strict, unlike `Role::parse`: a typo must not quietly make an ordinary user.
     let role = match role.as_deref() {
         None | Some("user") => Role::User,
         Some("admin") => Role::Admin,
-        Some(_) => return Ok(refused(Status::UnprocessableEntity, "invalid_role", "role is \"user\" or \"admin\"")),
+        Some(_) => {
+            return Ok(refused(
+                Status::UnprocessableEntity,
+                "invalid_role",
+                "role is \"user\" or \"admin\"",
+            ));
+        }
     };
     let password_hash = hasher.hash(&password).await?;
     let mut conn = db.connection().await?;
@@ -87,7 +120,11 @@ async fn create_user(
             let body = json!({ "id": id, "username": username.as_str(), "role": role.as_str() });
             Ok((Status::Created, Json(body)))
         }
-        None => Ok(refused(Status::Conflict, "username_taken", "an account with this username exists")),
+        None => Ok(refused(
+            Status::Conflict,
+            "username_taken",
+            "an account with this username exists",
+        )),
     }
 }
 
@@ -114,7 +151,10 @@ async fn revoke_sessions(
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
     let revoked = match body.0 {
-        RevokeRequest { username: Some(username), session_id: None } => {
+        RevokeRequest {
+            username: Some(username),
+            session_id: None,
+        } => {
             // Text that cannot be a username names no account.
             let username = Username::parse(&username).ok();
             let user = match &username {
@@ -122,26 +162,44 @@ async fn revoke_sessions(
                 None => None,
             };
             let Some(user) = user else {
-                return Ok(refused(Status::NotFound, "no_such_user", "no account has this username"));
+                return Ok(refused(
+                    Status::NotFound,
+                    "no_such_user",
+                    "no account has this username",
+                ));
             };
-            let ended = session::end_all_for_user(&mut tx, user.id, None, Reason::Revoked, now).await?;
+            let ended =
+                session::end_all_for_user(&mut tx, user.id, None, Reason::Revoked, now).await?;
             let event = NewEvent::new(user.id, EventKind::SessionsRevokedByAdmin, None, client)
                 .detail(format!("{} sessions, by the test hooks", ended.len()));
             events::record(&mut tx, event, now).await?;
             ended.len()
         }
-        RevokeRequest { username: None, session_id: Some(public_id) } => {
-            let Some(user_id) = store::revoke_by_id(&mut tx, public_id, Reason::Revoked, now).await? else {
-                return Ok(refused(Status::NotFound, "no_such_session", "no live session has this id"));
+        RevokeRequest {
+            username: None,
+            session_id: Some(public_id),
+        } => {
+            let Some(user_id) =
+                store::revoke_by_id(&mut tx, public_id, Reason::Revoked, now).await?
+            else {
+                return Ok(refused(
+                    Status::NotFound,
+                    "no_such_session",
+                    "no live session has this id",
+                ));
             };
-            let event =
-                NewEvent::new(user_id, EventKind::SessionRevoked, Some(public_id), client).detail("by the test hooks");
+            let event = NewEvent::new(user_id, EventKind::SessionRevoked, Some(public_id), client)
+                .detail("by the test hooks");
             events::record(&mut tx, event, now).await?;
             1
         }
         _ => {
             let message = "give either \"username\" or \"session_id\"";
-            return Ok(refused(Status::UnprocessableEntity, "unprocessable", message));
+            return Ok(refused(
+                Status::UnprocessableEntity,
+                "unprocessable",
+                message,
+            ));
         }
     };
     tx.commit().await?;
@@ -156,7 +214,11 @@ pub struct Nothing {}
 /// Empties the database: no accounts, sessions, activity or throttle counts remain. The clock
 /// keeps its offset.
 #[post("/reset", data = "<_body>")]
-async fn reset(_client: LoopbackClient, _body: ApiJson<Nothing>, db: &State<Db>) -> AppResult<Status> {
+async fn reset(
+    _client: LoopbackClient,
+    _body: ApiJson<Nothing>,
+    db: &State<Db>,
+) -> AppResult<Status> {
     test_hooks::erase_all_data(&mut *db.connection().await?).await?;
     Ok(Status::NoContent)
 }

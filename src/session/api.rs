@@ -28,7 +28,11 @@ pub struct TokenPair {
 }
 
 impl TokenPair {
-    fn generate(now: OffsetDateTime, family_expires_at: OffsetDateTime, config: &SessionConfig) -> Self {
+    fn generate(
+        now: OffsetDateTime,
+        family_expires_at: OffsetDateTime,
+        config: &SessionConfig,
+    ) -> Self {
         TokenPair {
             access_token: SessionToken::generate(),
             refresh_token: SessionToken::generate(),
@@ -92,11 +96,17 @@ pub async fn issue(
     )
     .await?;
     store::insert_refresh_token(tx, &pair.refresh_token.key(), family, 0, now).await?;
-    events::record(tx, NewEvent::new(user_id, EventKind::ApiTokenIssued, Some(family), client), now).await?;
+    events::record(
+        tx,
+        NewEvent::new(user_id, EventKind::ApiTokenIssued, Some(family), client),
+        now,
+    )
+    .await?;
     // The newest family wins, as at the browser cap: the least recently used beyond it end now.
     let cap = i64::from(config.max_api_families_per_user);
     for evicted in store::revoke_beyond_cap(tx, user_id, API, cap, now).await? {
-        let event = NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(family);
+        let event =
+            NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(family);
         events::record(tx, event, now).await?;
     }
     Ok(Some(pair))
@@ -122,14 +132,24 @@ pub async fn refresh(
     };
     if token.used_at.is_some() {
         // Single use: presented again, it is in two hands.
-        let ended = store::revoke_by_id(&mut tx, token.family, Reason::Revoked, now).await?.is_some();
+        let ended = store::revoke_by_id(&mut tx, token.family, Reason::Revoked, now)
+            .await?
+            .is_some();
         if ended {
-            let event = NewEvent::new(token.user_id, EventKind::ApiTokenRefreshReuse, Some(token.family), client);
+            let event = NewEvent::new(
+                token.user_id,
+                EventKind::ApiTokenRefreshReuse,
+                Some(token.family),
+                client,
+            );
             events::record(&mut tx, event, now).await?;
         }
         tx.commit().await?;
         if ended {
-            rocket::warn!("API token family ended: refresh token {} was used twice", presented_key.log_id());
+            rocket::warn!(
+                "API token family ended: refresh token {} was used twice",
+                presented_key.log_id()
+            );
         }
         return Ok(Refreshed::Refused);
     }
@@ -153,7 +173,14 @@ pub async fn refresh(
         return Ok(Refreshed::Refused);
     }
     store::mark_refresh_token_used(&mut tx, &presented_key, now).await?;
-    store::insert_refresh_token(&mut tx, &pair.refresh_token.key(), token.family, token.generation + 1, now).await?;
+    store::insert_refresh_token(
+        &mut tx,
+        &pair.refresh_token.key(),
+        token.family,
+        token.generation + 1,
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Refreshed::Rotated(pair))
 }
@@ -170,7 +197,12 @@ pub async fn validate(
     let key = access_token.key();
     // "Last active" on the device list, written at most once per touch interval like a browser's,
     // by the lookup itself.
-    let touch = store::Touch { kind: API, now, seen_before: now - config.touch_interval(), seen_after: None };
+    let touch = store::Touch {
+        kind: API,
+        now,
+        seen_before: now - config.touch_interval(),
+        seen_after: None,
+    };
     // A second look only when the first one's write lost a race, as for browser sessions.
     for _ in 0..2 {
         let Some(record) = store::find_with_user(conn, &key, &touch).await? else {
@@ -180,7 +212,9 @@ pub async fn validate(
             && record.revoke_reason.is_none()
             && !record.disabled
             && now < record.expires_at
-            && record.access_expires_at.is_some_and(|access_expires_at| now < access_expires_at);
+            && record
+                .access_expires_at
+                .is_some_and(|access_expires_at| now < access_expires_at);
         if !live {
             return Ok(None);
         }
@@ -207,9 +241,16 @@ pub async fn end(
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let mut tx = conn.begin().await?;
-    let ended = store::revoke_by_id(&mut tx, session.public_id, Reason::SignedOut, now).await?.is_some();
+    let ended = store::revoke_by_id(&mut tx, session.public_id, Reason::SignedOut, now)
+        .await?
+        .is_some();
     if ended {
-        let event = NewEvent::new(session.user_id, EventKind::ApiSignOut, Some(session.public_id), client);
+        let event = NewEvent::new(
+            session.user_id,
+            EventKind::ApiSignOut,
+            Some(session.public_id),
+            client,
+        );
         events::record(&mut tx, event, now).await?;
     }
     tx.commit().await?;

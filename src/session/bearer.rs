@@ -3,9 +3,9 @@
 //!
 //! Browsers never attach this header on their own, so bearer endpoints need no CSRF token.
 
+use rocket::Request;
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome};
-use rocket::Request;
 
 use super::api::{self, ApiSession};
 use super::token::SessionToken;
@@ -99,8 +99,12 @@ impl<'r> FromRequest<'r> for &'r ApiUser {
 async fn check(request: &Request<'_>) -> Result<ApiUser, BearerError> {
     let token = presented_token(request)?;
     let rocket = request.rocket();
-    let config = rocket.state::<SessionConfig>().expect("session settings are managed at ignite");
-    let clock = rocket.state::<AppClock>().expect("the clock is managed at ignite");
+    let config = rocket
+        .state::<SessionConfig>()
+        .expect("session settings are managed at ignite");
+    let clock = rocket
+        .state::<AppClock>()
+        .expect("the clock is managed at ignite");
     let db = Db::fetch(rocket).expect("the database is attached at ignite");
     let validated = match db.pool().acquire().await {
         Ok(mut conn) => api::validate(&mut conn, &token, config, clock.now()).await,

@@ -11,7 +11,12 @@ use crate::config::SessionConfig;
 /// `__Host-` + Secure + Path=/ + no Domain: only this origin can set or read it. HttpOnly keeps it
 /// from scripts; SameSite=Lax keeps it off cross-site POSTs. Every cookie of this module has them.
 fn host_only(name: String, value: String) -> Cookie<'static> {
-    Cookie::build((name, value)).path("/").secure(true).http_only(true).same_site(SameSite::Lax).build()
+    Cookie::build((name, value))
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .build()
 }
 
 /// The session cookie of a session that is not device-bound. It outlives the session by the
@@ -32,7 +37,11 @@ pub fn bound_session_cookie(config: &SessionConfig, token: &SessionToken) -> Coo
 
 /// The cookie for a token just issued to a session, bound or not.
 pub fn issued_cookie(config: &SessionConfig, token: &SessionToken, bound: bool) -> Cookie<'static> {
-    if bound { bound_session_cookie(config, token) } else { session_cookie(config, token) }
+    if bound {
+        bound_session_cookie(config, token)
+    } else {
+        session_cookie(config, token)
+    }
 }
 
 /// The session cookie's attributes as a DBSC session configuration names them: the browser
@@ -41,7 +50,10 @@ pub fn credential_attributes(config: &SessionConfig) -> String {
     let cookie = host_only(config.cookie_name.clone(), String::new());
     let rendered = cookie.to_string();
     let prefix = format!("{}=; ", config.cookie_name);
-    rendered.strip_prefix(&prefix).unwrap_or(&rendered).to_owned()
+    rendered
+        .strip_prefix(&prefix)
+        .unwrap_or(&rendered)
+        .to_owned()
 }
 
 /// The same cookie, empty and already expired: a browser only drops a cookie whose attributes match.
@@ -58,7 +70,9 @@ fn cleared(name: String) -> Cookie<'static> {
 
 /// The token the browser presented, if it is well-formed.
 pub fn presented_token(cookies: &CookieJar<'_>, config: &SessionConfig) -> Option<SessionToken> {
-    cookies.get(&config.cookie_name).and_then(|cookie| SessionToken::parse(cookie.value()))
+    cookies
+        .get(&config.cookie_name)
+        .and_then(|cookie| SessionToken::parse(cookie.value()))
 }
 
 /// How long the note about an ended device-bound session is kept: it is read by the request
@@ -84,7 +98,9 @@ pub fn cleared_ended_note(config: &SessionConfig) -> Cookie<'static> {
 
 /// The reason a note carries, if there is one with a known code (anything else is ignored).
 pub fn read_ended_note(cookies: &CookieJar<'_>, config: &SessionConfig) -> Option<Reason> {
-    cookies.get(&ended_note_name(config)).and_then(|cookie| Reason::from_code(cookie.value()))
+    cookies
+        .get(&ended_note_name(config))
+        .and_then(|cookie| Reason::from_code(cookie.value()))
 }
 
 pub fn has_ended_note(cookies: &CookieJar<'_>, config: &SessionConfig) -> bool {
@@ -98,10 +114,17 @@ mod tests {
     #[test]
     fn the_credential_attributes_are_the_cookies_own() {
         let config = SessionConfig::default();
-        assert_eq!(credential_attributes(&config), "HttpOnly; SameSite=Lax; Secure; Path=/");
+        assert_eq!(
+            credential_attributes(&config),
+            "HttpOnly; SameSite=Lax; Secure; Path=/"
+        );
         let token = SessionToken::generate();
         let set_cookie = bound_session_cookie(&config, &token).to_string();
-        let expected = format!("__Host-sid={}; {}; Max-Age=600", token.expose(), credential_attributes(&config));
+        let expected = format!(
+            "__Host-sid={}; {}; Max-Age=600",
+            token.expose(),
+            credential_attributes(&config)
+        );
         assert_eq!(set_cookie, expected);
     }
 }

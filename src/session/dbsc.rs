@@ -9,16 +9,16 @@
 //! refresh challenges in `dbsc_challenges` (several may be outstanding). Each is accepted once,
 //! only while recent, and only for the session it was issued for.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sqlx::{Connection, PgConnection};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::policy::{self, Decision, FingerprintMatch, Lifetimes};
 use super::proof::{self, Proof, ProofError};
-use super::token::{random_bytes, SessionKey, SessionToken};
-use super::{store, LiveSession, Reason};
+use super::token::{SessionKey, SessionToken, random_bytes};
+use super::{LiveSession, Reason, store};
 use crate::client::ClientInfo;
 use crate::config::SessionConfig;
 use crate::db::PgPool;
@@ -40,7 +40,11 @@ fn new_challenge() -> String {
 
 /// The registration challenge to offer on a page of `session`: none once it is bound; the one
 /// already on offer while it is fresh; otherwise a new one, written to its row.
-pub async fn offer(pool: &PgPool, session: &LiveSession, now: OffsetDateTime) -> sqlx::Result<Option<String>> {
+pub async fn offer(
+    pool: &PgPool,
+    session: &LiveSession,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<String>> {
     if session.is_bound() {
         return Ok(None);
     }
@@ -50,7 +54,8 @@ pub async fn offer(pool: &PgPool, session: &LiveSession, now: OffsetDateTime) ->
         return Ok(Some(challenge.clone()));
     }
     let challenge = new_challenge();
-    let offered = store::offer_dbsc(&mut *pool.acquire().await?, &session.key, &challenge, now).await?;
+    let offered =
+        store::offer_dbsc(&mut *pool.acquire().await?, &session.key, &challenge, now).await?;
     Ok(offered.then_some(challenge))
 }
 
@@ -77,7 +82,9 @@ impl Refusal {
             Refusal::MissingProof => "no proof".to_owned(),
             Refusal::Proof(error) => error.describe(),
             Refusal::InvalidChallenge => "challenge unknown, already used or expired".to_owned(),
-            Refusal::AlreadyBound => "registration for a session that is already bound to a key".to_owned(),
+            Refusal::AlreadyBound => {
+                "registration for a session that is already bound to a key".to_owned()
+            }
             Refusal::Conflict => "a concurrent refresh of this session won".to_owned(),
         }
     }
@@ -95,7 +102,13 @@ async fn record_refusal(
     if *refusal == Refusal::MissingProof {
         return Ok(()); // no proof, nothing refused: a request that did not follow the protocol
     }
-    let event = NewEvent::new(user_id, EventKind::BindingProofRefused, Some(public_id), client).detail(refusal.describe());
+    let event = NewEvent::new(
+        user_id,
+        EventKind::BindingProofRefused,
+        Some(public_id),
+        client,
+    )
+    .detail(refusal.describe());
     events::record(conn, event, now).await
 }
 
@@ -128,11 +141,15 @@ pub async fn register(
     };
     let key = token.key();
     // A registration is a request of the session like any other: it may write last-seen too.
-    let Some(record) = store::find_with_user(conn, &key, &super::browser_touch(config, now)).await? else {
+    let Some(record) =
+        store::find_with_user(conn, &key, &super::browser_touch(config, now)).await?
+    else {
         return Ok(Registered::Ended(Reason::LoginRequired));
     };
     if let Some(code) = &record.revoke_reason {
-        return Ok(Registered::Ended(Reason::from_code(code).unwrap_or(Reason::Revoked)));
+        return Ok(Registered::Ended(
+            Reason::from_code(code).unwrap_or(Reason::Revoked),
+        ));
     }
     if record.kind != super::BROWSER {
         return Ok(Registered::Ended(Reason::LoginRequired));
@@ -143,9 +160,17 @@ pub async fn register(
     if !policy::bound_token_accepted(record.bound_until, now) {
         return Ok(Registered::Ended(Reason::BoundCookieExpired));
     }
-    let lifetimes = Lifetimes { last_seen_at: record.last_seen_at, expires_at: record.expires_at };
-    let same_device = FingerprintMatch { bound: true, watched: true };
-    if let Decision::End(reason) = policy::decide(lifetimes, super::limits(config), same_device, now) {
+    let lifetimes = Lifetimes {
+        last_seen_at: record.last_seen_at,
+        expires_at: record.expires_at,
+    };
+    let same_device = FingerprintMatch {
+        bound: true,
+        watched: true,
+    };
+    if let Decision::End(reason) =
+        policy::decide(lifetimes, super::limits(config), same_device, now)
+    {
         super::end(conn, record.user_id, record.public_id, reason, client, now).await?;
         return Ok(Registered::Ended(reason));
     }
@@ -179,13 +204,26 @@ pub async fn register(
         if !store::bind(&mut tx, &key, &binding).await? {
             break 'refused Refusal::InvalidChallenge;
         }
-        let event = NewEvent::new(record.user_id, EventKind::SessionBound, Some(record.public_id), client)
-            .detail(format!("key thumbprint {}", proof::thumbprint(&device_key)));
+        let event = NewEvent::new(
+            record.user_id,
+            EventKind::SessionBound,
+            Some(record.public_id),
+            client,
+        )
+        .detail(format!("key thumbprint {}", proof::thumbprint(&device_key)));
         events::record(&mut tx, event, now).await?;
         tx.commit().await?;
         return Ok(Registered::Bound(record.public_id));
     };
-    record_refusal(conn, record.user_id, record.public_id, &refusal, client, now).await?;
+    record_refusal(
+        conn,
+        record.user_id,
+        record.public_id,
+        &refusal,
+        client,
+        now,
+    )
+    .await?;
     Ok(Registered::Refused(refusal))
 }
 
@@ -198,13 +236,22 @@ pub enum Refreshed {
     /// device must drop its DBSC session.
     Ended(Option<Reason>),
     /// Refused; for a challenge that cannot be used, a fresh one to sign instead.
-    Refused { refusal: Refusal, challenge: Option<String> },
+    Refused {
+        refusal: Refusal,
+        challenge: Option<String>,
+    },
 }
 
 /// A refresh challenge for the session, valid for replacing its current token `key` only.
-async fn issue_challenge(conn: &mut PgConnection, session: Uuid, key: &SessionKey, now: OffsetDateTime) -> sqlx::Result<String> {
+async fn issue_challenge(
+    conn: &mut PgConnection,
+    session: Uuid,
+    key: &SessionKey,
+    now: OffsetDateTime,
+) -> sqlx::Result<String> {
     let challenge = new_challenge();
-    store::insert_dbsc_challenge(conn, session, key, &challenge, OUTSTANDING_CHALLENGES, now).await?;
+    store::insert_dbsc_challenge(conn, session, key, &challenge, OUTSTANDING_CHALLENGES, now)
+        .await?;
     Ok(challenge)
 }
 
@@ -222,13 +269,16 @@ pub async fn refresh(
     let Some(record) = store::find_by_public_id(conn, public_id).await? else {
         return Ok(Refreshed::Ended(None));
     };
-    let (Some(public_key), Some(key)) =
-        (record.dbsc_key.as_deref().and_then(proof::key_from_bytes), SessionKey::from_stored(&record.key))
-    else {
+    let (Some(public_key), Some(key)) = (
+        record.dbsc_key.as_deref().and_then(proof::key_from_bytes),
+        SessionKey::from_stored(&record.key),
+    ) else {
         return Ok(Refreshed::Ended(None)); // never bound (an API family has no key either)
     };
     if let Some(code) = &record.revoke_reason {
-        return Ok(Refreshed::Ended(Some(Reason::from_code(code).unwrap_or(Reason::Revoked))));
+        return Ok(Refreshed::Ended(Some(
+            Reason::from_code(code).unwrap_or(Reason::Revoked),
+        )));
     }
     if record.disabled {
         return Ok(Refreshed::Ended(Some(Reason::Revoked)));
@@ -236,14 +286,24 @@ pub async fn refresh(
     // Idle and absolute timeouts apply as on any request. The fingerprint does not: the proof of
     // the device's key is stronger evidence of the same device, and the browser's refresh
     // request need not carry the headers its pages do.
-    let lifetimes = Lifetimes { last_seen_at: record.last_seen_at, expires_at: record.expires_at };
-    let same_device = FingerprintMatch { bound: true, watched: true };
-    if let Decision::End(reason) = policy::decide(lifetimes, super::limits(config), same_device, now) {
+    let lifetimes = Lifetimes {
+        last_seen_at: record.last_seen_at,
+        expires_at: record.expires_at,
+    };
+    let same_device = FingerprintMatch {
+        bound: true,
+        watched: true,
+    };
+    if let Decision::End(reason) =
+        policy::decide(lifetimes, super::limits(config), same_device, now)
+    {
         super::end(conn, record.user_id, public_id, reason, client, now).await?;
         return Ok(Refreshed::Ended(Some(reason)));
     }
     let Some(response) = response else {
-        return Ok(Refreshed::Challenge(issue_challenge(conn, public_id, &key, now).await?));
+        return Ok(Refreshed::Challenge(
+            issue_challenge(conn, public_id, &key, now).await?,
+        ));
     };
 
     let refusal = 'refused: {
@@ -256,14 +316,27 @@ pub async fn refresh(
             break 'refused Refusal::Proof(error);
         }
         let mut tx = conn.begin().await?;
-        let issued_under = store::take_dbsc_challenge(&mut tx, public_id, &proof.challenge, now - CHALLENGE_LIFETIME).await?;
+        let issued_under = store::take_dbsc_challenge(
+            &mut tx,
+            public_id,
+            &proof.challenge,
+            now - CHALLENGE_LIFETIME,
+        )
+        .await?;
         let Some(issued_under) = issued_under else {
             break 'refused Refusal::InvalidChallenge;
         };
         let token = SessionToken::generate();
         // Only the token the challenge was issued under is replaced: of refreshes answering
         // challenges issued together, exactly one wins, however their requests interleave.
-        if !store::rotate_bound(&mut tx, &issued_under, &token.key(), now + config.bound_cookie_lifetime()).await? {
+        if !store::rotate_bound(
+            &mut tx,
+            &issued_under,
+            &token.key(),
+            now + config.bound_cookie_lifetime(),
+        )
+        .await?
+        {
             break 'refused Refusal::Conflict;
         }
         tx.commit().await?;

@@ -12,8 +12,15 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    pub fn of_request(request: &Request<'_>, bind_parts: &[String], watch_parts: &[String]) -> Self {
-        Fingerprint { bind: digest(request, bind_parts), watch: digest(request, watch_parts) }
+    pub fn of_request(
+        request: &Request<'_>,
+        bind_parts: &[String],
+        watch_parts: &[String],
+    ) -> Self {
+        Fingerprint {
+            bind: digest(request, bind_parts),
+            watch: digest(request, watch_parts),
+        }
     }
 }
 

@@ -1,22 +1,22 @@
 //! Request guards: an `&AuthenticatedUser` in a handler's arguments is proof of a live session.
 
+use rocket::Request;
 use rocket::http::{Method, Status};
 use rocket::request::{FromRequest, Outcome};
-use rocket::Request;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note, read_ended_note};
 use super::dbsc::{self, Offer};
-use super::token::{encode_csrf, SessionToken};
-use super::{policy, LiveSession, Reason, Validated};
+use super::token::{SessionToken, encode_csrf};
+use super::{LiveSession, Reason, Validated, policy};
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::Db;
-use rocket_db_pools::Database;
 use crate::error::AppError;
 use crate::users::Role;
+use rocket_db_pools::Database;
 
 /// A signed-in user and the session that proves it. Only `FromRequest` builds one.
 pub struct AuthenticatedUser {
@@ -175,7 +175,9 @@ impl<'r> FromRequest<'r> for &'r AuthenticatedUser {
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         match request.local_cache_async(check(request)).await {
             Check::Live(user) => Outcome::Success(user),
-            Check::Failed(error @ SessionError::Ended(_)) => Outcome::Error((Status::Unauthorized, *error)),
+            Check::Failed(error @ SessionError::Ended(_)) => {
+                Outcome::Error((Status::Unauthorized, *error))
+            }
             Check::Failed(error) => Outcome::Error((Status::ServiceUnavailable, *error)),
         }
     }
@@ -183,7 +185,9 @@ impl<'r> FromRequest<'r> for &'r AuthenticatedUser {
 
 async fn check(request: &Request<'_>) -> Check {
     let rocket = request.rocket();
-    let config = rocket.state::<SessionConfig>().expect("session settings are managed at ignite");
+    let config = rocket
+        .state::<SessionConfig>()
+        .expect("session settings are managed at ignite");
     let cookies = request.cookies();
     let Some(cookie) = cookies.get(&config.cookie_name) else {
         // A device-bound session that ended was noticed by the browser's refresh, which left a
@@ -197,7 +201,9 @@ async fn check(request: &Request<'_>) -> Check {
         return Check::Failed(SessionError::Ended(Reason::LoginRequired));
     };
     let db = Db::fetch(rocket).expect("the database is attached at ignite");
-    let clock = rocket.state::<AppClock>().expect("the clock is managed at ignite");
+    let clock = rocket
+        .state::<AppClock>()
+        .expect("the clock is managed at ignite");
     let client = request.local_cache(|| ClientInfo::of(request, config));
 
     let now = clock.now();
@@ -214,14 +220,22 @@ async fn check(request: &Request<'_>) -> Check {
             };
             let confirmed = session.confirmed_until.is_some_and(|until| until > now);
             // A bound session keeps its forms' token while DBSC refreshes replace the cookie.
-            let csrf_token = session.bound_csrf.as_deref().map_or_else(|| token.csrf_token(), encode_csrf);
+            let csrf_token = session
+                .bound_csrf
+                .as_deref()
+                .map_or_else(|| token.csrf_token(), encode_csrf);
             if has_ended_note(cookies, config) {
                 cookies.add(cleared_ended_note(config)); // about an earlier session: stale now
             }
             if request.method() == Method::Get {
                 offer_binding(request, db, &session, now).await;
             }
-            Check::Live(AuthenticatedUser { session, csrf_token, idle, confirmed })
+            Check::Live(AuthenticatedUser {
+                session,
+                csrf_token,
+                idle,
+                confirmed,
+            })
         }
         Ok(Validated::Ended(reason)) => {
             // Kept when the handler runs anyway (an optional guard); the 401 catcher clears it otherwise.
@@ -243,6 +257,9 @@ async fn offer_binding(request: &Request<'_>, db: &Db, session: &LiveSession, no
             request.local_cache(|| Offer(Some(challenge)));
         }
         Ok(None) => {}
-        Err(error) => rocket::warn!("could not offer a device-bound session: {}", AppError::from(error)),
+        Err(error) => rocket::warn!(
+            "could not offer a device-bound session: {}",
+            AppError::from(error)
+        ),
     }
 }

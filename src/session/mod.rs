@@ -52,7 +52,10 @@ pub struct LiveSession {
 
 impl LiveSession {
     pub fn lifetimes(&self) -> Lifetimes {
-        Lifetimes { last_seen_at: self.last_seen_at, expires_at: self.expires_at }
+        Lifetimes {
+            last_seen_at: self.last_seen_at,
+            expires_at: self.expires_at,
+        }
     }
 
     /// Bound to a key on the device (DBSC): its tokens are short-lived and renewed by signed refreshes.
@@ -76,11 +79,19 @@ pub struct Started {
 /// When a browser session's lookup writes last-seen (see `policy::touch_window`).
 pub(crate) fn browser_touch(config: &SessionConfig, now: OffsetDateTime) -> store::Touch {
     let (seen_before, seen_after) = policy::touch_window(limits(config), now);
-    store::Touch { kind: BROWSER, now, seen_before, seen_after: Some(seen_after) }
+    store::Touch {
+        kind: BROWSER,
+        now,
+        seen_before,
+        seen_after: Some(seen_after),
+    }
 }
 
 pub fn limits(config: &SessionConfig) -> Limits {
-    Limits { idle_timeout: config.idle_timeout(), touch_interval: config.touch_interval() }
+    Limits {
+        idle_timeout: config.idle_timeout(),
+        touch_interval: config.touch_interval(),
+    }
 }
 
 /// Starts a browser session for a user who has just proved who they are, inside the caller's
@@ -125,14 +136,25 @@ pub async fn start(
         },
     )
     .await?;
-    events::record(tx, NewEvent::new(user_id, EventKind::SignIn, Some(public_id), client), now).await?;
+    events::record(
+        tx,
+        NewEvent::new(user_id, EventKind::SignIn, Some(public_id), client),
+        now,
+    )
+    .await?;
     if new_device {
-        events::record(tx, NewEvent::new(user_id, EventKind::NewDevice, Some(public_id), client), now).await?;
+        events::record(
+            tx,
+            NewEvent::new(user_id, EventKind::NewDevice, Some(public_id), client),
+            now,
+        )
+        .await?;
     }
     // The newest sign-in wins: the least recently used sessions beyond the cap end now.
     let cap = i64::from(config.max_sessions_per_user);
     for evicted in store::revoke_beyond_cap(tx, user_id, BROWSER, cap, now).await? {
-        let event = NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(public_id);
+        let event =
+            NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(public_id);
         events::record(tx, event, now).await?;
     }
     Ok(Some(Started { token, public_id }))
@@ -174,7 +196,9 @@ async fn validate_once(
     };
     if let Some(code) = &record.revoke_reason {
         // A tombstone: tell the returning device why it was signed out.
-        return Ok(Some(Validated::Ended(Reason::from_code(code).unwrap_or(Reason::Revoked))));
+        return Ok(Some(Validated::Ended(
+            Reason::from_code(code).unwrap_or(Reason::Revoked),
+        )));
     }
     if record.kind != BROWSER {
         return Ok(Some(Validated::Ended(Reason::LoginRequired)));
@@ -187,20 +211,30 @@ async fn validate_once(
         // alone, so a copied cookie can neither use nor end it.
         return Ok(Some(Validated::Ended(Reason::BoundCookieExpired)));
     }
-    let lifetimes = Lifetimes { last_seen_at: record.last_seen_at, expires_at: record.expires_at };
+    let lifetimes = Lifetimes {
+        last_seen_at: record.last_seen_at,
+        expires_at: record.expires_at,
+    };
     let fingerprint = FingerprintMatch {
         bound: record.fingerprint_bind == client.fingerprint.bind,
         watched: record.fingerprint_watch == client.fingerprint.watch,
     };
-    let (touch, watched_changed) = match policy::decide(lifetimes, limits(config), fingerprint, now) {
+    let (touch, watched_changed) = match policy::decide(lifetimes, limits(config), fingerprint, now)
+    {
         Decision::End(reason) => {
             end(conn, record.user_id, record.public_id, reason, client, now).await?;
             if reason == Reason::FingerprintMismatch {
-                rocket::warn!("session {} ended: binding fingerprint changed", key.log_id());
+                rocket::warn!(
+                    "session {} ended: binding fingerprint changed",
+                    key.log_id()
+                );
             }
             return Ok(Some(Validated::Ended(reason)));
         }
-        Decision::Continue { touch, watched_changed } => (touch, watched_changed),
+        Decision::Continue {
+            touch,
+            watched_changed,
+        } => (touch, watched_changed),
     };
     if touch && !record.touched {
         return Ok(None);
@@ -210,9 +244,16 @@ async fn validate_once(
     let still_live = if watched_changed {
         confirmed_until = None;
         let mut tx = conn.begin().await?;
-        let updated = store::record_network_change(&mut tx, key, &client.fingerprint, &client.ip, now).await?;
+        let updated =
+            store::record_network_change(&mut tx, key, &client.fingerprint, &client.ip, now)
+                .await?;
         if updated {
-            let event = NewEvent::new(record.user_id, EventKind::NetworkChanged, Some(record.public_id), client);
+            let event = NewEvent::new(
+                record.user_id,
+                EventKind::NetworkChanged,
+                Some(record.public_id),
+                client,
+            );
             events::record(&mut tx, event, now).await?;
         }
         tx.commit().await?;
@@ -231,7 +272,11 @@ async fn validate_once(
         username: record.username,
         role: Role::parse(&record.role),
         created_at: record.created_at,
-        last_seen_at: if touch || watched_changed { now } else { record.last_seen_at },
+        last_seen_at: if touch || watched_changed {
+            now
+        } else {
+            record.last_seen_at
+        },
         expires_at: record.expires_at,
         confirmed_until,
         bound_csrf: record.bound_csrf,
@@ -253,7 +298,9 @@ pub async fn end(
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let mut tx = conn.begin().await?;
-    let ended = store::revoke_by_id(&mut tx, public_id, reason, now).await?.is_some();
+    let ended = store::revoke_by_id(&mut tx, public_id, reason, now)
+        .await?
+        .is_some();
     if ended {
         let kind = match reason {
             Reason::IdleTimeout => EventKind::IdleTimeout,
@@ -317,7 +364,8 @@ pub async fn end_others(
 ) -> sqlx::Result<usize> {
     let ended = end_all_for_user(tx, session.user_id, Some(session.public_id), reason, now).await?;
     for public_id in &ended {
-        let event = NewEvent::new(session.user_id, kind, Some(*public_id), client).by(session.public_id);
+        let event =
+            NewEvent::new(session.user_id, kind, Some(*public_id), client).by(session.public_id);
         events::record(tx, event, now).await?;
     }
     Ok(ended.len())

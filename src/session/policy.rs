@@ -41,7 +41,12 @@ pub enum Decision {
 /// Absolute expiry wins over idleness (the stronger statement), and both over the fingerprint.
 /// Idleness is measured from `last_seen_at`, which is written at most once per touch interval:
 /// a session may end up to one touch interval early, never late.
-pub fn decide(lifetimes: Lifetimes, limits: Limits, fingerprint: FingerprintMatch, now: OffsetDateTime) -> Decision {
+pub fn decide(
+    lifetimes: Lifetimes,
+    limits: Limits,
+    fingerprint: FingerprintMatch,
+    now: OffsetDateTime,
+) -> Decision {
     if now >= lifetimes.expires_at {
         return Decision::End(Reason::SessionExpired);
     }
@@ -52,7 +57,10 @@ pub fn decide(lifetimes: Lifetimes, limits: Limits, fingerprint: FingerprintMatc
     if !fingerprint.bound {
         return Decision::End(Reason::FingerprintMismatch);
     }
-    Decision::Continue { touch: idle_for >= limits.touch_interval, watched_changed: !fingerprint.watched }
+    Decision::Continue {
+        touch: idle_for >= limits.touch_interval,
+        watched_changed: !fingerprint.watched,
+    }
 }
 
 /// The last-seen times for which a request at `now` writes last-seen, as `decide` has it: at or
@@ -79,7 +87,11 @@ pub fn bound_token_accepted(bound_until: Option<OffsetDateTime>, now: OffsetDate
 /// Whether the registration challenge on offer since `offered_at` can still be shown on a page.
 /// Renewed at half its lifetime, so a browser that registers a moment later still finds it
 /// valid; at most one write per half lifetime for browsers that never register.
-pub fn offer_is_fresh(offered_at: Option<OffsetDateTime>, lifetime: Duration, now: OffsetDateTime) -> bool {
+pub fn offer_is_fresh(
+    offered_at: Option<OffsetDateTime>,
+    lifetime: Duration,
+    now: OffsetDateTime,
+) -> bool {
     offered_at.is_some_and(|at| now - at < lifetime / 2 && at <= now)
 }
 
@@ -89,8 +101,14 @@ mod tests {
     use time::macros::datetime;
 
     const SIGN_IN: OffsetDateTime = datetime!(2026-01-01 08:00 UTC);
-    const LIMITS: Limits = Limits { idle_timeout: Duration::minutes(30), touch_interval: Duration::minutes(1) };
-    const SAME: FingerprintMatch = FingerprintMatch { bound: true, watched: true };
+    const LIMITS: Limits = Limits {
+        idle_timeout: Duration::minutes(30),
+        touch_interval: Duration::minutes(1),
+    };
+    const SAME: FingerprintMatch = FingerprintMatch {
+        bound: true,
+        watched: true,
+    };
 
     fn at(minutes_after_sign_in: i64) -> OffsetDateTime {
         SIGN_IN + Duration::minutes(minutes_after_sign_in)
@@ -98,26 +116,56 @@ mod tests {
 
     #[test]
     fn decisions_follow_the_table() {
-        let new_ip = FingerprintMatch { bound: true, watched: false };
-        let new_browser = FingerprintMatch { bound: false, watched: true };
-        let keep = Decision::Continue { touch: false, watched_changed: false };
-        let touch = Decision::Continue { touch: true, watched_changed: false };
+        let new_ip = FingerprintMatch {
+            bound: true,
+            watched: false,
+        };
+        let new_browser = FingerprintMatch {
+            bound: false,
+            watched: true,
+        };
+        let keep = Decision::Continue {
+            touch: false,
+            watched_changed: false,
+        };
+        let touch = Decision::Continue {
+            touch: true,
+            watched_changed: false,
+        };
         // (last seen, absolute expiry, now, fingerprint) -> decision; minutes after sign-in.
         let table = [
             (0, 720, 0, SAME, keep),
-            (0, 720, 0, new_ip, Decision::Continue { touch: false, watched_changed: true }),
+            (
+                0,
+                720,
+                0,
+                new_ip,
+                Decision::Continue {
+                    touch: false,
+                    watched_changed: true,
+                },
+            ),
             (0, 720, 1, SAME, touch),
             (10, 720, 10, SAME, keep),
             (10, 720, 39, SAME, touch),
             (10, 720, 40, SAME, Decision::End(Reason::IdleTimeout)),
             (10, 720, 41, new_browser, Decision::End(Reason::IdleTimeout)),
-            (0, 720, 29, new_browser, Decision::End(Reason::FingerprintMismatch)),
+            (
+                0,
+                720,
+                29,
+                new_browser,
+                Decision::End(Reason::FingerprintMismatch),
+            ),
             (715, 720, 719, SAME, touch),
             (719, 720, 720, SAME, Decision::End(Reason::SessionExpired)),
             (700, 720, 800, SAME, Decision::End(Reason::SessionExpired)),
         ];
         for (last_seen, expires, now, fingerprint, expected) in table {
-            let lifetimes = Lifetimes { last_seen_at: at(last_seen), expires_at: at(expires) };
+            let lifetimes = Lifetimes {
+                last_seen_at: at(last_seen),
+                expires_at: at(expires),
+            };
             assert_eq!(
                 decide(lifetimes, LIMITS, fingerprint, at(now)),
                 expected,
@@ -132,8 +180,14 @@ mod tests {
         let (seen_before, seen_after) = touch_window(LIMITS, now);
         for seconds in 0..=45 * 60 {
             let last_seen_at = SIGN_IN + Duration::seconds(seconds);
-            let lifetimes = Lifetimes { last_seen_at, expires_at: at(720) };
-            let touch = matches!(decide(lifetimes, LIMITS, SAME, now), Decision::Continue { touch: true, .. });
+            let lifetimes = Lifetimes {
+                last_seen_at,
+                expires_at: at(720),
+            };
+            let touch = matches!(
+                decide(lifetimes, LIMITS, SAME, now),
+                Decision::Continue { touch: true, .. }
+            );
             let in_window = seen_after < last_seen_at && last_seen_at <= seen_before;
             assert_eq!(in_window, touch, "last seen {seconds} s after sign-in");
         }
@@ -153,7 +207,11 @@ mod tests {
             (deadline, at(700), false),
         ];
         for (bound_until, now, expected) in table {
-            assert_eq!(bound_token_accepted(bound_until, now), expected, "deadline {bound_until:?}, now {now}");
+            assert_eq!(
+                bound_token_accepted(bound_until, now),
+                expected,
+                "deadline {bound_until:?}, now {now}"
+            );
         }
     }
 
@@ -171,15 +229,25 @@ mod tests {
             (Some(at(3)), at(2), false), // written by an instance whose clock runs ahead: renew
         ];
         for (offered_at, now, expected) in table {
-            assert_eq!(offer_is_fresh(offered_at, lifetime, now), expected, "offered {offered_at:?}, now {now}");
+            assert_eq!(
+                offer_is_fresh(offered_at, lifetime, now),
+                expected,
+                "offered {offered_at:?}, now {now}"
+            );
         }
     }
 
     #[test]
     fn the_idle_deadline_never_passes_the_absolute_expiry() {
-        let fresh = Lifetimes { last_seen_at: at(0), expires_at: at(720) };
+        let fresh = Lifetimes {
+            last_seen_at: at(0),
+            expires_at: at(720),
+        };
         assert_eq!(idle_deadline(fresh, LIMITS), at(30));
-        let late = Lifetimes { last_seen_at: at(700), expires_at: at(720) };
+        let late = Lifetimes {
+            last_seen_at: at(700),
+            expires_at: at(720),
+        };
         assert_eq!(idle_deadline(late, LIMITS), at(720));
     }
 }

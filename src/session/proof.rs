@@ -6,11 +6,11 @@
 //! carries the server's challenge as `jti`; the signature is ECDSA P-256 over SHA-256 of the first
 //! two parts, as the raw 64 bytes `r || s` (RFC 7518 section 3.4), not DER.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use p256::EncodedPoint;
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
-use p256::EncodedPoint;
 use rocket::serde::json::serde_json::{self, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -64,14 +64,18 @@ impl Proof {
         if value.len() > MAX_PROOF_CHARS {
             return Err(ProofError::Malformed("too long"));
         }
-        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
         let mut parts = value.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(ProofError::Malformed("not a compact JWS"));
         };
-        let header = json_object(header_b64).ok_or(ProofError::Malformed("header is not a JSON object"))?;
+        let header =
+            json_object(header_b64).ok_or(ProofError::Malformed("header is not a JSON object"))?;
         match header.get("alg").and_then(Value::as_str) {
             Some(ALGORITHM) => {}
             Some(_) => return Err(ProofError::Algorithm),
@@ -86,9 +90,12 @@ impl Proof {
         }
         let jwk = match header.get("jwk") {
             None => None,
-            Some(jwk) => Some(parse_jwk(jwk).ok_or(ProofError::Malformed("jwk is not a P-256 public key"))?),
+            Some(jwk) => {
+                Some(parse_jwk(jwk).ok_or(ProofError::Malformed("jwk is not a P-256 public key"))?)
+            }
         };
-        let payload = json_object(payload_b64).ok_or(ProofError::Malformed("payload is not a JSON object"))?;
+        let payload = json_object(payload_b64)
+            .ok_or(ProofError::Malformed("payload is not a JSON object"))?;
         let challenge = match payload.get("jti").and_then(Value::as_str) {
             Some(jti) if !jti.is_empty() && jti.len() <= MAX_CHALLENGE_CHARS => jti.to_owned(),
             _ => return Err(ProofError::Malformed("no usable jti")),
@@ -98,12 +105,18 @@ impl Proof {
             .ok()
             .and_then(|bytes| Signature::from_slice(&bytes).ok())
             .ok_or(ProofError::Malformed("signature is not 64 bytes r||s"))?;
-        Ok(Proof { signing_input: format!("{header_b64}.{payload_b64}"), signature, challenge, jwk })
+        Ok(Proof {
+            signing_input: format!("{header_b64}.{payload_b64}"),
+            signature,
+            challenge,
+            jwk,
+        })
     }
 
     /// Checks the signature with `key`: the stored key at refresh, the proof's own at registration.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), ProofError> {
-        key.verify(self.signing_input.as_bytes(), &self.signature).map_err(|_| ProofError::Signature)
+        key.verify(self.signing_input.as_bytes(), &self.signature)
+            .map_err(|_| ProofError::Signature)
     }
 }
 
@@ -119,15 +132,27 @@ fn json_object(part: &str) -> Option<Map<String, Value>> {
 /// is refused: a browser never sends its private key, so such a proof did not come from one.
 fn parse_jwk(jwk: &Value) -> Option<VerifyingKey> {
     let jwk = jwk.as_object()?;
-    if jwk.get("kty")?.as_str()? != "EC" || jwk.get("crv")?.as_str()? != "P-256" || jwk.contains_key("d") {
+    if jwk.get("kty")?.as_str()? != "EC"
+        || jwk.get("crv")?.as_str()? != "P-256"
+        || jwk.contains_key("d")
+    {
         return None;
     }
     let coordinate = |name: &str| -> Option<[u8; 32]> {
-        URL_SAFE_NO_PAD.decode(jwk.get(name)?.as_str()?).ok()?.try_into().ok()
+        URL_SAFE_NO_PAD
+            .decode(jwk.get(name)?.as_str()?)
+            .ok()?
+            .try_into()
+            .ok()
     };
     let (x, y) = (coordinate("x")?, coordinate("y")?);
     // Rejects points that are not on the curve.
-    VerifyingKey::from_encoded_point(&EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false)).ok()
+    VerifyingKey::from_encoded_point(&EncodedPoint::from_affine_coordinates(
+        &x.into(),
+        &y.into(),
+        false,
+    ))
+    .ok()
 }
 
 /// The key as stored: SEC1, uncompressed (65 bytes).
@@ -156,8 +181,8 @@ pub fn thumbprint(key: &VerifyingKey) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p256::ecdsa::signature::Signer;
     use p256::ecdsa::SigningKey;
+    use p256::ecdsa::signature::Signer;
     use rocket::serde::json::json;
 
     fn key() -> SigningKey {
@@ -201,13 +226,33 @@ mod tests {
     fn a_proof_signed_by_another_key_or_altered_is_refused() {
         let key = key();
         let other = SigningKey::from_slice(&[9u8; 32]).unwrap();
-        let jwt = sign(&other, &json!({"alg": "ES256", "typ": "dbsc+jwt"}), &json!({"jti": "c1"}));
-        assert_eq!(Proof::parse(&jwt).unwrap().verify(key.verifying_key()), Err(ProofError::Signature));
+        let jwt = sign(
+            &other,
+            &json!({"alg": "ES256", "typ": "dbsc+jwt"}),
+            &json!({"jti": "c1"}),
+        );
+        assert_eq!(
+            Proof::parse(&jwt).unwrap().verify(key.verifying_key()),
+            Err(ProofError::Signature)
+        );
 
-        let jwt = sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt"}), &json!({"jti": "c1"}));
+        let jwt = sign(
+            &key,
+            &json!({"alg": "ES256", "typ": "dbsc+jwt"}),
+            &json!({"jti": "c1"}),
+        );
         let (input, signature) = jwt.rsplit_once('.').unwrap();
-        let altered = format!("{}.{signature}", input.replace(&URL_SAFE_NO_PAD.encode(r#"{"jti":"c1"}"#), &URL_SAFE_NO_PAD.encode(r#"{"jti":"c2"}"#)));
-        assert_eq!(Proof::parse(&altered).unwrap().verify(key.verifying_key()), Err(ProofError::Signature));
+        let altered = format!(
+            "{}.{signature}",
+            input.replace(
+                &URL_SAFE_NO_PAD.encode(r#"{"jti":"c1"}"#),
+                &URL_SAFE_NO_PAD.encode(r#"{"jti":"c2"}"#)
+            )
+        );
+        assert_eq!(
+            Proof::parse(&altered).unwrap().verify(key.verifying_key()),
+            Err(ProofError::Signature)
+        );
     }
 
     #[test]
@@ -220,8 +265,16 @@ mod tests {
         );
         assert_eq!(Proof::parse(&none).unwrap_err(), ProofError::Algorithm);
         for alg in ["HS256", "RS256", "es256", "ES384"] {
-            let jwt = sign(&key, &json!({"alg": alg, "typ": "dbsc+jwt"}), &json!({"jti": "c1"}));
-            assert_eq!(Proof::parse(&jwt).unwrap_err(), ProofError::Algorithm, "{alg}");
+            let jwt = sign(
+                &key,
+                &json!({"alg": alg, "typ": "dbsc+jwt"}),
+                &json!({"jti": "c1"}),
+            );
+            assert_eq!(
+                Proof::parse(&jwt).unwrap_err(),
+                ProofError::Algorithm,
+                "{alg}"
+            );
         }
         let private_jwk = {
             let mut jwk = jwk_of(key.verifying_key());
@@ -235,21 +288,74 @@ mod tests {
             "!!.??.**".to_owned(),
             sign(&key, &json!({"typ": "dbsc+jwt"}), &json!({"jti": "c1"})),
             sign(&key, &json!({"alg": "ES256"}), &json!({"jti": "c1"})),
-            sign(&key, &json!({"alg": "ES256", "typ": "JWT"}), &json!({"jti": "c1"})),
-            sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt", "crit": ["x"]}), &json!({"jti": "c1"})),
-            sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt"}), &json!({})),
-            sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt"}), &json!({"jti": 5})),
-            sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt"}), &json!({"jti": ""})),
-            sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt"}), &json!({"jti": "x".repeat(129)})),
-            sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt"}), &json!(["jti"])),
-            sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": {"kty": "RSA"}}), &json!({"jti": "c1"})),
-            sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": private_jwk}), &json!({"jti": "c1"})),
-            sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}}), &json!({"jti": "c1"})),
-            format!("{}.AAAA", sign(&key, &json!({"alg": "ES256", "typ": "dbsc+jwt"}), &json!({"jti": "c1"})).rsplit_once('.').unwrap().0),
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "JWT"}),
+                &json!({"jti": "c1"}),
+            ),
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "dbsc+jwt", "crit": ["x"]}),
+                &json!({"jti": "c1"}),
+            ),
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "dbsc+jwt"}),
+                &json!({}),
+            ),
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "dbsc+jwt"}),
+                &json!({"jti": 5}),
+            ),
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "dbsc+jwt"}),
+                &json!({"jti": ""}),
+            ),
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "dbsc+jwt"}),
+                &json!({"jti": "x".repeat(129)}),
+            ),
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "dbsc+jwt"}),
+                &json!(["jti"]),
+            ),
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": {"kty": "RSA"}}),
+                &json!({"jti": "c1"}),
+            ),
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": private_jwk}),
+                &json!({"jti": "c1"}),
+            ),
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}}),
+                &json!({"jti": "c1"}),
+            ),
+            format!(
+                "{}.AAAA",
+                sign(
+                    &key,
+                    &json!({"alg": "ES256", "typ": "dbsc+jwt"}),
+                    &json!({"jti": "c1"})
+                )
+                .rsplit_once('.')
+                .unwrap()
+                .0
+            ),
             "x".repeat(5000),
         ];
         for jwt in malformed {
-            assert!(matches!(Proof::parse(&jwt), Err(ProofError::Malformed(_))), "{jwt:?} must be malformed");
+            assert!(
+                matches!(Proof::parse(&jwt), Err(ProofError::Malformed(_))),
+                "{jwt:?} must be malformed"
+            );
         }
     }
 
@@ -262,7 +368,10 @@ mod tests {
             "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA",
         });
         let key = parse_jwk(&jwk).expect("a P-256 key");
-        assert_eq!(thumbprint(&key), "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+        assert_eq!(
+            thumbprint(&key),
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+        );
         assert_eq!(key_from_bytes(&key_bytes(&key)), Some(key));
     }
 }

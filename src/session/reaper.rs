@@ -3,7 +3,7 @@
 //! and DBSC challenges too old to answer.
 
 use rocket::fairing::AdHoc;
-use rocket::tokio::time::{interval, Duration, MissedTickBehavior};
+use rocket::tokio::time::{Duration, MissedTickBehavior, interval};
 use sqlx::PgConnection;
 
 use super::{dbsc, store};
@@ -15,7 +15,11 @@ use rocket_db_pools::Database;
 
 /// Deletes every row past `expires_at + tombstone_grace`, in batches that each commit on their
 /// own, so requests never wait behind one long delete. Returns how many rows went.
-pub async fn reap_once(conn: &mut PgConnection, config: &SessionConfig, clock: &AppClock) -> sqlx::Result<u64> {
+pub async fn reap_once(
+    conn: &mut PgConnection,
+    config: &SessionConfig,
+    clock: &AppClock,
+) -> sqlx::Result<u64> {
     let cutoff = clock.now() - config.tombstone_grace();
     let batch = i64::from(config.reaper_batch_size);
     let mut total = 0;
@@ -33,9 +37,11 @@ pub async fn reap_once(conn: &mut PgConnection, config: &SessionConfig, clock: &
 pub fn stage() -> AdHoc {
     AdHoc::on_liftoff("Session reaper", |rocket| {
         Box::pin(async move {
-            let (Some(db), Some(config), Some(clock)) =
-                (Db::fetch(rocket), rocket.state::<SessionConfig>(), rocket.state::<AppClock>())
-            else {
+            let (Some(db), Some(config), Some(clock)) = (
+                Db::fetch(rocket),
+                rocket.state::<SessionConfig>(),
+                rocket.state::<AppClock>(),
+            ) else {
                 return;
             };
             let (pool, config, clock) = (db.pool().clone(), config.clone(), clock.clone());

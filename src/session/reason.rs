@@ -57,7 +57,9 @@ impl Reason {
                 "You were signed out because your browser changed unexpectedly during the session. \
                  Please sign in again."
             }
-            Reason::Revoked => "This device was signed out from another device or by an administrator.",
+            Reason::Revoked => {
+                "This device was signed out from another device or by an administrator."
+            }
             Reason::PasswordChanged => {
                 "Your password was changed, so this device was signed out. Sign in with the new password."
             }

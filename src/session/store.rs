@@ -128,7 +128,11 @@ pub async fn insert_api_family(
 /// last-seen. The write re-checks its conditions on the newest row: if the session was revoked,
 /// rotated or touched by a concurrent request meanwhile, it writes nothing and `touched` is
 /// false. It never brings a revoked session back.
-pub async fn find_with_user(conn: &mut PgConnection, key: &SessionKey, touch: &Touch) -> sqlx::Result<Option<SessionRecord>> {
+pub async fn find_with_user(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    touch: &Touch,
+) -> sqlx::Result<Option<SessionRecord>> {
     sqlx::query_as(
         "WITH touched AS (
              UPDATE sessions SET last_seen_at = $2
@@ -198,7 +202,12 @@ pub async fn revoke_by_id(
 /// Ends the session a presented token belongs to, like `revoke_by_id`: the token is looked up
 /// once, so a rotation that commits while this waits for the row does not make it miss.
 /// `false`: no live session has this token.
-pub async fn revoke(conn: &mut PgConnection, key: &SessionKey, reason: Reason, now: OffsetDateTime) -> sqlx::Result<bool> {
+pub async fn revoke(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    reason: Reason,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "UPDATE sessions SET revoked_at = $2, revoke_reason = $3
          WHERE public_id = (SELECT public_id FROM sessions WHERE key = $1) AND revoked_at IS NULL",
@@ -213,7 +222,11 @@ pub async fn revoke(conn: &mut PgConnection, key: &SessionKey, reason: Reason, n
 
 /// Deletes up to `batch` rows whose absolute expiry is older than `cutoff`. Rows another reaper
 /// is deleting are skipped, not waited for, so any number of instances can reap at once.
-pub async fn reap(conn: &mut PgConnection, cutoff: OffsetDateTime, batch: i64) -> sqlx::Result<u64> {
+pub async fn reap(
+    conn: &mut PgConnection,
+    cutoff: OffsetDateTime,
+    batch: i64,
+) -> sqlx::Result<u64> {
     let result = sqlx::query(
         "DELETE FROM sessions WHERE key IN (
              SELECT key FROM sessions WHERE expires_at < $1
@@ -357,15 +370,19 @@ pub async fn revoke_beyond_cap(
 
 /// A sign-in from a User-Agent this account has no session row with (live, ended or tombstoned),
 /// when it has rows with others: the account's first device is not news.
-pub async fn is_new_device(conn: &mut PgConnection, user_id: i64, user_agent: &str) -> sqlx::Result<bool> {
+pub async fn is_new_device(
+    conn: &mut PgConnection,
+    user_id: i64,
+    user_agent: &str,
+) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
             AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND user_agent = $2)",
     )
-        .bind(user_id)
-        .bind(user_agent)
-        .fetch_one(conn)
-        .await
+    .bind(user_id)
+    .bind(user_agent)
+    .fetch_one(conn)
+    .await
 }
 
 /// A user as the admin page lists them.
@@ -379,7 +396,10 @@ pub struct UserOverview {
 }
 
 /// Every user with the number of their live sessions, by name.
-pub async fn users_with_live_sessions(conn: &mut PgConnection, now: OffsetDateTime) -> sqlx::Result<Vec<UserOverview>> {
+pub async fn users_with_live_sessions(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+) -> sqlx::Result<Vec<UserOverview>> {
     sqlx::query_as(
         "SELECT u.id, u.username, u.role, u.disabled,
                 count(s.key) FILTER (WHERE s.revoked_at IS NULL AND s.expires_at > $1) AS live_sessions
@@ -423,13 +443,15 @@ pub async fn insert_refresh_token(
     generation: i32,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO refresh_tokens (key, family, generation, issued_at) VALUES ($1, $2, $3, $4)")
-        .bind(key.as_bytes())
-        .bind(family)
-        .bind(generation)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO refresh_tokens (key, family, generation, issued_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(key.as_bytes())
+    .bind(family)
+    .bind(generation)
+    .bind(now)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -446,7 +468,10 @@ pub struct RefreshRecord {
 }
 
 /// The refresh token with this key, used or not (a used one is evidence of theft).
-pub async fn find_refresh_token(conn: &mut PgConnection, key: &SessionKey) -> sqlx::Result<Option<RefreshRecord>> {
+pub async fn find_refresh_token(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+) -> sqlx::Result<Option<RefreshRecord>> {
     sqlx::query_as(
         "SELECT r.family, r.generation, r.used_at, s.user_id, s.expires_at,
                 s.revoked_at IS NOT NULL AS revoked, u.disabled
@@ -461,7 +486,11 @@ pub async fn find_refresh_token(conn: &mut PgConnection, key: &SessionKey) -> sq
 }
 
 /// Single use: once set, `used_at` is never cleared or moved.
-pub async fn mark_refresh_token_used(conn: &mut PgConnection, key: &SessionKey, now: OffsetDateTime) -> sqlx::Result<()> {
+pub async fn mark_refresh_token_used(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE key = $1 AND used_at IS NULL")
         .bind(key.as_bytes())
         .bind(now)
@@ -472,7 +501,12 @@ pub async fn mark_refresh_token_used(conn: &mut PgConnection, key: &SessionKey, 
 
 /// Puts a new registration challenge on offer for an unbound browser session. `false`: the
 /// session ended or was bound meanwhile.
-pub async fn offer_dbsc(conn: &mut PgConnection, key: &SessionKey, challenge: &str, now: OffsetDateTime) -> sqlx::Result<bool> {
+pub async fn offer_dbsc(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    challenge: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "UPDATE sessions SET dbsc_offer = $2, dbsc_offered_at = $3
          WHERE key = $1 AND kind = 'browser' AND revoked_at IS NULL AND dbsc_key IS NULL",
@@ -499,7 +533,11 @@ pub struct Binding<'a> {
 /// Binds a live, not yet bound session to a device's public key, consuming the registration
 /// challenge in the same statement (single use). `false`: the challenge is not the one on offer
 /// or is too old, or the session is already bound or has ended; nothing changed.
-pub async fn bind(conn: &mut PgConnection, key: &SessionKey, binding: &Binding<'_>) -> sqlx::Result<bool> {
+pub async fn bind(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    binding: &Binding<'_>,
+) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "UPDATE sessions SET dbsc_key = $4, bound_csrf = $5, bound_until = $6, dbsc_offer = NULL, dbsc_offered_at = NULL
          WHERE key = $1 AND kind = 'browser' AND revoked_at IS NULL AND dbsc_key IS NULL
@@ -530,7 +568,10 @@ pub struct BoundRecord {
 }
 
 /// The session with this public id, ended or not (a tombstone tells the device why).
-pub async fn find_by_public_id(conn: &mut PgConnection, public_id: Uuid) -> sqlx::Result<Option<BoundRecord>> {
+pub async fn find_by_public_id(
+    conn: &mut PgConnection,
+    public_id: Uuid,
+) -> sqlx::Result<Option<BoundRecord>> {
     sqlx::query_as(
         "SELECT s.key, s.user_id, s.kind, s.last_seen_at, s.expires_at, s.revoke_reason, s.dbsc_key, u.disabled
          FROM sessions s JOIN users u ON u.id = s.user_id
@@ -634,7 +675,13 @@ pub async fn rebind_rotated(
 }
 
 /// Deletes refresh challenges issued before `cutoff` (they can no longer be used).
-pub async fn reap_dbsc_challenges(conn: &mut PgConnection, cutoff: OffsetDateTime) -> sqlx::Result<u64> {
-    let result = sqlx::query("DELETE FROM dbsc_challenges WHERE issued_at < $1").bind(cutoff).execute(conn).await?;
+pub async fn reap_dbsc_challenges(
+    conn: &mut PgConnection,
+    cutoff: OffsetDateTime,
+) -> sqlx::Result<u64> {
+    let result = sqlx::query("DELETE FROM dbsc_challenges WHERE issued_at < $1")
+        .bind(cutoff)
+        .execute(conn)
+        .await?;
     Ok(result.rows_affected())
 }

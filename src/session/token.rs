@@ -1,9 +1,9 @@
 //! The session secret: `SessionToken` lives only in the cookie, `SessionKey` (its SHA-256) only in the database.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rand::rngs::OsRng;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::TryRngCore;
+use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 
 const TOKEN_BYTES: usize = 32;
@@ -17,7 +17,9 @@ pub struct SessionToken([u8; TOKEN_BYTES]);
 /// 256 bits from the operating system's CSPRNG: the one source of every secret the app mints.
 pub fn random_bytes() -> [u8; TOKEN_BYTES] {
     let mut bytes = [0u8; TOKEN_BYTES];
-    OsRng.try_fill_bytes(&mut bytes).expect("the operating system's random number generator must be available");
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random number generator must be available");
     bytes
 }
 
@@ -106,13 +108,26 @@ mod tests {
 
     #[test]
     fn two_tokens_differ() {
-        assert_ne!(SessionToken::generate().key(), SessionToken::generate().key());
+        assert_ne!(
+            SessionToken::generate().key(),
+            SessionToken::generate().key()
+        );
     }
 
     #[test]
     fn malformed_values_are_no_token() {
-        for value in ["", "abc", &"A".repeat(42), &"A".repeat(44), &"!".repeat(43), &"A".repeat(10_000)] {
-            assert!(SessionToken::parse(value).is_none(), "{value:?} must not parse");
+        for value in [
+            "",
+            "abc",
+            &"A".repeat(42),
+            &"A".repeat(44),
+            &"!".repeat(43),
+            &"A".repeat(10_000),
+        ] {
+            assert!(
+                SessionToken::parse(value).is_none(),
+                "{value:?} must not parse"
+            );
         }
     }
 
@@ -120,7 +135,10 @@ mod tests {
     fn the_csrf_token_is_not_the_session_token_nor_its_key() {
         let token = SessionToken::generate();
         assert_ne!(token.csrf_token(), token.expose());
-        assert_ne!(token.csrf_token(), URL_SAFE_NO_PAD.encode(token.key().as_bytes()));
+        assert_ne!(
+            token.csrf_token(),
+            URL_SAFE_NO_PAD.encode(token.key().as_bytes())
+        );
     }
 
     #[test]

@@ -22,7 +22,10 @@ impl CheckedCredentials {
     /// An account created in the caller's transaction: its credentials are current by
     /// construction, at the column's default version (migrations/0006).
     pub fn new_account(user_id: i64) -> Self {
-        CheckedCredentials { user_id, version: 0 }
+        CheckedCredentials {
+            user_id,
+            version: 0,
+        }
     }
 }
 
@@ -35,7 +38,11 @@ pub enum Role {
 impl Role {
     /// Anything but `admin` is an ordinary user: an unexpected value never grants privilege.
     pub fn parse(value: &str) -> Role {
-        if value == "admin" { Role::Admin } else { Role::User }
+        if value == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
     }
 
     pub fn as_str(self) -> &'static str {

@@ -4,7 +4,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rocket::tokio::sync::oneshot;
-use std::sync::{mpsc, Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, mpsc};
 
 use crate::error::AppError;
 
@@ -31,7 +31,10 @@ impl Password {
     /// `None` when the password is strong enough for a new account, else advice for the person.
     pub fn weakness(&self, username: &str) -> Option<String> {
         let prefix: String = self.0.chars().take(STRENGTH_CHECK_CHARS).collect();
-        let estimate = zxcvbn::zxcvbn(&prefix, &[username, "secure-sessions", "secure", "sessions"]);
+        let estimate = zxcvbn::zxcvbn(
+            &prefix,
+            &[username, "secure-sessions", "secure", "sessions"],
+        );
         if estimate.score() >= zxcvbn::Score::Three {
             return None;
         }
@@ -63,7 +66,9 @@ type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
 /// A hash of a password nobody knows: an unknown username costs the same work as a known one.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    Worker::new().hash(b"no account has this password").expect("argon2 hashes with its default parameters")
+    Worker::new()
+        .hash(b"no account has this password")
+        .expect("argon2 hashes with its default parameters")
 });
 
 impl PasswordHasher {
@@ -78,7 +83,12 @@ impl PasswordHasher {
                 .spawn(move || {
                     let mut worker = Worker::new();
                     // The lock is held only while taking a job, never while hashing.
-                    let next = || receiver.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let next = || {
+                        receiver
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .recv()
+                    };
                     while let Ok(job) = next() {
                         job(&mut worker);
                     }
@@ -90,15 +100,23 @@ impl PasswordHasher {
 
     pub async fn hash(&self, password: &Password) -> Result<String, AppError> {
         let password = password.0.clone();
-        self.run(move |worker| worker.hash(password.as_bytes())).await
+        self.run(move |worker| worker.hash(password.as_bytes()))
+            .await
     }
 
     /// `stored` is `None` for an unknown user: the dummy hash is verified instead, and fails.
-    pub async fn verify(&self, password: &Password, stored: Option<String>) -> Result<bool, AppError> {
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<String>,
+    ) -> Result<bool, AppError> {
         let password = password.0.clone();
         self.run(move |worker| {
             let known = stored.is_some();
-            let matches = worker.verify(password.as_bytes(), stored.as_deref().unwrap_or(&DUMMY_HASH))?;
+            let matches = worker.verify(
+                password.as_bytes(),
+                stored.as_deref().unwrap_or(&DUMMY_HASH),
+            )?;
             Ok(known && matches)
         })
         .await
@@ -113,8 +131,12 @@ impl PasswordHasher {
             // The requester may have gone away (a closed connection); nothing to tell then.
             let _ = done.send(work(worker));
         });
-        self.jobs.send(job).map_err(|_| AppError::PasswordHash("the hashing threads have stopped".into()))?;
-        result.await.map_err(|_| AppError::PasswordHash("a hashing thread failed".into()))?
+        self.jobs
+            .send(job)
+            .map_err(|_| AppError::PasswordHash("the hashing threads have stopped".into()))?;
+        result
+            .await
+            .map_err(|_| AppError::PasswordHash("a hashing thread failed".into()))?
     }
 }
 
@@ -127,7 +149,10 @@ struct Worker {
 impl Worker {
     /// The work area is allocated at the first hash, not at start.
     fn new() -> Self {
-        Worker { argon2: Argon2::default(), memory: Vec::new() }
+        Worker {
+            argon2: Argon2::default(),
+            memory: Vec::new(),
+        }
     }
 
     /// The work area for `params`, grown (once) when they need more than it holds.
@@ -142,7 +167,10 @@ impl Worker {
     fn hash(&mut self, password: &[u8]) -> Result<String, AppError> {
         let salt = SaltString::generate(&mut OsRng);
         let mut salt_buffer = [0u8; Salt::MAX_LENGTH];
-        let salt_bytes = salt.as_salt().decode_b64(&mut salt_buffer).map_err(hash_error)?;
+        let salt_bytes = salt
+            .as_salt()
+            .decode_b64(&mut salt_buffer)
+            .map_err(hash_error)?;
         let argon2 = self.argon2.clone();
         let memory = self.memory_for(argon2.params());
         let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
@@ -166,10 +194,17 @@ impl Worker {
     fn verify(&mut self, password: &[u8], stored: &str) -> Result<bool, AppError> {
         let phc = PasswordHash::new(stored).map_err(hash_error)?;
         let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
-            return Err(AppError::PasswordHash("a stored hash lacks its salt or output".into()));
+            return Err(AppError::PasswordHash(
+                "a stored hash lacks its salt or output".into(),
+            ));
         };
         let algorithm = Algorithm::try_from(phc.algorithm).map_err(hash_error)?;
-        let version = phc.version.map(Version::try_from).transpose().map_err(hash_error)?.unwrap_or_default();
+        let version = phc
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .map_err(hash_error)?
+            .unwrap_or_default();
         let params = Params::try_from(&phc).map_err(hash_error)?;
         // A hash made with more memory than ours (an older, stronger setting) grows the area once.
         let memory = self.memory_for(&params);
@@ -230,16 +265,34 @@ mod tests {
         let mut worker = Worker::new();
         let ours = worker.hash(b"violet tractor mango").unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
-        assert!(Argon2::default().verify_password(b"violet tractor mango", &parsed).is_ok());
-        assert!(Argon2::default().verify_password(b"violet tractor mangos", &parsed).is_err());
+        assert!(
+            Argon2::default()
+                .verify_password(b"violet tractor mango", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"violet tractor mangos", &parsed)
+                .is_err()
+        );
 
         let salt = SaltString::generate(&mut OsRng);
-        let theirs = Argon2::default().hash_password(b"violet tractor mango", &salt).unwrap().to_string();
+        let theirs = Argon2::default()
+            .hash_password(b"violet tractor mango", &salt)
+            .unwrap()
+            .to_string();
         assert!(worker.verify(b"violet tractor mango", &theirs).unwrap());
         assert!(!worker.verify(b"violet tractor mangos", &theirs).unwrap());
         // A hash with more memory than ours still verifies (the work area grows).
-        let stronger = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(32 * 1024, 2, 1, None).unwrap());
-        let strong = stronger.hash_password(b"violet tractor mango", &salt).unwrap().to_string();
+        let stronger = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(32 * 1024, 2, 1, None).unwrap(),
+        );
+        let strong = stronger
+            .hash_password(b"violet tractor mango", &salt)
+            .unwrap()
+            .to_string();
         assert!(worker.verify(b"violet tractor mango", &strong).unwrap());
     }
 }

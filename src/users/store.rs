@@ -18,7 +18,10 @@ pub struct Credentials {
 impl Credentials {
     /// What a successful check of these credentials proves.
     pub fn checked(&self) -> CheckedCredentials {
-        CheckedCredentials { user_id: self.id, version: self.credentials_version }
+        CheckedCredentials {
+            user_id: self.id,
+            version: self.credentials_version,
+        }
     }
 }
 
@@ -26,7 +29,10 @@ impl Credentials {
 /// throttle counts, so every spelling that reaches an account shares that account's budget.
 /// Stored names are ASCII (`Username::parse` admits no other), and on ASCII `lower()`, which the
 /// unique index uses, is the canonical form.
-pub async fn find_credentials(conn: &mut PgConnection, username: &Username) -> sqlx::Result<Option<Credentials>> {
+pub async fn find_credentials(
+    conn: &mut PgConnection,
+    username: &Username,
+) -> sqlx::Result<Option<Credentials>> {
     sqlx::query_as("SELECT id, password_hash, disabled, credentials_version FROM users WHERE lower(username) = $1")
         .bind(username.canonical())
         .fetch_optional(conn)
@@ -34,11 +40,16 @@ pub async fn find_credentials(conn: &mut PgConnection, username: &Username) -> s
 }
 
 /// The credentials of a signed-in user, for a password re-check.
-pub async fn find_credentials_by_id(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Option<Credentials>> {
-    sqlx::query_as("SELECT id, password_hash, disabled, credentials_version FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(conn)
-        .await
+pub async fn find_credentials_by_id(
+    conn: &mut PgConnection,
+    user_id: i64,
+) -> sqlx::Result<Option<Credentials>> {
+    sqlx::query_as(
+        "SELECT id, password_hash, disabled, credentials_version FROM users WHERE id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// `None` when the name is taken (case-insensitively).
@@ -68,7 +79,10 @@ pub async fn create(
 /// The row lock makes everything that creates or ends a user's sessions take turns: sign-ins
 /// (and with them the session caps) and every change that moves the version on. If such a
 /// change holds the row, this waits for its commit and then reads the new version.
-pub async fn lock_if_current(conn: &mut PgConnection, checked: CheckedCredentials) -> sqlx::Result<bool> {
+pub async fn lock_if_current(
+    conn: &mut PgConnection,
+    checked: CheckedCredentials,
+) -> sqlx::Result<bool> {
     let current: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM users WHERE id = $1 AND credentials_version = $2 AND NOT disabled FOR UPDATE",
     )
@@ -91,7 +105,11 @@ pub async fn bump_credentials_version(conn: &mut PgConnection, user_id: i64) -> 
 }
 
 /// A new password; checks of the old one stop counting (the version moves on).
-pub async fn set_password_hash(conn: &mut PgConnection, user_id: i64, password_hash: &str) -> sqlx::Result<()> {
+pub async fn set_password_hash(
+    conn: &mut PgConnection,
+    user_id: i64,
+    password_hash: &str,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET password_hash = $2, credentials_version = credentials_version + 1 WHERE id = $1")
         .bind(user_id)
         .bind(password_hash)
@@ -103,7 +121,11 @@ pub async fn set_password_hash(conn: &mut PgConnection, user_id: i64, password_h
 /// Disables or enables an account; either way checks made before stop counting (the version
 /// moves on), so a sign-in that began before a disable cannot come back with an enable.
 /// `None` when there is no such user.
-pub async fn set_disabled(conn: &mut PgConnection, user_id: i64, disabled: bool) -> sqlx::Result<Option<String>> {
+pub async fn set_disabled(
+    conn: &mut PgConnection,
+    user_id: i64,
+    disabled: bool,
+) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(
         "UPDATE users SET disabled = $2, credentials_version = credentials_version + 1 WHERE id = $1 RETURNING username",
     )
@@ -114,5 +136,8 @@ pub async fn set_disabled(conn: &mut PgConnection, user_id: i64, disabled: bool)
 }
 
 pub async fn username(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT username FROM users WHERE id = $1").bind(user_id).fetch_optional(conn).await
+    sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await
 }

@@ -10,8 +10,7 @@
 pub struct Username(String);
 
 impl Username {
-    pub const RULES: &'static str =
-        "Usernames are 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit.";
+    pub const RULES: &'static str = "Usernames are 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit.";
 
     pub fn parse(value: &str) -> Result<Username, &'static str> {
         let value = value.trim();
@@ -19,7 +18,11 @@ impl Username {
         let valid = (3..=32).contains(&value.len())
             && value.chars().all(allowed)
             && value.starts_with(|c: char| c.is_ascii_alphanumeric());
-        if valid { Ok(Username(value.to_owned())) } else { Err(Self::RULES) }
+        if valid {
+            Ok(Username(value.to_owned()))
+        } else {
+            Err(Self::RULES)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -42,7 +45,16 @@ mod tests {
         for good in ["bob", "alice.smith", "a_b-c", "Zed99", &"x".repeat(32)] {
             assert!(Username::parse(good).is_ok(), "{good:?} should be accepted");
         }
-        for bad in ["", "ab", &"x".repeat(33), "-bob", "bob smith", "bob'; DROP TABLE users;--", "bøb", "a\u{0}b"] {
+        for bad in [
+            "",
+            "ab",
+            &"x".repeat(33),
+            "-bob",
+            "bob smith",
+            "bob'; DROP TABLE users;--",
+            "bøb",
+            "a\u{0}b",
+        ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -54,25 +66,31 @@ mod tests {
 
     #[test]
     fn the_canonical_form_is_ascii_lower_case() {
-        assert_eq!(Username::parse(" Bob.SMITH_2 ").unwrap().canonical(), "bob.smith_2");
+        assert_eq!(
+            Username::parse(" Bob.SMITH_2 ").unwrap().canonical(),
+            "bob.smith_2"
+        );
     }
 
     #[test]
     fn look_alikes_are_not_usernames() {
         let look_alikes = [
-            "al\u{130}ce",      // capital I with a dot: PostgreSQL's lower() makes it "i"
-            "al\u{131}ce",      // dotless i
-            "ali\u{307}ce",     // i and a combining dot above
+            "al\u{130}ce",  // capital I with a dot: PostgreSQL's lower() makes it "i"
+            "al\u{131}ce",  // dotless i
+            "ali\u{307}ce", // i and a combining dot above
             "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", // fullwidth letters
-            "ali\u{200b}ce",    // zero-width space
-            "alice\u{feff}",    // zero-width no-break space (not whitespace, so not trimmed)
-            "\u{212a}elvin",    // Kelvin sign: Unicode lower-cases it to "k"
-            "\u{430}lice",      // Cyrillic a
+            "ali\u{200b}ce", // zero-width space
+            "alice\u{feff}", // zero-width no-break space (not whitespace, so not trimmed)
+            "\u{212a}elvin", // Kelvin sign: Unicode lower-cases it to "k"
+            "\u{430}lice",  // Cyrillic a
             "alice\u{0}",
-            "ali\u{202e}ce",    // right-to-left override
+            "ali\u{202e}ce", // right-to-left override
         ];
         for look_alike in look_alikes {
-            assert!(Username::parse(look_alike).is_err(), "{look_alike:?} should be refused");
+            assert!(
+                Username::parse(look_alike).is_err(),
+                "{look_alike:?} should be refused"
+            );
         }
     }
 }

@@ -3,13 +3,17 @@
 use fantoccini::Locator;
 use secure_sessions::users::Role;
 
-use crate::harness::{exclusive, Browser};
-use crate::support::{TestApp, PASSWORD};
+use crate::harness::{Browser, exclusive};
+use crate::support::{PASSWORD, TestApp};
 
 const NEW_PASSWORD: &str = "violet tractor mango seventeen";
 
 async fn confirm_password(browser: &Browser) {
-    assert!(browser.path().await.starts_with("/confirm"), "{}", browser.path().await);
+    assert!(
+        browser.path().await.starts_with("/confirm"),
+        "{}",
+        browser.path().await
+    );
     browser.fill("password", PASSWORD).await;
     browser.submit("[data-testid=confirm-form]").await;
 }
@@ -28,25 +32,35 @@ async fn signing_the_other_browser_out_shows_it_the_revoked_message() {
     a.goto(&server.url("/account")).await;
     assert_eq!(a.count_testid("session-row").await, 2);
     a.screenshot("account-two-devices").await;
-    a.click_and_wait(Locator::Css("[data-testid=revoke-session]")).await;
+    a.click_and_wait(Locator::Css("[data-testid=revoke-session]"))
+        .await;
     confirm_password(&a).await;
     assert_eq!(a.path().await, "/account");
-    a.click_and_wait(Locator::Css("[data-testid=revoke-session]")).await;
+    a.click_and_wait(Locator::Css("[data-testid=revoke-session]"))
+        .await;
     assert_eq!(a.path().await, "/account");
-    assert!(!a.has_testid("revoke-session").await, "only this device is left");
+    assert!(
+        !a.has_testid("revoke-session").await,
+        "only this device is left"
+    );
     a.screenshot("account-after-revoke").await;
 
     // B's next click lands on the sign-in page with the reason.
-    b.click_and_wait(Locator::Css("nav a[href='/account']")).await;
+    b.click_and_wait(Locator::Css("nav a[href='/account']"))
+        .await;
     assert_eq!(b.path().await, "/login?reason=revoked&next=%2Faccount");
-    assert_eq!(b.text_of("login-reason").await, "This device was signed out from another device or by an administrator.");
+    assert_eq!(
+        b.text_of("login-reason").await,
+        "This device was signed out from another device or by an administrator."
+    );
     b.screenshot("revoked").await;
     a.close().await;
     b.close().await;
 }
 
 #[rocket::async_test]
-async fn a_password_change_on_one_browser_signs_the_other_out_and_keeps_this_one_with_a_new_cookie() {
+async fn a_password_change_on_one_browser_signs_the_other_out_and_keeps_this_one_with_a_new_cookie()
+{
     let _one = exclusive().await;
     let app = TestApp::new().await;
     app.create_user("alice", Role::User).await;
@@ -57,21 +71,37 @@ async fn a_password_change_on_one_browser_signs_the_other_out_and_keeps_this_one
     b.sign_in(&server.base_url, "alice", PASSWORD).await;
     let before = a.cookie("__Host-sid").await.unwrap().value().to_owned();
 
-    a.click_and_wait(Locator::Css("[data-testid=change-password]")).await;
+    a.click_and_wait(Locator::Css("[data-testid=change-password]"))
+        .await;
     a.fill("current_password", PASSWORD).await;
     a.fill("new_password", NEW_PASSWORD).await;
     a.fill("new_password_confirm", NEW_PASSWORD).await;
     a.submit("[data-testid=password-form]").await;
-    assert!(a.text_of("password-changed").await.contains("1 other device was signed out"));
+    assert!(
+        a.text_of("password-changed")
+            .await
+            .contains("1 other device was signed out")
+    );
     a.screenshot("password-changed").await;
     let after = a.cookie("__Host-sid").await.unwrap().value().to_owned();
     assert_ne!(before, after, "A holds a new cookie value");
 
     a.goto(&server.url("/account")).await;
-    assert_eq!(a.text_of("account-username").await, "alice", "A stays signed in");
+    assert_eq!(
+        a.text_of("account-username").await,
+        "alice",
+        "A stays signed in"
+    );
     b.goto(&server.url("/account")).await;
-    assert_eq!(b.path().await, "/login?reason=password_changed&next=%2Faccount");
-    assert!(b.text_of("login-reason").await.contains("Your password was changed"));
+    assert_eq!(
+        b.path().await,
+        "/login?reason=password_changed&next=%2Faccount"
+    );
+    assert!(
+        b.text_of("login-reason")
+            .await
+            .contains("Your password was changed")
+    );
     a.close().await;
     b.close().await;
 }
@@ -88,13 +118,22 @@ async fn an_admin_disables_an_account_and_its_open_browser_is_signed_out() {
     alice.sign_in(&server.base_url, "alice", PASSWORD).await;
     admin.sign_in(&server.base_url, "root", PASSWORD).await;
 
-    admin.click_and_wait(Locator::Css("nav a[href='/admin']")).await;
+    admin
+        .click_and_wait(Locator::Css("nav a[href='/admin']"))
+        .await;
     confirm_password(&admin).await;
     assert_eq!(admin.path().await, "/admin");
     assert_eq!(admin.count_testid("admin-user-row").await, 2);
     admin.screenshot("admin").await;
-    admin.click_and_wait(Locator::Css("tr[data-username=alice] [data-testid=admin-disable]")).await;
-    assert!(admin.has_testid("admin-enable").await, "alice is now disabled");
+    admin
+        .click_and_wait(Locator::Css(
+            "tr[data-username=alice] [data-testid=admin-disable]",
+        ))
+        .await;
+    assert!(
+        admin.has_testid("admin-enable").await,
+        "alice is now disabled"
+    );
 
     alice.goto(&server.url("/account")).await;
     assert_eq!(alice.path().await, "/login?reason=revoked&next=%2Faccount");

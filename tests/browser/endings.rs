@@ -5,8 +5,8 @@ use std::time::Duration;
 use rocket::tokio::time::sleep;
 use secure_sessions::users::Role;
 
-use crate::harness::{exclusive, Browser};
-use crate::support::{TestApp, PASSWORD};
+use crate::harness::{Browser, exclusive};
+use crate::support::{PASSWORD, TestApp};
 
 /// Polls (up to `seconds`) until the browser is on a path starting with `prefix`.
 async fn wait_for_path(browser: &Browser, prefix: &str, seconds: u64) -> String {
@@ -17,11 +17,19 @@ async fn wait_for_path(browser: &Browser, prefix: &str, seconds: u64) -> String 
         }
         sleep(Duration::from_millis(100)).await;
     }
-    panic!("still on {} after {seconds}s, expected {prefix}", browser.path().await);
+    panic!(
+        "still on {} after {seconds}s, expected {prefix}",
+        browser.path().await
+    );
 }
 
 async fn warning_visible(browser: &Browser) -> bool {
-    browser.by_testid("idle-warning").await.is_displayed().await.expect("displayed?")
+    browser
+        .by_testid("idle-warning")
+        .await
+        .is_displayed()
+        .await
+        .expect("displayed?")
 }
 
 #[rocket::async_test]
@@ -39,17 +47,32 @@ async fn the_idle_warning_appears_stay_signed_in_extends_and_idleness_then_signs
     let browser = Browser::launch().await;
     browser.sign_in(&server.base_url, "alice", PASSWORD).await;
     assert_eq!(browser.path().await, "/account");
-    assert!(!warning_visible(&browser).await, "no warning right after a request");
+    assert!(
+        !warning_visible(&browser).await,
+        "no warning right after a request"
+    );
 
     // 6 s idle timeout, warning in the last 4 s: it shows after about 2 s.
     sleep(Duration::from_millis(2800)).await;
-    assert!(warning_visible(&browser).await, "the warning shows before the timeout");
+    assert!(
+        warning_visible(&browser).await,
+        "the warning shows before the timeout"
+    );
     browser.screenshot("idle-warning").await;
 
-    browser.by_testid("stay-signed-in").await.click().await.expect("click");
+    browser
+        .by_testid("stay-signed-in")
+        .await
+        .click()
+        .await
+        .expect("click");
     sleep(Duration::from_millis(500)).await;
     assert!(!warning_visible(&browser).await, "the warning goes away");
-    assert_eq!(browser.path().await, "/account", "no navigation: the page stays");
+    assert_eq!(
+        browser.path().await,
+        "/account",
+        "no navigation: the page stays"
+    );
 
     // Past the original deadline the page is still signed in: the keepalive moved it.
     sleep(Duration::from_millis(3500)).await;
@@ -59,7 +82,10 @@ async fn the_idle_warning_appears_stay_signed_in_extends_and_idleness_then_signs
     // Now stay idle: the page itself goes to the sign-in page and says why.
     let path = wait_for_path(&browser, "/login", 10).await;
     assert_eq!(path, "/login?reason=idle_timeout&next=%2Faccount");
-    assert_eq!(browser.text_of("login-reason").await, "You were signed out because you were inactive for a while.");
+    assert_eq!(
+        browser.text_of("login-reason").await,
+        "You were signed out because you were inactive for a while."
+    );
     browser.screenshot("idle-timeout").await;
 
     // Signing in again returns to the page.
@@ -92,6 +118,9 @@ async fn an_active_session_still_ends_at_the_absolute_timeout() {
     // The open page's countdown runs to the absolute expiry too, and then the page goes by itself.
     let path = wait_for_path(&browser, "/login", 10).await;
     assert_eq!(path, "/login?reason=session_expired&next=%2Faccount");
-    assert_eq!(browser.text_of("login-reason").await, "Your session has expired. Please sign in again.");
+    assert_eq!(
+        browser.text_of("login-reason").await,
+        "Your session has expired. Please sign in again."
+    );
     browser.close().await;
 }

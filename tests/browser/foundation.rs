@@ -1,11 +1,11 @@
 //! Register, sign in, the account page and sign out, as a person does them in Chromium.
 
-use rocket::http::SameSite;
 use fantoccini::Locator;
+use rocket::http::SameSite;
 use secure_sessions::users::Role;
 
-use crate::harness::{exclusive, Browser};
-use crate::support::{TestApp, PASSWORD};
+use crate::harness::{Browser, exclusive};
+use crate::support::{PASSWORD, TestApp};
 
 #[rocket::async_test]
 async fn a_person_registers_signs_out_signs_in_and_signs_out_again() {
@@ -23,7 +23,12 @@ async fn a_person_registers_signs_out_signs_in_and_signs_out_again() {
     browser.fill("password", "password").await;
     browser.fill("password_confirm", "password").await;
     browser.submit("[data-testid=register-form]").await;
-    assert!(browser.text_of("register-error").await.contains("too easy to guess"));
+    assert!(
+        browser
+            .text_of("register-error")
+            .await
+            .contains("too easy to guess")
+    );
     browser.screenshot("register-weak-password").await;
 
     let password = "violet tractor mango seventeen";
@@ -34,15 +39,25 @@ async fn a_person_registers_signs_out_signs_in_and_signs_out_again() {
     assert_eq!(browser.text_of("account-username").await, "carol");
     browser.screenshot("account").await;
 
-    browser.click_and_wait(Locator::Css("[data-testid=logout]")).await;
+    browser
+        .click_and_wait(Locator::Css("[data-testid=logout]"))
+        .await;
     assert_eq!(browser.path().await, "/login?reason=signed_out");
-    assert_eq!(browser.text_of("login-reason").await, "You have been signed out.");
+    assert_eq!(
+        browser.text_of("login-reason").await,
+        "You have been signed out."
+    );
     browser.screenshot("signed-out").await;
 
     browser.sign_in(&server.base_url, "carol", password).await;
     assert_eq!(browser.path().await, "/account");
-    browser.click_and_wait(Locator::Css("[data-testid=logout]")).await;
-    assert!(browser.cookie("__Host-sid").await.is_none(), "the session cookie is gone");
+    browser
+        .click_and_wait(Locator::Css("[data-testid=logout]"))
+        .await;
+    assert!(
+        browser.cookie("__Host-sid").await.is_none(),
+        "the session cookie is gone"
+    );
     browser.close().await;
 }
 
@@ -56,14 +71,24 @@ async fn the_browser_stores_the_session_cookie_host_only_secure_http_only_and_la
     browser.sign_in(&server.base_url, "alice", PASSWORD).await;
     assert_eq!(browser.path().await, "/account");
 
-    let cookie = browser.cookie("__Host-sid").await.expect("the browser kept the session cookie");
+    let cookie = browser
+        .cookie("__Host-sid")
+        .await
+        .expect("the browser kept the session cookie");
     assert_eq!(cookie.secure(), Some(true));
     assert_eq!(cookie.http_only(), Some(true));
     assert_eq!(cookie.same_site(), Some(SameSite::Lax));
     assert_eq!(cookie.path(), Some("/"));
     // Scripts cannot read it.
-    let visible = browser.client.execute("return document.cookie", vec![]).await.unwrap();
-    assert!(!visible.as_str().unwrap_or_default().contains("__Host-sid"), "{visible}");
+    let visible = browser
+        .client
+        .execute("return document.cookie", vec![])
+        .await
+        .unwrap();
+    assert!(
+        !visible.as_str().unwrap_or_default().contains("__Host-sid"),
+        "{visible}"
+    );
     browser.close().await;
 }
 
@@ -75,13 +100,27 @@ async fn back_after_sign_out_shows_no_account_data_and_the_old_cookie_is_refused
     let server = app.serve().await;
     let browser = Browser::launch().await;
     browser.sign_in(&server.base_url, "alice", PASSWORD).await;
-    let old_token = browser.cookie("__Host-sid").await.expect("signed in").value().to_owned();
-    browser.click_and_wait(Locator::Css("[data-testid=logout]")).await;
+    let old_token = browser
+        .cookie("__Host-sid")
+        .await
+        .expect("signed in")
+        .value()
+        .to_owned();
+    browser
+        .click_and_wait(Locator::Css("[data-testid=logout]"))
+        .await;
 
     browser.client.back().await.expect("back");
     browser.wait_loaded().await;
-    assert!(!browser.has_testid("account-username").await, "Back must not show account data");
-    assert!(browser.path().await.starts_with("/login"), "{}", browser.path().await);
+    assert!(
+        !browser.has_testid("account-username").await,
+        "Back must not show account data"
+    );
+    assert!(
+        browser.path().await.starts_with("/login"),
+        "{}",
+        browser.path().await
+    );
     browser.screenshot("back-after-sign-out").await;
 
     // Another browser replays the old cookie value: refused, with the reason.
@@ -93,9 +132,16 @@ async fn back_after_sign_out_shows_no_account_data_and_the_old_cookie_is_refused
     cookie.set_same_site(Some(SameSite::Lax));
     cookie.set_secure(true);
     cookie.set_http_only(true);
-    replay.client.add_cookie(cookie).await.expect("plant the cookie");
+    replay
+        .client
+        .add_cookie(cookie)
+        .await
+        .expect("plant the cookie");
     replay.goto(&server.url("/account")).await;
-    assert_eq!(replay.path().await, "/login?reason=signed_out&next=%2Faccount");
+    assert_eq!(
+        replay.path().await,
+        "/login?reason=signed_out&next=%2Faccount"
+    );
     assert!(!replay.has_testid("account-username").await);
     replay.close().await;
     browser.close().await;
@@ -109,8 +155,14 @@ async fn a_protected_page_sends_a_visitor_to_sign_in_and_back() {
     let server = app.serve().await;
     let browser = Browser::launch().await;
     browser.goto(&server.url("/account")).await;
-    assert_eq!(browser.path().await, "/login?reason=login_required&next=%2Faccount");
-    assert_eq!(browser.text_of("login-reason").await, "Please sign in to continue.");
+    assert_eq!(
+        browser.path().await,
+        "/login?reason=login_required&next=%2Faccount"
+    );
+    assert_eq!(
+        browser.text_of("login-reason").await,
+        "Please sign in to continue."
+    );
     browser.fill("username", "alice").await;
     browser.fill("password", PASSWORD).await;
     browser.submit("[data-testid=login-form]").await;

@@ -2,8 +2,8 @@
 //! (two browsers are two devices). Browser tests run one at a time: each is ~10 processes.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -36,7 +36,11 @@ pub struct Browser {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn program(variable: &str, default: &str) -> String {
@@ -57,8 +61,11 @@ impl Browser {
     /// A browser with DBSC switched on that trusts the certificate whose public key hashes to
     /// `spki_sha256` (see `tls::TlsProxy`) as if a CA had issued it.
     pub async fn launch_dbsc(spki_sha256: &str) -> Browser {
-        Browser::launch_with(vec![DBSC_FEATURES.to_owned(), format!("--ignore-certificate-errors-spki-list={spki_sha256}")])
-            .await
+        Browser::launch_with(vec![
+            DBSC_FEATURES.to_owned(),
+            format!("--ignore-certificate-errors-spki-list={spki_sha256}"),
+        ])
+        .await
     }
 
     async fn launch_with(extra_args: Vec<String>) -> Browser {
@@ -71,11 +78,19 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver (scripts/test installs it)");
-        let profile = std::env::temp_dir().join(format!("ss-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let profile =
+            std::env::temp_dir().join(format!("ss-chromium-{}", uuid::Uuid::new_v4().simple()));
         let mut args: Vec<String> = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--disable-quic", "--window-size=1200,900",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+            "--window-size=1200,900",
         ]
         .map(String::from)
         .into();
@@ -88,8 +103,18 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let mut last_error = None;
         for _ in 0..50 {
-            match ClientBuilder::new(HttpConnector::new()).capabilities(capabilities.clone()).connect(&url).await {
-                Ok(client) => return Browser { client, driver, profile },
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        driver,
+                        profile,
+                    };
+                }
                 Err(error) => last_error = Some(error),
             }
             sleep(Duration::from_millis(100)).await;
@@ -110,16 +135,26 @@ impl Browser {
     }
 
     pub async fn by_testid(&self, testid: &str) -> Element {
-        self.client.wait().at_most(Duration::from_secs(5)).for_element(Locator::Css(&format!("[data-testid=\"{testid}\"]"))).await.expect(testid)
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(5))
+            .for_element(Locator::Css(&format!("[data-testid=\"{testid}\"]")))
+            .await
+            .expect(testid)
     }
 
     pub async fn has_testid(&self, testid: &str) -> bool {
-        self.client.find(Locator::Css(&format!("[data-testid=\"{testid}\"]"))).await.is_ok()
+        self.client
+            .find(Locator::Css(&format!("[data-testid=\"{testid}\"]")))
+            .await
+            .is_ok()
     }
 
-
     pub async fn count_testid(&self, testid: &str) -> usize {
-        self.client.find_all(Locator::Css(&format!("[data-testid=\"{testid}\"]"))).await.map_or(0, |found| found.len())
+        self.client
+            .find_all(Locator::Css(&format!("[data-testid=\"{testid}\"]")))
+            .await
+            .map_or(0, |found| found.len())
     }
 
     pub async fn text_of(&self, testid: &str) -> String {
@@ -127,7 +162,11 @@ impl Browser {
     }
 
     pub async fn fill(&self, name: &str, value: &str) {
-        let field = self.client.find(Locator::Css(&format!("[name=\"{name}\"]"))).await.expect(name);
+        let field = self
+            .client
+            .find(Locator::Css(&format!("[name=\"{name}\"]")))
+            .await
+            .expect(name);
         field.clear().await.expect("clear");
         field.send_keys(value).await.expect("type");
     }
@@ -148,12 +187,17 @@ impl Browser {
 
     /// Submits the form that contains `[name=field]` and waits for the next page.
     pub async fn submit(&self, form_css: &str) {
-        self.click_and_wait(Locator::Css(&format!("{form_css} button[type=submit]"))).await;
+        self.click_and_wait(Locator::Css(&format!("{form_css} button[type=submit]")))
+            .await;
     }
 
     pub async fn wait_loaded(&self) {
         for _ in 0..100 {
-            let state = self.client.execute("return document.readyState", vec![]).await.expect("js");
+            let state = self
+                .client
+                .execute("return document.readyState", vec![])
+                .await
+                .expect("js");
             if state == json!("complete") {
                 return;
             }
@@ -167,7 +211,8 @@ impl Browser {
 
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
-        std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write screenshot");
+        std::fs::write(screenshot_dir().join(format!("{name}.png")), png)
+            .expect("write screenshot");
     }
 
     pub async fn sign_in(&self, base_url: &str, username: &str, password: &str) {
@@ -187,7 +232,10 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let group = format!("-{}", self.driver.id());
-        Command::new("kill").args(["-KILL", "--", &group]).status().ok();
+        Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status()
+            .ok();
         self.driver.wait().ok();
         std::fs::remove_dir_all(&self.profile).ok();
     }

@@ -3,9 +3,9 @@
 
 use secure_sessions::users::Role;
 
-use crate::harness::{exclusive, Browser};
+use crate::harness::{Browser, exclusive};
 use crate::support::server::Server;
-use crate::support::{TestApp, PASSWORD};
+use crate::support::{PASSWORD, TestApp};
 
 /// Signs in from `/login?next=/account`: a refused attempt answers at `/login`, a new address,
 /// so the harness sees the navigation at once instead of waiting out its timeout.
@@ -25,7 +25,10 @@ async fn after_five_wrong_passwords_the_login_page_says_how_long_to_wait() {
     let browser = Browser::launch().await;
     for _ in 0..5 {
         try_to_sign_in(&browser, &server, "not the password at all").await;
-        assert_eq!(browser.text_of("login-error").await, "Incorrect username or password.");
+        assert_eq!(
+            browser.text_of("login-error").await,
+            "Incorrect username or password."
+        );
     }
 
     try_to_sign_in(&browser, &server, PASSWORD).await;
@@ -34,7 +37,10 @@ async fn after_five_wrong_passwords_the_login_page_says_how_long_to_wait() {
         browser.text_of("login-error").await,
         "Too many failed sign-in attempts. Please wait 1 minute and try again."
     );
-    assert!(browser.has_testid("login-form").await, "the form stays, to try again later");
+    assert!(
+        browser.has_testid("login-form").await,
+        "the form stays, to try again later"
+    );
     assert!(browser.cookie("__Host-sid").await.is_none());
     browser.screenshot("login-throttled").await;
 

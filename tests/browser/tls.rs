@@ -11,15 +11,15 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use rocket::tokio::io::copy_bidirectional;
 use rocket::tokio::net::{TcpListener, TcpStream};
 use rocket::tokio::task::JoinHandle;
 use sha2::{Digest, Sha256};
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls::{crypto, ServerConfig};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::{ServerConfig, crypto};
 
 /// An HTTPS front for the app on 127.0.0.1; stops when dropped.
 pub struct TlsProxy {
@@ -31,9 +31,11 @@ pub struct TlsProxy {
 
 impl TlsProxy {
     pub async fn start(backend_port: u16) -> TlsProxy {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a P-256 key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("certificate names");
+        let key =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a P-256 key");
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("certificate names");
         let certificate = params.self_signed(&key).expect("a self-signed certificate");
         let spki_sha256 = STANDARD.encode(Sha256::digest(key.public_key_der()));
 
@@ -51,23 +53,30 @@ impl TlsProxy {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let accepting = rocket::tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 rocket::tokio::spawn(async move {
                     // A failed handshake or a closed connection ends this connection only.
-                    let (Ok(mut tls), Ok(mut app)) =
-                        (acceptor.accept(client).await, TcpStream::connect(("127.0.0.1", backend_port)).await)
-                    else {
+                    let (Ok(mut tls), Ok(mut app)) = (
+                        acceptor.accept(client).await,
+                        TcpStream::connect(("127.0.0.1", backend_port)).await,
+                    ) else {
                         return;
                     };
                     copy_bidirectional(&mut tls, &mut app).await.ok();
                 });
             }
         });
-        TlsProxy { port, spki_sha256, accepting }
+        TlsProxy {
+            port,
+            spki_sha256,
+            accepting,
+        }
     }
 
     /// The origin the browser sees.

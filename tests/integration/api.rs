@@ -4,12 +4,12 @@
 use rocket::futures::future::join_all;
 use rocket::http::{ContentType, Header, Method, Status};
 use secure_sessions::session::token::SessionToken;
-use secure_sessions::session::{store, Reason};
+use secure_sessions::session::{Reason, store};
 use secure_sessions::users::Role;
 use serde_json::json;
 
 use crate::support::http::{Device, Reply};
-use crate::support::{TestApp, PASSWORD};
+use crate::support::{PASSWORD, TestApp};
 
 const FIFTEEN_MINUTES: i64 = 15 * 60;
 const SEVEN_DAYS: i64 = 7 * 24 * 60 * 60;
@@ -25,14 +25,25 @@ impl Pair {
         assert_eq!(reply.status, Status::Ok, "{}", reply.body);
         let body = reply.json();
         Pair {
-            access: body["access_token"].as_str().expect("access_token").to_owned(),
-            refresh: body["refresh_token"].as_str().expect("refresh_token").to_owned(),
+            access: body["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned(),
+            refresh: body["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_owned(),
         }
     }
 }
 
 async fn request_tokens(client: &Device<'_>, username: &str, password: &str) -> Reply {
-    client.post_json("/api/token", &json!({ "username": username, "password": password })).await
+    client
+        .post_json(
+            "/api/token",
+            &json!({ "username": username, "password": password }),
+        )
+        .await
 }
 
 async fn sign_in(client: &Device<'_>) -> Pair {
@@ -40,28 +51,46 @@ async fn sign_in(client: &Device<'_>) -> Pair {
 }
 
 async fn refresh(client: &Device<'_>, refresh_token: &str) -> Reply {
-    client.post_json("/api/token/refresh", &json!({ "refresh_token": refresh_token })).await
+    client
+        .post_json(
+            "/api/token/refresh",
+            &json!({ "refresh_token": refresh_token }),
+        )
+        .await
 }
 
 async fn me(client: &Device<'_>, access_token: &str) -> Reply {
-    client.with_bearer(Method::Get, "/api/me", access_token).await
+    client
+        .with_bearer(Method::Get, "/api/me", access_token)
+        .await
 }
 
 fn sha256(token: &str) -> Vec<u8> {
-    SessionToken::parse(token).expect("a token").key().as_bytes().to_vec()
+    SessionToken::parse(token)
+        .expect("a token")
+        .key()
+        .as_bytes()
+        .to_vec()
 }
 
 /// The API family rows of the test database as (revoke reason, generation).
 async fn families(app: &TestApp) -> Vec<(Option<String>, i32)> {
-    sqlx::query_as("SELECT revoke_reason, generation FROM sessions WHERE kind = 'api' ORDER BY created_at")
-        .fetch_all(&app.pool)
-        .await
-        .expect("query sessions")
+    sqlx::query_as(
+        "SELECT revoke_reason, generation FROM sessions WHERE kind = 'api' ORDER BY created_at",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("query sessions")
 }
 
 fn assert_refused(reply: &Reply, status: Status, code: &str) {
     assert_eq!(reply.status, status, "{}", reply.body);
-    assert_eq!(reply.header("Content-Type"), Some("application/json"), "{}", reply.body);
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("application/json"),
+        "{}",
+        reply.body
+    );
     assert_eq!(reply.error_code(), code, "{}", reply.body);
 }
 
@@ -97,7 +126,10 @@ async fn a_client_trades_a_password_for_tokens_and_reads_who_it_is() {
     .unwrap();
     assert_eq!(key, sha256(&pair.access));
     assert_eq!(expires_in_secs as i64, SEVEN_DAYS);
-    let refresh_keys: Vec<Vec<u8>> = sqlx::query_scalar("SELECT key FROM refresh_tokens").fetch_all(&app.pool).await.unwrap();
+    let refresh_keys: Vec<Vec<u8>> = sqlx::query_scalar("SELECT key FROM refresh_tokens")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(refresh_keys, vec![sha256(&pair.refresh)]);
     let dump: String = sqlx::query_scalar(
         "SELECT (SELECT json_agg(s)::text FROM sessions s) || (SELECT json_agg(r)::text FROM refresh_tokens r)",
@@ -114,14 +146,27 @@ async fn wrong_credentials_get_one_json_refusal_and_no_token() {
     let app = TestApp::new().await;
     let user_id = app.create_user("alice", Role::User).await;
     let disabled_id = app.create_user("bob", Role::User).await;
-    sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1").bind(disabled_id).execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1")
+        .bind(disabled_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let client = app.client().await;
     let script = Device::new(&client);
 
-    for (username, password) in [("alice", "not the password at all"), ("mallory", PASSWORD), ("bob", PASSWORD), ("alice", "short")] {
+    for (username, password) in [
+        ("alice", "not the password at all"),
+        ("mallory", PASSWORD),
+        ("bob", PASSWORD),
+        ("alice", "short"),
+    ] {
         let reply = request_tokens(&script, username, password).await;
         assert_refused(&reply, Status::Unauthorized, "invalid_credentials");
-        assert_eq!(reply.json(), json!({ "error": "invalid_credentials" }), "{username}");
+        assert_eq!(
+            reply.json(),
+            json!({ "error": "invalid_credentials" }),
+            "{username}"
+        );
     }
     assert_eq!(families(&app).await, vec![]);
     assert_eq!(app.event_kinds(user_id).await, vec!["sign_in_failed"]);
@@ -142,14 +187,22 @@ async fn a_refresh_rotates_both_tokens_and_the_old_ones_stop_working_at_once() {
     assert_ne!(second.access, first.access);
     assert_ne!(second.refresh, first.refresh);
 
-    assert_refused(&me(&script, &first.access).await, Status::Unauthorized, "invalid_token");
+    assert_refused(
+        &me(&script, &first.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
     assert_eq!(me(&script, &second.access).await.status, Status::Ok);
     assert_eq!(families(&app).await, vec![(None, 1)]);
 
     // And again: each refresh token is good for exactly one new pair.
     let third = Pair::of(&refresh(&script, &second.refresh).await);
     assert_eq!(me(&script, &third.access).await.status, Status::Ok);
-    assert_refused(&me(&script, &second.access).await, Status::Unauthorized, "invalid_token");
+    assert_refused(
+        &me(&script, &second.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
     assert_eq!(families(&app).await, vec![(None, 2)]);
 }
 
@@ -168,20 +221,46 @@ async fn a_reused_refresh_token_ends_the_whole_family_and_is_recorded() {
     assert_refused(&reuse, Status::Unauthorized, "invalid_grant");
 
     // The whole family is over, the owner's newest tokens included.
-    assert_refused(&me(&owner, &current.access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&owner, &current.refresh).await, Status::Unauthorized, "invalid_grant");
-    assert_eq!(families(&app).await, vec![(Some(Reason::Revoked.code().to_owned()), 1)]);
-    assert_eq!(app.event_kinds(user_id).await, vec!["api_token_issued", "refresh_reuse"]);
+    assert_refused(
+        &me(&owner, &current.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&owner, &current.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
+    assert_eq!(
+        families(&app).await,
+        vec![(Some(Reason::Revoked.code().to_owned()), 1)]
+    );
+    assert_eq!(
+        app.event_kinds(user_id).await,
+        vec!["api_token_issued", "refresh_reuse"]
+    );
 
     // Presenting it yet again changes nothing and records nothing more.
-    assert_refused(&refresh(&thief, &stolen.refresh).await, Status::Unauthorized, "invalid_grant");
-    assert_eq!(app.event_kinds(user_id).await, vec!["api_token_issued", "refresh_reuse"]);
+    assert_refused(
+        &refresh(&thief, &stolen.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
+    assert_eq!(
+        app.event_kinds(user_id).await,
+        vec!["api_token_issued", "refresh_reuse"]
+    );
 
     // The owner sees it on the account page as a warning.
     let browser = Device::new(&client);
     browser.sign_in("alice", PASSWORD).await;
     let page = browser.get("/account").await;
-    assert!(page.body.contains("an already used refresh token was presented again"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("an already used refresh token was presented again"),
+        "{}",
+        page.body
+    );
 }
 
 #[rocket::async_test]
@@ -193,16 +272,31 @@ async fn of_fifty_concurrent_refreshes_with_one_token_exactly_one_succeeds() {
     let pair = sign_in(&script).await;
 
     let replies = join_all((0..50).map(|_| refresh(&script, &pair.refresh))).await;
-    let winners = replies.iter().filter(|reply| reply.status == Status::Ok).count();
-    assert_eq!(winners, 1, "{:?}", replies.iter().map(|reply| reply.status).collect::<Vec<_>>());
+    let winners = replies
+        .iter()
+        .filter(|reply| reply.status == Status::Ok)
+        .count();
+    assert_eq!(
+        winners,
+        1,
+        "{:?}",
+        replies.iter().map(|reply| reply.status).collect::<Vec<_>>()
+    );
     for reply in replies.iter().filter(|reply| reply.status != Status::Ok) {
         assert_refused(reply, Status::Unauthorized, "invalid_grant");
     }
     // One new pair was issued, no more. (Whether the losers that came after the winner's commit
     // also ended the family as reuse depends on timing; either way nothing else was issued.)
-    let refresh_tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens").fetch_one(&app.pool).await.unwrap();
+    let refresh_tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(refresh_tokens, 2);
-    let generations: Vec<i32> = families(&app).await.into_iter().map(|(_, generation)| generation).collect();
+    let generations: Vec<i32> = families(&app)
+        .await
+        .into_iter()
+        .map(|(_, generation)| generation)
+        .collect();
     assert_eq!(generations, vec![1]);
 }
 
@@ -217,7 +311,11 @@ async fn an_access_token_works_for_fifteen_minutes_and_a_refresh_brings_a_new_on
     app.advance_secs(FIFTEEN_MINUTES - 1);
     assert_eq!(me(&script, &pair.access).await.status, Status::Ok);
     app.advance_secs(1);
-    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
+    assert_refused(
+        &me(&script, &pair.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
 
     let next = Pair::of(&refresh(&script, &pair.refresh).await);
     assert_eq!(me(&script, &next.access).await.status, Status::Ok);
@@ -240,8 +338,16 @@ async fn the_family_ends_seven_days_after_sign_in_however_often_it_refreshes() {
     assert_eq!(me(&script, &last.access).await.status, Status::Ok);
 
     app.advance_secs(1);
-    assert_refused(&me(&script, &last.access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&script, &last.refresh).await, Status::Unauthorized, "invalid_grant");
+    assert_refused(
+        &me(&script, &last.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&script, &last.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
 }
 
 #[rocket::async_test]
@@ -256,19 +362,43 @@ async fn an_api_family_is_listed_on_the_account_page_until_the_client_signs_out(
 
     let page = browser.get("/account").await;
     assert_eq!(page.count_testid("session-row"), 2);
-    assert!(page.body.contains("<span class=\"kind\">API token</span>"), "{}", page.body);
+    assert!(
+        page.body.contains("<span class=\"kind\">API token</span>"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("198.51.100.7"));
 
-    let logout = script.with_bearer(Method::Post, "/api/logout", &pair.access).await;
+    let logout = script
+        .with_bearer(Method::Post, "/api/logout", &pair.access)
+        .await;
     assert_eq!(logout.status, Status::NoContent);
-    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
-    assert_eq!(families(&app).await, vec![(Some("signed_out".to_owned()), 0)]);
-    assert_eq!(app.event_kinds(user_id).await, vec!["sign_in", "api_token_issued", "api_sign_out"]);
+    assert_refused(
+        &me(&script, &pair.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&script, &pair.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
+    assert_eq!(
+        families(&app).await,
+        vec![(Some("signed_out".to_owned()), 0)]
+    );
+    assert_eq!(
+        app.event_kinds(user_id).await,
+        vec!["sign_in", "api_token_issued", "api_sign_out"]
+    );
 
     let page = browser.get("/account").await;
     assert_eq!(page.count_testid("session-row"), 1);
-    assert!(!page.body.contains("<span class=\"kind\">API token</span>"), "{}", page.body);
+    assert!(
+        !page.body.contains("<span class=\"kind\">API token</span>"),
+        "{}",
+        page.body
+    );
 }
 
 #[rocket::async_test]
@@ -282,10 +412,22 @@ async fn revoking_the_family_row_ends_its_access_and_refresh_tokens() {
     // What the account page, a password change or an admin does: revoke the row by its key.
     let key = SessionToken::parse(&pair.access).unwrap().key();
     let mut conn = app.pool.acquire().await.unwrap();
-    assert!(store::revoke(&mut conn, &key, Reason::Revoked, app.clock_now()).await.unwrap());
+    assert!(
+        store::revoke(&mut conn, &key, Reason::Revoked, app.clock_now())
+            .await
+            .unwrap()
+    );
 
-    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
+    assert_refused(
+        &me(&script, &pair.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&script, &pair.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
 }
 
 #[rocket::async_test]
@@ -295,9 +437,21 @@ async fn a_disabled_account_loses_api_access_at_the_next_request() {
     let client = app.client().await;
     let script = Device::new(&client);
     let pair = sign_in(&script).await;
-    sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1").bind(user_id).execute(&app.pool).await.unwrap();
-    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
+    sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1")
+        .bind(user_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_refused(
+        &me(&script, &pair.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&script, &pair.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
 }
 
 #[rocket::async_test]
@@ -327,24 +481,46 @@ async fn requests_without_a_usable_bearer_token_get_a_json_401_with_a_challenge(
         format!("Bearer {cookie}"),
     ];
     for authorization in presented {
-        let reply = script.send(script.request(Method::Get, "/api/me").header(Header::new("Authorization", authorization.clone()))).await;
+        let reply = script
+            .send(
+                script
+                    .request(Method::Get, "/api/me")
+                    .header(Header::new("Authorization", authorization.clone())),
+            )
+            .await;
         assert_refused(&reply, Status::Unauthorized, "invalid_token");
-        assert_eq!(reply.header("WWW-Authenticate"), Some("Bearer error=\"invalid_token\""), "{authorization:.40}");
+        assert_eq!(
+            reply.header("WWW-Authenticate"),
+            Some("Bearer error=\"invalid_token\""),
+            "{authorization:.40}"
+        );
     }
     // Two headers: refused rather than one of them picked.
     let twice = script
         .send(
             script
                 .request(Method::Get, "/api/me")
-                .header(Header::new("Authorization", format!("Bearer {}", pair.access)))
+                .header(Header::new(
+                    "Authorization",
+                    format!("Bearer {}", pair.access),
+                ))
                 .header(Header::new("Authorization", "Bearer x")),
         )
         .await;
     assert_refused(&twice, Status::Unauthorized, "invalid_token");
     // The scheme is case-insensitive.
-    let lower = script.send(script.request(Method::Get, "/api/me").header(Header::new("Authorization", format!("bearer {}", pair.access)))).await;
+    let lower = script
+        .send(script.request(Method::Get, "/api/me").header(Header::new(
+            "Authorization",
+            format!("bearer {}", pair.access),
+        )))
+        .await;
     assert_eq!(lower.status, Status::Ok);
-    assert_refused(&script.post_json("/api/logout", &json!({})).await, Status::Unauthorized, "missing_token");
+    assert_refused(
+        &script.post_json("/api/logout", &json!({})).await,
+        Status::Unauthorized,
+        "missing_token",
+    );
 }
 
 #[rocket::async_test]
@@ -357,12 +533,31 @@ async fn an_access_token_is_not_a_session_cookie_nor_a_refresh_token() {
 
     let browser = Device::new(&client);
     browser.set_cookie("__Host-sid", &pair.access);
-    assert!(browser.get("/account").await.location().starts_with("/login?reason=login_required"));
+    assert!(
+        browser
+            .get("/account")
+            .await
+            .location()
+            .starts_with("/login?reason=login_required")
+    );
 
-    for refresh_token in [pair.access.as_str(), "", "garbage", &SessionToken::generate().expose()] {
-        assert_refused(&refresh(&script, refresh_token).await, Status::Unauthorized, "invalid_grant");
+    for refresh_token in [
+        pair.access.as_str(),
+        "",
+        "garbage",
+        &SessionToken::generate().expose(),
+    ] {
+        assert_refused(
+            &refresh(&script, refresh_token).await,
+            Status::Unauthorized,
+            "invalid_grant",
+        );
     }
-    assert_eq!(me(&script, &pair.access).await.status, Status::Ok, "nothing above harmed the family");
+    assert_eq!(
+        me(&script, &pair.access).await.status,
+        Status::Ok,
+        "nothing above harmed the family"
+    );
 }
 
 #[rocket::async_test]
@@ -383,21 +578,71 @@ async fn bodies_that_are_not_the_expected_json_get_a_json_4xx() {
             script.send(request)
         };
         let cases = [
-            (Some(ContentType::JSON), "{\"username\": \"alice\",".to_owned(), Status::BadRequest, "bad_request"),
-            (Some(ContentType::JSON), "not json at all".to_owned(), Status::BadRequest, "bad_request"),
-            (Some(ContentType::JSON), "{}".to_owned(), Status::UnprocessableEntity, "unprocessable"),
-            (Some(ContentType::JSON), "{\"username\": 5, \"refresh_token\": []}".to_owned(), Status::UnprocessableEntity, "unprocessable"),
-            (Some(ContentType::JSON), huge.clone(), Status::PayloadTooLarge, "too_large"),
-            (Some(ContentType::Form), "username=alice&password=x".to_owned(), Status::UnsupportedMediaType, "unsupported_media_type"),
-            (Some(ContentType::Plain), credentials.clone(), Status::UnsupportedMediaType, "unsupported_media_type"),
-            (None, credentials.clone(), Status::UnsupportedMediaType, "unsupported_media_type"),
+            (
+                Some(ContentType::JSON),
+                "{\"username\": \"alice\",".to_owned(),
+                Status::BadRequest,
+                "bad_request",
+            ),
+            (
+                Some(ContentType::JSON),
+                "not json at all".to_owned(),
+                Status::BadRequest,
+                "bad_request",
+            ),
+            (
+                Some(ContentType::JSON),
+                "{}".to_owned(),
+                Status::UnprocessableEntity,
+                "unprocessable",
+            ),
+            (
+                Some(ContentType::JSON),
+                "{\"username\": 5, \"refresh_token\": []}".to_owned(),
+                Status::UnprocessableEntity,
+                "unprocessable",
+            ),
+            (
+                Some(ContentType::JSON),
+                huge.clone(),
+                Status::PayloadTooLarge,
+                "too_large",
+            ),
+            (
+                Some(ContentType::Form),
+                "username=alice&password=x".to_owned(),
+                Status::UnsupportedMediaType,
+                "unsupported_media_type",
+            ),
+            (
+                Some(ContentType::Plain),
+                credentials.clone(),
+                Status::UnsupportedMediaType,
+                "unsupported_media_type",
+            ),
+            (
+                None,
+                credentials.clone(),
+                Status::UnsupportedMediaType,
+                "unsupported_media_type",
+            ),
         ];
         for (content_type, body, status, code) in cases {
             let reply = post(content_type.clone(), body.clone()).await;
             assert_refused(&reply, status, code);
-            assert!(!reply.body.contains(PASSWORD), "{path} {content_type:?} {body:.40}");
+            assert!(
+                !reply.body.contains(PASSWORD),
+                "{path} {content_type:?} {body:.40}"
+            );
         }
-        let invalid_utf8 = script.send(script.request(Method::Post, path).header(ContentType::JSON).body(b"{\"username\": \"\xff\"}")).await;
+        let invalid_utf8 = script
+            .send(
+                script
+                    .request(Method::Post, path)
+                    .header(ContentType::JSON)
+                    .body(b"{\"username\": \"\xff\"}"),
+            )
+            .await;
         assert_refused(&invalid_utf8, Status::BadRequest, "bad_request");
     }
     let wrong_method = script.get("/api/token").await;
@@ -411,7 +656,11 @@ async fn bodies_that_are_not_the_expected_json_get_a_json_4xx() {
 async fn family_id_on_account_page(browser: &Device<'_>) -> String {
     let devices = browser.devices().await;
     assert_eq!(devices.len(), 2, "this browser and one API family");
-    devices.into_iter().find(|(_, current)| !current).map(|(id, _)| id).expect("the API family")
+    devices
+        .into_iter()
+        .find(|(_, current)| !current)
+        .map(|(id, _)| id)
+        .expect("the API family")
 }
 
 #[rocket::async_test]
@@ -428,11 +677,25 @@ async fn an_api_family_signed_out_from_the_account_page_stays_out_even_after_ref
     // The family refreshes after the page was rendered: its key changes, its public id does not.
     let current = Pair::of(&refresh(&script, &first.refresh).await);
     browser.confirm(PASSWORD).await;
-    let reply = browser.post_from("/account", &format!("/account/sessions/{family}/revoke"), &[]).await;
+    let reply = browser
+        .post_from(
+            "/account",
+            &format!("/account/sessions/{family}/revoke"),
+            &[],
+        )
+        .await;
     assert_eq!(reply.location(), "/account");
 
-    assert_refused(&me(&script, &current.access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&script, &current.refresh).await, Status::Unauthorized, "invalid_grant");
+    assert_refused(
+        &me(&script, &current.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&script, &current.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
     assert_eq!(families(&app).await, vec![(Some("revoked".to_owned()), 1)]);
 }
 
@@ -446,11 +709,29 @@ async fn signing_out_all_other_devices_ends_api_families_too() {
     browser.sign_in("alice", PASSWORD).await;
     let pair = sign_in(&script).await;
     browser.confirm(PASSWORD).await;
-    assert_eq!(browser.post_from("/account", "/account/sessions/revoke-others", &[]).await.location(), "/account");
+    assert_eq!(
+        browser
+            .post_from("/account", "/account/sessions/revoke-others", &[])
+            .await
+            .location(),
+        "/account"
+    );
 
-    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
-    assert_eq!(browser.get("/account").await.status, Status::Ok, "this browser stays signed in");
+    assert_refused(
+        &me(&script, &pair.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&script, &pair.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
+    assert_eq!(
+        browser.get("/account").await.status,
+        Status::Ok,
+        "this browser stays signed in"
+    );
 }
 
 #[rocket::async_test]
@@ -464,14 +745,42 @@ async fn changing_the_password_ends_every_api_family() {
     let pair = sign_in(&script).await;
     browser.confirm(PASSWORD).await;
     let new_password = "violet tractor mango seventeen";
-    let fields = [("current_password", PASSWORD), ("new_password", new_password), ("new_password_confirm", new_password)];
-    assert_eq!(browser.post_from("/account/password", "/account/password", &fields).await.status, Status::Ok);
+    let fields = [
+        ("current_password", PASSWORD),
+        ("new_password", new_password),
+        ("new_password_confirm", new_password),
+    ];
+    assert_eq!(
+        browser
+            .post_from("/account/password", "/account/password", &fields)
+            .await
+            .status,
+        Status::Ok
+    );
 
-    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
-    assert_eq!(families(&app).await, vec![(Some("password_changed".to_owned()), 0)]);
-    assert_refused(&request_tokens(&script, "alice", PASSWORD).await, Status::Unauthorized, "invalid_credentials");
-    assert_eq!(request_tokens(&script, "alice", new_password).await.status, Status::Ok);
+    assert_refused(
+        &me(&script, &pair.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&script, &pair.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
+    assert_eq!(
+        families(&app).await,
+        vec![(Some("password_changed".to_owned()), 0)]
+    );
+    assert_refused(
+        &request_tokens(&script, "alice", PASSWORD).await,
+        Status::Unauthorized,
+        "invalid_credentials",
+    );
+    assert_eq!(
+        request_tokens(&script, "alice", new_password).await.status,
+        Status::Ok
+    );
 }
 
 #[rocket::async_test]
@@ -486,15 +795,43 @@ async fn an_admin_signing_an_account_out_or_disabling_it_ends_its_api_families()
     let script = Device::new(&client);
 
     let pair = sign_in(&script).await;
-    admin.post_from("/admin", &format!("/admin/users/{alice_id}/revoke-sessions"), &[]).await;
-    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
+    admin
+        .post_from(
+            "/admin",
+            &format!("/admin/users/{alice_id}/revoke-sessions"),
+            &[],
+        )
+        .await;
+    assert_refused(
+        &me(&script, &pair.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&script, &pair.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
 
     let pair = sign_in(&script).await;
-    admin.post_from("/admin", &format!("/admin/users/{alice_id}/disable"), &[]).await;
-    assert_refused(&me(&script, &pair.access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&script, &pair.refresh).await, Status::Unauthorized, "invalid_grant");
-    assert_refused(&request_tokens(&script, "alice", PASSWORD).await, Status::Unauthorized, "invalid_credentials");
+    admin
+        .post_from("/admin", &format!("/admin/users/{alice_id}/disable"), &[])
+        .await;
+    assert_refused(
+        &me(&script, &pair.access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&script, &pair.refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
+    assert_refused(
+        &request_tokens(&script, "alice", PASSWORD).await,
+        Status::Unauthorized,
+        "invalid_credentials",
+    );
 }
 
 #[rocket::async_test]
@@ -515,20 +852,44 @@ async fn an_eleventh_api_sign_in_ends_the_least_recently_used_family() {
     app.advance_secs(30);
     let newest = sign_in(&script).await;
 
-    assert_refused(&me(&script, &pairs[1].access).await, Status::Unauthorized, "invalid_token");
-    assert_refused(&refresh(&script, &pairs[1].refresh).await, Status::Unauthorized, "invalid_grant");
+    assert_refused(
+        &me(&script, &pairs[1].access).await,
+        Status::Unauthorized,
+        "invalid_token",
+    );
+    assert_refused(
+        &refresh(&script, &pairs[1].refresh).await,
+        Status::Unauthorized,
+        "invalid_grant",
+    );
     for pair in [&pairs[0], &pairs[2], &pairs[cap - 1], &newest] {
         assert_eq!(me(&script, &pair.access).await.status, Status::Ok);
     }
-    let reasons: Vec<Option<String>> = families(&app).await.into_iter().map(|(reason, _)| reason).collect();
-    assert_eq!(reasons.iter().filter(|reason| reason.is_none()).count(), cap);
+    let reasons: Vec<Option<String>> = families(&app)
+        .await
+        .into_iter()
+        .map(|(reason, _)| reason)
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|reason| reason.is_none()).count(),
+        cap
+    );
     assert_eq!(reasons[1].as_deref(), Some("session_limit"));
-    assert_eq!(app.event_kinds(user_id).await.last().map(String::as_str), Some("session_limit"));
+    assert_eq!(
+        app.event_kinds(user_id).await.last().map(String::as_str),
+        Some("session_limit")
+    );
 
     // The owner sees it on the account page, as for a browser beyond the cap.
     let browser = Device::new(&client);
     browser.sign_in("alice", PASSWORD).await;
-    assert!(browser.get("/account").await.body.contains("too many devices signed in"));
+    assert!(
+        browser
+            .get("/account")
+            .await
+            .body
+            .contains("too many devices signed in")
+    );
 }
 
 #[rocket::async_test]
@@ -536,25 +897,48 @@ async fn forty_parallel_api_sign_ins_never_leave_more_than_the_family_cap_alive(
     // Each sign-in counts as a failure until its password is proven right: lift the throttle,
     // this test is about the cap.
     let app = TestApp::with(|figment| {
-        figment.merge(("sessions.throttle_account_failures", 1000)).merge(("sessions.throttle_ip_failures", 1000))
+        figment
+            .merge(("sessions.throttle_account_failures", 1000))
+            .merge(("sessions.throttle_ip_failures", 1000))
     })
     .await;
     let user_id = app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let scripts: Vec<Device> = (0..40).map(|_| Device::new(&client)).collect();
-    let replies = join_all(scripts.iter().map(|script| request_tokens(script, "alice", PASSWORD))).await;
-    assert!(replies.iter().all(|reply| reply.status == Status::Ok), "every sign-in succeeds");
+    let replies = join_all(
+        scripts
+            .iter()
+            .map(|script| request_tokens(script, "alice", PASSWORD)),
+    )
+    .await;
+    assert!(
+        replies.iter().all(|reply| reply.status == Status::Ok),
+        "every sign-in succeeds"
+    );
 
     let cap = app.config().max_api_families_per_user as usize;
-    let live = families(&app).await.into_iter().filter(|(reason, _)| reason.is_none()).count();
+    let live = families(&app)
+        .await
+        .into_iter()
+        .filter(|(reason, _)| reason.is_none())
+        .count();
     assert_eq!(live, cap);
     let mut working = 0;
     for reply in &replies {
-        if me(&scripts[0], reply.json()["access_token"].as_str().unwrap()).await.status == Status::Ok {
+        if me(&scripts[0], reply.json()["access_token"].as_str().unwrap())
+            .await
+            .status
+            == Status::Ok
+        {
             working += 1;
         }
     }
     assert_eq!(working, cap);
-    let evictions = app.event_kinds(user_id).await.iter().filter(|kind| *kind == "session_limit").count();
+    let evictions = app
+        .event_kinds(user_id)
+        .await
+        .iter()
+        .filter(|kind| *kind == "session_limit")
+        .count();
     assert_eq!(evictions, 40 - cap);
 }

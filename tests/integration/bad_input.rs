@@ -5,21 +5,34 @@ use rocket::http::{ContentType, Method, Status};
 use secure_sessions::users::Role;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::support::http::{Device, CHROME_LINUX};
-use crate::support::{server_url, TestApp, PASSWORD};
+use crate::support::http::{CHROME_LINUX, Device};
+use crate::support::{PASSWORD, TestApp, server_url};
 
 fn assert_no_internals(body: &str) {
-    for leak in ["panicked", "RUST_BACKTRACE", "sqlx", "stack backtrace", "src/"] {
+    for leak in [
+        "panicked",
+        "RUST_BACKTRACE",
+        "sqlx",
+        "stack backtrace",
+        "src/",
+    ] {
         assert!(!body.contains(leak), "response leaks {leak:?}: {body}");
     }
 }
 
 /// The status line and the Location header of a raw HTTP response.
 fn status_and_location(response: &str) -> (u16, String) {
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
     let location = response
         .lines()
-        .find_map(|line| line.strip_prefix("location: ").or_else(|| line.strip_prefix("Location: ")))
+        .find_map(|line| {
+            line.strip_prefix("location: ")
+                .or_else(|| line.strip_prefix("Location: "))
+        })
         .unwrap_or_default()
         .to_owned();
     (status, location)
@@ -47,23 +60,43 @@ async fn malformed_oversized_and_repeated_cookies_count_as_no_session() {
         let response = server.raw_get("/account", &[cookie]).await;
         let (status, location) = status_and_location(&response);
         assert_eq!(status, 303, "{cookie:.60}: {response:.300}");
-        assert_eq!(location, "/login?reason=login_required&next=%2Faccount", "{cookie:.60}");
+        assert_eq!(
+            location, "/login?reason=login_required&next=%2Faccount",
+            "{cookie:.60}"
+        );
     }
     // A control character is refused by the HTTP layer itself, before any handler.
-    let response = server.raw_get("/account", &["Cookie: __Host-sid=\"\u{1}\""]).await;
+    let response = server
+        .raw_get("/account", &["Cookie: __Host-sid=\"\u{1}\""])
+        .await;
     assert_eq!(status_and_location(&response).0, 400, "{response:.300}");
 
     // The real token still works through the same path, so the probes above were really checked.
     // (Same User-Agent as at sign-in: the fingerprint binds it.)
     let user_agent = format!("User-Agent: {CHROME_LINUX}");
-    let response = server.raw_get("/account", &[&format!("Cookie: __Host-sid={good}"), &user_agent]).await;
+    let response = server
+        .raw_get(
+            "/account",
+            &[&format!("Cookie: __Host-sid={good}"), &user_agent],
+        )
+        .await;
     assert_eq!(status_and_location(&response).0, 200, "{response:.300}");
     assert!(response.contains("data-testid=\"account-username\">alice<"));
 
     // A repeated cookie: a junk copy next to the real one never yields a 500.
-    let response =
-        server.raw_get("/account", &[&format!("Cookie: __Host-sid=junk; __Host-sid={good}"), &user_agent]).await;
-    assert!(matches!(status_and_location(&response).0, 200 | 303), "{response:.300}");
+    let response = server
+        .raw_get(
+            "/account",
+            &[
+                &format!("Cookie: __Host-sid=junk; __Host-sid={good}"),
+                &user_agent,
+            ],
+        )
+        .await;
+    assert!(
+        matches!(status_and_location(&response).0, 200 | 303),
+        "{response:.300}"
+    );
 }
 
 #[rocket::async_test]
@@ -79,22 +112,60 @@ async fn broken_forms_get_a_4xx_page_not_a_500() {
     assert_no_internals(&missing_fields.body);
 
     let huge = "x".repeat(100 * 1024);
-    let huge_field = visitor.post_form("/login", &[("username", &huge), ("password", PASSWORD), ("csrf_token", &csrf)]).await;
+    let huge_field = visitor
+        .post_form(
+            "/login",
+            &[
+                ("username", &huge),
+                ("password", PASSWORD),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
     assert_eq!(huge_field.status, Status::PayloadTooLarge);
     assert_no_internals(&huge_field.body);
 
     let megabyte_password = "p".repeat(1024 * 1024);
-    let reply = visitor.post_form("/login", &[("username", "alice"), ("password", &megabyte_password), ("csrf_token", &csrf)]).await;
+    let reply = visitor
+        .post_form(
+            "/login",
+            &[
+                ("username", "alice"),
+                ("password", &megabyte_password),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
     assert_eq!(reply.status, Status::PayloadTooLarge);
 
     let invalid_utf8 = visitor
-        .send(visitor.request(Method::Post, "/login").header(ContentType::Form).body(b"username=%FF%FE&password=x&csrf_token=y"))
+        .send(
+            visitor
+                .request(Method::Post, "/login")
+                .header(ContentType::Form)
+                .body(b"username=%FF%FE&password=x&csrf_token=y"),
+        )
         .await;
-    assert!(invalid_utf8.status.code >= 400 && invalid_utf8.status.code < 500, "{}", invalid_utf8.status);
+    assert!(
+        invalid_utf8.status.code >= 400 && invalid_utf8.status.code < 500,
+        "{}",
+        invalid_utf8.status
+    );
     assert_no_internals(&invalid_utf8.body);
 
-    let wrong_type = visitor.send(visitor.request(Method::Post, "/login").header(ContentType::JSON).body("{}")).await;
-    assert!(wrong_type.status.code >= 400 && wrong_type.status.code < 500, "{}", wrong_type.status);
+    let wrong_type = visitor
+        .send(
+            visitor
+                .request(Method::Post, "/login")
+                .header(ContentType::JSON)
+                .body("{}"),
+        )
+        .await;
+    assert!(
+        wrong_type.status.code >= 400 && wrong_type.status.code < 500,
+        "{}",
+        wrong_type.status
+    );
 }
 
 #[rocket::async_test]
@@ -103,12 +174,24 @@ async fn sql_metacharacters_are_just_characters() {
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let visitor = Device::new(&client);
-    for username in ["alice' OR '1'='1", "alice'; DROP TABLE users; --", "\" OR 1=1 --", "%", "_lice"] {
+    for username in [
+        "alice' OR '1'='1",
+        "alice'; DROP TABLE users; --",
+        "\" OR 1=1 --",
+        "%",
+        "_lice",
+    ] {
         let reply = visitor.sign_in(username, PASSWORD).await;
         assert_eq!(reply.status, Status::Ok, "{username}");
-        assert_eq!(reply.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
+        assert_eq!(
+            reply.testid_text("login-error").as_deref(),
+            Some("Incorrect username or password.")
+        );
     }
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.pool).await.unwrap();
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(users, 1);
 }
 
@@ -120,7 +203,10 @@ async fn an_over_long_password_is_refused_without_hashing() {
     let visitor = Device::new(&client);
     let reply = visitor.sign_in("alice", &"p".repeat(1025)).await;
     assert_eq!(reply.status, Status::Ok);
-    assert_eq!(reply.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
+    assert_eq!(
+        reply.testid_text("login-error").as_deref(),
+        Some("Incorrect username or password.")
+    );
 }
 
 #[rocket::async_test]
@@ -135,9 +221,14 @@ async fn unknown_pages_get_a_friendly_404() {
 async fn set_connections_allowed(database_url: &str, allowed: bool) {
     let name = database_url.rsplit('/').next().unwrap();
     let mut admin = PgConnection::connect(&server_url()).await.unwrap();
-    admin.execute(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}").as_str()).await.unwrap();
+    admin
+        .execute(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}").as_str())
+        .await
+        .unwrap();
     if !allowed {
-        let kill = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+        let kill = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        );
         admin.execute(kill.as_str()).await.unwrap();
     }
     admin.close().await.ok();
@@ -157,9 +248,16 @@ async fn a_database_outage_gives_503_pages_and_the_app_recovers_without_a_restar
     assert_eq!(health.status, Status::ServiceUnavailable);
     let account = alice.get("/account").await;
     assert_eq!(account.status, Status::ServiceUnavailable);
-    assert!(account.body.contains("briefly unavailable"), "{}", account.body);
+    assert!(
+        account.body.contains("briefly unavailable"),
+        "{}",
+        account.body
+    );
     assert_no_internals(&account.body);
-    assert!(alice.session_cookie().is_some(), "an outage does not sign anyone out");
+    assert!(
+        alice.session_cookie().is_some(),
+        "an outage does not sign anyone out"
+    );
     let sign_in = Device::new(&client).sign_in("alice", PASSWORD).await;
     assert_eq!(sign_in.status, Status::ServiceUnavailable);
 
@@ -167,14 +265,19 @@ async fn a_database_outage_gives_503_pages_and_the_app_recovers_without_a_restar
     assert_eq!(alice.get("/healthz").await.status, Status::Ok);
     let account = alice.get("/account").await;
     assert_eq!(account.status, Status::Ok);
-    assert_eq!(account.testid_text("account-username").as_deref(), Some("alice"));
+    assert_eq!(
+        account.testid_text("account-username").as_deref(),
+        Some("alice")
+    );
 }
 
 /// Text no person types but an attacker sends: NUL, every C0 and C1 control, bidi overrides,
 /// invisible and non-characters, and very long values (within the body limits).
 fn hostile_texts() -> Vec<String> {
     let c0: String = (0x01u8..0x20).map(char::from).collect();
-    let c1: String = std::iter::once('\u{7f}').chain((0x80u32..0xa0).filter_map(char::from_u32)).collect();
+    let c1: String = std::iter::once('\u{7f}')
+        .chain((0x80u32..0xa0).filter_map(char::from_u32))
+        .collect();
     vec![
         "\0".to_owned(),
         "alice\0".to_owned(),
@@ -196,7 +299,13 @@ fn hostile_texts() -> Vec<String> {
 }
 
 /// Sends `fields` with one of them replaced by each hostile text, and checks every answer.
-async fn probe_form(device: &Device<'_>, page: &str, action: &str, fields: &[(&str, &str)], also_csrf: bool) {
+async fn probe_form(
+    device: &Device<'_>,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+    also_csrf: bool,
+) {
     let csrf = device.get(page).await.csrf_token();
     let mut names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
     if also_csrf {
@@ -210,7 +319,12 @@ async fn probe_form(device: &Device<'_>, page: &str, action: &str, fields: &[(&s
                 field.1 = hostile.as_str();
             }
             let reply = device.post_form(action, &all).await;
-            assert!(reply.status.code < 500, "{action} {name}={hostile:.40?}: {} {:.300}", reply.status, reply.body);
+            assert!(
+                reply.status.code < 500,
+                "{action} {name}={hostile:.40?}: {} {:.300}",
+                reply.status,
+                reply.body
+            );
             assert_no_internals(&reply.body);
         }
     }
@@ -220,32 +334,76 @@ async fn probe_form(device: &Device<'_>, page: &str, action: &str, fields: &[(&s
 async fn control_characters_bidi_overrides_and_long_values_in_any_field_never_give_a_5xx() {
     // Budgets far above the probes, so every probe reaches the code behind the throttle.
     let app = TestApp::with(|f| {
-        f.merge(("sessions.throttle_account_failures", 100_000)).merge(("sessions.throttle_ip_failures", 100_000))
+        f.merge(("sessions.throttle_account_failures", 100_000))
+            .merge(("sessions.throttle_ip_failures", 100_000))
     })
     .await;
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let visitor = Device::new(&client);
-    let login = [("username", "alice"), ("password", PASSWORD), ("next", "/account")];
+    let login = [
+        ("username", "alice"),
+        ("password", PASSWORD),
+        ("next", "/account"),
+    ];
     probe_form(&visitor, "/login", "/login", &login, true).await;
 
     let strong = "violet tractor mango seventeen";
-    let register = [("username", "newcomer"), ("password", strong), ("password_confirm", strong)];
+    let register = [
+        ("username", "newcomer"),
+        ("password", strong),
+        ("password_confirm", strong),
+    ];
     // Every probe changes one field, so none of them is a valid sign-up: no account appears.
-    probe_form(&Device::new(&client), "/register", "/register", &register, true).await;
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.pool).await.unwrap();
+    probe_form(
+        &Device::new(&client),
+        "/register",
+        "/register",
+        &register,
+        true,
+    )
+    .await;
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(users, 1);
 
     let alice = Device::new(&client);
     alice.sign_in("alice", PASSWORD).await;
-    let change = [("current_password", PASSWORD), ("new_password", strong), ("new_password_confirm", strong)];
-    probe_form(&alice, "/account/password", "/account/password", &change, true).await;
-    probe_form(&alice, "/confirm", "/confirm", &[("password", PASSWORD), ("next", "/account")], true).await;
-    assert_eq!(alice.get("/account").await.status, Status::Ok, "alice is still signed in");
+    let change = [
+        ("current_password", PASSWORD),
+        ("new_password", strong),
+        ("new_password_confirm", strong),
+    ];
+    probe_form(
+        &alice,
+        "/account/password",
+        "/account/password",
+        &change,
+        true,
+    )
+    .await;
+    probe_form(
+        &alice,
+        "/confirm",
+        "/confirm",
+        &[("password", PASSWORD), ("next", "/account")],
+        true,
+    )
+    .await;
+    assert_eq!(
+        alice.get("/account").await.status,
+        Status::Ok,
+        "alice is still signed in"
+    );
 
     let script = Device::new(&client);
     let refresh_token = script
-        .post_json("/api/token", &serde_json::json!({ "username": "alice", "password": PASSWORD }))
+        .post_json(
+            "/api/token",
+            &serde_json::json!({ "username": "alice", "password": PASSWORD }),
+        )
         .await
         .json()["refresh_token"]
         .as_str()
@@ -253,23 +411,58 @@ async fn control_characters_bidi_overrides_and_long_values_in_any_field_never_gi
         .to_owned();
     for hostile in hostile_texts() {
         let bodies = [
-            ("/api/token", serde_json::json!({ "username": hostile, "password": PASSWORD })),
-            ("/api/token", serde_json::json!({ "username": "alice", "password": hostile })),
-            ("/api/token/refresh", serde_json::json!({ "refresh_token": hostile })),
-            ("/api/token/refresh", serde_json::json!({ "refresh_token": format!("{refresh_token}{hostile}") })),
+            (
+                "/api/token",
+                serde_json::json!({ "username": hostile, "password": PASSWORD }),
+            ),
+            (
+                "/api/token",
+                serde_json::json!({ "username": "alice", "password": hostile }),
+            ),
+            (
+                "/api/token/refresh",
+                serde_json::json!({ "refresh_token": hostile }),
+            ),
+            (
+                "/api/token/refresh",
+                serde_json::json!({ "refresh_token": format!("{refresh_token}{hostile}") }),
+            ),
         ];
         for (path, body) in bodies {
             let reply = script.post_json(path, &body).await;
-            assert!(reply.status.code < 500, "{path} {hostile:.40?}: {} {:.300}", reply.status, reply.body);
-            assert!(reply.status.code >= 400, "{path} {hostile:.40?} was accepted: {}", reply.body);
+            assert!(
+                reply.status.code < 500,
+                "{path} {hostile:.40?}: {} {:.300}",
+                reply.status,
+                reply.body
+            );
+            assert!(
+                reply.status.code >= 400,
+                "{path} {hostile:.40?} was accepted: {}",
+                reply.body
+            );
             assert_no_internals(&reply.body);
         }
     }
     // JSON that no Rust string can hold: a lone surrogate.
-    for body in [r#"{"username":"\ud800","password":"x"}"#, r#"{"refresh_token":"\udfff"}"#] {
+    for body in [
+        r#"{"username":"\ud800","password":"x"}"#,
+        r#"{"refresh_token":"\udfff"}"#,
+    ] {
         for path in ["/api/token", "/api/token/refresh"] {
-            let reply = script.send(script.request(Method::Post, path).header(ContentType::JSON).body(body)).await;
-            assert!(reply.status.code >= 400 && reply.status.code < 500, "{path} {body}: {}", reply.status);
+            let reply = script
+                .send(
+                    script
+                        .request(Method::Post, path)
+                        .header(ContentType::JSON)
+                        .body(body),
+                )
+                .await;
+            assert!(
+                reply.status.code >= 400 && reply.status.code < 500,
+                "{path} {body}: {}",
+                reply.status
+            );
         }
     }
 }
@@ -282,8 +475,16 @@ async fn a_nul_in_the_username_is_the_normal_refusal_on_the_form_and_the_api() {
     let visitor = Device::new(&client);
     let reply = visitor.sign_in("alice\0", PASSWORD).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
-    assert_eq!(reply.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
-    let reply = visitor.post_json("/api/token", &serde_json::json!({ "username": "al\0ice", "password": PASSWORD })).await;
+    assert_eq!(
+        reply.testid_text("login-error").as_deref(),
+        Some("Incorrect username or password.")
+    );
+    let reply = visitor
+        .post_json(
+            "/api/token",
+            &serde_json::json!({ "username": "al\0ice", "password": PASSWORD }),
+        )
+        .await;
     assert_eq!(reply.status, Status::Unauthorized, "{}", reply.body);
     assert_eq!(reply.error_code(), "invalid_credentials");
 }

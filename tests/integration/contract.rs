@@ -5,8 +5,8 @@
 use rocket::http::{Accept, Method, Status};
 use secure_sessions::users::Role;
 
-use crate::support::http::{Device, Reply, FIREFOX_WINDOWS};
-use crate::support::{TestApp, PASSWORD};
+use crate::support::http::{Device, FIREFOX_WINDOWS, Reply};
+use crate::support::{PASSWORD, TestApp};
 
 /// Every field name any form of the app reads, so a request can be complete but for its token.
 const EVERY_OTHER_FIELD: [(&str, &str); 7] = [
@@ -21,11 +21,16 @@ const EVERY_OTHER_FIELD: [(&str, &str); 7] = [
 
 fn assert_refused_as_forged(reply: &Reply, what: &str) {
     assert_eq!(reply.status, Status::Forbidden, "{what}: {}", reply.body);
-    assert!(reply.body.contains("did not come from this site"), "{what}: {}", reply.body);
+    assert!(
+        reply.body.contains("did not come from this site"),
+        "{what}: {}",
+        reply.body
+    );
 }
 
 #[rocket::async_test]
-async fn every_state_changing_form_refuses_a_missing_or_foreign_csrf_token_with_403_before_reading_its_fields() {
+async fn every_state_changing_form_refuses_a_missing_or_foreign_csrf_token_with_403_before_reading_its_fields()
+ {
     let app = TestApp::new().await;
     app.create_user("admin", Role::Admin).await;
     let bob_id = app.create_user("bob", Role::User).await;
@@ -38,51 +43,87 @@ async fn every_state_changing_form_refuses_a_missing_or_foreign_csrf_token_with_
     bob.sign_in("bob", PASSWORD).await;
     // Confirmed, so the privileged actions get as far as their form.
     assert_eq!(admin.confirm(PASSWORD).await.location(), "/account");
-    let (phone_id, _) = admin.devices().await.into_iter().find(|(_, current)| !current).expect("the phone");
+    let (phone_id, _) = admin
+        .devices()
+        .await
+        .into_iter()
+        .find(|(_, current)| !current)
+        .expect("the phone");
     // Tokens that are real, but not this browser's: another session's, another visitor's.
     let other_session_token = admin_phone.get("/account").await.csrf_token();
     let other_visitor_token = Device::new(&client).get("/login").await.csrf_token();
-    let events_before: i64 = sqlx::query_scalar("SELECT count(*) FROM security_events").fetch_one(&app.pool).await.unwrap();
+    let events_before: i64 = sqlx::query_scalar("SELECT count(*) FROM security_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
 
     // Every form route the app has (the token API takes JSON and bearer tokens, the DBSC endpoints
     // signed proofs in headers no form can set: none of them reads a form).
     let form_routes: Vec<String> = secure_sessions::routes::routes()
         .into_iter()
         .filter(|route| route.method == Method::Post)
-        .filter(|route| !route.uri.path().starts_with("/api/") && !route.uri.path().starts_with("/session/dbsc/"))
+        .filter(|route| {
+            !route.uri.path().starts_with("/api/")
+                && !route.uri.path().starts_with("/session/dbsc/")
+        })
         .map(|route| {
             let path = route.uri.path().to_string();
-            let id = if path.starts_with("/admin/users/") { bob_id.to_string() } else { phone_id.clone() };
+            let id = if path.starts_with("/admin/users/") {
+                bob_id.to_string()
+            } else {
+                phone_id.clone()
+            };
             path.replace("<id>", &id)
         })
         .collect();
     assert_eq!(form_routes.len(), 12, "{form_routes:?}");
 
     for path in &form_routes {
-        for token in [None, Some(""), Some(other_session_token.as_str()), Some(other_visitor_token.as_str())] {
+        for token in [
+            None,
+            Some(""),
+            Some(other_session_token.as_str()),
+            Some(other_visitor_token.as_str()),
+        ] {
             let token_field = token.map(|token| ("csrf_token", token));
             // Without the token, and with it wrong: alone, and next to every other field.
             let bare: Vec<(&str, &str)> = token_field.into_iter().collect();
-            let complete: Vec<(&str, &str)> = token_field.into_iter().chain(EVERY_OTHER_FIELD).collect();
+            let complete: Vec<(&str, &str)> =
+                token_field.into_iter().chain(EVERY_OTHER_FIELD).collect();
             for fields in [bare, complete] {
                 let reply = admin.post_form(path, &fields).await;
-                assert_refused_as_forged(&reply, &format!("{path} with {} fields, token {token:?}", fields.len()));
+                assert_refused_as_forged(
+                    &reply,
+                    &format!("{path} with {} fields, token {token:?}", fields.len()),
+                );
             }
         }
     }
 
     // Nothing happened: nobody signed out, nothing recorded, every account as it was.
-    let events_after: i64 = sqlx::query_scalar("SELECT count(*) FROM security_events").fetch_one(&app.pool).await.unwrap();
+    let events_after: i64 = sqlx::query_scalar("SELECT count(*) FROM security_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(events_after, events_before);
     let ended: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE revoked_at IS NOT NULL").fetch_one(&app.pool).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE revoked_at IS NOT NULL")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(ended, 0);
-    assert_eq!(admin.get("/admin").await.status, Status::Ok, "still signed in and confirmed");
+    assert_eq!(
+        admin.get("/admin").await.status,
+        Status::Ok,
+        "still signed in and confirmed"
+    );
     assert_eq!(admin_phone.get("/account").await.status, Status::Ok);
     assert_eq!(bob.get("/account").await.status, Status::Ok);
 
     // With the right token the form's fields are read as before: a missing one is 422.
-    let incomplete = admin.post_from("/account/password", "/account/password", &[]).await;
+    let incomplete = admin
+        .post_from("/account/password", "/account/password", &[])
+        .await;
     assert_eq!(incomplete.status, Status::UnprocessableEntity);
     let visitor = Device::new(&client);
     let csrf = visitor.get("/login").await.csrf_token();
@@ -100,15 +141,30 @@ async fn a_json_client_without_a_recent_confirmation_gets_the_confirmation_requi
     let csrf = admin.get("/account").await.csrf_token();
 
     let post = |path: &'static str, token: &str| {
-        let request = admin.request(Method::Post, path).header(rocket::http::ContentType::Form).header(Accept::JSON);
+        let request = admin
+            .request(Method::Post, path)
+            .header(rocket::http::ContentType::Form)
+            .header(Accept::JSON);
         admin.send(request.body(format!("csrf_token={token}")))
     };
     let reply = post("/account/sessions/revoke-others", &csrf).await;
     assert_eq!(reply.status, Status::Forbidden);
-    assert_eq!(reply.error_code(), "confirmation_required", "{}", reply.body);
-    let reply = admin.send(admin.request(Method::Get, "/admin").header(Accept::JSON)).await;
+    assert_eq!(
+        reply.error_code(),
+        "confirmation_required",
+        "{}",
+        reply.body
+    );
+    let reply = admin
+        .send(admin.request(Method::Get, "/admin").header(Accept::JSON))
+        .await;
     assert_eq!(reply.status, Status::Forbidden);
-    assert_eq!(reply.error_code(), "confirmation_required", "{}", reply.body);
+    assert_eq!(
+        reply.error_code(),
+        "confirmation_required",
+        "{}",
+        reply.body
+    );
 
     // Once confirmed, a wrong CSRF token is told apart from a missing confirmation.
     admin.confirm(PASSWORD).await;
@@ -118,7 +174,10 @@ async fn a_json_client_without_a_recent_confirmation_gets_the_confirmation_requi
     // A browser (no JSON asked for) is still sent to confirm, as before.
     let browser = Device::new(&client);
     browser.sign_in("admin", PASSWORD).await;
-    assert_eq!(browser.get("/admin").await.location(), "/confirm?next=%2Fadmin");
+    assert_eq!(
+        browser.get("/admin").await.location(),
+        "/confirm?next=%2Fadmin"
+    );
 }
 
 #[rocket::async_test]
@@ -126,8 +185,19 @@ async fn no_response_names_the_server_software() {
     let app = TestApp::new().await;
     let client = app.client().await;
     let visitor = Device::new(&client);
-    for path in ["/login", "/healthz", "/static/app.css", "/no-such-page", "/account"] {
+    for path in [
+        "/login",
+        "/healthz",
+        "/static/app.css",
+        "/no-such-page",
+        "/account",
+    ] {
         let reply = visitor.get(path).await;
-        assert_eq!(reply.header("Server"), None, "{path} ({}) names the server", reply.status);
+        assert_eq!(
+            reply.header("Server"),
+            None,
+            "{path} ({}) names the server",
+            reply.status
+        );
     }
 }

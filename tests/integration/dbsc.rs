@@ -10,9 +10,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::support::dbsc::{b64, parse_challenge, parse_offer, DbscKey};
+use crate::support::dbsc::{DbscKey, b64, parse_challenge, parse_offer};
 use crate::support::http::{Device, Reply};
-use crate::support::{TestApp, PASSWORD};
+use crate::support::{PASSWORD, TestApp};
 
 const REGISTER: &str = "/session/dbsc/register";
 const REFRESH: &str = "/session/dbsc/refresh";
@@ -22,7 +22,9 @@ const BOUND_COOKIE_SECS: i64 = 5; // the test profile's bound_cookie_secs
 async fn offered_challenge(device: &Device<'_>) -> String {
     let page = device.get("/account").await;
     assert_eq!(page.status, Status::Ok, "{}", page.body);
-    let offer = page.header("Secure-Session-Registration").expect("a page of an unbound session offers binding");
+    let offer = page
+        .header("Secure-Session-Registration")
+        .expect("a page of an unbound session offers binding");
     let (path, challenge) = parse_offer(offer);
     assert_eq!(path, REGISTER);
     challenge
@@ -42,7 +44,10 @@ async fn sign_in_bound(device: &Device<'_>, key: &DbscKey) -> String {
     let challenge = offered_challenge(device).await;
     let reply = register(device, Some(&key.registration_proof(&challenge))).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
-    reply.json()["session_identifier"].as_str().expect("a session identifier").to_owned()
+    reply.json()["session_identifier"]
+        .as_str()
+        .expect("a session identifier")
+        .to_owned()
 }
 
 /// A refresh request as the browser sends it: the session id, and the proof when it has one.
@@ -61,7 +66,11 @@ async fn refresh(device: &Device<'_>, session_id: Option<&str>, proof: Option<&s
 async fn challenge(device: &Device<'_>, session_id: &str) -> String {
     let reply = refresh(device, Some(session_id), None).await;
     assert_eq!(reply.status, Status::Forbidden, "{}", reply.body);
-    let (challenge, id) = parse_challenge(reply.header("Secure-Session-Challenge").expect("a challenge"));
+    let (challenge, id) = parse_challenge(
+        reply
+            .header("Secure-Session-Challenge")
+            .expect("a challenge"),
+    );
     assert_eq!(id, session_id);
     challenge
 }
@@ -70,7 +79,12 @@ async fn challenge(device: &Device<'_>, session_id: &str) -> String {
 async fn signed_refresh(device: &Device<'_>, session_id: &str, key: &DbscKey) -> Reply {
     device.forget_cookie("__Host-sid");
     let challenge = challenge(device, session_id).await;
-    refresh(device, Some(session_id), Some(&key.refresh_proof(&challenge))).await
+    refresh(
+        device,
+        Some(session_id),
+        Some(&key.refresh_proof(&challenge)),
+    )
+    .await
 }
 
 struct Row {
@@ -82,13 +96,19 @@ struct Row {
 
 async fn row(app: &TestApp, session_id: &str) -> Row {
     let id = Uuid::parse_str(session_id).unwrap();
-    let (dbsc_key, bound_until, revoke_reason, key) =
-        sqlx::query_as("SELECT dbsc_key, bound_until, revoke_reason, key FROM sessions WHERE public_id = $1")
-            .bind(id)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    Row { dbsc_key, bound_until, revoke_reason, key }
+    let (dbsc_key, bound_until, revoke_reason, key) = sqlx::query_as(
+        "SELECT dbsc_key, bound_until, revoke_reason, key FROM sessions WHERE public_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    Row {
+        dbsc_key,
+        bound_until,
+        revoke_reason,
+        key,
+    }
 }
 
 async fn refused_proofs(app: &TestApp, user_id: i64) -> Vec<String> {
@@ -102,12 +122,20 @@ async fn refused_proofs(app: &TestApp, user_id: i64) -> Vec<String> {
 fn assert_refused(reply: &Reply, status: Status, error: &str) {
     assert_eq!(reply.status, status, "{}", reply.body);
     assert_eq!(reply.error_code(), error, "{}", reply.body);
-    assert!(reply.set_cookie("__Host-sid").is_none(), "a refusal sets no session cookie");
+    assert!(
+        reply.set_cookie("__Host-sid").is_none(),
+        "a refusal sets no session cookie"
+    );
 }
 
 /// The account page works with the device's cookie (and says who is signed in).
 async fn signed_in(device: &Device<'_>) -> bool {
-    device.get("/account").await.testid_text("account-username").as_deref() == Some("alice")
+    device
+        .get("/account")
+        .await
+        .testid_text("account-username")
+        .as_deref()
+        == Some("alice")
 }
 
 #[rocket::async_test]
@@ -118,19 +146,35 @@ async fn pages_of_an_unbound_session_offer_binding_and_nothing_else_does() {
     let alice = Device::new(&client);
 
     let login = alice.get("/login").await;
-    assert!(login.header("Secure-Session-Registration").is_none(), "no session, no offer");
+    assert!(
+        login.header("Secure-Session-Registration").is_none(),
+        "no session, no offer"
+    );
     alice.sign_in("alice", PASSWORD).await;
     let first = offered_challenge(&alice).await;
     assert_eq!(first.len(), 43, "256 random bits, base64url");
     app.advance_secs(1);
-    assert_eq!(offered_challenge(&alice).await, first, "the offer stands while it is fresh: no write per page");
+    assert_eq!(
+        offered_challenge(&alice).await,
+        first,
+        "the offer stands while it is fresh: no write per page"
+    );
     let csrf = alice.get("/account").await.csrf_token();
-    let keepalive = alice.post_form("/session/keepalive", &[("csrf_token", &csrf)]).await;
+    let keepalive = alice
+        .post_form("/session/keepalive", &[("csrf_token", &csrf)])
+        .await;
     assert_eq!(keepalive.status, Status::Ok);
-    assert!(keepalive.header("Secure-Session-Registration").is_none(), "only pages offer");
+    assert!(
+        keepalive.header("Secure-Session-Registration").is_none(),
+        "only pages offer"
+    );
 
     // Past half its lifetime (2.5 min) a page offers a new one; the old one no longer binds.
-    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 3600)).merge(("sessions.absolute_timeout_secs", 7200))).await;
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 3600))
+            .merge(("sessions.absolute_timeout_secs", 7200))
+    })
+    .await;
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let alice = Device::new(&client);
@@ -140,9 +184,25 @@ async fn pages_of_an_unbound_session_offer_binding_and_nothing_else_does() {
     let second = offered_challenge(&alice).await;
     assert_ne!(first, second);
     let key = DbscKey::generate();
-    assert_refused(&register(&alice, Some(&key.registration_proof(&first))).await, Status::Forbidden, "invalid_challenge");
-    assert_eq!(register(&alice, Some(&key.registration_proof(&second))).await.status, Status::Ok);
-    assert!(alice.get("/account").await.header("Secure-Session-Registration").is_none(), "a bound session is not offered again");
+    assert_refused(
+        &register(&alice, Some(&key.registration_proof(&first))).await,
+        Status::Forbidden,
+        "invalid_challenge",
+    );
+    assert_eq!(
+        register(&alice, Some(&key.registration_proof(&second)))
+            .await
+            .status,
+        Status::Ok
+    );
+    assert!(
+        alice
+            .get("/account")
+            .await
+            .header("Secure-Session-Registration")
+            .is_none(),
+        "a bound session is not offered again"
+    );
 }
 
 #[rocket::async_test]
@@ -151,7 +211,11 @@ async fn registration_binds_the_session_answers_its_configuration_and_sets_a_sho
     let user_id = app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let alice = Device::new(&client);
-    alice.extra_headers.lock().unwrap().push(("sec-ch-ua".into(), r#""Chromium";v="156""#.into()));
+    alice
+        .extra_headers
+        .lock()
+        .unwrap()
+        .push(("sec-ch-ua".into(), r#""Chromium";v="156""#.into()));
     alice.sign_in("alice", PASSWORD).await;
     let token = alice.session_cookie().unwrap();
     let (session_id, _) = alice.devices().await.remove(0);
@@ -165,37 +229,82 @@ async fn registration_binds_the_session_answers_its_configuration_and_sets_a_sho
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.header("Content-Type"), Some("application/json"));
     let config = reply.json();
-    assert_eq!(config["session_identifier"], json!(session_id), "the session's public id");
+    assert_eq!(
+        config["session_identifier"],
+        json!(session_id),
+        "the session's public id"
+    );
     assert_eq!(config["refresh_url"], json!(REFRESH));
-    assert_eq!(config["scope"], json!({"include_site": false}), "this origin only");
+    assert_eq!(
+        config["scope"],
+        json!({"include_site": false}),
+        "this origin only"
+    );
     assert_eq!(config["credentials"].as_array().map(Vec::len), Some(1));
     let credential = &config["credentials"][0];
     assert_eq!(credential["type"], json!("cookie"));
     assert_eq!(credential["name"], json!("__Host-sid"));
 
     // The same token, set again with exactly the attributes the configuration names, and short-lived.
-    let set_cookie = reply.headers.iter().find(|(n, v)| n == "Set-Cookie" && v.starts_with("__Host-sid=")).unwrap().1.clone();
+    let set_cookie = reply
+        .headers
+        .iter()
+        .find(|(n, v)| n == "Set-Cookie" && v.starts_with("__Host-sid="))
+        .unwrap()
+        .1
+        .clone();
     let attributes = credential["attributes"].as_str().unwrap();
-    assert_eq!(set_cookie, format!("__Host-sid={token}; {attributes}; Max-Age={BOUND_COOKIE_SECS}"));
+    assert_eq!(
+        set_cookie,
+        format!("__Host-sid={token}; {attributes}; Max-Age={BOUND_COOKIE_SECS}")
+    );
     for attribute in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
-        assert!(attributes.split("; ").any(|a| a == attribute), "{attributes} lacks {attribute}");
+        assert!(
+            attributes.split("; ").any(|a| a == attribute),
+            "{attributes} lacks {attribute}"
+        );
     }
 
     let stored = row(&app, &session_id).await;
-    assert_eq!(stored.dbsc_key, Some(key.public_key_bytes()), "the device's public key is on the session row");
+    assert_eq!(
+        stored.dbsc_key,
+        Some(key.public_key_bytes()),
+        "the device's public key is on the session row"
+    );
     let deadline = stored.bound_until.unwrap() - app.clock_now();
     assert_eq!(deadline.whole_seconds(), BOUND_COOKIE_SECS);
-    assert_eq!(app.event_kinds(user_id).await, vec!["sign_in", "session_bound"]);
+    assert_eq!(
+        app.event_kinds(user_id).await,
+        vec!["sign_in", "session_bound"]
+    );
 
     let page = alice.get("/account").await;
-    assert!(page.body.contains(r#"data-current="true" data-bound="true""#), "{}", page.body);
-    assert_eq!(page.testid_text("session-bound").as_deref(), Some("Bound to this device's key"));
-    assert!(page.body.contains("Session bound to this device&#x27;s key") || page.body.contains("Session bound to this device&#39;s key"), "{}", page.body);
+    assert!(
+        page.body
+            .contains(r#"data-current="true" data-bound="true""#),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.testid_text("session-bound").as_deref(),
+        Some("Bound to this device's key")
+    );
+    assert!(
+        page.body
+            .contains("Session bound to this device&#x27;s key")
+            || page.body.contains("Session bound to this device&#39;s key"),
+        "{}",
+        page.body
+    );
 }
 
 #[rocket::async_test]
 async fn every_refused_registration_is_a_4xx_that_leaves_the_session_unbound_and_is_recorded() {
-    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 3600)).merge(("sessions.absolute_timeout_secs", 7200))).await;
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 3600))
+            .merge(("sessions.absolute_timeout_secs", 7200))
+    })
+    .await;
     let user_id = app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let alice = Device::new(&client);
@@ -207,31 +316,86 @@ async fn every_refused_registration_is_a_4xx_that_leaves_the_session_unbound_and
     let header = |alg: &str| json!({"alg": alg, "typ": "dbsc+jwt", "jwk": key.jwk()});
     let payload = json!({"jti": challenge});
 
-    assert_refused(&register(&alice, None).await, Status::BadRequest, "missing_proof");
+    assert_refused(
+        &register(&alice, None).await,
+        Status::BadRequest,
+        "missing_proof",
+    );
     let cases = [
-        ("not a jwt".to_owned(), Status::BadRequest, "malformed_proof"),
-        (key.refresh_proof(&challenge), Status::BadRequest, "malformed_proof"), // no key in the header
-        (key.sign(&json!({"alg": "ES256", "typ": "JWT", "jwk": key.jwk()}), &payload), Status::BadRequest, "malformed_proof"),
-        (key.sign(&header("ES256"), &json!({})), Status::BadRequest, "malformed_proof"),
-        (key.sign(&header("HS256"), &payload), Status::BadRequest, "unsupported_algorithm"),
-        (format!("{}.{}.", b64(r#"{"alg":"none","typ":"dbsc+jwt"}"#), b64(&payload.to_string())), Status::BadRequest, "unsupported_algorithm"),
+        (
+            "not a jwt".to_owned(),
+            Status::BadRequest,
+            "malformed_proof",
+        ),
+        (
+            key.refresh_proof(&challenge),
+            Status::BadRequest,
+            "malformed_proof",
+        ), // no key in the header
+        (
+            key.sign(
+                &json!({"alg": "ES256", "typ": "JWT", "jwk": key.jwk()}),
+                &payload,
+            ),
+            Status::BadRequest,
+            "malformed_proof",
+        ),
+        (
+            key.sign(&header("ES256"), &json!({})),
+            Status::BadRequest,
+            "malformed_proof",
+        ),
+        (
+            key.sign(&header("HS256"), &payload),
+            Status::BadRequest,
+            "unsupported_algorithm",
+        ),
+        (
+            format!(
+                "{}.{}.",
+                b64(r#"{"alg":"none","typ":"dbsc+jwt"}"#),
+                b64(&payload.to_string())
+            ),
+            Status::BadRequest,
+            "unsupported_algorithm",
+        ),
         // Signed by another key than the one it names.
-        (other.sign(&header("ES256"), &payload), Status::Unauthorized, "invalid_signature"),
+        (
+            other.sign(&header("ES256"), &payload),
+            Status::Unauthorized,
+            "invalid_signature",
+        ),
         // A challenge this server never offered to this session.
-        (key.registration_proof("made-up-challenge"), Status::Forbidden, "invalid_challenge"),
+        (
+            key.registration_proof("made-up-challenge"),
+            Status::Forbidden,
+            "invalid_challenge",
+        ),
     ];
     for (proof, status, error) in &cases {
         assert_refused(&register(&alice, Some(proof)).await, *status, error);
-        assert_eq!(row(&app, &session_id).await.dbsc_key, None, "{error}: still unbound");
+        assert_eq!(
+            row(&app, &session_id).await.dbsc_key,
+            None,
+            "{error}: still unbound"
+        );
     }
     // Another session's challenge does not bind this one.
     let bob = Device::new(&client);
     bob.sign_in("alice", PASSWORD).await;
     let bobs = offered_challenge(&bob).await;
-    assert_refused(&register(&alice, Some(&key.registration_proof(&bobs))).await, Status::Forbidden, "invalid_challenge");
+    assert_refused(
+        &register(&alice, Some(&key.registration_proof(&bobs))).await,
+        Status::Forbidden,
+        "invalid_challenge",
+    );
     // A challenge older than five minutes does not either (the page would offer a new one by then).
     app.advance_secs(5 * 60);
-    assert_refused(&register(&alice, Some(&key.registration_proof(&challenge))).await, Status::Forbidden, "invalid_challenge");
+    assert_refused(
+        &register(&alice, Some(&key.registration_proof(&challenge))).await,
+        Status::Forbidden,
+        "invalid_challenge",
+    );
     assert_eq!(row(&app, &session_id).await.dbsc_key, None);
     assert!(signed_in(&alice).await, "the session carries on, unbound");
 
@@ -239,14 +403,38 @@ async fn every_refused_registration_is_a_4xx_that_leaves_the_session_unbound_and
     let fresh = offered_challenge(&alice).await;
     let proof = key.registration_proof(&fresh);
     assert_eq!(register(&alice, Some(&proof)).await.status, Status::Ok);
-    assert_refused(&register(&alice, Some(&proof)).await, Status::Conflict, "already_bound");
-    assert_refused(&register(&alice, Some(&other.registration_proof(&fresh))).await, Status::Conflict, "already_bound");
-    assert_eq!(row(&app, &session_id).await.dbsc_key, Some(key.public_key_bytes()), "still bound to the first key");
+    assert_refused(
+        &register(&alice, Some(&proof)).await,
+        Status::Conflict,
+        "already_bound",
+    );
+    assert_refused(
+        &register(&alice, Some(&other.registration_proof(&fresh))).await,
+        Status::Conflict,
+        "already_bound",
+    );
+    assert_eq!(
+        row(&app, &session_id).await.dbsc_key,
+        Some(key.public_key_bytes()),
+        "still bound to the first key"
+    );
 
     let refused = refused_proofs(&app, user_id).await;
-    assert_eq!(refused.len(), cases.len() + 2 + 2, "every refused proof is recorded: {refused:?}");
-    assert!(refused.iter().any(|detail| detail.contains("algorithm other than ES256")));
-    assert!(refused.iter().any(|detail| detail.contains("already bound")));
+    assert_eq!(
+        refused.len(),
+        cases.len() + 2 + 2,
+        "every refused proof is recorded: {refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|detail| detail.contains("algorithm other than ES256"))
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|detail| detail.contains("already bound"))
+    );
 }
 
 #[rocket::async_test]
@@ -267,27 +455,49 @@ async fn a_refresh_signed_with_the_devices_key_rotates_the_token_and_the_old_one
     assert_ne!(unquoted, quoted, "every challenge is fresh");
 
     app.advance_secs(BOUND_COOKIE_SECS - 1);
-    let reply = refresh(&alice, Some(&session_id), Some(&format!("\"{}\"", key.refresh_proof(&quoted)))).await;
+    let reply = refresh(
+        &alice,
+        Some(&session_id),
+        Some(&format!("\"{}\"", key.refresh_proof(&quoted))),
+    )
+    .await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json()["session_identifier"], json!(session_id));
     let cookie = reply.set_cookie("__Host-sid").expect("a new bound cookie");
-    assert_eq!(cookie.max_age(), Some(time::Duration::seconds(BOUND_COOKIE_SECS)));
+    assert_eq!(
+        cookie.max_age(),
+        Some(time::Duration::seconds(BOUND_COOKIE_SECS))
+    );
     let new = alice.session_cookie().unwrap();
     assert_ne!(new, old, "rotated");
-    assert_eq!(row(&app, &session_id).await.key, SessionToken::parse(&new).unwrap().key().as_bytes());
+    assert_eq!(
+        row(&app, &session_id).await.key,
+        SessionToken::parse(&new).unwrap().key().as_bytes()
+    );
 
     // The old token is gone at once; the new one lives its own five seconds.
     let thief = Device::new(&client);
     thief.set_cookie("__Host-sid", &old);
-    assert_eq!(thief.get("/account").await.location(), "/login?reason=login_required&next=%2Faccount");
+    assert_eq!(
+        thief.get("/account").await.location(),
+        "/login?reason=login_required&next=%2Faccount"
+    );
     app.advance_secs(BOUND_COOKIE_SECS - 1);
     assert!(signed_in(&alice).await);
     // A proof over a challenge already used is refused, with a fresh challenge to sign instead.
     let replay = refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&quoted))).await;
     assert_refused(&replay, Status::Forbidden, "invalid_challenge");
     assert!(replay.header("Secure-Session-Challenge").is_some());
-    assert_eq!(row(&app, &session_id).await.key, SessionToken::parse(&new).unwrap().key().as_bytes(), "unchanged");
-    assert_eq!(app.event_kinds(user_id).await, vec!["sign_in", "session_bound", "binding_proof_refused"], "refreshes themselves are not news");
+    assert_eq!(
+        row(&app, &session_id).await.key,
+        SessionToken::parse(&new).unwrap().key().as_bytes(),
+        "unchanged"
+    );
+    assert_eq!(
+        app.event_kinds(user_id).await,
+        vec!["sign_in", "session_bound", "binding_proof_refused"],
+        "refreshes themselves are not news"
+    );
 }
 
 #[rocket::async_test]
@@ -303,32 +513,60 @@ async fn a_copied_bound_cookie_is_refused_once_its_time_is_up_even_before_the_br
     let thief = Device::new(&client);
     let copied = alice.session_cookie().unwrap();
     thief.set_cookie("__Host-sid", &copied);
-    assert!(signed_in(&thief).await, "within the bound lifetime the copy works: the window DBSC leaves");
+    assert!(
+        signed_in(&thief).await,
+        "within the bound lifetime the copy works: the window DBSC leaves"
+    );
     app.advance_secs(BOUND_COOKIE_SECS);
     let refused = thief.get("/account").await;
-    assert_eq!(refused.location(), "/login?reason=bound_cookie_expired&next=%2Faccount");
+    assert_eq!(
+        refused.location(),
+        "/login?reason=bound_cookie_expired&next=%2Faccount"
+    );
     let login = thief.get(refused.location()).await;
-    assert!(login.testid_text("login-reason").unwrap().contains("bound to a device"), "{}", login.body);
+    assert!(
+        login
+            .testid_text("login-reason")
+            .unwrap()
+            .contains("bound to a device"),
+        "{}",
+        login.body
+    );
     // Refused, and nothing more: the copy cannot end the owner's session either.
     let stored = row(&app, &session_id).await;
     assert_eq!(stored.revoke_reason, None);
 
     // The owner's browser refreshes with its key and carries on; the copy stays dead.
-    assert_eq!(signed_refresh(&alice, &session_id, &key).await.status, Status::Ok);
+    assert_eq!(
+        signed_refresh(&alice, &session_id, &key).await.status,
+        Status::Ok
+    );
     assert!(signed_in(&alice).await);
     thief.set_cookie("__Host-sid", &copied);
-    assert!(!signed_in(&thief).await, "the copied token died with the refresh");
+    assert!(
+        !signed_in(&thief).await,
+        "the copied token died with the refresh"
+    );
     // Without the key the thief cannot refresh: a proof from another key is refused.
     let thief_key = DbscKey::generate();
     let challenge = challenge(&thief, &session_id).await;
-    let forged = refresh(&thief, Some(&session_id), Some(&thief_key.refresh_proof(&challenge))).await;
+    let forged = refresh(
+        &thief,
+        Some(&session_id),
+        Some(&thief_key.refresh_proof(&challenge)),
+    )
+    .await;
     assert_refused(&forged, Status::Unauthorized, "invalid_signature");
     assert!(signed_in(&alice).await, "the owner is untouched");
 }
 
 #[rocket::async_test]
 async fn every_refused_refresh_is_a_4xx_that_changes_nothing_and_refused_proofs_are_recorded() {
-    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 3600)).merge(("sessions.absolute_timeout_secs", 7200))).await;
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 3600))
+            .merge(("sessions.absolute_timeout_secs", 7200))
+    })
+    .await;
     let user_id = app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let alice = Device::new(&client);
@@ -338,42 +576,123 @@ async fn every_refused_refresh_is_a_4xx_that_changes_nothing_and_refused_proofs_
     let before = row(&app, &session_id).await.key;
 
     // No session id, or one that names no bound session: nothing to refresh.
-    assert_refused(&refresh(&alice, None, None).await, Status::BadRequest, "missing_session_id");
-    assert_refused(&refresh(&alice, Some("not-a-uuid"), None).await, Status::BadRequest, "missing_session_id");
+    assert_refused(
+        &refresh(&alice, None, None).await,
+        Status::BadRequest,
+        "missing_session_id",
+    );
+    assert_refused(
+        &refresh(&alice, Some("not-a-uuid"), None).await,
+        Status::BadRequest,
+        "missing_session_id",
+    );
     let unknown = refresh(&alice, Some(&Uuid::new_v4().to_string()), None).await;
     assert_eq!(unknown.status, Status::Unauthorized);
-    assert_eq!(unknown.json(), json!({"continue": false, "error": "unauthorized", "reason": "login_required"}));
+    assert_eq!(
+        unknown.json(),
+        json!({"continue": false, "error": "unauthorized", "reason": "login_required"})
+    );
     let unbound_device = Device::new(&client);
     unbound_device.sign_in("alice", PASSWORD).await;
-    let unbound_id = unbound_device.devices().await.into_iter().find(|(_, current)| *current).unwrap().0;
-    assert_eq!(refresh(&alice, Some(&unbound_id), None).await.json()["continue"], json!(false), "an unbound session has no key to prove");
+    let unbound_id = unbound_device
+        .devices()
+        .await
+        .into_iter()
+        .find(|(_, current)| *current)
+        .unwrap()
+        .0;
+    assert_eq!(
+        refresh(&alice, Some(&unbound_id), None).await.json()["continue"],
+        json!(false),
+        "an unbound session has no key to prove"
+    );
 
     let c1 = challenge(&alice, &session_id).await;
     let other = DbscKey::generate();
     let header = json!({"alg": "ES256", "typ": "dbsc+jwt"});
     let cases = [
-        (other.refresh_proof(&c1), Status::Unauthorized, "invalid_signature"),
+        (
+            other.refresh_proof(&c1),
+            Status::Unauthorized,
+            "invalid_signature",
+        ),
         // A key in the header is not trusted at refresh: the stored one is.
-        (other.sign(&json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": other.jwk()}), &json!({"jti": c1})), Status::Unauthorized, "invalid_signature"),
-        (key.refresh_proof("never-issued"), Status::Forbidden, "invalid_challenge"),
-        (key.sign(&json!({"alg": "RS256", "typ": "dbsc+jwt"}), &json!({"jti": c1})), Status::BadRequest, "unsupported_algorithm"),
-        (format!("{}.{}.", b64(r#"{"alg":"none","typ":"dbsc+jwt"}"#), b64(&json!({"jti": c1}).to_string())), Status::BadRequest, "unsupported_algorithm"),
-        (key.sign(&header, &json!({"nonce": c1})), Status::BadRequest, "malformed_proof"),
+        (
+            other.sign(
+                &json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": other.jwk()}),
+                &json!({"jti": c1}),
+            ),
+            Status::Unauthorized,
+            "invalid_signature",
+        ),
+        (
+            key.refresh_proof("never-issued"),
+            Status::Forbidden,
+            "invalid_challenge",
+        ),
+        (
+            key.sign(
+                &json!({"alg": "RS256", "typ": "dbsc+jwt"}),
+                &json!({"jti": c1}),
+            ),
+            Status::BadRequest,
+            "unsupported_algorithm",
+        ),
+        (
+            format!(
+                "{}.{}.",
+                b64(r#"{"alg":"none","typ":"dbsc+jwt"}"#),
+                b64(&json!({"jti": c1}).to_string())
+            ),
+            Status::BadRequest,
+            "unsupported_algorithm",
+        ),
+        (
+            key.sign(&header, &json!({"nonce": c1})),
+            Status::BadRequest,
+            "malformed_proof",
+        ),
         ("a.b.c".to_owned(), Status::BadRequest, "malformed_proof"),
-        (format!("{}x", key.refresh_proof(&c1)), Status::BadRequest, "malformed_proof"),
+        (
+            format!("{}x", key.refresh_proof(&c1)),
+            Status::BadRequest,
+            "malformed_proof",
+        ),
     ];
     for (proof, status, error) in &cases {
-        assert_refused(&refresh(&alice, Some(&session_id), Some(proof)).await, *status, error);
-        assert_eq!(row(&app, &session_id).await.key, before, "{error}: the token is unchanged");
+        assert_refused(
+            &refresh(&alice, Some(&session_id), Some(proof)).await,
+            *status,
+            error,
+        );
+        assert_eq!(
+            row(&app, &session_id).await.key,
+            before,
+            "{error}: the token is unchanged"
+        );
     }
     // The signature is checked before the challenge is used up: the owner can still answer c1.
-    assert_eq!(refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&c1))).await.status, Status::Ok);
+    assert_eq!(
+        refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&c1)))
+            .await
+            .status,
+        Status::Ok
+    );
     let before = row(&app, &session_id).await.key;
     // A challenge issued for another session does not refresh this one.
     let other_session = Device::new(&client);
     let other_id = sign_in_bound(&other_session, &DbscKey::generate()).await;
     let foreign = challenge(&other_session, &other_id).await;
-    assert_refused(&refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&foreign))).await, Status::Forbidden, "invalid_challenge");
+    assert_refused(
+        &refresh(
+            &alice,
+            Some(&session_id),
+            Some(&key.refresh_proof(&foreign)),
+        )
+        .await,
+        Status::Forbidden,
+        "invalid_challenge",
+    );
     // A challenge answered after five minutes is too old.
     let c2 = challenge(&alice, &session_id).await;
     app.advance_secs(5 * 60);
@@ -385,9 +704,20 @@ async fn every_refused_refresh_is_a_4xx_that_changes_nothing_and_refused_proofs_
     assert_eq!(refused.len(), cases.len() + 2, "{refused:?}");
     // The refusal came with a fresh challenge, which the owner's browser signs.
     let fresh = parse_challenge(late.header("Secure-Session-Challenge").unwrap()).0;
-    assert_eq!(refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&fresh))).await.status, Status::Ok);
+    assert_eq!(
+        refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&fresh)))
+            .await
+            .status,
+        Status::Ok
+    );
     let page = alice.get("/account").await;
-    assert!(page.body.contains("A proof of this device&#x27;s key was refused") || page.body.contains("A proof of this device&#39;s key was refused"));
+    assert!(
+        page.body
+            .contains("A proof of this device&#x27;s key was refused")
+            || page
+                .body
+                .contains("A proof of this device&#39;s key was refused")
+    );
 }
 
 #[rocket::async_test]
@@ -408,18 +738,34 @@ async fn a_refresh_for_an_ended_session_stops_the_browser_and_its_next_page_says
         .post_from(
             "/account/password",
             "/account/password",
-            &[("current_password", PASSWORD), ("new_password", new_password), ("new_password_confirm", new_password)],
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", new_password),
+                ("new_password_confirm", new_password),
+            ],
         )
         .await;
     laptop.forget_cookie("__Host-sid");
     let reply = refresh(&laptop, Some(&session_id), None).await;
     assert_eq!(reply.status, Status::Unauthorized, "{}", reply.body);
-    assert_eq!(reply.json(), json!({"continue": false, "error": "unauthorized", "reason": "password_changed"}));
+    assert_eq!(
+        reply.json(),
+        json!({"continue": false, "error": "unauthorized", "reason": "password_changed"})
+    );
     assert!(reply.header("Secure-Session-Challenge").is_none());
     let page = laptop.get("/account").await;
-    assert_eq!(page.location(), "/login?reason=password_changed&next=%2Faccount");
-    assert!(laptop.cookie("__Host-sid-ended").is_none(), "the note is read once");
-    assert_eq!(laptop.get("/account").await.location(), "/login?reason=login_required&next=%2Faccount");
+    assert_eq!(
+        page.location(),
+        "/login?reason=password_changed&next=%2Faccount"
+    );
+    assert!(
+        laptop.cookie("__Host-sid-ended").is_none(),
+        "the note is read once"
+    );
+    assert_eq!(
+        laptop.get("/account").await.location(),
+        "/login?reason=login_required&next=%2Faccount"
+    );
 }
 
 #[rocket::async_test]
@@ -437,19 +783,38 @@ async fn refreshes_do_not_keep_an_idle_session_alive_and_the_idle_timeout_ends_i
     while elapsed + 4 < idle {
         app.advance_secs(4);
         elapsed += 4;
-        assert_eq!(signed_refresh(&alice, &session_id, &key).await.status, Status::Ok, "at {elapsed}s");
+        assert_eq!(
+            signed_refresh(&alice, &session_id, &key).await.status,
+            Status::Ok,
+            "at {elapsed}s"
+        );
     }
     app.advance_secs(idle - elapsed);
     let reply = refresh(&alice, Some(&session_id), None).await;
     assert_eq!(reply.status, Status::Unauthorized);
-    assert_eq!(reply.json()["reason"], json!("idle_timeout"), "{}", reply.body);
-    assert_eq!(row(&app, &session_id).await.revoke_reason.as_deref(), Some("idle_timeout"));
-    assert_eq!(app.event_kinds(user_id).await.last().map(String::as_str), Some("idle_timeout"));
-    assert_eq!(alice.get("/account").await.location(), "/login?reason=idle_timeout&next=%2Faccount");
+    assert_eq!(
+        reply.json()["reason"],
+        json!("idle_timeout"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        row(&app, &session_id).await.revoke_reason.as_deref(),
+        Some("idle_timeout")
+    );
+    assert_eq!(
+        app.event_kinds(user_id).await.last().map(String::as_str),
+        Some("idle_timeout")
+    );
+    assert_eq!(
+        alice.get("/account").await.location(),
+        "/login?reason=idle_timeout&next=%2Faccount"
+    );
 }
 
 #[rocket::async_test]
-async fn a_bound_session_keeps_its_forms_working_across_refreshes_and_stays_bound_through_rotations() {
+async fn a_bound_session_keeps_its_forms_working_across_refreshes_and_stays_bound_through_rotations()
+ {
     let app = TestApp::new().await;
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
@@ -461,9 +826,14 @@ async fn a_bound_session_keeps_its_forms_working_across_refreshes_and_stays_boun
     let csrf = alice.get("/account").await.csrf_token();
     for _ in 0..2 {
         app.advance_secs(4);
-        assert_eq!(signed_refresh(&alice, &session_id, &key).await.status, Status::Ok);
+        assert_eq!(
+            signed_refresh(&alice, &session_id, &key).await.status,
+            Status::Ok
+        );
     }
-    let keepalive = alice.post_form("/session/keepalive", &[("csrf_token", &csrf)]).await;
+    let keepalive = alice
+        .post_form("/session/keepalive", &[("csrf_token", &csrf)])
+        .await;
     assert_eq!(keepalive.status, Status::Ok, "{}", keepalive.body);
 
     // Confirming the password rotates the token as always; the session stays bound and the new
@@ -473,19 +843,35 @@ async fn a_bound_session_keeps_its_forms_working_across_refreshes_and_stays_boun
     assert_eq!(confirmed.location(), "/account");
     let cookie = confirmed.set_cookie("__Host-sid").unwrap();
     assert_ne!(cookie.value(), before);
-    assert_eq!(cookie.max_age(), Some(time::Duration::seconds(BOUND_COOKIE_SECS)));
+    assert_eq!(
+        cookie.max_age(),
+        Some(time::Duration::seconds(BOUND_COOKIE_SECS))
+    );
     let stored = row(&app, &session_id).await;
     assert_eq!(stored.dbsc_key, Some(key.public_key_bytes()));
-    assert_eq!((stored.bound_until.unwrap() - app.clock_now()).whole_seconds(), BOUND_COOKIE_SECS);
+    assert_eq!(
+        (stored.bound_until.unwrap() - app.clock_now()).whole_seconds(),
+        BOUND_COOKIE_SECS
+    );
     // Forms rendered after the rotation carry the new token's value; the old one is refused.
     let page = alice.get("/account").await;
     assert_ne!(page.csrf_token(), csrf);
-    let stale = alice.post_form("/session/keepalive", &[("csrf_token", &csrf)]).await;
+    let stale = alice
+        .post_form("/session/keepalive", &[("csrf_token", &csrf)])
+        .await;
     assert_eq!(stale.status, Status::Forbidden);
     app.advance_secs(BOUND_COOKIE_SECS);
-    assert_eq!(alice.get("/account").await.location(), "/login?reason=bound_cookie_expired&next=%2Faccount");
-    assert_eq!(signed_refresh(&alice, &session_id, &key).await.status, Status::Ok);
-    let keepalive = alice.post_form("/session/keepalive", &[("csrf_token", &page.csrf_token())]).await;
+    assert_eq!(
+        alice.get("/account").await.location(),
+        "/login?reason=bound_cookie_expired&next=%2Faccount"
+    );
+    assert_eq!(
+        signed_refresh(&alice, &session_id, &key).await.status,
+        Status::Ok
+    );
+    let keepalive = alice
+        .post_form("/session/keepalive", &[("csrf_token", &page.csrf_token())])
+        .await;
     assert_eq!(keepalive.status, Status::Ok);
 }
 
@@ -502,10 +888,19 @@ async fn a_browser_without_dbsc_keeps_its_long_lived_cookie_and_token() {
     assert_eq!(cookie.max_age(), Some(time::Duration::seconds(long)));
     for _ in 0..3 {
         app.advance_secs(BOUND_COOKIE_SECS * 2);
-        assert!(signed_in(&alice).await, "an unbound token is not held to bound_cookie_secs");
+        assert!(
+            signed_in(&alice).await,
+            "an unbound token is not held to bound_cookie_secs"
+        );
     }
     assert_eq!(alice.devices().await.len(), 1);
-    assert!(!alice.get("/account").await.body.contains(r#"data-bound="true""#));
+    assert!(
+        !alice
+            .get("/account")
+            .await
+            .body
+            .contains(r#"data-bound="true""#)
+    );
 }
 
 /// Runs `rounds` races of `racers` refreshes at once, each over its own challenge; returns how
@@ -523,18 +918,40 @@ async fn refresh_races(rounds: usize, racers: usize) -> usize {
         for _ in 0..racers {
             challenges.push(challenge(&alice, &session_id).await);
         }
-        let proofs: Vec<String> = challenges.iter().map(|challenge| key.refresh_proof(challenge)).collect();
+        let proofs: Vec<String> = challenges
+            .iter()
+            .map(|challenge| key.refresh_proof(challenge))
+            .collect();
         let devices: Vec<Device> = (0..racers).map(|_| Device::new(&client)).collect();
-        let replies =
-            join_all(devices.iter().zip(&proofs).map(|(device, proof)| refresh(device, Some(&session_id), Some(proof)))).await;
-        let winners: Vec<&Device> = devices.iter().zip(&replies).filter(|(_, r)| r.status == Status::Ok).map(|(d, _)| d).collect();
-        let losers_refused = replies.iter().filter(|r| r.status != Status::Ok).all(|r| r.status == Status::Conflict);
+        let replies = join_all(
+            devices
+                .iter()
+                .zip(&proofs)
+                .map(|(device, proof)| refresh(device, Some(&session_id), Some(proof))),
+        )
+        .await;
+        let winners: Vec<&Device> = devices
+            .iter()
+            .zip(&replies)
+            .filter(|(_, r)| r.status == Status::Ok)
+            .map(|(d, _)| d)
+            .collect();
+        let losers_refused = replies
+            .iter()
+            .filter(|r| r.status != Status::Ok)
+            .all(|r| r.status == Status::Conflict);
         let one_live_token = match winners.as_slice() {
             [winner] => signed_in(winner).await,
             _ => false,
         };
         if winners.len() != 1 || !losers_refused || !one_live_token {
-            eprintln!("round failed: {:?}", replies.iter().map(|reply| reply.status.code).collect::<Vec<_>>());
+            eprintln!(
+                "round failed: {:?}",
+                replies
+                    .iter()
+                    .map(|reply| reply.status.code)
+                    .collect::<Vec<_>>()
+            );
             failed += 1;
         }
         alice.forget_cookie("__Host-sid");
@@ -545,7 +962,10 @@ async fn refresh_races(rounds: usize, racers: usize) -> usize {
 #[rocket::async_test]
 async fn of_concurrent_refreshes_of_one_session_exactly_one_wins() {
     let failed = refresh_races(20, 8).await;
-    assert_eq!(failed, 0, "{failed} of 20 rounds did not have exactly one winner");
+    assert_eq!(
+        failed, 0,
+        "{failed} of 20 rounds did not have exactly one winner"
+    );
 }
 
 #[rocket::async_test]
@@ -559,10 +979,24 @@ async fn of_concurrent_refreshes_with_one_proof_exactly_one_wins() {
     let challenge = challenge(&alice, &session_id).await;
     let proof = key.refresh_proof(&challenge);
     let devices: Vec<Device> = (0..20).map(|_| Device::new(&client)).collect();
-    let replies = join_all(devices.iter().map(|device| refresh(device, Some(&session_id), Some(&proof)))).await;
+    let replies = join_all(
+        devices
+            .iter()
+            .map(|device| refresh(device, Some(&session_id), Some(&proof))),
+    )
+    .await;
     let statuses: Vec<Status> = replies.iter().map(|reply| reply.status).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == Status::Ok).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == Status::Ok || *s == Status::Forbidden), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == Status::Ok).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == Status::Ok || *s == Status::Forbidden),
+        "{statuses:?}"
+    );
 }
 
 #[rocket::async_test]
@@ -576,9 +1010,20 @@ async fn a_form_posted_from_another_site_to_the_dbsc_endpoints_changes_nothing()
     let challenge = offered_challenge(&alice).await;
 
     // A form can carry the cookie (were SameSite not there) and any field, but not the headers.
-    let fields = [("Secure-Session-Response", challenge.as_str()), ("Sec-Secure-Session-Id", session_id.as_str())];
-    assert_refused(&alice.post_form(REGISTER, &fields).await, Status::BadRequest, "missing_proof");
-    assert_refused(&alice.post_form(REFRESH, &fields).await, Status::BadRequest, "missing_session_id");
+    let fields = [
+        ("Secure-Session-Response", challenge.as_str()),
+        ("Sec-Secure-Session-Id", session_id.as_str()),
+    ];
+    assert_refused(
+        &alice.post_form(REGISTER, &fields).await,
+        Status::BadRequest,
+        "missing_proof",
+    );
+    assert_refused(
+        &alice.post_form(REFRESH, &fields).await,
+        Status::BadRequest,
+        "missing_session_id",
+    );
     assert_eq!(row(&app, &session_id).await.dbsc_key, None);
     assert_eq!(app.event_kinds(user_id).await, vec!["sign_in"]);
 }

@@ -8,14 +8,15 @@ use secure_sessions::users::Role;
 
 use crate::support::binary::RunningApp;
 use crate::support::http::encode;
-use crate::support::{random_secret_key, TestApp, PASSWORD};
+use crate::support::{PASSWORD, TestApp, random_secret_key};
 
 #[rocket::async_test]
 async fn the_binary_without_a_configuration_file_starts_with_safe_defaults() {
     let app = TestApp::new().await;
     let alice_id = app.create_user("alice", Role::User).await;
     // No Rocket.toml here or in any folder above (Rocket looks upwards from the working directory).
-    let empty = std::env::temp_dir().join(format!("ss-no-config-{}", uuid::Uuid::new_v4().simple()));
+    let empty =
+        std::env::temp_dir().join(format!("ss-no-config-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir(&empty).unwrap();
     let binary = RunningApp::start(|command| {
         command
@@ -37,24 +38,53 @@ async fn the_binary_without_a_configuration_file_starts_with_safe_defaults() {
     ];
     let form = binary.request("GET", "/login", &spoofed, "").await;
     assert_eq!(form.status, 200, "{}", form.head);
-    assert_eq!(form.header("Server"), None, "no Server banner: {}", form.head);
-    assert!(form.header("Strict-Transport-Security").is_some(), "HSTS in the release profile: {}", form.head);
+    assert_eq!(
+        form.header("Server"),
+        None,
+        "no Server banner: {}",
+        form.head
+    );
+    assert!(
+        form.header("Strict-Transport-Security").is_some(),
+        "HSTS in the release profile: {}",
+        form.head
+    );
     let csrf_cookie = form.cookie("__Host-csrf");
-    let body = format!("username=alice&password={}&csrf_token={}", encode(PASSWORD), encode(&form.hidden("csrf_token")));
+    let body = format!(
+        "username=alice&password={}&csrf_token={}",
+        encode(PASSWORD),
+        encode(&form.hidden("csrf_token"))
+    );
     let mut headers = spoofed.to_vec();
     headers.push(format!("Cookie: __Host-csrf={csrf_cookie}"));
     headers.push("Content-Type: application/x-www-form-urlencoded".to_owned());
     let signed_in = binary.request("POST", "/login", &headers, &body).await;
-    assert_eq!(signed_in.status, 303, "{}\n{}", signed_in.head, binary.log());
+    assert_eq!(
+        signed_in.status,
+        303,
+        "{}\n{}",
+        signed_in.head,
+        binary.log()
+    );
 
     // The address recorded (and the one the throttle counts: both are the client's address) is
     // the socket's, not the header's.
-    let (session_ip,): (String,) =
-        sqlx::query_as("SELECT ip FROM sessions WHERE user_id = $1").bind(alice_id).fetch_one(&app.pool).await.unwrap();
+    let (session_ip,): (String,) = sqlx::query_as("SELECT ip FROM sessions WHERE user_id = $1")
+        .bind(alice_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(session_ip, "127.0.0.1");
     let event_ips: Vec<String> =
-        sqlx::query_scalar("SELECT ip FROM security_events WHERE user_id = $1").bind(alice_id).fetch_all(&app.pool).await.unwrap();
-    assert!(!event_ips.is_empty() && event_ips.iter().all(|ip| ip == "127.0.0.1"), "{event_ips:?}");
+        sqlx::query_scalar("SELECT ip FROM security_events WHERE user_id = $1")
+            .bind(alice_id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert!(
+        !event_ips.is_empty() && event_ips.iter().all(|ip| ip == "127.0.0.1"),
+        "{event_ips:?}"
+    );
 
     // The [sessions] defaults apply: the cookie lives the absolute lifetime plus the tombstone grace.
     let defaults = SessionConfig::default();
@@ -64,8 +94,16 @@ async fn the_binary_without_a_configuration_file_starts_with_safe_defaults() {
 
     // A JSON body over the 16 KiB default is refused, not read up to Rocket's own 1 MiB.
     let padding = "x".repeat(20 * 1024);
-    let oversized = format!(r#"{{"username":"alice","password":"{PASSWORD}","padding":"{padding}"}}"#);
-    let refused = binary.request("POST", "/api/token", &["Content-Type: application/json".to_owned()], &oversized).await;
+    let oversized =
+        format!(r#"{{"username":"alice","password":"{PASSWORD}","padding":"{padding}"}}"#);
+    let refused = binary
+        .request(
+            "POST",
+            "/api/token",
+            &["Content-Type: application/json".to_owned()],
+            &oversized,
+        )
+        .await;
     assert_eq!(refused.status, 413, "{}", refused.head);
     assert_eq!(refused.json()["error"], "too_large");
     assert_eq!(refused.header("Server"), None);

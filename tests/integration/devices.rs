@@ -6,7 +6,7 @@ use rocket::http::Status;
 use secure_sessions::users::Role;
 
 use crate::support::http::{Device, FIREFOX_WINDOWS};
-use crate::support::{TestApp, PASSWORD};
+use crate::support::{PASSWORD, TestApp};
 
 const NEW_PASSWORD: &str = "violet tractor mango seventeen";
 
@@ -27,13 +27,22 @@ async fn signing_another_device_out_needs_a_recent_password_confirmation() {
     let phone = Device::with(&client, FIREFOX_WINDOWS, "203.0.113.9");
     laptop.sign_in("alice", PASSWORD).await;
     phone.sign_in("alice", PASSWORD).await;
-    let (phone_id, _) = laptop.devices().await.into_iter().find(|(_, current)| !current).expect("the phone");
+    let (phone_id, _) = laptop
+        .devices()
+        .await
+        .into_iter()
+        .find(|(_, current)| !current)
+        .expect("the phone");
     let revoke = format!("/account/sessions/{phone_id}/revoke");
 
     // A cookie alone (no recent password) is sent to confirm first.
     let reply = laptop.post_from("/account", &revoke, &[]).await;
     assert_eq!(reply.location(), "/confirm?next=%2Faccount");
-    assert_eq!(phone.get("/account").await.status, Status::Ok, "nothing happened yet");
+    assert_eq!(
+        phone.get("/account").await.status,
+        Status::Ok,
+        "nothing happened yet"
+    );
 
     let before = laptop.session_cookie().unwrap();
     assert_eq!(laptop.confirm(PASSWORD).await.location(), "/account");
@@ -41,23 +50,38 @@ async fn signing_another_device_out_needs_a_recent_password_confirmation() {
     assert_ne!(before, after, "confirmation rotates the token");
     let stale = Device::new(&client);
     stale.set_cookie("__Host-sid", &before);
-    assert!(stale.get("/account").await.location().starts_with("/login"), "the old token died at once");
+    assert!(
+        stale.get("/account").await.location().starts_with("/login"),
+        "the old token died at once"
+    );
 
     let reply = laptop.post_from("/account", &revoke, &[]).await;
     assert_eq!(reply.location(), "/account");
-    assert_eq!(phone.get("/account").await.location(), "/login?reason=revoked&next=%2Faccount");
+    assert_eq!(
+        phone.get("/account").await.location(),
+        "/login?reason=revoked&next=%2Faccount"
+    );
     let login = phone.get("/login?reason=revoked").await;
-    assert_eq!(login.testid_text("login-reason").as_deref(), Some("This device was signed out from another device or by an administrator."));
+    assert_eq!(
+        login.testid_text("login-reason").as_deref(),
+        Some("This device was signed out from another device or by an administrator.")
+    );
     assert_eq!(live_sessions(&app, user_id).await, 1);
     let kinds = app.event_kinds(user_id).await;
-    assert!(kinds.ends_with(&["confirmed".into(), "session_revoked".into()]), "{kinds:?}");
+    assert!(
+        kinds.ends_with(&["confirmed".into(), "session_revoked".into()]),
+        "{kinds:?}"
+    );
     let page = laptop.get("/account").await;
     let entry = page
         .body
         .split("data-testid=\"security-event\"")
         .find(|entry| entry.contains("A device was signed out from another device"))
         .expect("the revocation is in the activity log");
-    assert!(entry.contains("(this device)"), "it says which device did it: {entry}");
+    assert!(
+        entry.contains("(this device)"),
+        "it says which device did it: {entry}"
+    );
 }
 
 #[rocket::async_test]
@@ -71,11 +95,19 @@ async fn confirmation_lasts_only_the_confirm_window() {
     alice.confirm(PASSWORD).await;
     let window = i64::from(app.config().confirm_window_secs);
     app.advance_secs(window - 1);
-    let reply = alice.post_from("/account", "/account/sessions/revoke-others", &[]).await;
+    let reply = alice
+        .post_from("/account", "/account/sessions/revoke-others", &[])
+        .await;
     assert_eq!(reply.location(), "/account", "still confirmed");
     app.advance_secs(1);
-    let reply = alice.post_from("/account", "/account/sessions/revoke-others", &[]).await;
-    assert_eq!(reply.location(), "/confirm?next=%2Faccount", "the window has closed");
+    let reply = alice
+        .post_from("/account", "/account/sessions/revoke-others", &[])
+        .await;
+    assert_eq!(
+        reply.location(),
+        "/confirm?next=%2Faccount",
+        "the window has closed"
+    );
 }
 
 #[rocket::async_test]
@@ -88,10 +120,23 @@ async fn a_wrong_password_at_confirmation_confirms_nothing_and_is_logged() {
     let token = alice.session_cookie().unwrap();
     let reply = alice.confirm("not my password").await;
     assert_eq!(reply.status, Status::Ok);
-    assert_eq!(reply.testid_text("confirm-error").as_deref(), Some("That password is not correct."));
+    assert_eq!(
+        reply.testid_text("confirm-error").as_deref(),
+        Some("That password is not correct.")
+    );
     assert_eq!(alice.session_cookie().unwrap(), token, "no rotation");
-    assert_eq!(alice.post_from("/account", "/account/sessions/revoke-others", &[]).await.location(), "/confirm?next=%2Faccount");
-    assert!(app.event_kinds(user_id).await.contains(&"confirm_failed".to_owned()));
+    assert_eq!(
+        alice
+            .post_from("/account", "/account/sessions/revoke-others", &[])
+            .await
+            .location(),
+        "/confirm?next=%2Faccount"
+    );
+    assert!(
+        app.event_kinds(user_id)
+            .await
+            .contains(&"confirm_failed".to_owned())
+    );
 }
 
 #[rocket::async_test]
@@ -108,13 +153,22 @@ async fn sign_out_all_others_ends_every_other_session_and_keeps_this_one() {
     bob.sign_in("bob", PASSWORD).await;
 
     devices[0].confirm(PASSWORD).await;
-    devices[0].post_from("/account", "/account/sessions/revoke-others", &[]).await;
+    devices[0]
+        .post_from("/account", "/account/sessions/revoke-others", &[])
+        .await;
     assert_eq!(devices[0].get("/account").await.status, Status::Ok);
     for other in &devices[1..] {
-        assert_eq!(other.get("/account").await.location(), "/login?reason=revoked&next=%2Faccount");
+        assert_eq!(
+            other.get("/account").await.location(),
+            "/login?reason=revoked&next=%2Faccount"
+        );
     }
     assert_eq!(live_sessions(&app, user_id).await, 1);
-    assert_eq!(live_sessions(&app, bob_id).await, 1, "other accounts are untouched");
+    assert_eq!(
+        live_sessions(&app, bob_id).await,
+        1,
+        "other accounts are untouched"
+    );
     assert_eq!(devices[0].devices().await.len(), 1);
 }
 
@@ -130,10 +184,22 @@ async fn a_session_of_another_account_cannot_be_signed_out_by_its_id() {
     bob.sign_in("bob", PASSWORD).await;
     let (bob_id, _) = bob.devices().await.remove(0);
     alice.confirm(PASSWORD).await;
-    alice.post_from("/account", &format!("/account/sessions/{bob_id}/revoke"), &[]).await;
+    alice
+        .post_from(
+            "/account",
+            &format!("/account/sessions/{bob_id}/revoke"),
+            &[],
+        )
+        .await;
     assert_eq!(bob.get("/account").await.status, Status::Ok);
-    let garbage = alice.post_from("/account", "/account/sessions/not-a-uuid/revoke", &[]).await;
-    assert!(garbage.status.code >= 400 && garbage.status.code < 500, "{}", garbage.status);
+    let garbage = alice
+        .post_from("/account", "/account/sessions/not-a-uuid/revoke", &[])
+        .await;
+    assert!(
+        garbage.status.code >= 400 && garbage.status.code < 500,
+        "{}",
+        garbage.status
+    );
 }
 
 #[rocket::async_test]
@@ -151,17 +217,49 @@ async fn changing_the_password_signs_out_every_other_device_and_rotates_this_one
     let before = laptop.session_cookie().unwrap();
 
     let fields = |current: &'static str, new: &'static str, confirm: &'static str| {
-        [("current_password", current), ("new_password", new), ("new_password_confirm", confirm)]
+        [
+            ("current_password", current),
+            ("new_password", new),
+            ("new_password_confirm", confirm),
+        ]
     };
-    let wrong = laptop.post_from("/account/password", "/account/password", &fields("nope nope", NEW_PASSWORD, NEW_PASSWORD)).await;
+    let wrong = laptop
+        .post_from(
+            "/account/password",
+            "/account/password",
+            &fields("nope nope", NEW_PASSWORD, NEW_PASSWORD),
+        )
+        .await;
     assert!(wrong.body.contains("Your current password is not correct."));
-    let weak = laptop.post_from("/account/password", "/account/password", &fields(PASSWORD, "password1", "password1")).await;
+    let weak = laptop
+        .post_from(
+            "/account/password",
+            "/account/password",
+            &fields(PASSWORD, "password1", "password1"),
+        )
+        .await;
     assert!(weak.body.contains("too easy to guess"));
-    let mismatch = laptop.post_from("/account/password", "/account/password", &fields(PASSWORD, NEW_PASSWORD, "something else entirely")).await;
+    let mismatch = laptop
+        .post_from(
+            "/account/password",
+            "/account/password",
+            &fields(PASSWORD, NEW_PASSWORD, "something else entirely"),
+        )
+        .await;
     assert!(mismatch.body.contains("do not match"));
-    assert_eq!(phone.get("/account").await.status, Status::Ok, "failed attempts change nothing");
+    assert_eq!(
+        phone.get("/account").await.status,
+        Status::Ok,
+        "failed attempts change nothing"
+    );
 
-    let done = laptop.post_from("/account/password", "/account/password", &fields(PASSWORD, NEW_PASSWORD, NEW_PASSWORD)).await;
+    let done = laptop
+        .post_from(
+            "/account/password",
+            "/account/password",
+            &fields(PASSWORD, NEW_PASSWORD, NEW_PASSWORD),
+        )
+        .await;
     assert_eq!(done.status, Status::Ok);
     assert_eq!(
         done.testid_text("password-changed").map(|text| text.split_whitespace().collect::<Vec<_>>().join(" ")),
@@ -169,20 +267,50 @@ async fn changing_the_password_signs_out_every_other_device_and_rotates_this_one
     );
     let after = laptop.session_cookie().unwrap();
     assert_ne!(before, after, "a new token for this device");
-    assert_eq!(laptop.get("/account").await.status, Status::Ok, "this device stays signed in");
+    assert_eq!(
+        laptop.get("/account").await.status,
+        Status::Ok,
+        "this device stays signed in"
+    );
     for other in [&phone, &tablet] {
-        assert_eq!(other.get("/account").await.location(), "/login?reason=password_changed&next=%2Faccount");
+        assert_eq!(
+            other.get("/account").await.location(),
+            "/login?reason=password_changed&next=%2Faccount"
+        );
     }
     let stale = Device::new(&client);
     stale.set_cookie("__Host-sid", &before);
-    assert!(stale.get("/account").await.location().starts_with("/login"), "the old cookie value stopped working");
+    assert!(
+        stale.get("/account").await.location().starts_with("/login"),
+        "the old cookie value stopped working"
+    );
     // Confirmation ends with the old password.
-    assert_eq!(laptop.post_from("/account", "/account/sessions/revoke-others", &[]).await.location(), "/confirm?next=%2Faccount");
+    assert_eq!(
+        laptop
+            .post_from("/account", "/account/sessions/revoke-others", &[])
+            .await
+            .location(),
+        "/confirm?next=%2Faccount"
+    );
 
     let fresh = Device::new(&client);
-    assert_eq!(fresh.sign_in("alice", PASSWORD).await.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
-    assert_eq!(fresh.sign_in("alice", NEW_PASSWORD).await.location(), "/account");
-    assert!(app.event_kinds(user_id).await.contains(&"password_changed".to_owned()));
+    assert_eq!(
+        fresh
+            .sign_in("alice", PASSWORD)
+            .await
+            .testid_text("login-error")
+            .as_deref(),
+        Some("Incorrect username or password.")
+    );
+    assert_eq!(
+        fresh.sign_in("alice", NEW_PASSWORD).await.location(),
+        "/account"
+    );
+    assert!(
+        app.event_kinds(user_id)
+            .await
+            .contains(&"password_changed".to_owned())
+    );
 }
 
 #[rocket::async_test]
@@ -199,22 +327,42 @@ async fn a_password_change_racing_requests_from_another_device_leaves_it_signed_
 
     let change = laptop.post_form(
         "/account/password",
-        &[("current_password", PASSWORD), ("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD), ("csrf_token", &csrf)],
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", NEW_PASSWORD),
+            ("new_password_confirm", NEW_PASSWORD),
+            ("csrf_token", &csrf),
+        ],
     );
     let phone_requests = join_all((0..20).map(|_| phone.get("/account")));
     let (changed, replies) = rocket::tokio::join!(change, phone_requests);
     assert_eq!(changed.status, Status::Ok);
-    assert!(replies.iter().all(|reply| matches!(reply.status.code, 200 | 303)));
+    assert!(
+        replies
+            .iter()
+            .all(|reply| matches!(reply.status.code, 200 | 303))
+    );
 
-    assert_eq!(live_sessions(&app, user_id).await, 1, "no late write revived the phone's session");
-    let reasons: Vec<Option<String>> =
-        sqlx::query_scalar("SELECT revoke_reason FROM sessions WHERE user_id = $1 ORDER BY created_at")
-            .bind(user_id)
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-    assert!(reasons.contains(&Some("password_changed".into())), "{reasons:?}");
-    assert_eq!(phone.get("/account").await.location(), "/login?reason=password_changed&next=%2Faccount");
+    assert_eq!(
+        live_sessions(&app, user_id).await,
+        1,
+        "no late write revived the phone's session"
+    );
+    let reasons: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT revoke_reason FROM sessions WHERE user_id = $1 ORDER BY created_at",
+    )
+    .bind(user_id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(
+        reasons.contains(&Some("password_changed".into())),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        phone.get("/account").await.location(),
+        "/login?reason=password_changed&next=%2Faccount"
+    );
 }
 
 #[rocket::async_test]
@@ -233,14 +381,28 @@ async fn a_sixth_sign_in_signs_out_the_least_recently_used_device() {
     devices[5].sign_in("alice", PASSWORD).await;
 
     assert_eq!(live_sessions(&app, user_id).await, 5);
-    assert_eq!(devices[1].get("/account").await.location(), "/login?reason=session_limit&next=%2Faccount");
+    assert_eq!(
+        devices[1].get("/account").await.location(),
+        "/login?reason=session_limit&next=%2Faccount"
+    );
     for device in [&devices[0], &devices[2], &devices[5]] {
         assert_eq!(device.get("/account").await.status, Status::Ok);
     }
     let login = devices[1].get("/login?reason=session_limit").await;
-    assert!(login.testid_text("login-reason").unwrap().contains("more devices than allowed"));
+    assert!(
+        login
+            .testid_text("login-reason")
+            .unwrap()
+            .contains("more devices than allowed")
+    );
     // Every device sees it in the security activity.
-    assert!(devices[2].get("/account").await.body.contains("too many devices signed in"));
+    assert!(
+        devices[2]
+            .get("/account")
+            .await
+            .body
+            .contains("too many devices signed in")
+    );
 }
 
 #[rocket::async_test]
@@ -248,7 +410,9 @@ async fn a_hundred_parallel_sign_ins_never_leave_more_than_the_cap_alive() {
     // The sign-in throttle counts an attempt as a failure until its password is proven right, so
     // it would refuse most of a hundred simultaneous sign-ins: lift it, this test is about the cap.
     let app = TestApp::with(|figment| {
-        figment.merge(("sessions.throttle_account_failures", 1000)).merge(("sessions.throttle_ip_failures", 1000))
+        figment
+            .merge(("sessions.throttle_account_failures", 1000))
+            .merge(("sessions.throttle_ip_failures", 1000))
     })
     .await;
     let user_id = app.create_user("alice", Role::User).await;
@@ -259,10 +423,20 @@ async fn a_hundred_parallel_sign_ins_never_leave_more_than_the_cap_alive() {
         forms.push(device.get("/login").await.csrf_token());
     }
     let replies = join_all(devices.iter().zip(&forms).map(|(device, csrf)| {
-        device.post_form("/login", &[("username", "alice"), ("password", PASSWORD), ("csrf_token", csrf)])
+        device.post_form(
+            "/login",
+            &[
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("csrf_token", csrf),
+            ],
+        )
     }))
     .await;
-    assert!(replies.iter().all(|reply| reply.status == Status::SeeOther), "every sign-in succeeds");
+    assert!(
+        replies.iter().all(|reply| reply.status == Status::SeeOther),
+        "every sign-in succeeds"
+    );
     let cap = i64::from(app.config().max_sessions_per_user);
     assert_eq!(live_sessions(&app, user_id).await, cap);
     let mut still_in = 0;
@@ -275,7 +449,8 @@ async fn a_hundred_parallel_sign_ins_never_leave_more_than_the_cap_alive() {
 }
 
 #[rocket::async_test]
-async fn this_was_not_me_signs_out_everywhere_else_after_the_password_and_leads_to_the_password_change() {
+async fn this_was_not_me_signs_out_everywhere_else_after_the_password_and_leads_to_the_password_change()
+ {
     let app = TestApp::new().await;
     let user_id = app.create_user("alice", Role::User).await;
     let client = app.client().await;
@@ -286,13 +461,31 @@ async fn this_was_not_me_signs_out_everywhere_else_after_the_password_and_leads_
 
     let page = alice.get("/account").await;
     assert!(page.count_testid("not-me") >= 2);
-    assert_eq!(alice.get("/account/not-me").await.location(), "/confirm?next=%2Faccount%2Fnot-me");
-    assert_eq!(alice.confirm_at("/confirm?next=%2Faccount%2Fnot-me", PASSWORD).await.location(), "/account/not-me");
-    let reply = alice.post_from("/account/not-me", "/account/not-me", &[]).await;
+    assert_eq!(
+        alice.get("/account/not-me").await.location(),
+        "/confirm?next=%2Faccount%2Fnot-me"
+    );
+    assert_eq!(
+        alice
+            .confirm_at("/confirm?next=%2Faccount%2Fnot-me", PASSWORD)
+            .await
+            .location(),
+        "/account/not-me"
+    );
+    let reply = alice
+        .post_from("/account/not-me", "/account/not-me", &[])
+        .await;
     assert_eq!(reply.location(), "/account/password");
-    assert_eq!(intruder.get("/account").await.location(), "/login?reason=revoked&next=%2Faccount");
+    assert_eq!(
+        intruder.get("/account").await.location(),
+        "/login?reason=revoked&next=%2Faccount"
+    );
     assert_eq!(alice.get("/account/password").await.status, Status::Ok);
-    assert!(app.event_kinds(user_id).await.contains(&"account_secured".to_owned()));
+    assert!(
+        app.event_kinds(user_id)
+            .await
+            .contains(&"account_secured".to_owned())
+    );
 }
 
 #[rocket::async_test]
@@ -303,8 +496,13 @@ async fn a_sign_in_from_a_new_browser_is_flagged_as_a_new_device() {
     Device::new(&client).sign_in("alice", PASSWORD).await;
     Device::new(&client).sign_in("alice", PASSWORD).await;
     assert_eq!(app.event_kinds(user_id).await, vec!["sign_in", "sign_in"]);
-    Device::with(&client, FIREFOX_WINDOWS, "192.0.2.66").sign_in("alice", PASSWORD).await;
-    assert_eq!(app.event_kinds(user_id).await, vec!["sign_in", "sign_in", "sign_in", "new_device"]);
+    Device::with(&client, FIREFOX_WINDOWS, "192.0.2.66")
+        .sign_in("alice", PASSWORD)
+        .await;
+    assert_eq!(
+        app.event_kinds(user_id).await,
+        vec!["sign_in", "sign_in", "sign_in", "new_device"]
+    );
 }
 
 #[rocket::async_test]
@@ -321,14 +519,27 @@ async fn the_admin_page_needs_the_admin_role_now_and_a_recent_confirmation() {
 
     let admin = Device::new(&client);
     admin.sign_in("root", PASSWORD).await;
-    assert_eq!(admin.get("/admin").await.location(), "/confirm?next=%2Fadmin");
-    assert_eq!(admin.confirm_at("/confirm?next=%2Fadmin", PASSWORD).await.location(), "/admin");
+    assert_eq!(
+        admin.get("/admin").await.location(),
+        "/confirm?next=%2Fadmin"
+    );
+    assert_eq!(
+        admin
+            .confirm_at("/confirm?next=%2Fadmin", PASSWORD)
+            .await
+            .location(),
+        "/admin"
+    );
     let page = admin.get("/admin").await;
     assert_eq!(page.status, Status::Ok);
     assert_eq!(page.count_testid("admin-user-row"), 2);
 
     // A demotion takes effect on the next click.
-    sqlx::query("UPDATE users SET role = 'user' WHERE id = $1").bind(admin_id).execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE users SET role = 'user' WHERE id = $1")
+        .bind(admin_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(admin.get("/admin").await.status, Status::Forbidden);
 }
 
@@ -346,21 +557,61 @@ async fn an_admin_can_disable_an_account_sign_it_out_everywhere_and_enable_it_ag
     admin.sign_in("root", PASSWORD).await;
     admin.confirm(PASSWORD).await;
 
-    admin.post_from("/admin", &format!("/admin/users/{alice_id}/revoke-sessions"), &[]).await;
-    assert_eq!(laptop.get("/account").await.location(), "/login?reason=revoked&next=%2Faccount");
+    admin
+        .post_from(
+            "/admin",
+            &format!("/admin/users/{alice_id}/revoke-sessions"),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        laptop.get("/account").await.location(),
+        "/login?reason=revoked&next=%2Faccount"
+    );
     assert_eq!(live_sessions(&app, alice_id).await, 0);
 
     laptop.sign_in("alice", PASSWORD).await;
-    assert_eq!(admin.post_from("/admin", &format!("/admin/users/{alice_id}/disable"), &[]).await.location(), "/admin");
-    assert_eq!(laptop.get("/account").await.location(), "/login?reason=revoked&next=%2Faccount");
-    assert_eq!(laptop.sign_in("alice", PASSWORD).await.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
+    assert_eq!(
+        admin
+            .post_from("/admin", &format!("/admin/users/{alice_id}/disable"), &[])
+            .await
+            .location(),
+        "/admin"
+    );
+    assert_eq!(
+        laptop.get("/account").await.location(),
+        "/login?reason=revoked&next=%2Faccount"
+    );
+    assert_eq!(
+        laptop
+            .sign_in("alice", PASSWORD)
+            .await
+            .testid_text("login-error")
+            .as_deref(),
+        Some("Incorrect username or password.")
+    );
     assert!(admin.get("/admin").await.body.contains("Disabled"));
 
-    admin.post_from("/admin", &format!("/admin/users/{alice_id}/enable"), &[]).await;
-    assert_eq!(laptop.sign_in("alice", PASSWORD).await.location(), "/account");
+    admin
+        .post_from("/admin", &format!("/admin/users/{alice_id}/enable"), &[])
+        .await;
+    assert_eq!(
+        laptop.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
     let kinds = app.event_kinds(alice_id).await;
-    for kind in ["sessions_revoked_by_admin", "account_disabled", "account_enabled"] {
+    for kind in [
+        "sessions_revoked_by_admin",
+        "account_disabled",
+        "account_enabled",
+    ] {
         assert!(kinds.contains(&kind.to_owned()), "{kind} in {kinds:?}");
     }
-    assert_eq!(admin.post_from("/admin", "/admin/users/999999/disable", &[]).await.status, Status::NotFound);
+    assert_eq!(
+        admin
+            .post_from("/admin", "/admin/users/999999/disable", &[])
+            .await
+            .status,
+        Status::NotFound
+    );
 }

@@ -5,8 +5,8 @@ use secure_sessions::session::token::SessionToken;
 use secure_sessions::users::Role;
 use sha2::{Digest, Sha256};
 
-use crate::support::http::{Device, CHROME_LINUX, FIREFOX_WINDOWS};
-use crate::support::{TestApp, PASSWORD};
+use crate::support::http::{CHROME_LINUX, Device, FIREFOX_WINDOWS};
+use crate::support::{PASSWORD, TestApp};
 
 #[rocket::async_test]
 async fn a_protected_page_without_a_session_redirects_to_login_with_reason_and_next() {
@@ -15,9 +15,15 @@ async fn a_protected_page_without_a_session_redirects_to_login_with_reason_and_n
     let visitor = Device::new(&client);
     let reply = visitor.get("/account").await;
     assert_eq!(reply.status, Status::SeeOther);
-    assert_eq!(reply.location(), "/login?reason=login_required&next=%2Faccount");
+    assert_eq!(
+        reply.location(),
+        "/login?reason=login_required&next=%2Faccount"
+    );
     let login = visitor.get(reply.location()).await;
-    assert_eq!(login.testid_text("login-reason").as_deref(), Some("Please sign in to continue."));
+    assert_eq!(
+        login.testid_text("login-reason").as_deref(),
+        Some("Please sign in to continue.")
+    );
 }
 
 #[rocket::async_test]
@@ -49,10 +55,18 @@ async fn signing_in_sets_a_host_prefixed_secure_http_only_lax_cookie() {
     assert_eq!(cookie.domain(), None);
     let config = app.config();
     let lifetime = i64::from(config.absolute_timeout_secs + config.tombstone_grace_secs);
-    assert_eq!(cookie.max_age().map(|age| age.whole_seconds()), Some(lifetime));
+    assert_eq!(
+        cookie.max_age().map(|age| age.whole_seconds()),
+        Some(lifetime)
+    );
     // 256 bits, base64url without padding.
     assert_eq!(cookie.value().len(), 43);
-    assert!(cookie.value().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    assert!(
+        cookie
+            .value()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    );
 }
 
 #[rocket::async_test]
@@ -74,13 +88,18 @@ async fn the_database_keeps_only_the_sha256_of_the_token() {
     assert_eq!(keys, vec![expected.to_vec()]);
     assert_eq!(raw.key().as_bytes(), &expected);
     // Nothing in the row holds the cookie value itself.
-    let dump: String = sqlx::query_scalar("SELECT row_to_json(s)::text FROM sessions s").fetch_one(&app.pool).await.unwrap();
+    let dump: String = sqlx::query_scalar("SELECT row_to_json(s)::text FROM sessions s")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert!(!dump.contains(&cookie));
 }
 
 fn base64_decode(value: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value).unwrap()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value)
+        .unwrap()
 }
 
 #[rocket::async_test]
@@ -92,7 +111,10 @@ async fn the_account_page_shows_who_you_are_and_when_this_session_signed_in() {
     alice.sign_in("alice", PASSWORD).await;
     let page = alice.get("/account").await;
     assert_eq!(page.status, Status::Ok);
-    assert_eq!(page.testid_text("account-username").as_deref(), Some("alice"));
+    assert_eq!(
+        page.testid_text("account-username").as_deref(),
+        Some("alice")
+    );
     assert_eq!(page.testid_text("account-role").as_deref(), Some("user"));
     let expected = secure_sessions::html::format_time(app.clock_now());
     assert_eq!(page.testid_text("signed-in-at"), Some(expected));
@@ -119,18 +141,33 @@ async fn a_next_that_leaves_the_site_falls_back_to_the_account_page() {
     let app = TestApp::new().await;
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
-    for next in ["//evil.example", "https://evil.example", "/\\evil.example", "javascript:alert(1)"] {
+    for next in [
+        "//evil.example",
+        "https://evil.example",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ] {
         let alice = Device::new(&client);
         let page = alice.get("/login").await;
         let reply = alice
             .post_form(
                 "/login",
-                &[("username", "alice"), ("password", PASSWORD), ("csrf_token", &page.csrf_token()), ("next", next)],
+                &[
+                    ("username", "alice"),
+                    ("password", PASSWORD),
+                    ("csrf_token", &page.csrf_token()),
+                    ("next", next),
+                ],
             )
             .await;
         assert_eq!(reply.location(), "/account", "next={next}");
         // The login page never carries it into the form either.
-        let login = alice.get(&format!("/login?next={}", crate::support::http::encode(next))).await;
+        let login = alice
+            .get(&format!(
+                "/login?next={}",
+                crate::support::http::encode(next)
+            ))
+            .await;
         assert!(!login.body.contains("evil.example"), "next={next}");
     }
 }
@@ -145,7 +182,10 @@ async fn wrong_password_and_unknown_user_get_the_same_message() {
     let unknown_user = visitor.sign_in("mallory", PASSWORD).await;
     for reply in [&wrong_password, &unknown_user] {
         assert_eq!(reply.status, Status::Ok);
-        assert_eq!(reply.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
+        assert_eq!(
+            reply.testid_text("login-error").as_deref(),
+            Some("Incorrect username or password.")
+        );
         assert!(reply.set_cookie("__Host-sid").is_none());
     }
     assert_eq!(app.event_kinds(user_id).await, vec!["sign_in_failed"]);
@@ -157,7 +197,10 @@ async fn usernames_are_case_insensitive_at_sign_in() {
     app.create_user("Alice", Role::User).await;
     let client = app.client().await;
     let alice = Device::new(&client);
-    assert_eq!(alice.sign_in("aLiCe", PASSWORD).await.location(), "/account");
+    assert_eq!(
+        alice.sign_in("aLiCe", PASSWORD).await.location(),
+        "/account"
+    );
 }
 
 #[rocket::async_test]
@@ -168,18 +211,31 @@ async fn sign_in_destroys_the_session_the_browser_came_with() {
     let alice = Device::new(&client);
     // Two tabs with the sign-in form open: signing in from the second replaces the first session.
     let csrf = alice.get("/login").await.csrf_token();
-    let form = [("username", "alice"), ("password", PASSWORD), ("csrf_token", csrf.as_str())];
+    let form = [
+        ("username", "alice"),
+        ("password", PASSWORD),
+        ("csrf_token", csrf.as_str()),
+    ];
     alice.post_form("/login", &form).await;
     let first = alice.session_cookie().unwrap();
     alice.post_form("/login", &form).await;
     let second = alice.session_cookie().unwrap();
     assert_ne!(first, second, "sign-in always issues a new token");
-    assert_eq!(app.session_row(&first).await.unwrap().0.as_deref(), Some("signed_out"));
+    assert_eq!(
+        app.session_row(&first).await.unwrap().0.as_deref(),
+        Some("signed_out")
+    );
 
     // An attacker who planted or kept the first token gets nothing from it.
     let attacker = Device::new(&client);
     attacker.set_cookie("__Host-sid", &first);
-    assert!(attacker.get("/account").await.location().starts_with("/login?reason="));
+    assert!(
+        attacker
+            .get("/account")
+            .await
+            .location()
+            .starts_with("/login?reason=")
+    );
 }
 
 #[rocket::async_test]
@@ -189,8 +245,13 @@ async fn a_token_nobody_issued_is_refused_and_cleared() {
     let attacker = Device::new(&client);
     attacker.set_cookie("__Host-sid", &SessionToken::generate().expose());
     let reply = attacker.get("/account").await;
-    assert_eq!(reply.location(), "/login?reason=login_required&next=%2Faccount");
-    let cleared = reply.set_cookie("__Host-sid").expect("the cookie is cleared");
+    assert_eq!(
+        reply.location(),
+        "/login?reason=login_required&next=%2Faccount"
+    );
+    let cleared = reply
+        .set_cookie("__Host-sid")
+        .expect("the cookie is cleared");
     assert_eq!(cleared.value(), "");
     assert_eq!(cleared.secure(), Some(true));
     assert_eq!(cleared.path(), Some("/"));
@@ -208,23 +269,41 @@ async fn signing_out_revokes_the_row_clears_the_cookie_and_the_site_data() {
     let reply = alice.sign_out().await;
     assert_eq!(reply.status, Status::SeeOther);
     assert_eq!(reply.location(), "/login?reason=signed_out");
-    assert_eq!(reply.header("Clear-Site-Data"), Some("\"cookies\", \"storage\""));
+    assert_eq!(
+        reply.header("Clear-Site-Data"),
+        Some("\"cookies\", \"storage\"")
+    );
     let cleared = reply.set_cookie("__Host-sid").expect("cookie cleared");
     assert_eq!(cleared.value(), "");
     assert_eq!(cleared.max_age().map(|age| age.whole_seconds()), Some(0));
-    assert_eq!((cleared.secure(), cleared.http_only(), cleared.path()), (Some(true), Some(true), Some("/")));
+    assert_eq!(
+        (cleared.secure(), cleared.http_only(), cleared.path()),
+        (Some(true), Some(true), Some("/"))
+    );
     assert_eq!(alice.session_cookie(), None);
 
-    assert_eq!(app.session_row(&token).await, Some((Some("signed_out".into()), user_id)));
+    assert_eq!(
+        app.session_row(&token).await,
+        Some((Some("signed_out".into()), user_id))
+    );
     assert_eq!(app.event_kinds(user_id).await, vec!["sign_in", "sign_out"]);
     let login = alice.get("/login?reason=signed_out").await;
-    assert_eq!(login.testid_text("login-reason").as_deref(), Some("You have been signed out."));
+    assert_eq!(
+        login.testid_text("login-reason").as_deref(),
+        Some("You have been signed out.")
+    );
 
     // Replaying the old cookie does not bring the session back.
     let replay = Device::new(&client);
     replay.set_cookie("__Host-sid", &token);
-    assert_eq!(replay.get("/account").await.location(), "/login?reason=signed_out&next=%2Faccount");
-    assert_eq!(app.session_row(&token).await, Some((Some("signed_out".into()), user_id)));
+    assert_eq!(
+        replay.get("/account").await.location(),
+        "/login?reason=signed_out&next=%2Faccount"
+    );
+    assert_eq!(
+        app.session_row(&token).await,
+        Some((Some("signed_out".into()), user_id))
+    );
 }
 
 #[rocket::async_test]
@@ -238,22 +317,42 @@ async fn forms_without_the_right_csrf_token_are_refused_with_403() {
     let foreign_token = Device::new(&client).get("/login").await.csrf_token();
     alice.get("/login").await;
     for token in ["", foreign_token.as_str()] {
-        let reply = alice.post_form("/login", &[("username", "alice"), ("password", PASSWORD), ("csrf_token", token)]).await;
+        let reply = alice
+            .post_form(
+                "/login",
+                &[
+                    ("username", "alice"),
+                    ("password", PASSWORD),
+                    ("csrf_token", token),
+                ],
+            )
+            .await;
         assert_eq!(reply.status, Status::Forbidden, "token {token:?}");
         assert!(reply.body.contains("did not come from this site"));
     }
     let register = alice
         .post_form(
             "/register",
-            &[("username", "bob"), ("password", PASSWORD), ("password_confirm", PASSWORD), ("csrf_token", &foreign_token)],
+            &[
+                ("username", "bob"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+                ("csrf_token", &foreign_token),
+            ],
         )
         .await;
     assert_eq!(register.status, Status::Forbidden);
 
     alice.sign_in("alice", PASSWORD).await;
-    let logout = alice.post_form("/logout", &[("csrf_token", &foreign_token)]).await;
+    let logout = alice
+        .post_form("/logout", &[("csrf_token", &foreign_token)])
+        .await;
     assert_eq!(logout.status, Status::Forbidden);
-    assert_eq!(alice.get("/account").await.status, Status::Ok, "still signed in");
+    assert_eq!(
+        alice.get("/account").await.status,
+        Status::Ok,
+        "still signed in"
+    );
 }
 
 #[rocket::async_test]
@@ -266,11 +365,22 @@ async fn registering_signs_the_new_account_in() {
     let reply = bob
         .post_form(
             "/register",
-            &[("username", "bob"), ("password", password), ("password_confirm", password), ("csrf_token", &csrf)],
+            &[
+                ("username", "bob"),
+                ("password", password),
+                ("password_confirm", password),
+                ("csrf_token", &csrf),
+            ],
         )
         .await;
     assert_eq!(reply.location(), "/account");
-    assert_eq!(bob.get("/account").await.testid_text("account-username").as_deref(), Some("bob"));
+    assert_eq!(
+        bob.get("/account")
+            .await
+            .testid_text("account-username")
+            .as_deref(),
+        Some("bob")
+    );
 
     // The new password works from another browser.
     let other = Device::new(&client);
@@ -288,7 +398,12 @@ async fn registration_explains_what_is_wrong() {
         ("al", strong, strong, "Usernames are 3 to 32 characters"),
         ("bob", "password1", "password1", "too easy to guess"),
         ("bob", "short", "short", "at least 8 characters"),
-        ("bob", strong, "violet tractor mango eighteen", "do not match"),
+        (
+            "bob",
+            strong,
+            "violet tractor mango eighteen",
+            "do not match",
+        ),
         ("ALICE", strong, strong, "That username is taken"),
     ];
     for (username, password, confirm, message) in cases {
@@ -296,14 +411,26 @@ async fn registration_explains_what_is_wrong() {
         let reply = visitor
             .post_form(
                 "/register",
-                &[("username", username), ("password", password), ("password_confirm", confirm), ("csrf_token", &csrf)],
+                &[
+                    ("username", username),
+                    ("password", password),
+                    ("password_confirm", confirm),
+                    ("csrf_token", &csrf),
+                ],
             )
             .await;
         assert_eq!(reply.status, Status::Ok, "{username}/{password}");
-        assert!(reply.body.contains(message), "expected {message:?} for {username}/{password}: {}", reply.body);
+        assert!(
+            reply.body.contains(message),
+            "expected {message:?} for {username}/{password}: {}",
+            reply.body
+        );
         assert!(reply.set_cookie("__Host-sid").is_none());
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(count, 1);
 }
 
@@ -312,7 +439,9 @@ async fn unknown_reason_codes_show_no_message_and_are_not_echoed() {
     let app = TestApp::new().await;
     let client = app.client().await;
     let visitor = Device::new(&client);
-    let page = visitor.get("/login?reason=%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;
+    let page = visitor
+        .get("/login?reason=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await;
     assert_eq!(page.status, Status::Ok);
     assert_eq!(page.count_testid("login-reason"), 0);
     assert!(!page.body.contains("alert(1)"));
@@ -327,11 +456,29 @@ async fn every_response_carries_the_security_headers_and_pages_are_not_stored() 
     alice.sign_in("alice", PASSWORD).await;
     for path in ["/login", "/account", "/no-such-page", "/healthz"] {
         let reply = alice.get(path).await;
-        assert_eq!(reply.header("Content-Security-Policy"), Some("default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"), "{path}");
-        assert_eq!(reply.header("X-Content-Type-Options"), Some("nosniff"), "{path}");
-        assert_eq!(reply.header("Referrer-Policy"), Some("same-origin"), "{path}");
+        assert_eq!(
+            reply.header("Content-Security-Policy"),
+            Some(
+                "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+            ),
+            "{path}"
+        );
+        assert_eq!(
+            reply.header("X-Content-Type-Options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            reply.header("Referrer-Policy"),
+            Some("same-origin"),
+            "{path}"
+        );
         assert_eq!(reply.header("Cache-Control"), Some("no-store"), "{path}");
-        assert_eq!(reply.header("Strict-Transport-Security"), None, "no HSTS outside the release profile");
+        assert_eq!(
+            reply.header("Strict-Transport-Security"),
+            None,
+            "no HSTS outside the release profile"
+        );
     }
 }
 
@@ -342,9 +489,27 @@ async fn the_role_is_read_fresh_on_every_request() {
     let client = app.client().await;
     let alice = Device::new(&client);
     alice.sign_in("alice", PASSWORD).await;
-    assert_eq!(alice.get("/account").await.testid_text("account-role").as_deref(), Some("user"));
-    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1").bind(user_id).execute(&app.pool).await.unwrap();
-    assert_eq!(alice.get("/account").await.testid_text("account-role").as_deref(), Some("admin"));
+    assert_eq!(
+        alice
+            .get("/account")
+            .await
+            .testid_text("account-role")
+            .as_deref(),
+        Some("user")
+    );
+    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
+        .bind(user_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        alice
+            .get("/account")
+            .await
+            .testid_text("account-role")
+            .as_deref(),
+        Some("admin")
+    );
 }
 
 #[rocket::async_test]
@@ -354,10 +519,20 @@ async fn a_disabled_account_loses_its_session_at_the_next_click_and_cannot_sign_
     let client = app.client().await;
     let alice = Device::new(&client);
     alice.sign_in("alice", PASSWORD).await;
-    sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1").bind(user_id).execute(&app.pool).await.unwrap();
-    assert_eq!(alice.get("/account").await.location(), "/login?reason=revoked&next=%2Faccount");
+    sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1")
+        .bind(user_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.get("/account").await.location(),
+        "/login?reason=revoked&next=%2Faccount"
+    );
     let again = alice.sign_in("alice", PASSWORD).await;
-    assert_eq!(again.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
+    assert_eq!(
+        again.testid_text("login-error").as_deref(),
+        Some("Incorrect username or password.")
+    );
 }
 
 #[rocket::async_test]
@@ -365,9 +540,18 @@ async fn json_clients_get_a_401_body_instead_of_a_redirect() {
     let app = TestApp::new().await;
     let client = app.client().await;
     let script = Device::new(&client);
-    let reply = script.send(script.request(Method::Get, "/account").header(rocket::http::Accept::JSON)).await;
+    let reply = script
+        .send(
+            script
+                .request(Method::Get, "/account")
+                .header(rocket::http::Accept::JSON),
+        )
+        .await;
     assert_eq!(reply.status, Status::Unauthorized);
-    assert_eq!(reply.body, r#"{"error":"unauthorized","reason":"login_required"}"#);
+    assert_eq!(
+        reply.body,
+        r#"{"error":"unauthorized","reason":"login_required"}"#
+    );
 }
 
 #[rocket::async_test]

@@ -13,15 +13,15 @@ use secure_sessions::client::ClientInfo;
 use secure_sessions::events::EventKind;
 use secure_sessions::session::fingerprint::Fingerprint;
 use secure_sessions::session::token::SessionToken;
-use secure_sessions::session::{self, api, store, LiveSession, Reason, Validated};
+use secure_sessions::session::{self, LiveSession, Reason, Validated, api, store};
 use secure_sessions::throttle::{self, Admission};
 use secure_sessions::users::{self, CheckedCredentials, Password, PasswordHasher, Role};
 use serde_json::json;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::support::http::{Device, Reply, CHROME_LINUX};
-use crate::support::{TestApp, PASSWORD};
+use crate::support::http::{CHROME_LINUX, Device, Reply};
+use crate::support::{PASSWORD, TestApp};
 
 const NEW_PASSWORD: &str = "violet tractor mango seventeen";
 
@@ -37,7 +37,11 @@ async fn lock_waiters(app: &TestApp) -> i64 {
 
 /// Polls `contender` until `waiters` backends wait for a lock, or until it ends (`Some`: it
 /// never had to wait).
-async fn until_waiting<F: Future + Unpin>(app: &TestApp, waiters: i64, contender: &mut F) -> Option<F::Output> {
+async fn until_waiting<F: Future + Unpin>(
+    app: &TestApp,
+    waiters: i64,
+    contender: &mut F,
+) -> Option<F::Output> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         select! {
@@ -55,7 +59,11 @@ async fn until_waiting<F: Future + Unpin>(app: &TestApp, waiters: i64, contender
 /// Runs `contender` while `holder` is open, until it waits for a lock (the holder's) or ends
 /// without waiting; then commits `holder` and lets the contender finish. Returns the
 /// contender's output and whether it had to wait.
-async fn while_held<T>(app: &TestApp, holder: Transaction<'_, Postgres>, contender: impl Future<Output = T>) -> (T, bool) {
+async fn while_held<T>(
+    app: &TestApp,
+    holder: Transaction<'_, Postgres>,
+    contender: impl Future<Output = T>,
+) -> (T, bool) {
     let mut contender = pin!(contender);
     let early = until_waiting(app, 1, &mut contender).await;
     holder.commit().await.expect("commit the holder");
@@ -70,17 +78,22 @@ fn client_info(user_agent: &str, bind: u8) -> ClientInfo {
     ClientInfo {
         ip: "198.51.100.7".into(),
         user_agent: user_agent.into(),
-        fingerprint: Fingerprint { bind: [bind; 32], watch: [0; 32] },
+        fingerprint: Fingerprint {
+            bind: [bind; 32],
+            watch: [0; 32],
+        },
     }
 }
 
 async fn live_rows(app: &TestApp, user_id: i64, kind: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1 AND kind = $2 AND revoked_at IS NULL")
-        .bind(user_id)
-        .bind(kind)
-        .fetch_one(&app.pool)
-        .await
-        .expect("count sessions")
+    sqlx::query_scalar(
+        "SELECT count(*) FROM sessions WHERE user_id = $1 AND kind = $2 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(kind)
+    .fetch_one(&app.pool)
+    .await
+    .expect("count sessions")
 }
 
 async fn is_live(app: &TestApp, public_id: Uuid) -> bool {
@@ -92,18 +105,31 @@ async fn is_live(app: &TestApp, public_id: Uuid) -> bool {
 }
 
 async fn request_tokens(device: &Device<'_>, username: &str, password: &str) -> Reply {
-    device.post_json("/api/token", &json!({ "username": username, "password": password })).await
+    device
+        .post_json(
+            "/api/token",
+            &json!({ "username": username, "password": password }),
+        )
+        .await
 }
 
 async fn change_password(device: &Device<'_>, csrf: &str) -> Reply {
-    let fields = [("current_password", PASSWORD), ("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD), ("csrf_token", csrf)];
+    let fields = [
+        ("current_password", PASSWORD),
+        ("new_password", NEW_PASSWORD),
+        ("new_password_confirm", NEW_PASSWORD),
+        ("csrf_token", csrf),
+    ];
     device.post_form("/account/password", &fields).await
 }
 
 /// Validates a token as a request's guard would, and returns the live session.
 async fn validated(app: &TestApp, token: &SessionToken, client: &ClientInfo) -> LiveSession {
     let mut conn = app.pool.acquire().await.unwrap();
-    match session::validate(&mut conn, token, client, &app.config(), app.clock_now()).await.unwrap() {
+    match session::validate(&mut conn, token, client, &app.config(), app.clock_now())
+        .await
+        .unwrap()
+    {
         Validated::Live(session) => *session,
         Validated::Ended(reason) => panic!("the session ended: {reason:?}"),
     }
@@ -112,14 +138,27 @@ async fn validated(app: &TestApp, token: &SessionToken, client: &ClientInfo) -> 
 /// The user's credentials as a password check would find them now.
 async fn checked(app: &TestApp, user_id: i64) -> CheckedCredentials {
     let mut conn = app.pool.acquire().await.unwrap();
-    users::store::find_credentials_by_id(&mut conn, user_id).await.unwrap().expect("the user").checked()
+    users::store::find_credentials_by_id(&mut conn, user_id)
+        .await
+        .unwrap()
+        .expect("the user")
+        .checked()
 }
 
 /// Starts a browser session directly, committed; returns its token and public id.
 async fn started(app: &TestApp, user_id: i64, client: &ClientInfo) -> (SessionToken, Uuid) {
     let credentials = checked(app, user_id).await;
     let mut tx = app.pool.begin().await.unwrap();
-    let started = session::start(&mut tx, credentials, None, client, &app.config(), app.clock_now()).await.unwrap();
+    let started = session::start(
+        &mut tx,
+        credentials,
+        None,
+        client,
+        &app.config(),
+        app.clock_now(),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let started = started.expect("current credentials");
     (started.token, started.public_id)
@@ -141,21 +180,36 @@ async fn apply(app: &TestApp, tx: &mut Transaction<'_, Postgres>, change: Change
     let now = app.clock_now();
     match change {
         Change::Password => {
-            let hash = PasswordHasher::new(1).hash(&Password::parse(NEW_PASSWORD.into()).unwrap()).await.unwrap();
-            users::store::set_password_hash(tx, user_id, &hash).await.unwrap();
-            session::end_all_for_user(tx, user_id, None, Reason::PasswordChanged, now).await.unwrap();
+            let hash = PasswordHasher::new(1)
+                .hash(&Password::parse(NEW_PASSWORD.into()).unwrap())
+                .await
+                .unwrap();
+            users::store::set_password_hash(tx, user_id, &hash)
+                .await
+                .unwrap();
+            session::end_all_for_user(tx, user_id, None, Reason::PasswordChanged, now)
+                .await
+                .unwrap();
         }
         Change::Disable => {
             users::store::set_disabled(tx, user_id, true).await.unwrap();
-            session::end_all_for_user(tx, user_id, None, Reason::Revoked, now).await.unwrap();
+            session::end_all_for_user(tx, user_id, None, Reason::Revoked, now)
+                .await
+                .unwrap();
         }
         Change::DisableAndEnable => {
             users::store::set_disabled(tx, user_id, true).await.unwrap();
-            session::end_all_for_user(tx, user_id, None, Reason::Revoked, now).await.unwrap();
-            users::store::set_disabled(tx, user_id, false).await.unwrap();
+            session::end_all_for_user(tx, user_id, None, Reason::Revoked, now)
+                .await
+                .unwrap();
+            users::store::set_disabled(tx, user_id, false)
+                .await
+                .unwrap();
         }
         Change::SignOutEverywhere => {
-            session::end_all_for_user(tx, user_id, None, Reason::Revoked, now).await.unwrap();
+            session::end_all_for_user(tx, user_id, None, Reason::Revoked, now)
+                .await
+                .unwrap();
         }
     }
 }
@@ -164,7 +218,12 @@ async fn apply(app: &TestApp, tx: &mut Transaction<'_, Postgres>, change: Change
 async fn a_sign_in_whose_password_check_came_before_a_credentials_change_creates_nothing() {
     let app = TestApp::new().await;
     let client = app.client().await;
-    let changes = [Change::Password, Change::Disable, Change::DisableAndEnable, Change::SignOutEverywhere];
+    let changes = [
+        Change::Password,
+        Change::Disable,
+        Change::DisableAndEnable,
+        Change::SignOutEverywhere,
+    ];
     for (round, change) in changes.into_iter().enumerate() {
         for api in [false, true] {
             let name = format!("alice{round}{}", if api { "api" } else { "web" });
@@ -175,23 +234,49 @@ async fn a_sign_in_whose_password_check_came_before_a_credentials_change_creates
             let mut holder = app.pool.begin().await.unwrap();
             apply(&app, &mut holder, change, user_id).await;
             let sign_in = async {
-                if api { request_tokens(&device, &name, PASSWORD).await } else { device.sign_in(&name, PASSWORD).await }
+                if api {
+                    request_tokens(&device, &name, PASSWORD).await
+                } else {
+                    device.sign_in(&name, PASSWORD).await
+                }
             };
             let (reply, waited) = while_held(&app, holder, sign_in).await;
             assert!(waited, "{change:?}: the sign-in waited for the user's row");
             if api {
-                assert_eq!(reply.status, Status::Unauthorized, "{change:?}: {}", reply.body);
+                assert_eq!(
+                    reply.status,
+                    Status::Unauthorized,
+                    "{change:?}: {}",
+                    reply.body
+                );
                 assert_eq!(reply.error_code(), "invalid_credentials");
             } else {
-                assert_eq!(reply.status, Status::Ok, "{change:?}: the form again, not a redirect: {:?}", reply.headers);
-                assert_eq!(reply.testid_text("login-error").as_deref(), Some("Incorrect username or password."));
+                assert_eq!(
+                    reply.status,
+                    Status::Ok,
+                    "{change:?}: the form again, not a redirect: {:?}",
+                    reply.headers
+                );
+                assert_eq!(
+                    reply.testid_text("login-error").as_deref(),
+                    Some("Incorrect username or password.")
+                );
             }
-            assert_eq!(live_rows(&app, user_id, if api { "api" } else { "browser" }).await, 0, "{change:?} api={api}");
+            assert_eq!(
+                live_rows(&app, user_id, if api { "api" } else { "browser" }).await,
+                0,
+                "{change:?} api={api}"
+            );
             if let Change::Disable = change {
                 // Enabling the account again brings nothing back that started before.
                 let mut conn = app.pool.acquire().await.unwrap();
-                users::store::set_disabled(&mut conn, user_id, false).await.unwrap();
-                assert_eq!(live_rows(&app, user_id, if api { "api" } else { "browser" }).await, 0);
+                users::store::set_disabled(&mut conn, user_id, false)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    live_rows(&app, user_id, if api { "api" } else { "browser" }).await,
+                    0
+                );
                 if !api {
                     assert_ne!(device.get("/account").await.status, Status::Ok);
                 }
@@ -240,13 +325,24 @@ async fn sign_ins_with_the_old_password_racing_a_password_change_leave_nothing_a
         // Browser and API sign-ins with the old password, one pair every few milliseconds from
         // the moment the change starts until well after it has committed.
         let step = span * 2 / SIGN_INS;
-        let browser_sign_ins = join_all(browsers.iter().zip(&forms).zip(0..).map(|((browser, csrf), i)| {
-            let name = &name;
-            async move {
-                sleep(step * i).await;
-                browser.post_form("/login", &[("username", name), ("password", PASSWORD), ("csrf_token", csrf)]).await
-            }
-        }));
+        let browser_sign_ins = join_all(browsers.iter().zip(&forms).zip(0..).map(
+            |((browser, csrf), i)| {
+                let name = &name;
+                async move {
+                    sleep(step * i).await;
+                    browser
+                        .post_form(
+                            "/login",
+                            &[
+                                ("username", name),
+                                ("password", PASSWORD),
+                                ("csrf_token", csrf),
+                            ],
+                        )
+                        .await
+                }
+            },
+        ));
         let api_sign_ins = join_all(scripts.iter().zip(0..).map(|(script, i)| {
             let name = &name;
             async move {
@@ -254,7 +350,11 @@ async fn sign_ins_with_the_old_password_racing_a_password_change_leave_nothing_a
                 request_tokens(script, name, PASSWORD).await
             }
         }));
-        let (_, _, changed) = rocket::tokio::join!(browser_sign_ins, api_sign_ins, change_password(&changer, &csrf));
+        let (_, _, changed) = rocket::tokio::join!(
+            browser_sign_ins,
+            api_sign_ins,
+            change_password(&changer, &csrf)
+        );
         assert_eq!(changed.status, Status::Ok);
 
         let alive: i64 = sqlx::query_scalar(
@@ -267,7 +367,9 @@ async fn sign_ins_with_the_old_password_racing_a_password_change_leave_nothing_a
         .unwrap();
         survivors += alive;
         for browser in &browsers {
-            if browser.session_cookie().is_some() && browser.get("/account").await.status == Status::Ok {
+            if browser.session_cookie().is_some()
+                && browser.get("/account").await.status == Status::Ok
+            {
                 working_cookies += 1;
             }
         }
@@ -294,24 +396,56 @@ async fn ending_a_session_finds_it_after_a_concurrent_rotation() {
     let (token, public_id) = started(&app, user_id, &client).await;
     let live = validated(&app, &token, &client).await;
     let mut tx = app.pool.begin().await.unwrap();
-    let rotated = session::rotate(&mut tx, &live, None, &app.config(), now).await.unwrap().expect("rotated");
+    let rotated = session::rotate(&mut tx, &live, None, &app.config(), now)
+        .await
+        .unwrap()
+        .expect("rotated");
     tx.commit().await.unwrap();
     let mut conn = app.pool.acquire().await.unwrap();
-    session::end(&mut conn, live.user_id, live.public_id, Reason::SignedOut, &client, now).await.unwrap();
-    assert!(!is_live(&app, public_id).await, "the sign-out ended the session");
+    session::end(
+        &mut conn,
+        live.user_id,
+        live.public_id,
+        Reason::SignedOut,
+        &client,
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(
+        !is_live(&app, public_id).await,
+        "the sign-out ended the session"
+    );
     let mut conn = app.pool.acquire().await.unwrap();
-    let after = session::validate(&mut conn, &rotated, &client, &app.config(), now).await.unwrap();
-    assert!(matches!(after, Validated::Ended(Reason::SignedOut)), "its new token is dead too");
+    let after = session::validate(&mut conn, &rotated, &client, &app.config(), now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(after, Validated::Ended(Reason::SignedOut)),
+        "its new token is dead too"
+    );
 
     // "Sign out all others" from a session that rotated meanwhile keeps that session.
     let (token, public_id) = started(&app, user_id, &client).await;
     let (_, other) = started(&app, user_id, &client).await;
     let live = validated(&app, &token, &client).await;
     let mut tx = app.pool.begin().await.unwrap();
-    session::rotate(&mut tx, &live, None, &app.config(), now).await.unwrap().expect("rotated");
+    session::rotate(&mut tx, &live, None, &app.config(), now)
+        .await
+        .unwrap()
+        .expect("rotated");
     tx.commit().await.unwrap();
     let mut tx = app.pool.begin().await.unwrap();
-    session::end_others(&mut tx, &live, Reason::Revoked, EventKind::SessionRevoked, &client, now).await.unwrap();
+    session::end_others(
+        &mut tx,
+        &live,
+        Reason::Revoked,
+        EventKind::SessionRevoked,
+        &client,
+        now,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert!(is_live(&app, public_id).await, "the current session stays");
     assert!(!is_live(&app, other).await, "the other one ends");
@@ -320,17 +454,36 @@ async fn ending_a_session_finds_it_after_a_concurrent_rotation() {
     let (token, public_id) = started(&app, user_id, &client).await;
     let live = validated(&app, &token, &client).await;
     let mut tx = app.pool.begin().await.unwrap();
-    session::rotate(&mut tx, &live, None, &app.config(), now).await.unwrap().expect("rotated");
+    session::rotate(&mut tx, &live, None, &app.config(), now)
+        .await
+        .unwrap()
+        .expect("rotated");
     tx.commit().await.unwrap();
     let mut conn = app.pool.acquire().await.unwrap();
-    assert!(!store::revoke_other(&mut conn, user_id, public_id, live.public_id, Reason::Revoked, now).await.unwrap());
-    assert!(is_live(&app, public_id).await, "a session does not sign itself out as 'another device'");
+    assert!(
+        !store::revoke_other(
+            &mut conn,
+            user_id,
+            public_id,
+            live.public_id,
+            Reason::Revoked,
+            now
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        is_live(&app, public_id).await,
+        "a session does not sign itself out as 'another device'"
+    );
 }
 
 #[rocket::async_test]
 async fn a_sign_out_racing_a_rotation_of_its_session_ends_it_every_time() {
     let app = TestApp::with(|figment| {
-        figment.merge(("sessions.throttle_account_failures", 10_000)).merge(("sessions.throttle_ip_failures", 10_000))
+        figment
+            .merge(("sessions.throttle_account_failures", 10_000))
+            .merge(("sessions.throttle_ip_failures", 10_000))
     })
     .await;
     let client = app.client().await;
@@ -349,20 +502,42 @@ async fn a_sign_out_racing_a_rotation_of_its_session_ends_it_every_time() {
         // A transaction holds the session's row, so the rotation waits for it once its password
         // is checked; the sign-out, checked with the still-valid token, waits behind the rotation.
         let mut holder = app.pool.begin().await.unwrap();
-        sqlx::query("SELECT 1 FROM sessions WHERE public_id = $1 FOR UPDATE").bind(public_id).execute(&mut *holder).await.unwrap();
+        sqlx::query("SELECT 1 FROM sessions WHERE public_id = $1 FOR UPDATE")
+            .bind(public_id)
+            .execute(&mut *holder)
+            .await
+            .unwrap();
         let rotation = if password_change {
             alice.post_form(
                 "/account/password",
-                &[("current_password", PASSWORD), ("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD), ("csrf_token", &csrf)],
+                &[
+                    ("current_password", PASSWORD),
+                    ("new_password", NEW_PASSWORD),
+                    ("new_password_confirm", NEW_PASSWORD),
+                    ("csrf_token", &csrf),
+                ],
             )
         } else {
-            alice.post_form("/confirm", &[("password", PASSWORD), ("csrf_token", &csrf), ("next", "/account")])
+            alice.post_form(
+                "/confirm",
+                &[
+                    ("password", PASSWORD),
+                    ("csrf_token", &csrf),
+                    ("next", "/account"),
+                ],
+            )
         };
         let sign_out = alice.post_form("/logout", &[("csrf_token", &csrf)]);
         let mut rotation = pin!(rotation);
-        assert!(until_waiting(&app, 1, &mut rotation).await.is_none(), "the rotation waits for the row");
+        assert!(
+            until_waiting(&app, 1, &mut rotation).await.is_none(),
+            "the rotation waits for the row"
+        );
         let mut both = pin!(rocket::futures::future::join(rotation, sign_out));
-        assert!(until_waiting(&app, 2, &mut both).await.is_none(), "the sign-out waits behind it");
+        assert!(
+            until_waiting(&app, 2, &mut both).await.is_none(),
+            "the sign-out waits behind it"
+        );
         holder.commit().await.unwrap();
         let (_, signed_out) = both.await;
 
@@ -371,7 +546,10 @@ async fn a_sign_out_racing_a_rotation_of_its_session_ends_it_every_time() {
             left_alive += 1;
         }
     }
-    assert_eq!(left_alive, 0, "of {ROUNDS} sign-outs, {left_alive} answered 'signed out' and left the session alive");
+    assert_eq!(
+        left_alive, 0,
+        "of {ROUNDS} sign-outs, {left_alive} answered 'signed out' and left the session alive"
+    );
 }
 
 #[rocket::async_test]
@@ -386,16 +564,28 @@ async fn a_session_ended_by_its_guard_ends_even_when_its_token_rotates_meanwhile
     // fails the fingerprint check: the guard's revocation waits, and must still land.
     let mut holder = app.pool.begin().await.unwrap();
     let new = SessionToken::generate();
-    assert!(store::rotate(&mut holder, &token.key(), &new.key(), None, app.clock_now()).await.unwrap());
+    assert!(
+        store::rotate(&mut holder, &token.key(), &new.key(), None, app.clock_now())
+            .await
+            .unwrap()
+    );
     let config = app.config();
     let check = async {
         let mut conn = app.pool.acquire().await.unwrap();
-        session::validate(&mut conn, &token, &thief, &config, app.clock_now()).await.unwrap()
+        session::validate(&mut conn, &token, &thief, &config, app.clock_now())
+            .await
+            .unwrap()
     };
     let (validated, waited) = while_held(&app, holder, check).await;
     assert!(waited);
-    assert!(matches!(validated, Validated::Ended(Reason::FingerprintMismatch)));
-    assert!(!is_live(&app, public_id).await, "the fingerprint mismatch ended the session");
+    assert!(matches!(
+        validated,
+        Validated::Ended(Reason::FingerprintMismatch)
+    ));
+    assert!(
+        !is_live(&app, public_id).await,
+        "the fingerprint mismatch ended the session"
+    );
 }
 
 #[rocket::async_test]
@@ -413,14 +603,23 @@ async fn the_cap_ends_a_session_whose_token_rotates_while_the_cap_waits_for_it()
     let (oldest_token, oldest_id) = &sessions[0];
     let mut holder = app.pool.begin().await.unwrap();
     let new = SessionToken::generate();
-    assert!(store::rotate(&mut holder, &oldest_token.key(), &new.key(), None, app.clock_now()).await.unwrap());
+    assert!(
+        store::rotate(
+            &mut holder,
+            &oldest_token.key(),
+            &new.key(),
+            None,
+            app.clock_now()
+        )
+        .await
+        .unwrap()
+    );
     let sixth = async { started(&app, user_id, &client).await };
     let (_, waited) = while_held(&app, holder, sixth).await;
     assert!(waited);
     assert_eq!(live_rows(&app, user_id, "browser").await, cap);
     assert!(!is_live(&app, *oldest_id).await);
 }
-
 
 // ------------------------------------------------ item 11: defences proven whatever the timing --
 
@@ -449,17 +648,35 @@ async fn of_two_refreshes_from_one_generation_the_second_always_loses() {
         // Both refreshes read generation 0, then wait for the family's row; the first to get it
         // moves the family on, and the second's compare-and-swap must find generation 1.
         let mut holder = app.pool.begin().await.unwrap();
-        sqlx::query("SELECT 1 FROM sessions WHERE public_id = $1 FOR UPDATE").bind(family).execute(&mut *holder).await.unwrap();
+        sqlx::query("SELECT 1 FROM sessions WHERE public_id = $1 FOR UPDATE")
+            .bind(family)
+            .execute(&mut *holder)
+            .await
+            .unwrap();
         let body = json!({ "refresh_token": refresh_token });
         let refresh = || script.post_json("/api/token/refresh", &body);
         let mut both = pin!(rocket::futures::future::join(refresh(), refresh()));
-        assert!(until_waiting(&app, 2, &mut both).await.is_none(), "both refreshes wait for the family's row");
+        assert!(
+            until_waiting(&app, 2, &mut both).await.is_none(),
+            "both refreshes wait for the family's row"
+        );
         holder.commit().await.unwrap();
         let (first, second) = both.await;
 
         let statuses = [first.status, second.status];
-        assert_eq!(statuses.iter().filter(|status| **status == Status::Ok).count(), 1, "round {round}: {statuses:?}");
-        let loser = if first.status == Status::Ok { &second } else { &first };
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|status| **status == Status::Ok)
+                .count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        let loser = if first.status == Status::Ok {
+            &second
+        } else {
+            &first
+        };
         assert_eq!(loser.error_code(), "invalid_grant");
         let (generation, tokens): (i32, i64) = sqlx::query_as(
             "SELECT s.generation, (SELECT count(*) FROM refresh_tokens r WHERE r.family = s.public_id)
@@ -469,7 +686,11 @@ async fn of_two_refreshes_from_one_generation_the_second_always_loses() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-        assert_eq!((generation, tokens), (1, 2), "round {round}: one refresh, one new refresh token");
+        assert_eq!(
+            (generation, tokens),
+            (1, 2),
+            "round {round}: one refresh, one new refresh token"
+        );
     }
 }
 
@@ -488,7 +709,17 @@ async fn a_sign_in_counts_against_the_cap_only_after_the_one_before_it_commits()
     // it, or both would count the same cap - 1 committed sessions and keep cap + 1.
     let credentials = checked(&app, user_id).await;
     let mut holder = app.pool.begin().await.unwrap();
-    session::start(&mut holder, credentials, None, &info, &app.config(), app.clock_now()).await.unwrap().expect("started");
+    session::start(
+        &mut holder,
+        credentials,
+        None,
+        &info,
+        &app.config(),
+        app.clock_now(),
+    )
+    .await
+    .unwrap()
+    .expect("started");
     let device = Device::new(&client);
     let (reply, waited) = while_held(&app, holder, device.sign_in("alice", PASSWORD)).await;
     assert_eq!(reply.location(), "/account");
@@ -507,16 +738,23 @@ async fn an_api_sign_in_counts_against_the_family_cap_only_after_the_one_before_
     for _ in 1..cap {
         let credentials = checked(&app, user_id).await;
         let mut tx = app.pool.begin().await.unwrap();
-        api::issue(&mut tx, credentials, &info, &config, app.clock_now()).await.unwrap().expect("issued");
+        api::issue(&mut tx, credentials, &info, &config, app.clock_now())
+            .await
+            .unwrap()
+            .expect("issued");
         tx.commit().await.unwrap();
         app.advance_secs(1);
     }
     // The cap-th family is being issued (uncommitted); another sign-in through the API must wait.
     let credentials = checked(&app, user_id).await;
     let mut holder = app.pool.begin().await.unwrap();
-    api::issue(&mut holder, credentials, &info, &config, app.clock_now()).await.unwrap().expect("issued");
+    api::issue(&mut holder, credentials, &info, &config, app.clock_now())
+        .await
+        .unwrap()
+        .expect("issued");
     let script = Device::new(&client);
-    let (reply, waited) = while_held(&app, holder, request_tokens(&script, "alice", PASSWORD)).await;
+    let (reply, waited) =
+        while_held(&app, holder, request_tokens(&script, "alice", PASSWORD)).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert!(waited, "the second sign-in waited for the first");
     assert_eq!(live_rows(&app, user_id, "api").await, cap);
@@ -530,19 +768,28 @@ async fn a_sign_up_counts_against_the_limit_only_after_the_one_before_it_commits
     let address = "198.51.100.7";
     let mut conn = app.pool.acquire().await.unwrap();
     for _ in 1..config.throttle_ip_sign_ups {
-        let admitted = throttle::begin_sign_up(&mut conn, &config, address, app.clock_now()).await.unwrap();
+        let admitted = throttle::begin_sign_up(&mut conn, &config, address, app.clock_now())
+            .await
+            .unwrap();
         assert!(matches!(admitted, Admission::Admitted(())));
     }
     // The last sign-up the limit allows is under way (counted, uncommitted); another one through
     // the app must wait for it, or both would count the same committed sign-ups and go ahead.
     let mut holder = app.pool.begin().await.unwrap();
-    let last = throttle::begin_sign_up(&mut holder, &config, address, app.clock_now()).await.unwrap();
+    let last = throttle::begin_sign_up(&mut holder, &config, address, app.clock_now())
+        .await
+        .unwrap();
     assert!(matches!(last, Admission::Admitted(())));
     let device = Device::with(&client, CHROME_LINUX, address);
     let password = NEW_PASSWORD;
     let sign_up = async {
         let csrf = device.get("/register").await.csrf_token();
-        let fields = [("username", "latecomer"), ("password", password), ("password_confirm", password), ("csrf_token", &csrf)];
+        let fields = [
+            ("username", "latecomer"),
+            ("password", password),
+            ("password_confirm", password),
+            ("csrf_token", &csrf),
+        ];
         device.post_form("/register", &fields).await
     };
     let (reply, waited) = while_held(&app, holder, sign_up).await;

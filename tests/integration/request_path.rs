@@ -12,7 +12,7 @@ use secure_sessions::users::Role;
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::support::http::Device;
-use crate::support::{server_url, TestApp, PASSWORD};
+use crate::support::{PASSWORD, TestApp, server_url};
 
 /// Counts the SQL statements the app sends to this test's database, with pg_stat_statements
 /// (which `scripts/test` preloads). Each test has a database of its own, so the count is exact.
@@ -76,7 +76,10 @@ async fn log_last_seen_writes(app: &TestApp) {
 }
 
 async fn last_seen_writes(app: &TestApp) -> i64 {
-    sqlx::query_scalar("/* test */ SELECT count(*) FROM last_seen_writes").fetch_one(&app.pool).await.unwrap()
+    sqlx::query_scalar("/* test */ SELECT count(*) FROM last_seen_writes")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
 }
 
 #[rocket::async_test]
@@ -96,17 +99,31 @@ async fn a_signed_in_request_is_one_sql_statement_even_when_it_writes_last_seen(
     assert_eq!(alice.get("/account/password").await.status, Status::Ok);
     assert_eq!(alice.get("/account/password").await.status, Status::Ok);
     assert_eq!(statements.count().await, 2);
-    assert_eq!(last_seen_writes(&app).await, 0, "nothing written within the touch interval");
+    assert_eq!(
+        last_seen_writes(&app).await,
+        0,
+        "nothing written within the touch interval"
+    );
 
     app.advance_secs(i64::from(app.config().touch_interval_secs));
     assert_eq!(alice.get("/account/password").await.status, Status::Ok);
-    assert_eq!(statements.count().await, 3, "the write of last-seen is part of the one statement");
+    assert_eq!(
+        statements.count().await,
+        3,
+        "the write of last-seen is part of the one statement"
+    );
     assert_eq!(last_seen_writes(&app).await, 1);
-    let last_seen: time::OffsetDateTime = sqlx::query_scalar("/* test */ SELECT last_seen_at FROM sessions WHERE key = $1")
-        .bind(secure_sessions::session::token::SessionToken::parse(&token).unwrap().key().as_bytes())
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let last_seen: time::OffsetDateTime =
+        sqlx::query_scalar("/* test */ SELECT last_seen_at FROM sessions WHERE key = $1")
+            .bind(
+                secure_sessions::session::token::SessionToken::parse(&token)
+                    .unwrap()
+                    .key()
+                    .as_bytes(),
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(last_seen, app.clock_now());
 }
 
@@ -122,9 +139,15 @@ async fn a_bearer_request_is_one_sql_statement_even_when_it_writes_last_seen() {
         .dispatch()
         .await;
     assert_eq!(reply.status(), Status::Ok);
-    let body: serde_json::Value = serde_json::from_str(&reply.into_string().await.unwrap()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&reply.into_string().await.unwrap()).unwrap();
     let bearer = format!("Bearer {}", body["access_token"].as_str().unwrap());
-    let me = || client.get("/api/me").header(rocket::http::Header::new("Authorization", bearer.clone())).dispatch();
+    let me = || {
+        client
+            .get("/api/me")
+            .header(rocket::http::Header::new("Authorization", bearer.clone()))
+            .dispatch()
+    };
     log_last_seen_writes(&app).await;
     let statements = Statements::start(&app).await;
 
@@ -152,10 +175,21 @@ async fn two_requests_at_the_moment_last_seen_is_due_are_both_served_and_write_i
 
     for round in 0..ROUNDS {
         app.advance_secs(touch_interval);
-        let (first, second) = rocket::tokio::join!(alice.get("/account/password"), alice.get("/account/password"));
-        assert_eq!((first.status, second.status), (Status::Ok, Status::Ok), "round {round}");
+        let (first, second) = rocket::tokio::join!(
+            alice.get("/account/password"),
+            alice.get("/account/password")
+        );
+        assert_eq!(
+            (first.status, second.status),
+            (Status::Ok, Status::Ok),
+            "round {round}"
+        );
     }
-    assert_eq!(last_seen_writes(&app).await, ROUNDS, "one write per touch interval");
+    assert_eq!(
+        last_seen_writes(&app).await,
+        ROUNDS,
+        "one write per touch interval"
+    );
 }
 
 /// The app's own connections to its test database (they name themselves), by server process id.
@@ -182,14 +216,25 @@ async fn when_the_database_drops_every_connection_at_most_one_request_fails_and_
         alice.get("/account/password"),
         alice.get("/account/password"),
     );
-    assert!([replies.0, replies.1, replies.2, replies.3].iter().all(|reply| reply.status == Status::Ok));
+    assert!(
+        [replies.0, replies.1, replies.2, replies.3]
+            .iter()
+            .all(|reply| reply.status == Status::Ok)
+    );
 
     // What a server restart does to a pool: every connection closed under it.
     let mut admin = PgConnection::connect(&server_url()).await.unwrap();
     let backends = app_backends(&app, &mut admin).await;
-    assert!(backends.len() >= 2, "several pooled connections: {backends:?}");
+    assert!(
+        backends.len() >= 2,
+        "several pooled connections: {backends:?}"
+    );
     for pid in &backends {
-        sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut admin).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&mut admin)
+            .await
+            .unwrap();
     }
     for _ in 0..100 {
         let alive = app_backends(&app, &mut admin).await;
@@ -203,13 +248,23 @@ async fn when_the_database_drops_every_connection_at_most_one_request_fails_and_
     for _ in 0..backends.len() + 2 {
         statuses.push(alice.get("/account/password").await.status);
     }
-    assert!(matches!(statuses[0], Status::Ok | Status::ServiceUnavailable), "{statuses:?}");
-    assert!(statuses[1..].iter().all(|status| *status == Status::Ok), "one dead connection each: {statuses:?}");
+    assert!(
+        matches!(statuses[0], Status::Ok | Status::ServiceUnavailable),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[1..].iter().all(|status| *status == Status::Ok),
+        "one dead connection each: {statuses:?}"
+    );
 }
 
 /// The row lock a sign-in or a password change takes on the account.
 async fn lock_user(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<()> {
-    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(user_id).execute(conn).await.map(drop)
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 #[rocket::async_test]
@@ -228,10 +283,16 @@ async fn a_transaction_dropped_half_way_releases_its_locks_when_its_connection_r
     let mut other = app.pool.acquire().await.unwrap();
     other.execute("SET lock_timeout = '5s'").await.unwrap();
     let mut tx = other.begin().await.unwrap();
-    lock_user(&mut tx, user_id).await.expect("the dropped transaction's lock is released");
+    lock_user(&mut tx, user_id)
+        .await
+        .expect("the dropped transaction's lock is released");
     tx.rollback().await.unwrap();
     drop(other);
 
     let alice = Device::new(&client);
-    assert_eq!(alice.sign_in("alice", PASSWORD).await.status, Status::SeeOther, "the pool goes on serving");
+    assert_eq!(
+        alice.sign_in("alice", PASSWORD).await.status,
+        Status::SeeOther,
+        "the pool goes on serving"
+    );
 }

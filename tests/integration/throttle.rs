@@ -8,7 +8,7 @@ use secure_sessions::users::Role;
 use serde_json::json;
 
 use crate::support::http::{Device, Reply};
-use crate::support::{TestApp, PASSWORD};
+use crate::support::{PASSWORD, TestApp};
 
 const WRONG: &str = "not the password at all";
 const REJECTED: &str = "Incorrect username or password.";
@@ -27,17 +27,29 @@ async fn failure_rows(app: &TestApp) -> (i64, i64) {
 async fn fail_to_sign_in(device: &Device<'_>, username: &str) {
     let reply = device.sign_in(username, WRONG).await;
     assert_eq!(reply.status, Status::Ok, "{username}: {}", reply.body);
-    assert_eq!(reply.testid_text("login-error").as_deref(), Some(REJECTED), "{username}");
+    assert_eq!(
+        reply.testid_text("login-error").as_deref(),
+        Some(REJECTED),
+        "{username}"
+    );
 }
 
 fn assert_throttled(reply: &Reply, retry_after_secs: u32) {
     assert_eq!(reply.status, Status::TooManyRequests, "{}", reply.body);
-    assert_eq!(reply.header("Retry-After"), Some(retry_after_secs.to_string().as_str()));
+    assert_eq!(
+        reply.header("Retry-After"),
+        Some(retry_after_secs.to_string().as_str())
+    );
     assert!(reply.set_cookie("__Host-sid").is_none());
 }
 
 async fn request_tokens(device: &Device<'_>, username: &str, password: &str) -> Reply {
-    device.post_json("/api/token", &json!({ "username": username, "password": password })).await
+    device
+        .post_json(
+            "/api/token",
+            &json!({ "username": username, "password": password }),
+        )
+        .await
 }
 
 #[rocket::async_test]
@@ -56,14 +68,19 @@ async fn after_five_wrong_passwords_the_sixth_attempt_waits_even_with_the_right_
         throttled.testid_text("login-error").as_deref(),
         Some("Too many failed sign-in attempts. Please wait 1 minute and try again.")
     );
-    assert_eq!(throttled.count_testid("login-form"), 1, "the form stays, to try again later");
+    assert_eq!(
+        throttled.count_testid("login-form"),
+        1,
+        "the form stays, to try again later"
+    );
     // The password was never looked at: the attempt left no failure and no event behind.
     assert_eq!(failure_rows(&app).await, (5, 5));
     assert_eq!(app.event_kinds(user_id).await, vec!["sign_in_failed"; 5]);
 }
 
 #[rocket::async_test]
-async fn the_wait_doubles_with_each_further_failure_and_the_right_password_works_once_it_has_passed() {
+async fn the_wait_doubles_with_each_further_failure_and_the_right_password_works_once_it_has_passed()
+ {
     let app = TestApp::new().await;
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
@@ -83,7 +100,10 @@ async fn the_wait_doubles_with_each_further_failure_and_the_right_password_works
     assert_throttled(&alice.sign_in("alice", PASSWORD).await, 240);
 
     app.advance_secs(240);
-    assert_eq!(alice.sign_in("alice", PASSWORD).await.location(), "/account");
+    assert_eq!(
+        alice.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
     // The account starts afresh; the address keeps its seven failures.
     assert_eq!(failure_rows(&app).await, (0, 7));
     fail_to_sign_in(&Device::new(&client), "alice").await;
@@ -98,7 +118,10 @@ async fn a_successful_sign_in_resets_the_accounts_count() {
     for _ in 0..4 {
         fail_to_sign_in(&alice, "alice").await;
     }
-    assert_eq!(alice.sign_in("alice", PASSWORD).await.location(), "/account");
+    assert_eq!(
+        alice.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
     let other = Device::new(&client);
     for _ in 0..4 {
         fail_to_sign_in(&other, "alice").await;
@@ -116,11 +139,32 @@ async fn failures_leave_the_count_when_the_window_has_passed_and_the_reaper_dele
         fail_to_sign_in(&alice, "alice").await;
     }
     app.advance_secs(14 * 60);
-    assert_eq!(throttle::forget_old(&mut app.pool.acquire().await.unwrap(), &app.config(), app.clock_now()).await.unwrap(), 0);
+    assert_eq!(
+        throttle::forget_old(
+            &mut app.pool.acquire().await.unwrap(),
+            &app.config(),
+            app.clock_now()
+        )
+        .await
+        .unwrap(),
+        0
+    );
     app.advance_secs(60);
-    assert_eq!(throttle::forget_old(&mut app.pool.acquire().await.unwrap(), &app.config(), app.clock_now()).await.unwrap(), 10);
+    assert_eq!(
+        throttle::forget_old(
+            &mut app.pool.acquire().await.unwrap(),
+            &app.config(),
+            app.clock_now()
+        )
+        .await
+        .unwrap(),
+        10
+    );
     assert_eq!(failure_rows(&app).await, (0, 0));
-    assert_eq!(alice.sign_in("alice", PASSWORD).await.location(), "/account");
+    assert_eq!(
+        alice.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
 }
 
 #[rocket::async_test]
@@ -133,7 +177,11 @@ async fn an_office_behind_one_address_gets_fifty_failures_before_the_address_wai
     for n in 0..49 {
         fail_to_sign_in(&office, &format!("colleague{n}")).await;
     }
-    assert_eq!(office.sign_in("alice", PASSWORD).await.location(), "/account", "49 failures still let people in");
+    assert_eq!(
+        office.sign_in("alice", PASSWORD).await.location(),
+        "/account",
+        "49 failures still let people in"
+    );
     let office = Device::with(&client, crate::support::http::CHROME_LINUX, "198.51.100.7");
     fail_to_sign_in(&office, "colleague49").await;
 
@@ -141,7 +189,10 @@ async fn an_office_behind_one_address_gets_fifty_failures_before_the_address_wai
     assert_throttled(&office.sign_in("someone-else", PASSWORD).await, 60);
     // Another address is not affected.
     let elsewhere = Device::with(&client, crate::support::http::CHROME_LINUX, "203.0.113.9");
-    assert_eq!(elsewhere.sign_in("alice", PASSWORD).await.location(), "/account");
+    assert_eq!(
+        elsewhere.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
 }
 
 #[rocket::async_test]
@@ -181,7 +232,10 @@ async fn the_token_endpoint_is_throttled_the_same_way() {
     assert_throttled(&Device::new(&client).sign_in("alice", PASSWORD).await, 60);
 
     app.advance_secs(60);
-    assert_eq!(request_tokens(&script, "alice", PASSWORD).await.status, Status::Ok);
+    assert_eq!(
+        request_tokens(&script, "alice", PASSWORD).await.status,
+        Status::Ok
+    );
     assert_eq!(failure_rows(&app).await, (0, 5));
 }
 
@@ -196,8 +250,22 @@ async fn parallel_guesses_cannot_slip_past_the_threshold() {
     let statuses: Vec<Status> = replies.iter().map(|reply| reply.status).collect();
     // Each admitted attempt counts as a failure before its password is checked, so exactly five
     // passwords were checked however the twenty interleaved.
-    assert_eq!(statuses.iter().filter(|status| **status == Status::Unauthorized).count(), 5, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|status| **status == Status::TooManyRequests).count(), 15, "{statuses:?}");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == Status::Unauthorized)
+            .count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == Status::TooManyRequests)
+            .count(),
+        15,
+        "{statuses:?}"
+    );
     assert_eq!(failure_rows(&app).await, (5, 5));
 }
 
@@ -212,13 +280,25 @@ async fn guessing_the_password_at_confirmation_or_password_change_is_throttled_t
 
     // Someone holding the cookie guesses at /confirm, then at the password change.
     for _ in 0..3 {
-        assert!(thief.confirm(WRONG).await.body.contains("That password is not correct."));
+        assert!(
+            thief
+                .confirm(WRONG)
+                .await
+                .body
+                .contains("That password is not correct.")
+        );
     }
     let change = |current: &'static str| {
-        [("current_password", current), ("new_password", "violet tractor mango seventeen"), ("new_password_confirm", "violet tractor mango seventeen")]
+        [
+            ("current_password", current),
+            ("new_password", "violet tractor mango seventeen"),
+            ("new_password_confirm", "violet tractor mango seventeen"),
+        ]
     };
     for _ in 0..2 {
-        let reply = thief.post_from("/account/password", "/account/password", &change(WRONG)).await;
+        let reply = thief
+            .post_from("/account/password", "/account/password", &change(WRONG))
+            .await;
         assert!(reply.body.contains("Your current password is not correct."));
     }
     let confirm = thief.confirm(PASSWORD).await;
@@ -227,7 +307,9 @@ async fn guessing_the_password_at_confirmation_or_password_change_is_throttled_t
         confirm.testid_text("confirm-error").as_deref(),
         Some("Too many wrong passwords. Please wait 1 minute and try again.")
     );
-    let change_reply = thief.post_from("/account/password", "/account/password", &change(PASSWORD)).await;
+    let change_reply = thief
+        .post_from("/account/password", "/account/password", &change(PASSWORD))
+        .await;
     assert_eq!(change_reply.status, Status::TooManyRequests);
     assert!(change_reply.body.contains("Too many wrong passwords"));
     assert_eq!(recheck_rows(&app).await, 5);
@@ -255,7 +337,11 @@ fn median_micros(mut samples: Vec<std::time::Duration>) -> f64 {
 #[rocket::async_test]
 async fn an_unknown_username_takes_as_long_to_refuse_as_a_wrong_password() {
     // Budgets far above the tries, so every attempt checks its password.
-    let app = TestApp::with(|f| f.merge(("sessions.throttle_account_failures", 1000)).merge(("sessions.throttle_ip_failures", 1000))).await;
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.throttle_account_failures", 1000))
+            .merge(("sessions.throttle_ip_failures", 1000))
+    })
+    .await;
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let script = Device::new(&client);
@@ -287,11 +373,16 @@ async fn an_unknown_username_takes_as_long_to_refuse_as_a_wrong_password() {
     }
     let (unknown, known) = (median_micros(unknown), median_micros(known));
     let ratio = unknown / known;
-    println!("median refusal: unknown username {unknown:.0} µs, wrong password {known:.0} µs, ratio {ratio:.3}");
+    println!(
+        "median refusal: unknown username {unknown:.0} µs, wrong password {known:.0} µs, ratio {ratio:.3}"
+    );
     // Loose on purpose: on a shared machine the ratio of medians swings by a third either way
     // between runs (0.6 to 1.4 seen on two busy cores), so a tight bound would be flaky. This one
     // still fails if an unknown name skips the argon2 work (a ratio near 0.1).
-    assert!((0.5..=2.0).contains(&ratio), "an unknown username is answered in {ratio:.3} of a wrong password's time");
+    assert!(
+        (0.5..=2.0).contains(&ratio),
+        "an unknown username is answered in {ratio:.3} of a wrong password's time"
+    );
 }
 
 /// A stranger's address, so their failures do not share the test devices' address budget.
@@ -305,7 +396,11 @@ async fn strangers_and_a_thief_guessing_cannot_keep_the_owner_from_signing_the_t
     let alice = Device::new(&client);
     alice.sign_in("alice", PASSWORD).await;
     // The thief's browser holds a session of alice's (a stolen cookie).
-    let thief = Device::with(&client, crate::support::http::FIREFOX_WINDOWS, "198.51.100.99");
+    let thief = Device::with(
+        &client,
+        crate::support::http::FIREFOX_WINDOWS,
+        "198.51.100.99",
+    );
     thief.sign_in("alice", PASSWORD).await;
 
     // Anyone can fail to sign in as alice until sign-in waits...
@@ -316,21 +411,57 @@ async fn strangers_and_a_thief_guessing_cannot_keep_the_owner_from_signing_the_t
     assert_throttled(&stranger.sign_in("alice", PASSWORD).await, 60);
     // ... and the thief can guess on the stolen session until it waits.
     for _ in 0..5 {
-        assert!(thief.confirm(WRONG).await.body.contains("That password is not correct."));
+        assert!(
+            thief
+                .confirm(WRONG)
+                .await
+                .body
+                .contains("That password is not correct.")
+        );
     }
     assert_throttled(&thief.confirm(PASSWORD).await, 60);
 
     // Neither touches the owner's own budget: "This wasn't me" signs the thief out.
-    let confirmed = alice.confirm_at("/confirm?next=%2Faccount%2Fnot-me", PASSWORD).await;
+    let confirmed = alice
+        .confirm_at("/confirm?next=%2Faccount%2Fnot-me", PASSWORD)
+        .await;
     assert_eq!(confirmed.location(), "/account/not-me");
-    assert_eq!(alice.post_from("/account/not-me", "/account/not-me", &[]).await.location(), "/account/password");
-    assert_eq!(app.session_row(&thief.session_cookie().unwrap()).await.unwrap().0.as_deref(), Some("revoked"));
+    assert_eq!(
+        alice
+            .post_from("/account/not-me", "/account/not-me", &[])
+            .await
+            .location(),
+        "/account/password"
+    );
+    assert_eq!(
+        app.session_row(&thief.session_cookie().unwrap())
+            .await
+            .unwrap()
+            .0
+            .as_deref(),
+        Some("revoked")
+    );
     // And the password change (which re-checks the current password) goes through too.
     let new_password = "violet tractor mango seventeen";
-    let change = [("current_password", PASSWORD), ("new_password", new_password), ("new_password_confirm", new_password)];
-    let changed = alice.post_from("/account/password", "/account/password", &change).await;
-    assert_eq!(changed.count_testid("password-changed"), 1, "{}", changed.body);
-    assert!(app.event_kinds(user_id).await.contains(&"password_changed".to_owned()));
+    let change = [
+        ("current_password", PASSWORD),
+        ("new_password", new_password),
+        ("new_password_confirm", new_password),
+    ];
+    let changed = alice
+        .post_from("/account/password", "/account/password", &change)
+        .await;
+    assert_eq!(
+        changed.count_testid("password-changed"),
+        1,
+        "{}",
+        changed.body
+    );
+    assert!(
+        app.event_kinds(user_id)
+            .await
+            .contains(&"password_changed".to_owned())
+    );
 }
 
 #[rocket::async_test]
@@ -348,10 +479,20 @@ async fn wrong_passwords_on_a_signed_in_session_do_not_drain_the_sign_in_budget(
     assert_eq!(failure_rows(&app).await, (0, 0));
 
     // The owner still signs in on another device, and confirms there.
-    let alice = Device::with(&client, crate::support::http::FIREFOX_WINDOWS, "198.51.100.1");
-    assert_eq!(alice.sign_in("alice", PASSWORD).await.location(), "/account");
+    let alice = Device::with(
+        &client,
+        crate::support::http::FIREFOX_WINDOWS,
+        "198.51.100.1",
+    );
+    assert_eq!(
+        alice.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
     assert_eq!(alice.confirm(PASSWORD).await.location(), "/account");
-    assert_eq!(request_tokens(&alice, "alice", PASSWORD).await.status, Status::Ok);
+    assert_eq!(
+        request_tokens(&alice, "alice", PASSWORD).await.status,
+        Status::Ok
+    );
 }
 
 /// How a look-alike of `alice` must be answered once alice's sign-in budget is spent.
@@ -369,17 +510,23 @@ const LOOK_ALIKES: [(&str, LookAlike); 16] = [
     (" alice ", LookAlike::SameAccount),
     ("\talice\n", LookAlike::SameAccount),
     ("\u{a0}alice\u{3000}", LookAlike::SameAccount),
-    ("al\u{130}ce", LookAlike::NoAccount),  // İ, LATIN CAPITAL LETTER I WITH DOT ABOVE
+    ("al\u{130}ce", LookAlike::NoAccount), // İ, LATIN CAPITAL LETTER I WITH DOT ABOVE
     ("AL\u{130}CE", LookAlike::NoAccount),
-    ("al\u{131}ce", LookAlike::NoAccount),  // ı, LATIN SMALL LETTER DOTLESS I
+    ("al\u{131}ce", LookAlike::NoAccount), // ı, LATIN SMALL LETTER DOTLESS I
     ("ali\u{307}ce", LookAlike::NoAccount), // i + COMBINING DOT ABOVE
-    ("\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", LookAlike::NoAccount), // fullwidth ａｌｉｃｅ
-    ("\u{ff21}\u{ff2c}\u{ff29}\u{ff23}\u{ff25}", LookAlike::NoAccount), // fullwidth ＡＬＩＣＥ
+    (
+        "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}",
+        LookAlike::NoAccount,
+    ), // fullwidth ａｌｉｃｅ
+    (
+        "\u{ff21}\u{ff2c}\u{ff29}\u{ff23}\u{ff25}",
+        LookAlike::NoAccount,
+    ), // fullwidth ＡＬＩＣＥ
     ("ali\u{200b}ce", LookAlike::NoAccount), // ZERO WIDTH SPACE
     ("\u{200d}alice", LookAlike::NoAccount), // ZERO WIDTH JOINER
     ("alice\u{feff}", LookAlike::NoAccount), // ZERO WIDTH NO-BREAK SPACE
     ("alice\u{0}", LookAlike::NoAccount),
-    ("\u{430}lice", LookAlike::NoAccount),   // Cyrillic а
+    ("\u{430}lice", LookAlike::NoAccount), // Cyrillic а
 ];
 
 #[rocket::async_test]
@@ -388,23 +535,43 @@ async fn look_alike_usernames_get_no_fresh_guess_budget_on_the_form() {
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
     for _ in 0..5 {
-        fail_to_sign_in(&Device::with(&client, crate::support::http::CHROME_LINUX, STRANGER_IP), "alice").await;
+        fail_to_sign_in(
+            &Device::with(&client, crate::support::http::CHROME_LINUX, STRANGER_IP),
+            "alice",
+        )
+        .await;
     }
     // Each look-alike from a fresh address, so only the account's budget is in play.
     for (n, (username, expected)) in LOOK_ALIKES.into_iter().enumerate() {
-        let device = Device::with(&client, crate::support::http::CHROME_LINUX, &format!("198.51.100.{}", n + 1));
+        let device = Device::with(
+            &client,
+            crate::support::http::CHROME_LINUX,
+            &format!("198.51.100.{}", n + 1),
+        );
         let reply = device.sign_in(username, PASSWORD).await;
         match expected {
             LookAlike::SameAccount => {
-                assert_eq!(reply.status, Status::TooManyRequests, "{username:?}: {}", reply.body);
+                assert_eq!(
+                    reply.status,
+                    Status::TooManyRequests,
+                    "{username:?}: {}",
+                    reply.body
+                );
                 assert_throttled(&reply, 60);
             }
             LookAlike::NoAccount => {
                 assert_eq!(reply.status, Status::Ok, "{username:?}: {}", reply.body);
-                assert_eq!(reply.testid_text("login-error").as_deref(), Some(REJECTED), "{username:?}");
+                assert_eq!(
+                    reply.testid_text("login-error").as_deref(),
+                    Some(REJECTED),
+                    "{username:?}"
+                );
             }
         }
-        assert!(device.session_cookie().is_none(), "{username:?} signed in as alice");
+        assert!(
+            device.session_cookie().is_none(),
+            "{username:?} signed in as alice"
+        );
     }
 }
 
@@ -414,18 +581,37 @@ async fn look_alike_usernames_get_no_fresh_guess_budget_on_the_api() {
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
     for _ in 0..5 {
-        request_tokens(&Device::with(&client, crate::support::http::CHROME_LINUX, STRANGER_IP), "alice", WRONG).await;
+        request_tokens(
+            &Device::with(&client, crate::support::http::CHROME_LINUX, STRANGER_IP),
+            "alice",
+            WRONG,
+        )
+        .await;
     }
     for (n, (username, expected)) in LOOK_ALIKES.into_iter().enumerate() {
-        let device = Device::with(&client, crate::support::http::CHROME_LINUX, &format!("198.51.100.{}", n + 1));
+        let device = Device::with(
+            &client,
+            crate::support::http::CHROME_LINUX,
+            &format!("198.51.100.{}", n + 1),
+        );
         let reply = request_tokens(&device, username, PASSWORD).await;
         match expected {
             LookAlike::SameAccount => {
-                assert_eq!(reply.status, Status::TooManyRequests, "{username:?}: {}", reply.body);
+                assert_eq!(
+                    reply.status,
+                    Status::TooManyRequests,
+                    "{username:?}: {}",
+                    reply.body
+                );
                 assert_throttled(&reply, 60);
             }
             LookAlike::NoAccount => {
-                assert_eq!(reply.status, Status::Unauthorized, "{username:?}: {}", reply.body);
+                assert_eq!(
+                    reply.status,
+                    Status::Unauthorized,
+                    "{username:?}: {}",
+                    reply.body
+                );
                 assert_eq!(reply.error_code(), "invalid_credentials", "{username:?}");
             }
         }
@@ -437,20 +623,39 @@ async fn surrounding_spaces_and_case_reach_the_account_they_name() {
     let app = TestApp::new().await;
     app.create_user("Alice", Role::User).await;
     let client = app.client().await;
-    assert_eq!(Device::new(&client).sign_in(" aLICE ", PASSWORD).await.location(), "/account");
-    assert_eq!(request_tokens(&Device::new(&client), "alice\t", PASSWORD).await.status, Status::Ok);
+    assert_eq!(
+        Device::new(&client)
+            .sign_in(" aLICE ", PASSWORD)
+            .await
+            .location(),
+        "/account"
+    );
+    assert_eq!(
+        request_tokens(&Device::new(&client), "alice\t", PASSWORD)
+            .await
+            .status,
+        Status::Ok
+    );
 }
 
 /// Registers `username` through the form from `device`; returns the POST's reply.
 async fn register(device: &Device<'_>, username: &str) -> Reply {
     let password = "violet tractor mango seventeen";
     let csrf = device.get("/register").await.csrf_token();
-    let fields = [("username", username), ("password", password), ("password_confirm", password), ("csrf_token", &csrf)];
+    let fields = [
+        ("username", username),
+        ("password", password),
+        ("password_confirm", password),
+        ("csrf_token", &csrf),
+    ];
     device.post_form("/register", &fields).await
 }
 
 async fn user_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.pool).await.expect("count users")
+    sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count users")
 }
 
 const FLOODER_IP: &str = "198.51.100.200";
@@ -461,7 +666,11 @@ async fn the_eleventh_sign_up_from_one_address_within_fifteen_minutes_waits() {
     let client = app.client().await;
     let flooder = || Device::with(&client, crate::support::http::CHROME_LINUX, FLOODER_IP);
     for n in 0..10 {
-        assert_eq!(register(&flooder(), &format!("user{n}")).await.location(), "/account", "sign-up {n}");
+        assert_eq!(
+            register(&flooder(), &format!("user{n}")).await.location(),
+            "/account",
+            "sign-up {n}"
+        );
         app.advance_secs(1);
     }
     let device = flooder();
@@ -469,14 +678,23 @@ async fn the_eleventh_sign_up_from_one_address_within_fifteen_minutes_waits() {
     // The oldest sign-up leaves the window 900 s after it happened, 10 s ago.
     assert_throttled(&refused, 890);
     assert_eq!(refused.count_testid("register-error"), 1);
-    assert!(refused.body.contains("<li>Too many sign-ups from your network. Please wait 15 minutes and try again.</li>"));
-    assert_eq!(refused.count_testid("register-form"), 1, "the form stays, to try again later");
+    assert!(refused.body.contains(
+        "<li>Too many sign-ups from your network. Please wait 15 minutes and try again.</li>"
+    ));
+    assert_eq!(
+        refused.count_testid("register-form"),
+        1,
+        "the form stays, to try again later"
+    );
     assert!(device.session_cookie().is_none());
     assert_eq!(user_count(&app).await, 10);
 
     // Another address is not affected.
     let elsewhere = Device::with(&client, crate::support::http::CHROME_LINUX, "203.0.113.1");
-    assert_eq!(register(&elsewhere, "neighbour").await.location(), "/account");
+    assert_eq!(
+        register(&elsewhere, "neighbour").await.location(),
+        "/account"
+    );
 
     // Sign-ups leave the count as the window slides: one more once the oldest has left it.
     app.advance_secs(889);
@@ -500,19 +718,53 @@ async fn the_sign_up_limit_is_a_setting() {
 async fn parallel_sign_ups_from_one_address_cannot_slip_past_the_limit() {
     let app = TestApp::new().await;
     let client = app.client().await;
-    let devices: Vec<Device> = (0..30).map(|_| Device::with(&client, crate::support::http::CHROME_LINUX, FLOODER_IP)).collect();
+    let devices: Vec<Device> = (0..30)
+        .map(|_| Device::with(&client, crate::support::http::CHROME_LINUX, FLOODER_IP))
+        .collect();
     // The form pages first, so the thirty posts race each other and nothing else.
-    let tokens: Vec<String> = join_all(devices.iter().map(|device| async { device.get("/register").await.csrf_token() })).await;
+    let tokens: Vec<String> = join_all(
+        devices
+            .iter()
+            .map(|device| async { device.get("/register").await.csrf_token() }),
+    )
+    .await;
     let password = "violet tractor mango seventeen";
-    let posts = devices.iter().zip(&tokens).enumerate().map(|(n, (device, csrf))| {
-        let username = format!("user{n}");
-        async move {
-            let fields = [("username", username.as_str()), ("password", password), ("password_confirm", password), ("csrf_token", csrf)];
-            device.post_form("/register", &fields).await
-        }
-    });
-    let statuses: Vec<Status> = join_all(posts).await.iter().map(|reply| reply.status).collect();
-    assert_eq!(statuses.iter().filter(|status| **status == Status::SeeOther).count(), 10, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|status| **status == Status::TooManyRequests).count(), 20, "{statuses:?}");
+    let posts = devices
+        .iter()
+        .zip(&tokens)
+        .enumerate()
+        .map(|(n, (device, csrf))| {
+            let username = format!("user{n}");
+            async move {
+                let fields = [
+                    ("username", username.as_str()),
+                    ("password", password),
+                    ("password_confirm", password),
+                    ("csrf_token", csrf),
+                ];
+                device.post_form("/register", &fields).await
+            }
+        });
+    let statuses: Vec<Status> = join_all(posts)
+        .await
+        .iter()
+        .map(|reply| reply.status)
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == Status::SeeOther)
+            .count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == Status::TooManyRequests)
+            .count(),
+        20,
+        "{statuses:?}"
+    );
     assert_eq!(user_count(&app).await, 10);
 }

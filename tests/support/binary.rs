@@ -19,8 +19,16 @@ pub struct Answer {
 impl Answer {
     fn parse(raw: String) -> Answer {
         let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-        Answer { status, head: head.to_owned(), body: body.to_owned() }
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        Answer {
+            status,
+            head: head.to_owned(),
+            body: body.to_owned(),
+        }
     }
 
     /// The value of a response header (the first one of that name).
@@ -34,14 +42,22 @@ impl Answer {
     /// The raw value of a cookie the response sets.
     pub fn cookie(&self, name: &str) -> String {
         let prefix = format!("set-cookie: {name}=");
-        let line = self.head.lines().find(|line| line.to_lowercase().starts_with(&prefix.to_lowercase())).expect(name);
+        let line = self
+            .head
+            .lines()
+            .find(|line| line.to_lowercase().starts_with(&prefix.to_lowercase()))
+            .expect(name);
         line[prefix.len()..].split(';').next().unwrap().to_owned()
     }
 
     /// The whole `Set-Cookie` line of a cookie the response sets.
     pub fn set_cookie_line(&self, name: &str) -> String {
         let prefix = format!("set-cookie: {name}=").to_lowercase();
-        self.head.lines().find(|line| line.to_lowercase().starts_with(&prefix)).expect(name).to_owned()
+        self.head
+            .lines()
+            .find(|line| line.to_lowercase().starts_with(&prefix))
+            .expect(name)
+            .to_owned()
     }
 
     /// The value of a hidden form field on the page.
@@ -68,13 +84,25 @@ impl RunningApp {
     /// `configure` has set its environment and working directory; waits until it accepts
     /// connections and panics with its log if it does not.
     pub async fn start(configure: impl FnOnce(&mut Command)) -> RunningApp {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log_path = std::env::temp_dir().join(format!("ss-log-{}.txt", uuid::Uuid::new_v4().simple()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log_path =
+            std::env::temp_dir().join(format!("ss-log-{}.txt", uuid::Uuid::new_v4().simple()));
         let log = std::fs::File::create(&log_path).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_secure-sessions"));
         configure(&mut command);
-        command.env("ROCKET_PORT", port.to_string()).stdout(Stdio::from(log.try_clone().unwrap())).stderr(Stdio::from(log));
-        let app = RunningApp { process: command.spawn().expect("start the app binary"), port, log_path };
+        command
+            .env("ROCKET_PORT", port.to_string())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log));
+        let app = RunningApp {
+            process: command.spawn().expect("start the app binary"),
+            port,
+            log_path,
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return app;
@@ -97,9 +125,21 @@ impl RunningApp {
 
     /// One request over a fresh connection, as a Chrome on Linux would send it, with these
     /// extra header lines.
-    pub async fn request(&self, method: &str, path: &str, headers: &[String], body: &str) -> Answer {
-        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n", self.port);
-        raw.push_str(&format!("User-Agent: {CHROME_LINUX}\r\nContent-Length: {}\r\n", body.len()));
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[String],
+        body: &str,
+    ) -> Answer {
+        let mut raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
+            self.port
+        );
+        raw.push_str(&format!(
+            "User-Agent: {CHROME_LINUX}\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
         for header in headers {
             raw.push_str(header);
             raw.push_str("\r\n");

@@ -16,15 +16,34 @@ impl Cluster {
     pub fn start() -> Cluster {
         let base = PathBuf::from(format!("/tmp/ss-cluster-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir(&base).expect("create the cluster folder");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let cluster = Cluster { bin: postgres_bin(), base, port };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = Cluster {
+            bin: postgres_bin(),
+            base,
+            port,
+        };
         if running_as_root() {
             run(Command::new("chown").arg("postgres:").arg(&cluster.base));
         }
         let initdb = cluster.bin.join("initdb");
-        run(cluster.as_postgres(&initdb).arg("-D").arg(cluster.data()).args(
-            ["-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"],
-        ));
+        run(cluster
+            .as_postgres(&initdb)
+            .arg("-D")
+            .arg(cluster.data())
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]));
         cluster.start_again();
         cluster
     }
@@ -45,7 +64,11 @@ impl Cluster {
             "-p {} -k '' -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             self.port
         );
-        run(self.pg_ctl().arg("-l").arg(self.base.join("log")).args(["-w", "-s", "-o", &options, "start"]));
+        run(self
+            .pg_ctl()
+            .arg("-l")
+            .arg(self.base.join("log"))
+            .args(["-w", "-s", "-o", &options, "start"]));
     }
 
     fn data(&self) -> PathBuf {
@@ -62,7 +85,10 @@ impl Cluster {
     fn as_postgres(&self, program: &Path) -> Command {
         if running_as_root() {
             let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(program).current_dir("/");
+            command
+                .args(["-u", "postgres", "--"])
+                .arg(program)
+                .current_dir("/");
             command
         } else {
             Command::new(program)
@@ -73,7 +99,10 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Quietly: the server may be stopped already.
-        self.pg_ctl().args(["-m", "immediate", "-w", "-s", "stop"]).output().ok();
+        self.pg_ctl()
+            .args(["-m", "immediate", "-w", "-s", "stop"])
+            .output()
+            .ok();
         std::fs::remove_dir_all(&self.base).ok();
     }
 }
@@ -88,7 +117,9 @@ fn postgres_bin() -> PathBuf {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     versions.sort();
-    let newest = versions.last().expect("a PostgreSQL version in /usr/lib/postgresql");
+    let newest = versions
+        .last()
+        .expect("a PostgreSQL version in /usr/lib/postgresql");
     PathBuf::from(format!("/usr/lib/postgresql/{newest}/bin"))
 }
 
@@ -98,7 +129,9 @@ fn running_as_root() -> bool {
 }
 
 fn run(command: &mut Command) {
-    let output = command.output().unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("{command:?}: {error}"));
     assert!(
         output.status.success(),
         "{command:?} failed: {}{}",

@@ -1,11 +1,11 @@
 //! A DBSC client, as a browser would be one: a P-256 key of its own, and proofs signed with it
 //! (compact JWS, ES256, signature as the raw 64 bytes r||s).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub struct DbscKey {
     key: SigningKey,
@@ -34,17 +34,27 @@ impl DbscKey {
 
     /// The public key as the server stores it (SEC1, uncompressed).
     pub fn public_key_bytes(&self) -> Vec<u8> {
-        self.key.verifying_key().to_encoded_point(false).as_bytes().to_vec()
+        self.key
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec()
     }
 
     /// A registration proof: the header names the public key.
     pub fn registration_proof(&self, challenge: &str) -> String {
-        self.sign(&json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": self.jwk()}), &json!({"jti": challenge}))
+        self.sign(
+            &json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": self.jwk()}),
+            &json!({"jti": challenge}),
+        )
     }
 
     /// A refresh proof: no key in the header, the server has it.
     pub fn refresh_proof(&self, challenge: &str) -> String {
-        self.sign(&json!({"alg": "ES256", "typ": "dbsc+jwt"}), &json!({"jti": challenge}))
+        self.sign(
+            &json!({"alg": "ES256", "typ": "dbsc+jwt"}),
+            &json!({"jti": challenge}),
+        )
     }
 
     /// Any header and payload, signed with this key.
@@ -61,21 +71,28 @@ pub fn b64(text: &str) -> String {
 
 /// The `path` and `challenge` of a `Secure-Session-Registration` offer.
 pub fn parse_offer(header: &str) -> (String, String) {
-    let (algorithms, params) = header.split_once(';').unwrap_or_else(|| panic!("offer without parameters: {header}"));
+    let (algorithms, params) = header
+        .split_once(';')
+        .unwrap_or_else(|| panic!("offer without parameters: {header}"));
     assert_eq!(algorithms, "(ES256)", "only ES256 is offered");
     (param(params, "path"), param(params, "challenge"))
 }
 
 /// The challenge and session id of a `Secure-Session-Challenge` header: `"<c>";id="<id>"`.
 pub fn parse_challenge(header: &str) -> (String, String) {
-    let rest = header.strip_prefix('"').unwrap_or_else(|| panic!("challenge is not a string: {header}"));
+    let rest = header
+        .strip_prefix('"')
+        .unwrap_or_else(|| panic!("challenge is not a string: {header}"));
     let (challenge, params) = rest.split_once('"').expect("closing quote");
     (challenge.to_owned(), param(params, "id"))
 }
 
 fn param(params: &str, name: &str) -> String {
     let marker = format!("{name}=\"");
-    let start = params.find(&marker).unwrap_or_else(|| panic!("no {name} in {params}")) + marker.len();
+    let start = params
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {params}"))
+        + marker.len();
     let end = start + params[start..].find('"').expect("closing quote");
     params[start..end].to_owned()
 }

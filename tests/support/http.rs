@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use rocket::http::{ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::{Client, LocalRequest};
 
-pub const CHROME_LINUX: &str =
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
-pub const FIREFOX_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:132.0) Gecko/20100101 Firefox/132.0";
+pub const CHROME_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+pub const FIREFOX_WINDOWS: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:132.0) Gecko/20100101 Firefox/132.0";
 
 /// What came back, owned, so a test can keep it after the next request.
 #[derive(Debug)]
@@ -23,11 +23,15 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn location(&self) -> &str {
-        self.header("Location").unwrap_or_else(|| panic!("expected a redirect, got {} {}", self.status, self.body))
+        self.header("Location")
+            .unwrap_or_else(|| panic!("expected a redirect, got {} {}", self.status, self.body))
     }
 
     /// The `Set-Cookie` for `name`, parsed.
@@ -50,22 +54,32 @@ impl Reply {
 
     /// The body as JSON; panics (with the body) when it is not.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("expected JSON, got {} {:?}: {e}", self.status, self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("expected JSON, got {} {:?}: {e}", self.status, self.body))
     }
 
     /// The `error` code of a JSON error body.
     pub fn error_code(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error code in {}", self.body)).to_owned()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {}", self.body))
+            .to_owned()
     }
 
     pub fn count_testid(&self, testid: &str) -> usize {
-        self.body.matches(&format!("data-testid=\"{testid}\"")).count()
+        self.body
+            .matches(&format!("data-testid=\"{testid}\""))
+            .count()
     }
 
     /// The hidden CSRF field of the (first) form on the page.
     pub fn csrf_token(&self) -> String {
         let marker = "name=\"csrf_token\" value=\"";
-        let start = self.body.find(marker).unwrap_or_else(|| panic!("no csrf_token in page: {}", self.body)) + marker.len();
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no csrf_token in page: {}", self.body))
+            + marker.len();
         let end = start + self.body[start..].find('"').expect("closing quote");
         self.body[start..end].to_owned()
     }
@@ -100,7 +114,10 @@ impl<'c> Device<'c> {
     }
 
     pub fn set_cookie(&self, name: &str, value: &str) {
-        self.cookies.lock().unwrap().insert(name.to_owned(), value.to_owned());
+        self.cookies
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), value.to_owned());
     }
 
     /// Drops a cookie, as a browser does when its Max-Age has passed.
@@ -133,17 +150,26 @@ impl<'c> Device<'c> {
     pub async fn send(&self, request: LocalRequest<'c>) -> Reply {
         let response = request.dispatch().await;
         let status = response.status();
-        let headers: Vec<(String, String)> =
-            response.headers().iter().map(|h| (h.name().to_string(), h.value().to_string())).collect();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect();
         let body = response.into_string().await.unwrap_or_default();
-        let reply = Reply { status, headers, body };
+        let reply = Reply {
+            status,
+            headers,
+            body,
+        };
         let mut jar = self.cookies.lock().unwrap();
         for (name, value) in &reply.headers {
             if !name.eq_ignore_ascii_case("Set-Cookie") {
                 continue;
             }
             let cookie = Cookie::parse_encoded(value.clone()).expect("well-formed Set-Cookie");
-            let expired = cookie.max_age().is_some_and(|age| age.is_zero() || age.is_negative());
+            let expired = cookie
+                .max_age()
+                .is_some_and(|age| age.is_zero() || age.is_negative());
             if expired || cookie.value().is_empty() {
                 jar.remove(cookie.name());
             } else {
@@ -154,23 +180,50 @@ impl<'c> Device<'c> {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(self.request(rocket::http::Method::Get, path)).await
+        self.send(self.request(rocket::http::Method::Get, path))
+            .await
     }
 
     /// Posts a form. The body is built at once, so the fields need not outlive the request.
-    pub fn post_form<'s>(&'s self, path: &str, fields: &[(&str, &str)]) -> impl Future<Output = Reply> + use<'s, 'c> {
-        let body = fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
-        self.send(self.request(rocket::http::Method::Post, path).header(ContentType::Form).body(body))
+    pub fn post_form<'s>(
+        &'s self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> impl Future<Output = Reply> + use<'s, 'c> {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.send(
+            self.request(rocket::http::Method::Post, path)
+                .header(ContentType::Form)
+                .body(body),
+        )
     }
 
     /// Posts a JSON body, as an API client would.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Reply {
-        self.send(self.request(rocket::http::Method::Post, path).header(ContentType::JSON).body(body.to_string())).await
+        self.send(
+            self.request(rocket::http::Method::Post, path)
+                .header(ContentType::JSON)
+                .body(body.to_string()),
+        )
+        .await
     }
 
     /// A request carrying `Authorization: Bearer <token>`.
-    pub async fn with_bearer(&self, method: rocket::http::Method, path: &str, token: &str) -> Reply {
-        self.send(self.request(method, path).header(Header::new("Authorization", format!("Bearer {token}")))).await
+    pub async fn with_bearer(
+        &self,
+        method: rocket::http::Method,
+        path: &str,
+        token: &str,
+    ) -> Reply {
+        self.send(
+            self.request(method, path)
+                .header(Header::new("Authorization", format!("Bearer {token}"))),
+        )
+        .await
     }
 
     /// Signs in through the real form (CSRF token included); returns the POST's reply.
@@ -184,7 +237,11 @@ impl<'c> Device<'c> {
         assert_eq!(page.status, Status::Ok, "login page: {}", page.body);
         let csrf = page.csrf_token();
         let next = hidden_field(&page.body, "next");
-        let mut fields = vec![("username", username), ("password", password), ("csrf_token", csrf.as_str())];
+        let mut fields = vec![
+            ("username", username),
+            ("password", password),
+            ("csrf_token", csrf.as_str()),
+        ];
         if let Some(next) = next.as_deref() {
             fields.push(("next", next));
         }
@@ -212,7 +269,12 @@ fn hidden_field(body: &str, name: &str) -> Option<String> {
 }
 
 fn html_unescape(value: &str) -> String {
-    value.replace("&#x2f;", "/").replace("&#47;", "/").replace("&amp;", "&").replace("&quot;", "\"").replace("&#x27;", "'")
+    value
+        .replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+        .replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
 }
 
 /// Percent-encodes a form value (everything but unreserved characters).
@@ -220,7 +282,9 @@ pub fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -237,7 +301,15 @@ impl Device<'_> {
         let page = self.get(confirm_url).await;
         let csrf = page.csrf_token();
         let next = hidden_field(&page.body, "next").unwrap_or_default();
-        self.post_form("/confirm", &[("password", password), ("csrf_token", &csrf), ("next", &next)]).await
+        self.post_form(
+            "/confirm",
+            &[
+                ("password", password),
+                ("csrf_token", &csrf),
+                ("next", &next),
+            ],
+        )
+        .await
     }
 
     /// The public ids of the account page's device rows, and which is this device.

@@ -25,7 +25,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// argon2 is slow on purpose: hash the shared test password once per test binary.
 static PASSWORD_HASH: LazyLock<String> = LazyLock::new(|| {
-    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
     argon2::Argon2::default()
         .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
         .expect("hashing the test password")
@@ -34,12 +34,15 @@ static PASSWORD_HASH: LazyLock<String> = LazyLock::new(|| {
 
 /// The PostgreSQL server to test against: `scripts/test` starts one and sets this.
 pub fn server_url() -> String {
-    std::env::var("DATABASE_URL").expect("DATABASE_URL must name a PostgreSQL server: run the tests with scripts/test")
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL must name a PostgreSQL server: run the tests with scripts/test")
 }
 
 fn database_url(name: &str) -> String {
     let server = server_url();
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base);
+    let base = server
+        .rsplit_once('/')
+        .map_or(server.as_str(), |(base, _)| base);
     format!("{base}/{name}")
 }
 
@@ -50,7 +53,13 @@ fn template_name() -> String {
         hasher.update(&migration.checksum);
     }
     let digest = hasher.finalize();
-    format!("ss_template_{}", digest[..6].iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "ss_template_{}",
+        digest[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 static TEMPLATE_READY: Mutex<bool> = Mutex::const_new(false);
@@ -63,29 +72,52 @@ async fn ensure_template(admin: &mut PgConnection) -> String {
         return name;
     }
     // Test binaries may run side by side against one server: one of them builds the template.
-    admin.execute("SELECT pg_advisory_lock(727274)").await.expect("advisory lock");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut *admin)
+    admin
+        .execute("SELECT pg_advisory_lock(727274)")
         .await
-        .expect("looking up the template");
+        .expect("advisory lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut *admin)
+            .await
+            .expect("looking up the template");
     if !exists {
         let building = format!("{name}_building");
-        admin.execute(format!("DROP DATABASE IF EXISTS {building}").as_str()).await.expect("drop");
-        admin.execute(format!("CREATE DATABASE {building}").as_str()).await.expect("create template");
-        let mut conn = PgConnection::connect(&database_url(&building)).await.expect("connect to template");
-        MIGRATOR.run(&mut conn).await.expect("migrating the template");
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {building}").as_str())
+            .await
+            .expect("drop");
+        admin
+            .execute(format!("CREATE DATABASE {building}").as_str())
+            .await
+            .expect("create template");
+        let mut conn = PgConnection::connect(&database_url(&building))
+            .await
+            .expect("connect to template");
+        MIGRATOR
+            .run(&mut conn)
+            .await
+            .expect("migrating the template");
         conn.close().await.expect("closing the template connection");
-        admin.execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str()).await.expect("rename");
+        admin
+            .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
+            .await
+            .expect("rename");
     }
-    admin.execute("SELECT pg_advisory_unlock(727274)").await.expect("advisory unlock");
+    admin
+        .execute("SELECT pg_advisory_unlock(727274)")
+        .await
+        .expect("advisory unlock");
     *ready = true;
     name
 }
 
 /// A new, migrated, empty database for one test; returns its URL.
 pub async fn fresh_database() -> String {
-    let mut admin = PgConnection::connect(&server_url()).await.expect("connect to the test server");
+    let mut admin = PgConnection::connect(&server_url())
+        .await
+        .expect("connect to the test server");
     let template = ensure_template(&mut admin).await;
     let name = format!("ss_test_{}", uuid::Uuid::new_v4().simple());
     admin
@@ -137,17 +169,31 @@ impl TestApp {
             // The test profile is not `debug`, so Rocket wants a real key for private cookies.
             .merge(("secret_key", random_secret_key()));
         let figment = configure(figment);
-        let pool = PgPool::connect(&database_url).await.expect("connect to the test database");
+        let pool = PgPool::connect(&database_url)
+            .await
+            .expect("connect to the test database");
         let clock = TestClock::new(OffsetDateTime::now_utc());
-        TestApp { figment, clock, system_clock: false, pool, database_url }
+        TestApp {
+            figment,
+            clock,
+            system_clock: false,
+            pool,
+            database_url,
+        }
     }
 
     pub fn config(&self) -> SessionConfig {
-        self.figment.extract_inner("sessions").expect("valid session settings")
+        self.figment
+            .extract_inner("sessions")
+            .expect("valid session settings")
     }
 
     pub fn rocket(&self) -> rocket::Rocket<rocket::Build> {
-        let clock = if self.system_clock { AppClock::system() } else { AppClock::movable(self.clock.clone()) };
+        let clock = if self.system_clock {
+            AppClock::system()
+        } else {
+            AppClock::movable(self.clock.clone())
+        };
         secure_sessions::app::build(self.figment.clone(), clock)
     }
 
@@ -178,12 +224,15 @@ impl TestApp {
 
     /// Launches the app in-process (Rocket's local client: real routing, guards and fairings).
     pub async fn client(&self) -> rocket::local::asynchronous::Client {
-        rocket::local::asynchronous::Client::untracked(self.rocket()).await.expect("the app launches")
+        rocket::local::asynchronous::Client::untracked(self.rocket())
+            .await
+            .expect("the app launches")
     }
 
     /// The session row behind a cookie value, as (revoked reason, user id).
     pub async fn session_row(&self, cookie_value: &str) -> Option<(Option<String>, i64)> {
-        let token = secure_sessions::session::token::SessionToken::parse(cookie_value).expect("a token");
+        let token =
+            secure_sessions::session::token::SessionToken::parse(cookie_value).expect("a token");
         sqlx::query_as("SELECT revoke_reason, user_id FROM sessions WHERE key = $1")
             .bind(token.key().as_bytes())
             .fetch_optional(&self.pool)

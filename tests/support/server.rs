@@ -30,7 +30,11 @@ impl Server {
         let shutdown = ignited.shutdown();
         rocket::tokio::spawn(ignited.launch());
         let port = receiver.await.expect("the app lifts off");
-        Server { base_url: format!("http://127.0.0.1:{port}"), port, shutdown }
+        Server {
+            base_url: format!("http://127.0.0.1:{port}"),
+            port,
+            shutdown,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -44,7 +48,10 @@ impl Server {
 
     /// A GET with exactly these extra header lines.
     pub async fn raw_get(&self, path: &str, header_lines: &[&str]) -> String {
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n", self.port);
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
+            self.port
+        );
         for line in header_lines {
             request.push_str(line);
             request.push_str("\r\n");
@@ -62,7 +69,9 @@ impl Drop for Server {
 
 /// Sends raw bytes to 127.0.0.1:`port` and reads the whole response (send `Connection: close`).
 pub async fn raw_http(port: u16, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     stream.write_all(request).await.expect("write");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.expect("read");
