@@ -4,6 +4,7 @@ pub mod app;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod csrf;
 pub mod db;
 pub mod demo;

@@ -3,14 +3,12 @@
 
 use time::OffsetDateTime;
 
-use crate::client::ClientInfo;
-use crate::config::SessionConfig;
-use crate::db::Db;
+use crate::context::RequestContext;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::session::AuthenticatedUser;
 use crate::throttle::{self, Admission, Attempt, RetryAfter};
-use crate::users::{self, CheckedCredentials, Password, PasswordHasher, Username};
+use crate::users::{self, CheckedCredentials, Password, Username};
 
 pub enum Verdict {
     /// The right password for an enabled account, as of `credentials.version`. Act on it in a
@@ -31,12 +29,9 @@ pub enum Verdict {
 }
 
 pub async fn check_password(
-    db: &Db,
-    hasher: &PasswordHasher,
-    config: &SessionConfig,
+    ctx: &RequestContext<'_>,
     username: &str,
     password: String,
-    client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
     // One canonical form for the throttle and the lookup. Text that cannot be a username names
@@ -44,10 +39,10 @@ pub async fn check_password(
     let username = Username::parse(username).ok();
     // Before any argon2 work: a flood of guesses costs the server one query each.
     let admission = throttle::begin_sign_in(
-        &mut *db.connection().await?,
-        config,
+        &mut *ctx.connection().await?,
+        ctx.config,
         username.as_ref(),
-        &client.ip,
+        &ctx.client.ip,
         now,
     )
     .await?;
@@ -62,11 +57,11 @@ pub async fn check_password(
     };
 
     // The pooled connection is released while argon2 runs, so slow hashing cannot drain the pool.
-    let account = users::store::find_credentials(&mut *db.connection().await?, &username).await?;
+    let account = users::store::find_credentials(&mut *ctx.connection().await?, &username).await?;
     let stored_hash = account
         .as_ref()
         .map(|account| account.password_hash.clone());
-    let password_matches = hasher.verify(&password, stored_hash).await?;
+    let password_matches = ctx.hasher.verify(&password, stored_hash).await?;
     match account {
         Some(account) if password_matches && !account.disabled => Ok(Verdict::Accepted {
             credentials: account.checked(),
@@ -75,8 +70,13 @@ pub async fn check_password(
         account => {
             // A wrong password and an unknown name do the same work before the answer.
             let account_id = account.map(|account| account.id);
-            events::record_sign_in_failure(&mut *db.connection().await?, account_id, client, now)
-                .await?;
+            events::record_sign_in_failure(
+                &mut *ctx.connection().await?,
+                account_id,
+                ctx.client,
+                now,
+            )
+            .await?;
             Ok(Verdict::Rejected)
         }
     }
@@ -87,17 +87,14 @@ pub async fn check_password(
 /// guesses nor strangers' failed sign-ins may lock the owner's own session out. A wrong password
 /// is recorded as `confirm_failed`.
 pub async fn check_own_password(
-    db: &Db,
-    hasher: &PasswordHasher,
-    config: &SessionConfig,
+    ctx: &RequestContext<'_>,
     user: &AuthenticatedUser,
     password: String,
-    client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
     let attempt = match throttle::begin_recheck(
-        &mut *db.connection().await?,
-        config,
+        &mut *ctx.connection().await?,
+        ctx.config,
         user.session_public_id(),
         now,
     )
@@ -107,12 +104,12 @@ pub async fn check_own_password(
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
     };
     let account =
-        users::store::find_credentials_by_id(&mut *db.connection().await?, user.user_id()).await?;
+        users::store::find_credentials_by_id(&mut *ctx.connection().await?, user.user_id()).await?;
     let stored_hash = account
         .as_ref()
         .map(|account| account.password_hash.clone());
     let matches = match Password::parse(password) {
-        Ok(password) => hasher.verify(&password, stored_hash).await?,
+        Ok(password) => ctx.hasher.verify(&password, stored_hash).await?,
         Err(_) => false,
     };
     if let Some(account) = account.filter(|_| matches) {
@@ -125,8 +122,8 @@ pub async fn check_own_password(
         user.user_id(),
         EventKind::ConfirmFailed,
         Some(user.session_public_id()),
-        client,
+        ctx.client,
     );
-    events::record(&mut *db.connection().await?, event, now).await?;
+    events::record(&mut *ctx.connection().await?, event, now).await?;
     Ok(Verdict::Rejected)
 }

@@ -3,15 +3,13 @@
 
 use askama::Template;
 use rocket::response::Redirect;
-use rocket::{Route, State, get, post, routes, uri};
+use rocket::{Route, get, post, routes, uri};
 use sqlx::Connection;
 use uuid::Uuid;
 
 use super::password;
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
+use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
-use crate::db::Db;
 use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
@@ -58,11 +56,10 @@ pub struct EventRow {
 #[get("/account")]
 pub async fn page(
     user: &AuthenticatedUser,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Page<AccountPage>> {
-    let now = clock.now();
-    let mut conn = db.connection().await?;
+    let now = ctx.now();
+    let mut conn = ctx.connection().await?;
     let devices = store::list_live_for_user(&mut conn, user.user_id(), now).await?;
     let recent = events::recent_for_user(&mut conn, user.user_id(), RECENT_EVENTS).await?;
 
@@ -115,16 +112,14 @@ pub async fn page(
 /// Signs one other device (or API token family) out. Needs a recent confirmation.
 #[post("/account/sessions/<id>/revoke", data = "<_csrf>")]
 pub async fn revoke_one(
-    user: ConfirmedUser<'_>,
+    confirmed: ConfirmedUser<'_>,
     id: Uuid,
     _csrf: CsrfForm,
-    client: &ClientInfo,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Redirect> {
-    let ConfirmedUser(user) = user;
-    let now = clock.now();
-    let mut conn = db.connection().await?;
+    let user = confirmed.user();
+    let (now, client) = (ctx.now(), ctx.client);
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     if store::revoke_other(
         &mut tx,
@@ -147,15 +142,13 @@ pub async fn revoke_one(
 /// Signs every other device and API token family out. Needs a recent confirmation.
 #[post("/account/sessions/revoke-others", data = "<_csrf>")]
 pub async fn revoke_others(
-    user: ConfirmedUser<'_>,
+    confirmed: ConfirmedUser<'_>,
     _csrf: CsrfForm,
-    client: &ClientInfo,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Redirect> {
-    let ConfirmedUser(user) = user;
-    let now = clock.now();
-    let mut conn = db.connection().await?;
+    let user = confirmed.user();
+    let (now, client) = (ctx.now(), ctx.client);
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     session::end_others(
         &mut tx,
@@ -179,8 +172,8 @@ pub struct NotMePage {
 
 /// "This wasn't me": explains what will happen. Reached only after re-entering the password.
 #[get("/account/not-me")]
-pub fn not_me_page(user: ConfirmedUser<'_>) -> Page<NotMePage> {
-    let ConfirmedUser(user) = user;
+pub fn not_me_page(confirmed: ConfirmedUser<'_>) -> Page<NotMePage> {
+    let user = confirmed.user();
     Page(NotMePage {
         nav: Some(Nav::of(user)),
         csrf_token: user.csrf_token().to_owned(),
@@ -190,15 +183,13 @@ pub fn not_me_page(user: ConfirmedUser<'_>) -> Page<NotMePage> {
 /// "This wasn't me": every other device and token signed out, then on to a new password.
 #[post("/account/not-me", data = "<_csrf>")]
 pub async fn not_me(
-    user: ConfirmedUser<'_>,
+    confirmed: ConfirmedUser<'_>,
     _csrf: CsrfForm,
-    client: &ClientInfo,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Redirect> {
-    let ConfirmedUser(user) = user;
-    let now = clock.now();
-    let mut conn = db.connection().await?;
+    let user = confirmed.user();
+    let (now, client) = (ctx.now(), ctx.client);
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     let ended = session::end_others(
         &mut tx,

@@ -10,21 +10,17 @@ use rocket::data::{self, Data, FromData};
 use rocket::http::{Header, Status};
 use rocket::serde::json::Json;
 use rocket::serde::{Deserialize, Serialize};
-use rocket::{Request, Responder, Route, State, get, post, routes};
+use rocket::{Request, Responder, Route, get, post, routes};
 use sqlx::Connection;
 use time::OffsetDateTime;
 
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
-use crate::config::SessionConfig;
-use crate::db::Db;
+use crate::context::RequestContext;
 use crate::error::AppResult;
 use crate::session::ApiUser;
 use crate::session::api::{self, Refreshed, TokenPair};
 use crate::session::token::SessionToken;
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
-use crate::users::PasswordHasher;
 
 /// A JSON request body. Any other content type is refused (415) before a byte is read, which also
 /// keeps cross-site HTML forms (they cannot send JSON) away from these endpoints. Malformed JSON
@@ -135,39 +131,32 @@ impl TokenResponse {
 #[post("/api/token", data = "<credentials>")]
 pub async fn issue_tokens(
     credentials: ApiJson<Credentials>,
-    client: &ClientInfo,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<TokenResponse> {
     let ApiJson(Credentials { username, password }) = credentials;
-    let now = clock.now();
-    let (credentials, attempt) = match sign_in::check_password(
-        db, hasher, config, &username, password, client, now,
-    )
-    .await?
-    {
-        Verdict::Accepted {
-            credentials,
-            attempt,
-        } => (credentials, attempt),
-        Verdict::Rejected => return Ok(TokenResponse::refused("invalid_credentials")),
-        Verdict::Throttled(retry_after) => {
-            let body = Json(ErrorBody {
-                error: "too_many_attempts",
-            });
-            return Ok(TokenResponse::Throttled {
-                body,
-                retry_after: retry_after.header(),
-            });
-        }
-    };
+    let now = ctx.now();
+    let (credentials, attempt) =
+        match sign_in::check_password(&ctx, &username, password, now).await? {
+            Verdict::Accepted {
+                credentials,
+                attempt,
+            } => (credentials, attempt),
+            Verdict::Rejected => return Ok(TokenResponse::refused("invalid_credentials")),
+            Verdict::Throttled(retry_after) => {
+                let body = Json(ErrorBody {
+                    error: "too_many_attempts",
+                });
+                return Ok(TokenResponse::Throttled {
+                    body,
+                    retry_after: retry_after.header(),
+                });
+            }
+        };
 
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
-    let Some(pair) = api::issue(&mut tx, credentials, client, config, now).await? else {
+    let Some(pair) = api::issue(&mut tx, credentials, ctx.client, ctx.config, now).await? else {
         // The credentials changed while the password was being checked: it proves nothing now.
         return Ok(TokenResponse::refused("invalid_credentials"));
     };
@@ -178,21 +167,18 @@ pub async fn issue_tokens(
 #[post("/api/token/refresh", data = "<request>")]
 pub async fn refresh_tokens(
     request: ApiJson<RefreshRequest>,
-    client: &ClientInfo,
-    db: &State<Db>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<TokenResponse> {
     // A malformed value cannot be a token we issued: the same answer as an unknown one.
     let Some(presented) = SessionToken::parse(&request.0.refresh_token) else {
         return Ok(TokenResponse::refused("invalid_grant"));
     };
-    let now = clock.now();
+    let now = ctx.now();
     match api::refresh(
-        &mut *db.connection().await?,
+        &mut *ctx.connection().await?,
         &presented,
-        client,
-        config,
+        ctx.client,
+        ctx.config,
         now,
     )
     .await?
@@ -219,17 +205,12 @@ pub fn me(user: &ApiUser) -> Json<Me> {
 
 /// Ends the family of the presented access token: it, its refresh token and any later ones.
 #[post("/api/logout")]
-pub async fn logout(
-    user: &ApiUser,
-    client: &ClientInfo,
-    db: &State<Db>,
-    clock: &State<AppClock>,
-) -> AppResult<Status> {
+pub async fn logout(user: &ApiUser, ctx: RequestContext<'_>) -> AppResult<Status> {
     api::end(
-        &mut *db.connection().await?,
+        &mut *ctx.connection().await?,
         user.session(),
-        client,
-        clock.now(),
+        ctx.client,
+        ctx.now(),
     )
     .await?;
     Ok(Status::NoContent)

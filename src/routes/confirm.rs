@@ -4,15 +4,13 @@
 use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{FromForm, Responder, Route, State, get, post, routes, uri};
+use rocket::{FromForm, Responder, Route, get, post, routes, uri};
 use sqlx::Connection;
 
 use super::login;
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
 use crate::config::SessionConfig;
+use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
-use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
@@ -21,7 +19,6 @@ use crate::session::cookie::issued_cookie;
 use crate::session::{self, AuthenticatedUser, Reason};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
-use crate::users::PasswordHasher;
 
 #[derive(Template)]
 #[template(path = "confirm.html")]
@@ -61,9 +58,9 @@ pub enum ConfirmResponse {
 pub fn page(
     user: &AuthenticatedUser,
     next: Option<&str>,
-    config: &State<SessionConfig>,
+    ctx: RequestContext<'_>,
 ) -> Page<ConfirmPage> {
-    Page(ConfirmPage::new(user, next, config))
+    Page(ConfirmPage::new(user, next, ctx.config))
 }
 
 #[derive(FromForm)]
@@ -73,34 +70,20 @@ pub struct ConfirmForm {
 }
 
 #[post("/confirm", data = "<form>")]
-#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
     user: &AuthenticatedUser,
     form: CsrfForm<ConfirmForm>,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<ConfirmResponse> {
-    let now = clock.now();
+    let now = ctx.now();
+    let config = ctx.config;
     let form_again = |error: String| {
         let mut page = ConfirmPage::new(user, form.next.as_deref(), config);
         page.error = Some(error);
         Page(page)
     };
-    let attempt = match sign_in::check_own_password(
-        db,
-        hasher,
-        config,
-        user,
-        form.password.clone(),
-        client,
-        now,
-    )
-    .await?
-    {
+    let attempt = match sign_in::check_own_password(&ctx, user, form.password.clone(), now).await? {
         Verdict::Accepted { attempt, .. } => attempt,
         Verdict::Rejected => {
             return Ok(ConfirmResponse::Page(form_again(
@@ -116,7 +99,7 @@ pub async fn submit(
         }
     };
 
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     // A new token as privilege rises: a token seen before the confirmation is worth less than this one.
     let Some(token) = session::rotate(
@@ -138,7 +121,7 @@ pub async fn submit(
         user.user_id(),
         EventKind::Confirmed,
         Some(user.session_public_id()),
-        client,
+        ctx.client,
     );
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;

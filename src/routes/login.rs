@@ -3,14 +3,11 @@
 use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{FromForm, Responder, Route, State, get, post, routes};
+use rocket::{FromForm, Responder, Route, get, post, routes};
 use sqlx::Connection;
 
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
-use crate::config::SessionConfig;
+use crate::context::RequestContext;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
-use crate::db::Db;
 use crate::error::{AppError, AppResult};
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
@@ -18,7 +15,6 @@ use crate::session::cookie::{presented_token, session_cookie};
 use crate::session::{self, AuthenticatedUser, Reason, SessionError};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
-use crate::users::PasswordHasher;
 
 /// The one message for every credential failure: it never says which part was wrong.
 const CREDENTIALS_REJECTED: &str = "Incorrect username or password.";
@@ -90,16 +86,11 @@ pub struct LoginForm {
 }
 
 #[post("/login", data = "<form>")]
-#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
     form: PreSessionCsrfForm<LoginForm>,
     csrf: &PreSessionCsrf,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<LoginResponse> {
     let form_again = |error: String| {
         let mut page = LoginPage::new(csrf, form.next.as_deref());
@@ -107,17 +98,8 @@ pub async fn submit(
         page.username = form.username.chars().take(64).collect();
         Page(page)
     };
-    let now = clock.now();
-    let verdict = sign_in::check_password(
-        db,
-        hasher,
-        config,
-        &form.username,
-        form.password.clone(),
-        client,
-        now,
-    )
-    .await?;
+    let now = ctx.now();
+    let verdict = sign_in::check_password(&ctx, &form.username, form.password.clone(), now).await?;
     let (credentials, attempt) = match verdict {
         Verdict::Accepted {
             credentials,
@@ -137,15 +119,15 @@ pub async fn submit(
         }
     };
 
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
     let Some(started) = session::start(
         &mut tx,
         credentials,
-        presented_token(cookies, config),
-        client,
-        config,
+        presented_token(cookies, ctx.config),
+        ctx.client,
+        ctx.config,
         now,
     )
     .await?
@@ -159,7 +141,7 @@ pub async fn submit(
     };
     tx.commit().await?;
 
-    cookies.add(session_cookie(config, &started.token));
+    cookies.add(session_cookie(ctx.config, &started.token));
     Ok(LoginResponse::Redirect(Redirect::to(
         LocalPath::or_account(form.next.as_deref())
             .as_str()
