@@ -1,10 +1,14 @@
 //! Passwords: length rules, a strength estimate, and argon2id hashing off the async threads.
 
+use std::sync::{Arc, LazyLock};
+
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
-use rocket::tokio::sync::oneshot;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError, mpsc};
+use argon2::password_hash::{
+    self, PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString,
+};
+use rocket::tokio::sync::Semaphore;
+use rocket::tokio::task;
 
 use crate::error::AppError;
 
@@ -53,55 +57,32 @@ impl Password {
 }
 
 /// Hashes and verifies passwords with argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1) on
-/// its own `threads`, so a sign-in flood queues here instead of starving the async workers.
+/// tokio's blocking threads, never on the async workers, at most `max_concurrent` at once: a
+/// sign-in flood waits here, costing nothing, instead of taking a core and 19 MiB per request.
 ///
-/// Each thread owns one 19 MiB work area and reuses it for every hash, so memory stays at
-/// `threads` × 19 MiB. (Allocating it per hash, as `argon2`'s `PasswordHasher` does, let glibc
-/// keep ~200 MiB per thread: measured 427 MiB resident after 400 sign-ins on 4 threads.)
+/// The argon2 crate's own `PasswordHasher` and `PasswordVerifier` do the work; each hash
+/// allocates its 19 MiB work area afresh. That this does not grow memory is the allocator's
+/// part: `release_work_areas` has glibc give such blocks back to the system when freed.
 pub struct PasswordHasher {
-    jobs: mpsc::Sender<Job>,
+    permits: Arc<Semaphore>,
 }
-
-type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
 /// A hash of a password nobody knows: an unknown username costs the same work as a known one.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    Worker::new()
-        .hash(b"no account has this password")
-        .expect("argon2 hashes with its default parameters")
+    hash(b"no account has this password").expect("argon2 hashes with its default parameters")
 });
 
 impl PasswordHasher {
-    /// Starts the hashing threads; they end when the hasher is dropped.
-    pub fn new(threads: usize) -> Self {
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for index in 0..threads {
-            let receiver = Arc::clone(&receiver);
-            std::thread::Builder::new()
-                .name(format!("argon2-{index}"))
-                .spawn(move || {
-                    let mut worker = Worker::new();
-                    // The lock is held only while taking a job, never while hashing.
-                    let next = || {
-                        receiver
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .recv()
-                    };
-                    while let Ok(job) = next() {
-                        job(&mut worker);
-                    }
-                })
-                .expect("the operating system starts a hashing thread");
+    pub fn new(max_concurrent: usize) -> Self {
+        release_work_areas();
+        PasswordHasher {
+            permits: Arc::new(Semaphore::new(max_concurrent)),
         }
-        PasswordHasher { jobs: sender }
     }
 
     pub async fn hash(&self, password: &Password) -> Result<String, AppError> {
         let password = password.0.clone();
-        self.run(move |worker| worker.hash(password.as_bytes()))
-            .await
+        self.run(move || hash(password.as_bytes())).await
     }
 
     /// `stored` is `None` for an unknown user: the dummy hash is verified instead, and fails.
@@ -111,9 +92,9 @@ impl PasswordHasher {
         stored: Option<String>,
     ) -> Result<bool, AppError> {
         let password = password.0.clone();
-        self.run(move |worker| {
+        self.run(move || {
             let known = stored.is_some();
-            let matches = worker.verify(
+            let matches = verify(
                 password.as_bytes(),
                 stored.as_deref().unwrap_or(&DUMMY_HASH),
             )?;
@@ -124,102 +105,60 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Worker) -> Result<T, AppError> + Send + 'static,
+        work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
     ) -> Result<T, AppError> {
-        let (done, result) = oneshot::channel();
-        let job: Job = Box::new(move |worker| {
-            // The requester may have gone away (a closed connection); nothing to tell then.
-            let _ = done.send(work(worker));
-        });
-        self.jobs
-            .send(job)
-            .map_err(|_| AppError::PasswordHash("the hashing threads have stopped".into()))?;
-        result
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
-            .map_err(|_| AppError::PasswordHash("a hashing thread failed".into()))?
-    }
-}
-
-/// One hashing thread's argon2id and the work area it reuses.
-struct Worker {
-    argon2: Argon2<'static>,
-    memory: Vec<Block>,
-}
-
-impl Worker {
-    /// The work area is allocated at the first hash, not at start.
-    fn new() -> Self {
-        Worker {
-            argon2: Argon2::default(),
-            memory: Vec::new(),
-        }
-    }
-
-    /// The work area for `params`, grown (once) when they need more than it holds.
-    fn memory_for(&mut self, params: &Params) -> &mut [Block] {
-        if params.block_count() > self.memory.len() {
-            self.memory.resize(params.block_count(), Block::default());
-        }
-        &mut self.memory
-    }
-
-    /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`) for a fresh random salt.
-    fn hash(&mut self, password: &[u8]) -> Result<String, AppError> {
-        let salt = SaltString::generate(&mut OsRng);
-        let mut salt_buffer = [0u8; Salt::MAX_LENGTH];
-        let salt_bytes = salt
-            .as_salt()
-            .decode_b64(&mut salt_buffer)
-            .map_err(hash_error)?;
-        let argon2 = self.argon2.clone();
-        let memory = self.memory_for(argon2.params());
-        let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
-            argon2
-                .hash_password_into_with_memory(password, salt_bytes, out, &mut *memory)
-                .map_err(password_hash::Error::from)
+            .map_err(|_| AppError::PasswordHash("the hasher is closed".into()))?;
+        task::spawn_blocking(move || {
+            // The permit goes with the work: when the request goes away (a closed connection),
+            // its hash still runs to the end, and no other starts beside it meanwhile.
+            let _permit = permit;
+            work()
         })
-        .map_err(hash_error)?;
-        let phc = PasswordHash {
-            algorithm: Algorithm::Argon2id.ident(),
-            version: Some(Version::V0x13.into()),
-            params: ParamsString::try_from(argon2.params()).map_err(hash_error)?,
-            salt: Some(salt.as_salt()),
-            hash: Some(output),
-        };
-        Ok(phc.to_string())
-    }
-
-    /// Recomputes a stored PHC hash with its own parameters and compares in constant time
-    /// (`Output`'s equality is constant-time).
-    fn verify(&mut self, password: &[u8], stored: &str) -> Result<bool, AppError> {
-        let phc = PasswordHash::new(stored).map_err(hash_error)?;
-        let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
-            return Err(AppError::PasswordHash(
-                "a stored hash lacks its salt or output".into(),
-            ));
-        };
-        let algorithm = Algorithm::try_from(phc.algorithm).map_err(hash_error)?;
-        let version = phc
-            .version
-            .map(Version::try_from)
-            .transpose()
-            .map_err(hash_error)?
-            .unwrap_or_default();
-        let params = Params::try_from(&phc).map_err(hash_error)?;
-        // A hash made with more memory than ours (an older, stronger setting) grows the area once.
-        let memory = self.memory_for(&params);
-        let argon2 = Argon2::new(algorithm, version, params);
-        let mut salt_buffer = [0u8; Salt::MAX_LENGTH];
-        let salt_bytes = salt.decode_b64(&mut salt_buffer).map_err(hash_error)?;
-        let computed = Output::init_with(expected.len(), |out| {
-            argon2
-                .hash_password_into_with_memory(password, salt_bytes, out, &mut *memory)
-                .map_err(password_hash::Error::from)
-        })
-        .map_err(hash_error)?;
-        Ok(computed == expected)
+        .await
+        .map_err(|_| AppError::PasswordHash("a hashing task failed".into()))?
     }
 }
+
+/// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`) for a fresh random salt.
+fn hash(password: &[u8]) -> Result<String, AppError> {
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = Argon2::default()
+        .hash_password(password, &salt)
+        .map_err(hash_error)?;
+    Ok(hash.to_string())
+}
+
+/// Recomputes a stored PHC hash with its own parameters (an older, stronger setting still
+/// verifies) and compares in constant time.
+fn verify(password: &[u8], stored: &str) -> Result<bool, AppError> {
+    let stored = PasswordHash::new(stored).map_err(hash_error)?;
+    match Argon2::default().verify_password(password, &stored) {
+        Ok(()) => Ok(true),
+        Err(password_hash::Error::Password) => Ok(false),
+        Err(error) => Err(hash_error(error)),
+    }
+}
+
+/// Has glibc return every block of 1 MiB or more to the system when it is freed. By default it
+/// raises that threshold to the size of the largest block freed (up to 32 MiB), so after the
+/// first hash each 19 MiB work area came from a thread's heap and stayed there: with tokio's
+/// blocking threads, resident memory grew with every thread that ever hashed. Set once, the
+/// threshold stays; nothing on a request's path allocates a block that large.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_work_areas() {
+    const THRESHOLD_BYTES: libc::c_int = 1 << 20;
+    // SAFETY: mallopt only changes the allocator's tuning; any thread may call it at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD_BYTES);
+    }
+}
+
+/// Other allocators return large blocks on their own.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_work_areas() {}
 
 fn hash_error(error: impl std::fmt::Display) -> AppError {
     AppError::PasswordHash(error.to_string())
@@ -260,30 +199,34 @@ mod tests {
     }
 
     #[test]
-    fn hashes_interoperate_with_the_argon2_crates_own_hasher() {
-        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-        let mut worker = Worker::new();
-        let ours = worker.hash(b"violet tractor mango").unwrap();
-        let parsed = PasswordHash::new(&ours).unwrap();
-        assert!(
-            Argon2::default()
-                .verify_password(b"violet tractor mango", &parsed)
-                .is_ok()
-        );
-        assert!(
-            Argon2::default()
-                .verify_password(b"violet tractor mangos", &parsed)
-                .is_err()
-        );
+    fn hashing_leaves_the_async_thread_free() {
+        // One async thread: a hash run on it would block everything else until it is done.
+        let runtime = rocket::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let hasher = PasswordHasher::new(1);
+            let password = Password::parse("violet tractor mango".into()).unwrap();
+            let hashing = rocket::tokio::spawn(async move { hasher.hash(&password).await });
+            let mut turns = 0;
+            while !hashing.is_finished() {
+                rocket::tokio::task::yield_now().await;
+                turns += 1;
+            }
+            assert!(hashing.await.unwrap().is_ok());
+            // Inline, the hash would finish within the first turn or two.
+            assert!(
+                turns > 100,
+                "the async thread ran {turns} turns during a hash"
+            );
+        });
+    }
 
+    #[test]
+    fn a_hash_made_with_stronger_parameters_still_verifies() {
+        use argon2::{Algorithm, Params, Version};
         let salt = SaltString::generate(&mut OsRng);
-        let theirs = Argon2::default()
-            .hash_password(b"violet tractor mango", &salt)
-            .unwrap()
-            .to_string();
-        assert!(worker.verify(b"violet tractor mango", &theirs).unwrap());
-        assert!(!worker.verify(b"violet tractor mangos", &theirs).unwrap());
-        // A hash with more memory than ours still verifies (the work area grows).
         let stronger = Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
@@ -293,6 +236,12 @@ mod tests {
             .hash_password(b"violet tractor mango", &salt)
             .unwrap()
             .to_string();
-        assert!(worker.verify(b"violet tractor mango", &strong).unwrap());
+        assert!(verify(b"violet tractor mango", &strong).unwrap());
+        assert!(!verify(b"violet tractor mangos", &strong).unwrap());
+    }
+
+    #[test]
+    fn a_malformed_stored_hash_is_an_error_not_a_match() {
+        assert!(verify(b"violet tractor mango", "not a phc string").is_err());
     }
 }
