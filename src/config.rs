@@ -25,7 +25,7 @@ pub struct SessionConfig {
     pub reaper_interval_secs: u32,
     pub reaper_batch_size: u32,
     /// Bound on argon2 hashes running at once (each takes 19 MiB and a core). Default: one per
-    /// core, since more hashes at once than cores add memory, not speed.
+    /// core, since more hashing threads than cores add memory, not speed.
     pub max_concurrent_hashes: u32,
     /// Create the demo accounts at start. Ignored by release builds.
     pub seed_demo_users: bool,
