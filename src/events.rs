@@ -129,6 +129,22 @@ impl EventKind {
         }
     }
 
+    /// What a person does on their own device as a matter of course: "This wasn't me" is not
+    /// offered on these when they came from the device reading the list.
+    pub fn is_routine(self) -> bool {
+        matches!(
+            self,
+            EventKind::SignIn
+                | EventKind::SignOut
+                | EventKind::Registered
+                | EventKind::SessionRevoked
+                | EventKind::PasswordChanged
+                | EventKind::Confirmed
+                | EventKind::AccountSecured
+                | EventKind::SessionBound
+        )
+    }
+
     /// Events a person should look at twice.
     pub fn is_warning(self) -> bool {
         matches!(
