@@ -20,7 +20,9 @@ use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page, When, format_ago};
 use crate::notice::Notice;
 use crate::session::pending::PendingAction;
-use crate::session::{self, AuthenticatedUser, ConfirmationRequired, ConfirmedUser, Reason, store};
+use crate::session::{
+    self, AuthenticatedUser, ConfirmationRequired, ConfirmedUser, Reason, SessionKind, store,
+};
 
 /// How many security events the account page shows.
 const RECENT_EVENTS: i64 = 20;
@@ -64,11 +66,10 @@ pub struct EventRow {
 }
 
 /// What the device list calls a kind of session, in plain words.
-fn kind_name(kind: &str) -> &'static str {
-    if kind == "api" {
-        "App or script"
-    } else {
-        "Browser"
+fn kind_name(kind: SessionKind) -> &'static str {
+    match kind {
+        SessionKind::Browser => "Browser",
+        SessionKind::Api => "App or script",
     }
 }
 
@@ -89,7 +90,7 @@ pub async fn page(
         .map(|device| DeviceRow {
             public_id: device.public_id.to_string(),
             description: device::describe(&device.user_agent),
-            kind: kind_name(&device.kind),
+            kind: kind_name(device.kind),
             ip: device.ip,
             signed_in: When::at(device.created_at),
             last_active: format_ago(device.last_seen_at, now),
@@ -103,13 +104,13 @@ pub async fn page(
     // One sign-in is one entry: "new device" is said on the sign-in's own entry.
     let new_device_sign_ins: Vec<_> = recent
         .iter()
-        .filter(|event| event.kind() == Some(EventKind::NewDevice))
+        .filter(|event| event.kind == EventKind::NewDevice)
         .filter_map(|event| event.session_public_id)
         .collect();
     let events = recent
         .into_iter()
         .filter_map(|event| {
-            let mut kind = event.kind()?;
+            let mut kind = event.kind;
             let routine = kind.is_routine();
             let session = event.session_public_id;
             if kind == EventKind::NewDevice && session.is_some() {
@@ -137,7 +138,7 @@ pub async fn page(
         nav: Some(Nav::of(user)),
         notice: Notice::take(cookies),
         username: user.username().to_owned(),
-        role: user.role().as_str(),
+        role: user.role().code(),
         signed_in_at: When::at(user.signed_in_at()),
         confirmed: user.is_confirmed(),
         devices,
