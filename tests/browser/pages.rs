@@ -42,6 +42,38 @@ async fn value_of(browser: &Browser, css: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The contrast ratio (WCAG) of the colour `property` of the element at `css` against the
+/// background it sits on (the white of a card).
+async fn contrast_on_white(browser: &Browser, css: &str, property: &str) -> f64 {
+    let ratio = browser
+        .client
+        .execute(
+            "const [r, g, b] = getComputedStyle(document.querySelector(arguments[0]))
+               .getPropertyValue(arguments[1]).match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+             const linear = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+             const luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+             return 1.05 / (luminance + 0.05);",
+            vec![json!(css), json!(property)],
+        )
+        .await
+        .expect("js");
+    ratio.as_f64().expect("a ratio")
+}
+
+/// The rendered height of the element at `css`, in CSS pixels.
+async fn height_of(browser: &Browser, css: &str) -> f64 {
+    browser
+        .client
+        .execute(
+            "return document.querySelector(arguments[0]).getBoundingClientRect().height",
+            vec![json!(css)],
+        )
+        .await
+        .expect("js")
+        .as_f64()
+        .expect("a height")
+}
+
 #[rocket::async_test]
 async fn a_keyboard_user_signs_the_other_devices_out_through_the_confirmation_and_is_told_how_many()
 {
@@ -88,6 +120,10 @@ async fn a_keyboard_user_signs_the_other_devices_out_through_the_confirmation_an
     laptop.goto(&server.url("/account")).await;
     assert_eq!(laptop.count_testid("session-row").await, 3);
     laptop.screenshot("account-three-devices").await;
+    assert!(
+        contrast_on_white(&laptop, "[data-testid=revoke-session]", "border-top-color").await >= 3.0,
+        "a secondary button's border reaches 3:1"
+    );
     laptop.tab_to("[data-testid=revoke-others]").await;
     laptop.press_enter_and_wait().await;
     assert_eq!(laptop.path().await, "/confirm?next=%2Faccount");
@@ -268,6 +304,9 @@ async fn every_page_reads_well_at_desktop_and_phone_width() {
         "{names:?}"
     );
     admin.screenshot("account-activity").await;
+    // Comfortable targets: the header's "Sign out" and "This wasn't me" are at least 24 px tall.
+    assert!(height_of(&admin, "[data-testid=logout]").await >= 24.0);
+    assert!(height_of(&admin, "[data-testid=not-me]").await >= 24.0);
     let admin_signed_in_at = admin.text_of("signed-in-at").await;
 
     admin.goto(&server.url("/admin")).await;
@@ -301,6 +340,10 @@ async fn every_page_reads_well_at_desktop_and_phone_width() {
         )
     );
     admin.screenshot("password-errors").await;
+    // Control borders and the focus ring reach 3:1 against the card (WCAG 1.4.11).
+    assert!(contrast_on_white(&admin, "#new_password", "border-top-color").await >= 3.0);
+    assert!(contrast_on_white(&admin, "#current_password", "outline-color").await >= 3.0);
+    assert!(contrast_on_white(&admin, "#current_password", "border-top-color").await >= 3.0);
 
     // A page that is not there keeps the signed-in header.
     admin.goto(&server.url("/no/such/page")).await;
