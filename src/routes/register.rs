@@ -11,7 +11,7 @@ use crate::context::RequestContext;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
-use crate::html::{Nav, Page};
+use crate::html::{FormErrors, Nav, Page};
 use crate::session;
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::throttle::{self, Admission};
@@ -21,7 +21,7 @@ use crate::users::{self, CheckedCredentials, Password, Role, Username};
 #[template(path = "register.html")]
 pub struct RegisterPage {
     nav: Option<Nav>,
-    errors: Vec<String>,
+    errors: FormErrors,
     username: String,
     csrf_token: String,
     rules: &'static str,
@@ -31,7 +31,7 @@ impl RegisterPage {
     fn new(csrf: &PreSessionCsrf) -> Self {
         RegisterPage {
             nav: None,
-            errors: Vec::new(),
+            errors: FormErrors::default(),
             username: String::new(),
             csrf_token: csrf.token().to_owned(),
             rules: Username::RULES,
@@ -63,20 +63,24 @@ pub struct RegisterForm {
     password_confirm: String,
 }
 
-/// The account the form asks for, or every reason it cannot be created.
-fn validate(form: &RegisterForm) -> Result<(Username, Password), Vec<String>> {
+/// The account the form asks for, or every reason it cannot be created, each by its field.
+fn validate(form: &RegisterForm) -> Result<(Username, Password), FormErrors> {
     let username = Username::parse(&form.username);
     let password = Password::parse(form.password.clone());
-    let mut errors = Vec::new();
-    if let Err(rule) = &username {
-        errors.push(rule.to_string());
+    let mut errors = FormErrors::default();
+    if let Err(problem) = &username {
+        errors.field("username", *problem);
     }
     match &password {
-        Err(rule) => errors.push(rule.to_string()),
+        Err(rule) => errors.field("password", *rule),
         Ok(_) if form.password != form.password_confirm => {
-            errors.push("The two passwords do not match.".into())
+            errors.field("password_confirm", "The two passwords do not match.")
         }
-        Ok(password) => errors.extend(password.weakness(&form.username)),
+        Ok(password) => {
+            if let Some(weakness) = password.weakness(&form.username) {
+                errors.field("password", weakness);
+            }
+        }
     }
     match (username, password) {
         (Ok(username), Ok(password)) if errors.is_empty() => Ok((username, password)),
@@ -91,13 +95,14 @@ pub async fn submit(
     cookies: &CookieJar<'_>,
     ctx: RequestContext<'_>,
 ) -> AppResult<RegisterResponse> {
-    let form_again = |errors: Vec<String>| {
+    // The username typed stays in the form; passwords never come back.
+    let form_again = |errors: FormErrors| {
         let mut page = RegisterPage::new(csrf);
         page.errors = errors;
         page.username = form.username.chars().take(64).collect();
         Page(page)
     };
-    let refuse = |errors: Vec<String>| Ok(RegisterResponse::Page(form_again(errors)));
+    let refuse = |errors: FormErrors| Ok(RegisterResponse::Page(form_again(errors)));
     let (username, password) = match validate(&form) {
         Ok(valid) => valid,
         Err(errors) => return refuse(errors),
@@ -112,7 +117,9 @@ pub async fn submit(
     )
     .await?
     {
-        let page = form_again(vec![retry_after.message()]);
+        let mut errors = FormErrors::default();
+        errors.form(retry_after.message());
+        let page = form_again(errors);
         return Ok(RegisterResponse::Throttled {
             page,
             retry_after: retry_after.header(),
@@ -125,9 +132,9 @@ pub async fn submit(
     let Some(user_id) =
         users::store::create(&mut tx, &username, &password_hash, Role::User, now).await?
     else {
-        return refuse(vec![
-            "That username is taken. Please choose another.".into(),
-        ]);
+        let mut errors = FormErrors::default();
+        errors.field("username", "That username is taken. Please choose another.");
+        return refuse(errors);
     };
     let created = NewEvent::new(user_id, EventKind::Registered, None, ctx.client);
     events::record(&mut tx, created, now).await?;
@@ -137,9 +144,9 @@ pub async fn submit(
         session::start(&mut tx, credentials, presented, ctx.client, ctx.config, now).await?
     else {
         // Unreachable in practice: no one else can change an account this transaction created.
-        return refuse(vec![
-            "The account could not be signed in. Please try again.".into(),
-        ]);
+        let mut errors = FormErrors::default();
+        errors.form("The account could not be signed in. Please try again.");
+        return refuse(errors);
     };
     tx.commit().await?;
 
