@@ -9,6 +9,11 @@ use time::Duration;
 pub struct SessionConfig {
     pub idle_timeout_secs: u32,
     pub absolute_timeout_secs: u32,
+    /// An administrator's idle timeout (applied from the role read on each request). It only
+    /// ever tightens `idle_timeout_secs`.
+    pub admin_idle_timeout_secs: u32,
+    /// An administrator's absolute lifetime from sign-in; only ever tightens `absolute_timeout_secs`.
+    pub admin_absolute_timeout_secs: u32,
     pub touch_interval_secs: u32,
     pub confirm_window_secs: u32,
     pub tombstone_grace_secs: u32,
@@ -61,6 +66,8 @@ impl Default for SessionConfig {
         SessionConfig {
             idle_timeout_secs: 30 * 60,
             absolute_timeout_secs: 12 * 60 * 60,
+            admin_idle_timeout_secs: 15 * 60,
+            admin_absolute_timeout_secs: 4 * 60 * 60,
             touch_interval_secs: 60,
             confirm_window_secs: 10 * 60,
             tombstone_grace_secs: 60 * 60,
@@ -103,6 +110,14 @@ impl SessionConfig {
         Duration::seconds(self.absolute_timeout_secs.into())
     }
 
+    pub fn admin_idle_timeout(&self) -> Duration {
+        Duration::seconds(self.admin_idle_timeout_secs.into())
+    }
+
+    pub fn admin_absolute_timeout(&self) -> Duration {
+        Duration::seconds(self.admin_absolute_timeout_secs.into())
+    }
+
     pub fn touch_interval(&self) -> Duration {
         Duration::seconds(self.touch_interval_secs.into())
     }
@@ -133,11 +148,18 @@ impl SessionConfig {
 
     /// Rejects settings that would make the design's guarantees false.
     pub fn validate(&self) -> Result<(), String> {
-        if self.idle_timeout_secs == 0 || self.absolute_timeout_secs == 0 {
+        if self.idle_timeout_secs == 0
+            || self.absolute_timeout_secs == 0
+            || self.admin_idle_timeout_secs == 0
+            || self.admin_absolute_timeout_secs == 0
+        {
             return Err("timeouts must be at least one second".into());
         }
-        if self.touch_interval_secs >= self.idle_timeout_secs {
-            return Err("touch_interval_secs must be shorter than idle_timeout_secs".into());
+        if self.touch_interval_secs >= self.idle_timeout_secs.min(self.admin_idle_timeout_secs) {
+            return Err(
+                "touch_interval_secs must be shorter than idle_timeout_secs and admin_idle_timeout_secs"
+                    .into(),
+            );
         }
         if self.max_sessions_per_user == 0
             || self.max_api_families_per_user == 0

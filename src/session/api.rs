@@ -202,6 +202,8 @@ pub async fn validate(
         now,
         seen_before: now - config.touch_interval(),
         seen_after: None,
+        // Token families have lifetimes of their own (`access_token_secs`, `refresh_token_secs`).
+        admin: None,
     };
     // A second look only when the first one's write lost a race, as for browser sessions.
     for _ in 0..2 {

@@ -23,6 +23,7 @@ use crate::client::ClientInfo;
 use crate::config::SessionConfig;
 use crate::db::PgPool;
 use crate::events::{self, EventKind, NewEvent};
+use crate::users::Role;
 
 /// How long a challenge can be answered. A browser signs within seconds of receiving one.
 pub const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
@@ -161,6 +162,7 @@ pub async fn register(
         return Ok(Registered::Ended(Reason::BoundCookieExpired));
     }
     let lifetimes = Lifetimes {
+        created_at: record.created_at,
         last_seen_at: record.last_seen_at,
         expires_at: record.expires_at,
     };
@@ -168,8 +170,9 @@ pub async fn register(
         bound: true,
         watched: true,
     };
+    let role = Role::parse(&record.role);
     if let Decision::End(reason) =
-        policy::decide(lifetimes, super::limits(config), same_device, now)
+        policy::decide(lifetimes, super::limits(config), role, same_device, now)
     {
         super::end(conn, record.user_id, record.public_id, reason, client, now).await?;
         return Ok(Registered::Ended(reason));
@@ -287,6 +290,7 @@ pub async fn refresh(
     // the device's key is stronger evidence of the same device, and the browser's refresh
     // request need not carry the headers its pages do.
     let lifetimes = Lifetimes {
+        created_at: record.created_at,
         last_seen_at: record.last_seen_at,
         expires_at: record.expires_at,
     };
@@ -294,8 +298,9 @@ pub async fn refresh(
         bound: true,
         watched: true,
     };
+    let role = Role::parse(&record.role);
     if let Decision::End(reason) =
-        policy::decide(lifetimes, super::limits(config), same_device, now)
+        policy::decide(lifetimes, super::limits(config), role, same_device, now)
     {
         super::end(conn, record.user_id, public_id, reason, client, now).await?;
         return Ok(Refreshed::Ended(Some(reason)));

@@ -53,6 +53,7 @@ pub struct LiveSession {
 impl LiveSession {
     pub fn lifetimes(&self) -> Lifetimes {
         Lifetimes {
+            created_at: self.created_at,
             last_seen_at: self.last_seen_at,
             expires_at: self.expires_at,
         }
@@ -76,14 +77,20 @@ pub struct Started {
     pub public_id: Uuid,
 }
 
-/// When a browser session's lookup writes last-seen (see `policy::touch_window`).
+/// When a browser session's lookup writes last-seen (see `policy::touch_window`): the lookup
+/// reads the role in the same statement, and applies the window of the role it reads.
 pub(crate) fn browser_touch(config: &SessionConfig, now: OffsetDateTime) -> store::Touch {
-    let (seen_before, seen_after) = policy::touch_window(limits(config), now);
+    let user = policy::touch_window(limits(config), Role::User, now);
+    let admin = policy::touch_window(limits(config), Role::Admin, now);
     store::Touch {
         kind: BROWSER,
         now,
-        seen_before,
-        seen_after: Some(seen_after),
+        seen_before: user.seen_before,
+        seen_after: Some(user.seen_after),
+        admin: Some(store::AdminTouch {
+            seen_after: admin.seen_after,
+            created_after: admin.created_after,
+        }),
     }
 }
 
@@ -91,6 +98,8 @@ pub fn limits(config: &SessionConfig) -> Limits {
     Limits {
         idle_timeout: config.idle_timeout(),
         touch_interval: config.touch_interval(),
+        admin_idle_timeout: config.admin_idle_timeout(),
+        admin_absolute_timeout: config.admin_absolute_timeout(),
     }
 }
 
@@ -212,6 +221,7 @@ async fn validate_once(
         return Ok(Some(Validated::Ended(Reason::BoundCookieExpired)));
     }
     let lifetimes = Lifetimes {
+        created_at: record.created_at,
         last_seen_at: record.last_seen_at,
         expires_at: record.expires_at,
     };
@@ -219,23 +229,25 @@ async fn validate_once(
         bound: record.fingerprint_bind == client.fingerprint.bind,
         watched: record.fingerprint_watch == client.fingerprint.watch,
     };
-    let (touch, watched_changed) = match policy::decide(lifetimes, limits(config), fingerprint, now)
-    {
-        Decision::End(reason) => {
-            end(conn, record.user_id, record.public_id, reason, client, now).await?;
-            if reason == Reason::FingerprintMismatch {
-                rocket::warn!(
-                    "session {} ended: binding fingerprint changed",
-                    key.log_id()
-                );
+    // The role as read by this very statement: a promotion or demotion applies from now on.
+    let role = Role::parse(&record.role);
+    let (touch, watched_changed) =
+        match policy::decide(lifetimes, limits(config), role, fingerprint, now) {
+            Decision::End(reason) => {
+                end(conn, record.user_id, record.public_id, reason, client, now).await?;
+                if reason == Reason::FingerprintMismatch {
+                    rocket::warn!(
+                        "session {} ended: binding fingerprint changed",
+                        key.log_id()
+                    );
+                }
+                return Ok(Some(Validated::Ended(reason)));
             }
-            return Ok(Some(Validated::Ended(reason)));
-        }
-        Decision::Continue {
-            touch,
-            watched_changed,
-        } => (touch, watched_changed),
-    };
+            Decision::Continue {
+                touch,
+                watched_changed,
+            } => (touch, watched_changed),
+        };
     if touch && !record.touched {
         return Ok(None);
     }
@@ -270,7 +282,7 @@ async fn validate_once(
         public_id: record.public_id,
         user_id: record.user_id,
         username: record.username,
-        role: Role::parse(&record.role),
+        role,
         created_at: record.created_at,
         last_seen_at: if touch || watched_changed {
             now

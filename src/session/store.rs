@@ -51,12 +51,21 @@ pub struct SessionRecord {
 /// its absolute expiry (nor its access token's, nor a device-bound token's deadline: a copied
 /// cookie must not keep a session alive), last seen at or before `seen_before` (the touch
 /// interval has passed) and, when given, after `seen_after` (not idle past its timeout: such a
-/// session is ended, not touched).
+/// session is ended, not touched) and, for an account whose role is `admin` at that moment,
+/// inside `admin` (the administrator's shorter limits).
 pub struct Touch {
     pub kind: &'static str,
     pub now: OffsetDateTime,
     pub seen_before: OffsetDateTime,
     pub seen_after: Option<OffsetDateTime>,
+    pub admin: Option<AdminTouch>,
+}
+
+/// An administrator's session is touched only when last seen after `seen_after` and signed in
+/// after `created_after`.
+pub struct AdminTouch {
+    pub seen_after: OffsetDateTime,
+    pub created_after: OffsetDateTime,
 }
 
 /// What a new session row needs.
@@ -135,11 +144,14 @@ pub async fn find_with_user(
 ) -> sqlx::Result<Option<SessionRecord>> {
     sqlx::query_as(
         "WITH touched AS (
-             UPDATE sessions SET last_seen_at = $2
-             WHERE key = $1 AND kind = $3 AND revoked_at IS NULL
-               AND expires_at > $2 AND (access_expires_at IS NULL OR access_expires_at > $2)
-               AND (bound_until IS NULL OR bound_until > $2)
-               AND last_seen_at <= $4 AND ($5::timestamptz IS NULL OR last_seen_at > $5)
+             UPDATE sessions s SET last_seen_at = $2
+             FROM users tu
+             WHERE s.key = $1 AND tu.id = s.user_id AND s.kind = $3 AND s.revoked_at IS NULL
+               AND s.expires_at > $2 AND (s.access_expires_at IS NULL OR s.access_expires_at > $2)
+               AND (s.bound_until IS NULL OR s.bound_until > $2)
+               AND s.last_seen_at <= $4 AND ($5::timestamptz IS NULL OR s.last_seen_at > $5)
+               AND ($6::timestamptz IS NULL OR tu.role <> 'admin'
+                    OR (s.last_seen_at > $6 AND s.created_at > $7))
              RETURNING 1)
          SELECT s.public_id, s.user_id, s.kind, s.created_at, s.last_seen_at, s.expires_at,
                 s.confirmed_until, s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch, s.revoke_reason,
@@ -153,6 +165,8 @@ pub async fn find_with_user(
     .bind(touch.kind)
     .bind(touch.seen_before)
     .bind(touch.seen_after)
+    .bind(touch.admin.as_ref().map(|admin| admin.seen_after))
+    .bind(touch.admin.as_ref().map(|admin| admin.created_after))
     .fetch_optional(conn)
     .await
 }
@@ -560,10 +574,12 @@ pub struct BoundRecord {
     pub key: Vec<u8>,
     pub user_id: i64,
     pub kind: String,
+    pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub revoke_reason: Option<String>,
     pub dbsc_key: Option<Vec<u8>>,
+    pub role: String,
     pub disabled: bool,
 }
 
@@ -573,7 +589,8 @@ pub async fn find_by_public_id(
     public_id: Uuid,
 ) -> sqlx::Result<Option<BoundRecord>> {
     sqlx::query_as(
-        "SELECT s.key, s.user_id, s.kind, s.last_seen_at, s.expires_at, s.revoke_reason, s.dbsc_key, u.disabled
+        "SELECT s.key, s.user_id, s.kind, s.created_at, s.last_seen_at, s.expires_at, s.revoke_reason, s.dbsc_key,
+                u.role, u.disabled
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.public_id = $1",
     )

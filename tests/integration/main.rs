@@ -16,5 +16,6 @@ mod logs;
 mod outage;
 mod races;
 mod request_path;
+mod roles;
 mod test_hooks;
 mod throttle;
