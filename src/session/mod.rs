@@ -374,10 +374,31 @@ pub async fn end_others(
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> sqlx::Result<usize> {
-    let ended = end_all_for_user(tx, session.user_id, Some(session.public_id), reason, now).await?;
+    end_others_of(
+        tx,
+        session.user_id,
+        session.public_id,
+        reason,
+        kind,
+        client,
+        now,
+    )
+    .await
+}
+
+/// `end_others` for the session or API token family with public id `keep` of `user_id`.
+pub async fn end_others_of(
+    tx: &mut PgConnection,
+    user_id: i64,
+    keep: Uuid,
+    reason: Reason,
+    kind: EventKind,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> sqlx::Result<usize> {
+    let ended = end_all_for_user(tx, user_id, Some(keep), reason, now).await?;
     for public_id in &ended {
-        let event =
-            NewEvent::new(session.user_id, kind, Some(*public_id), client).by(session.public_id);
+        let event = NewEvent::new(user_id, kind, Some(*public_id), client).by(keep);
         events::record(tx, event, now).await?;
     }
     Ok(ended.len())

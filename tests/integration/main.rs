@@ -5,6 +5,7 @@
 mod support;
 
 mod api;
+mod api_devices;
 mod bad_input;
 mod contract;
 mod dbsc;
