@@ -29,6 +29,10 @@ pub struct SessionConfig {
     pub cookie_name: String,
     pub reaper_interval_secs: u32,
     pub reaper_batch_size: u32,
+    /// Security events older than this are deleted by the reaper.
+    pub event_retention_days: u32,
+    /// Addresses in security events older than this are cut to their network prefix.
+    pub address_retention_days: u32,
     /// Bound on argon2 hashes running at once (each takes 19 MiB and a core). Default: one per
     /// core, since more hashing threads than cores add memory, not speed.
     pub max_concurrent_hashes: u32,
@@ -83,6 +87,8 @@ impl Default for SessionConfig {
             cookie_name: "__Host-sid".into(),
             reaper_interval_secs: 60,
             reaper_batch_size: 500,
+            event_retention_days: 90,
+            address_retention_days: 30,
             max_concurrent_hashes: std::thread::available_parallelism()
                 .map_or(1, |cores| cores.get() as u32),
             seed_demo_users: false,
@@ -142,6 +148,14 @@ impl SessionConfig {
         Duration::seconds(self.throttle_window_secs.into())
     }
 
+    pub fn event_retention(&self) -> Duration {
+        Duration::days(self.event_retention_days.into())
+    }
+
+    pub fn address_retention(&self) -> Duration {
+        Duration::days(self.address_retention_days.into())
+    }
+
     pub fn bound_cookie_lifetime(&self) -> Duration {
         Duration::seconds(self.bound_cookie_secs.into())
     }
@@ -185,6 +199,12 @@ impl SessionConfig {
             return Err(
                 "bound_cookie_secs must be positive and at most absolute_timeout_secs".into(),
             );
+        }
+        if self.event_retention_days == 0 || self.address_retention_days == 0 {
+            return Err("event_retention_days and address_retention_days must be positive".into());
+        }
+        if self.reaper_batch_size == 0 {
+            return Err("reaper_batch_size must be positive".into());
         }
         if !self.cookie_name.starts_with("__Host-") {
             return Err(

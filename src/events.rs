@@ -282,6 +282,70 @@ pub async fn recent_for_user(
     .await
 }
 
+/// Deletes up to `batch` events that occurred before `cutoff`, oldest first. Rows another
+/// reaper is deleting are skipped, not waited for.
+pub async fn delete_older_than(
+    conn: &mut PgConnection,
+    cutoff: OffsetDateTime,
+    batch: i64,
+) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "DELETE FROM security_events WHERE id IN (
+             SELECT id FROM security_events WHERE occurred_at < $1
+             ORDER BY occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Cuts the addresses of up to `batch` events that occurred before `cutoff`, and whose address
+/// is still whole, to their network prefix (`203.0.113.0/24`, `2001:db8:1::/48`), in one
+/// transaction. A value that is not an address is cleared: nothing is kept that cannot be cut.
+/// Returns how many were cut.
+pub async fn cut_addresses_older_than(
+    conn: &mut PgConnection,
+    cutoff: OffsetDateTime,
+    batch: i64,
+) -> sqlx::Result<u64> {
+    let mut tx = conn.begin().await?;
+    // The predicate is the partial index's (migrations/0015): a cut address has a `/`.
+    let whole: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, ip FROM security_events
+         WHERE occurred_at < $1 AND ip <> '' AND strpos(ip, '/') = 0
+         ORDER BY occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if whole.is_empty() {
+        return Ok(0);
+    }
+    let (ids, cut): (Vec<i64>, Vec<String>) = whole
+        .into_iter()
+        .map(|(id, ip)| {
+            let network = ip
+                .parse()
+                .map(crate::session::fingerprint::network_prefix)
+                .unwrap_or_default();
+            (id, network)
+        })
+        .unzip();
+    let result = sqlx::query(
+        "UPDATE security_events e SET ip = c.ip
+         FROM unnest($1::bigint[], $2::text[]) AS c (id, ip) WHERE e.id = c.id",
+    )
+    .bind(&ids)
+    .bind(&cut)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(result.rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

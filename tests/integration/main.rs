@@ -17,6 +17,7 @@ mod logs;
 mod outage;
 mod races;
 mod request_path;
+mod retention;
 mod roles;
 mod test_hooks;
 mod throttle;
