@@ -26,6 +26,18 @@ pub struct SessionConfig {
     pub fingerprint_bind: Vec<String>,
     /// Request parts whose change is recorded but keeps the session.
     pub fingerprint_watch: Vec<String>,
+    /// A session that comes back to the network it has just left this many times in a row, each
+    /// within `network_alternation_window_secs` of the change before, ends (`network_alternation`):
+    /// a cookie used by turns from two networks is in two places.
+    pub network_alternations_max: u32,
+    pub network_alternation_window_secs: u32,
+    /// An API token family refreshed more often than this within one `access_token_secs` ends: a
+    /// client needs about one refresh per access token.
+    pub max_refreshes_per_access_lifetime: u32,
+    /// A sign-in from a new device and a new network after at least this many failed sign-ins on
+    /// the account within `suspicious_sign_in_window_secs` is marked in the security activity.
+    pub suspicious_sign_in_failures: u32,
+    pub suspicious_sign_in_window_secs: u32,
     pub cookie_name: String,
     pub reaper_interval_secs: u32,
     pub reaper_batch_size: u32,
@@ -84,6 +96,11 @@ impl Default for SessionConfig {
                 "accept-language".into(),
             ],
             fingerprint_watch: vec!["ip".into()],
+            network_alternations_max: 8,
+            network_alternation_window_secs: 60,
+            max_refreshes_per_access_lifetime: 10,
+            suspicious_sign_in_failures: 3,
+            suspicious_sign_in_window_secs: 60 * 60,
             cookie_name: "__Host-sid".into(),
             reaper_interval_secs: 60,
             reaper_batch_size: 500,
@@ -156,6 +173,14 @@ impl SessionConfig {
         Duration::days(self.address_retention_days.into())
     }
 
+    pub fn network_alternation_window(&self) -> Duration {
+        Duration::seconds(self.network_alternation_window_secs.into())
+    }
+
+    pub fn suspicious_sign_in_window(&self) -> Duration {
+        Duration::seconds(self.suspicious_sign_in_window_secs.into())
+    }
+
     pub fn bound_cookie_lifetime(&self) -> Duration {
         Duration::seconds(self.bound_cookie_secs.into())
     }
@@ -199,6 +224,12 @@ impl SessionConfig {
             return Err(
                 "bound_cookie_secs must be positive and at most absolute_timeout_secs".into(),
             );
+        }
+        if self.network_alternations_max == 0
+            || self.max_refreshes_per_access_lifetime == 0
+            || self.suspicious_sign_in_failures == 0
+        {
+            return Err("network_alternations_max, max_refreshes_per_access_lifetime and suspicious_sign_in_failures must be positive".into());
         }
         if self.event_retention_days == 0 || self.address_retention_days == 0 {
             return Err("event_retention_days and address_retention_days must be positive".into());

@@ -32,10 +32,13 @@ pub enum EventKind {
     ApiTokenRefreshReuse,
     SessionBound,
     BindingProofRefused,
+    NetworkAlternation,
+    ApiRefreshTooFast,
+    SuspiciousSignIn,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 23] = [
+    const ALL: [EventKind; 26] = [
         EventKind::SignIn,
         EventKind::SignInFailed,
         EventKind::SignOut,
@@ -59,6 +62,9 @@ impl EventKind {
         EventKind::ApiTokenRefreshReuse,
         EventKind::SessionBound,
         EventKind::BindingProofRefused,
+        EventKind::NetworkAlternation,
+        EventKind::ApiRefreshTooFast,
+        EventKind::SuspiciousSignIn,
     ];
 
     /// The stored name (stable: rows outlive releases).
@@ -87,6 +93,9 @@ impl EventKind {
             EventKind::ApiTokenRefreshReuse => "refresh_reuse",
             EventKind::SessionBound => "session_bound",
             EventKind::BindingProofRefused => "binding_proof_refused",
+            EventKind::NetworkAlternation => "network_alternation",
+            EventKind::ApiRefreshTooFast => "refresh_too_fast",
+            EventKind::SuspiciousSignIn => "suspicious_sign_in",
         }
     }
 
@@ -126,6 +135,16 @@ impl EventKind {
             EventKind::BindingProofRefused => {
                 "A proof of this device's key was refused (the session is unchanged)"
             }
+            EventKind::NetworkAlternation => {
+                "Signed out: this session was used from two networks by turns within minutes \
+                 (someone else may have had a copy of it)"
+            }
+            EventKind::ApiRefreshTooFast => {
+                "API token revoked: refreshed far more often than a client needs (possibly stolen)"
+            }
+            EventKind::SuspiciousSignIn => {
+                "Signed in from a new device and a new network right after failed sign-in attempts"
+            }
         }
     }
 
@@ -142,7 +161,15 @@ impl EventKind {
                 | EventKind::AccountDisabled
                 | EventKind::ApiTokenRefreshReuse
                 | EventKind::BindingProofRefused
+                | EventKind::NetworkAlternation
+                | EventKind::ApiRefreshTooFast
+                | EventKind::SuspiciousSignIn
         )
+    }
+
+    /// Events the owner should see before any other: the account page lists them first.
+    pub fn is_flagged(self) -> bool {
+        self == EventKind::SuspiciousSignIn
     }
 }
 
@@ -264,6 +291,23 @@ impl EventRecord {
     pub fn acting_device(&self) -> Option<Uuid> {
         self.actor_public_id.or(self.session_public_id)
     }
+}
+
+/// How many events of `kind` the user has had since `since`.
+pub async fn count_since(
+    conn: &mut PgConnection,
+    user_id: i64,
+    kind: EventKind,
+    since: OffsetDateTime,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM security_events WHERE user_id = $1 AND kind = $2 AND occurred_at > $3",
+    )
+    .bind(user_id)
+    .bind(kind.code())
+    .bind(since)
+    .fetch_one(conn)
+    .await
 }
 
 /// The newest events of a user, newest first.

@@ -49,6 +49,8 @@ pub struct DeviceRow {
 pub struct EventRow {
     description: &'static str,
     warning: bool,
+    /// Shown before every other entry (a sign-in that may have been the guesser's).
+    flagged: bool,
     when: String,
     device: String,
     ip: String,
@@ -85,13 +87,14 @@ pub async fn page(
         .collect();
     // This device first, then the others by most recent activity.
     devices.sort_by_key(|device| !device.current);
-    let events = recent
+    let mut events: Vec<EventRow> = recent
         .into_iter()
         .filter_map(|event| {
             let kind = event.kind()?;
             Some(EventRow {
                 description: kind.describe(),
                 warning: kind.is_warning(),
+                flagged: kind.is_flagged(),
                 when: format_time(event.occurred_at),
                 device: device::describe(&event.user_agent),
                 this_device: event.acting_device() == Some(user.session_public_id()),
@@ -99,6 +102,8 @@ pub async fn page(
             })
         })
         .collect();
+    // Flagged entries first, so the owner sees them before anything else; otherwise newest first.
+    events.sort_by_key(|event| !event.flagged);
 
     Ok(Page(AccountPage {
         nav: Some(Nav::of(user)),

@@ -129,7 +129,19 @@ pub async fn start(
     if let Some(previous) = presented {
         store::revoke(tx, &previous.key(), Reason::SignedOut, now).await?;
     }
-    let new_device = store::is_new_device(tx, user_id, &client.user_agent).await?;
+    let novelty =
+        store::sign_in_novelty(tx, user_id, &client.user_agent, &client.fingerprint).await?;
+    // A new device on a new network right after failed guesses: perhaps the guesser got in.
+    let suspicious = novelty.new_device
+        && novelty.new_network
+        && events::count_since(
+            tx,
+            user_id,
+            EventKind::SignInFailed,
+            now - config.suspicious_sign_in_window(),
+        )
+        .await?
+            >= i64::from(config.suspicious_sign_in_failures);
     let token = SessionToken::generate();
     let public_id = store::insert(
         tx,
@@ -151,10 +163,23 @@ pub async fn start(
         now,
     )
     .await?;
-    if new_device {
+    if novelty.new_device {
         events::record(
             tx,
             NewEvent::new(user_id, EventKind::NewDevice, Some(public_id), client),
+            now,
+        )
+        .await?;
+    }
+    if suspicious {
+        events::record(
+            tx,
+            NewEvent::new(
+                user_id,
+                EventKind::SuspiciousSignIn,
+                Some(public_id),
+                client,
+            ),
             now,
         )
         .await?;
@@ -253,29 +278,40 @@ async fn validate_once(
     }
 
     let mut confirmed_until = record.confirmed_until;
-    let still_live = if watched_changed {
+    if watched_changed {
         confirmed_until = None;
+        // A change of network is already a transaction of its own (the change and its event);
+        // noticing a cookie used from two networks by turns is part of the same statement.
+        let alternation = store::Alternation {
+            changed_after: now - config.network_alternation_window(),
+            max_returns: i32::try_from(config.network_alternations_max).unwrap_or(i32::MAX),
+        };
         let mut tx = conn.begin().await?;
-        let updated =
-            store::record_network_change(&mut tx, key, &client.fingerprint, &client.ip, now)
-                .await?;
-        if updated {
-            let event = NewEvent::new(
-                record.user_id,
-                EventKind::NetworkChanged,
-                Some(record.public_id),
-                client,
-            );
-            events::record(&mut tx, event, now).await?;
-        }
+        let change = store::record_network_change(
+            &mut tx,
+            key,
+            &client.fingerprint,
+            &client.ip,
+            &alternation,
+            now,
+        )
+        .await?;
+        let kind = match change {
+            Some(store::NetworkChange::Kept) => EventKind::NetworkChanged,
+            Some(store::NetworkChange::Ended) => EventKind::NetworkAlternation,
+            // Ended between our read and our write (a sign-out elsewhere): honour the tombstone.
+            None => return Ok(Some(Validated::Ended(Reason::Revoked))),
+        };
+        let event = NewEvent::new(record.user_id, kind, Some(record.public_id), client);
+        events::record(&mut tx, event, now).await?;
         tx.commit().await?;
-        updated
-    } else {
-        true
-    };
-    if !still_live {
-        // Ended between our read and our write (a sign-out elsewhere): honour the tombstone.
-        return Ok(Some(Validated::Ended(Reason::Revoked)));
+        if change == Some(store::NetworkChange::Ended) {
+            rocket::warn!(
+                "session {} ended: used from two networks by turns",
+                key.log_id()
+            );
+            return Ok(Some(Validated::Ended(Reason::NetworkAlternation)));
+        }
     }
     Ok(Some(Validated::Live(Box::new(LiveSession {
         key: *key,

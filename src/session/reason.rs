@@ -12,10 +12,11 @@ pub enum Reason {
     PasswordChanged,
     SessionLimit,
     BoundCookieExpired,
+    NetworkAlternation,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::LoginRequired,
         Reason::SignedOut,
         Reason::IdleTimeout,
@@ -25,6 +26,7 @@ impl Reason {
         Reason::PasswordChanged,
         Reason::SessionLimit,
         Reason::BoundCookieExpired,
+        Reason::NetworkAlternation,
     ];
 
     pub fn code(self) -> &'static str {
@@ -38,6 +40,7 @@ impl Reason {
             Reason::PasswordChanged => "password_changed",
             Reason::SessionLimit => "session_limit",
             Reason::BoundCookieExpired => "bound_cookie_expired",
+            Reason::NetworkAlternation => "network_alternation",
         }
     }
 
@@ -69,6 +72,11 @@ impl Reason {
             Reason::BoundCookieExpired => {
                 "This sign-in is bound to a device, and its cookie was not renewed by that device in time. \
                  Please sign in again."
+            }
+            Reason::NetworkAlternation => {
+                "You were signed out because this session was used from two networks by turns, \
+                 as happens when someone else has a copy of it. Sign in again, and check your \
+                 security activity."
             }
         }
     }

@@ -171,26 +171,67 @@ pub async fn find_with_user(
     .await
 }
 
+/// When a change of network is a quick return to the network the session has just left.
+pub struct Alternation {
+    /// A return counts when the change before it came after this.
+    pub changed_after: OffsetDateTime,
+    /// This many quick returns in a row end the session.
+    pub max_returns: i32,
+}
+
+/// What a change of network did to the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkChange {
+    /// Kept, on the new network, without privileged confirmation.
+    Kept,
+    /// Ended with `network_alternation`: it came back to the network it had just left
+    /// `max_returns` times in a row, each within the window, like a cookie used from two places.
+    Ended,
+}
+
 /// The watched fingerprint changed (a new network): keep the session, adopt the new values,
-/// and drop privileged confirmation, which must not follow a cookie to a new network.
+/// and drop privileged confirmation, which must not follow a cookie to a new network. In the
+/// same statement: remember the network left, count a quick return to the one before, and end
+/// the session (tombstone `network_alternation`) at the `max_returns`th return in a row.
+/// `None`: the session had ended meanwhile.
 pub async fn record_network_change(
     conn: &mut PgConnection,
     key: &SessionKey,
     fingerprint: &Fingerprint,
     ip: &str,
+    alternation: &Alternation,
     now: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "UPDATE sessions SET fingerprint_watch = $2, ip = $3, last_seen_at = $4, confirmed_until = NULL
-         WHERE key = $1 AND revoked_at IS NULL",
+) -> sqlx::Result<Option<NetworkChange>> {
+    // Every SET expression reads the row as it was before this statement (re-read if a concurrent
+    // write came first), so the three CASEs agree on whether this change is a quick return.
+    let ended: Option<bool> = sqlx::query_scalar(
+        "UPDATE sessions SET fingerprint_watch = $2, ip = $3, last_seen_at = $4, confirmed_until = NULL,
+                             previous_watch = fingerprint_watch, watch_changed_at = $4,
+                             network_returns = CASE WHEN previous_watch = $2 AND watch_changed_at > $5
+                                                    THEN network_returns + 1 ELSE 0 END,
+                             revoked_at = CASE WHEN previous_watch = $2 AND watch_changed_at > $5
+                                                    AND network_returns + 1 >= $6 THEN $4 END,
+                             revoke_reason = CASE WHEN previous_watch = $2 AND watch_changed_at > $5
+                                                    AND network_returns + 1 >= $6 THEN $7 END
+         WHERE key = $1 AND revoked_at IS NULL
+         RETURNING revoked_at IS NOT NULL",
     )
     .bind(key.as_bytes())
     .bind(&fingerprint.watch[..])
     .bind(ip)
     .bind(now)
-    .execute(conn)
+    .bind(alternation.changed_after)
+    .bind(alternation.max_returns)
+    .bind(Reason::NetworkAlternation.code())
+    .fetch_optional(conn)
     .await?;
-    Ok(result.rows_affected() == 1)
+    Ok(ended.map(|ended| {
+        if ended {
+            NetworkChange::Ended
+        } else {
+            NetworkChange::Kept
+        }
+    }))
 }
 
 /// Ends a session by its public id, which no rotation changes, keeping a tombstone. Returns the
@@ -382,19 +423,32 @@ pub async fn revoke_beyond_cap(
     .await
 }
 
-/// A sign-in from a User-Agent this account has no session row with (live, ended or tombstoned),
-/// when it has rows with others: the account's first device is not news.
-pub async fn is_new_device(
+/// What is new about a sign-in, against the account's session rows (live, ended or tombstoned).
+/// The account's first device is not news.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Novelty {
+    /// No row has this User-Agent.
+    pub new_device: bool,
+    /// No row is, or was just before, on this network (the watched fingerprint).
+    pub new_network: bool,
+}
+
+pub async fn sign_in_novelty(
     conn: &mut PgConnection,
     user_id: i64,
     user_agent: &str,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
+    fingerprint: &Fingerprint,
+) -> sqlx::Result<Novelty> {
+    sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
-            AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND user_agent = $2)",
+                AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND user_agent = $2) AS new_device,
+                EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
+                AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1
+                                AND (fingerprint_watch = $3 OR previous_watch = $3)) AS new_network",
     )
     .bind(user_id)
     .bind(user_agent)
+    .bind(&fingerprint.watch[..])
     .fetch_one(conn)
     .await
 }
@@ -479,22 +533,30 @@ pub struct RefreshRecord {
     pub expires_at: OffsetDateTime,
     pub revoked: bool,
     pub disabled: bool,
+    /// How many times the family was refreshed after `refreshed_since` (see `find_refresh_token`).
+    pub recent_refreshes: i64,
 }
 
-/// The refresh token with this key, used or not (a used one is evidence of theft).
+/// The refresh token with this key, used or not (a used one is evidence of theft), with the
+/// number of refreshes of its family since `refreshed_since`: each refresh issued one refresh
+/// token of a later generation, so they are counted in the same statement.
 pub async fn find_refresh_token(
     conn: &mut PgConnection,
     key: &SessionKey,
+    refreshed_since: OffsetDateTime,
 ) -> sqlx::Result<Option<RefreshRecord>> {
     sqlx::query_as(
         "SELECT r.family, r.generation, r.used_at, s.user_id, s.expires_at,
-                s.revoked_at IS NOT NULL AS revoked, u.disabled
+                s.revoked_at IS NOT NULL AS revoked, u.disabled,
+                (SELECT count(*) FROM refresh_tokens f
+                 WHERE f.family = r.family AND f.generation > 0 AND f.issued_at > $2) AS recent_refreshes
          FROM refresh_tokens r
          JOIN sessions s ON s.public_id = r.family
          JOIN users u ON u.id = s.user_id
          WHERE r.key = $1",
     )
     .bind(key.as_bytes())
+    .bind(refreshed_since)
     .fetch_optional(conn)
     .await
 }
