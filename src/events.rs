@@ -7,102 +7,39 @@ use uuid::Uuid;
 
 use crate::client::ClientInfo;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    SignIn,
-    SignInFailed,
-    SignOut,
-    IdleTimeout,
-    SessionExpired,
-    FingerprintMismatch,
-    NetworkChanged,
-    Registered,
-    NewDevice,
-    SessionRevoked,
-    SessionLimit,
-    PasswordChanged,
-    Confirmed,
-    ConfirmFailed,
-    AccountSecured,
-    AccountDisabled,
-    AccountEnabled,
-    SessionsRevokedByAdmin,
-    ApiTokenIssued,
-    ApiSignOut,
-    ApiTokenRefreshReuse,
-    SessionBound,
-    BindingProofRefused,
-    NetworkAlternation,
-    ApiRefreshTooFast,
-    SuspiciousSignIn,
+crate::codes::text_codes! {
+    /// What a security event records (`security_events.kind`).
+    pub enum EventKind {
+        SignIn = "sign_in",
+        SignInFailed = "sign_in_failed",
+        SignOut = "sign_out",
+        IdleTimeout = "idle_timeout",
+        SessionExpired = "session_expired",
+        FingerprintMismatch = "fingerprint_mismatch",
+        NetworkChanged = "network_changed",
+        Registered = "registered",
+        NewDevice = "new_device",
+        SessionRevoked = "session_revoked",
+        SessionLimit = "session_limit",
+        PasswordChanged = "password_changed",
+        Confirmed = "confirmed",
+        ConfirmFailed = "confirm_failed",
+        AccountSecured = "account_secured",
+        AccountDisabled = "account_disabled",
+        AccountEnabled = "account_enabled",
+        SessionsRevokedByAdmin = "sessions_revoked_by_admin",
+        ApiTokenIssued = "api_token_issued",
+        ApiSignOut = "api_sign_out",
+        ApiTokenRefreshReuse = "refresh_reuse",
+        SessionBound = "session_bound",
+        BindingProofRefused = "binding_proof_refused",
+        NetworkAlternation = "network_alternation",
+        ApiRefreshTooFast = "refresh_too_fast",
+        SuspiciousSignIn = "suspicious_sign_in",
+    }
 }
 
 impl EventKind {
-    const ALL: [EventKind; 26] = [
-        EventKind::SignIn,
-        EventKind::SignInFailed,
-        EventKind::SignOut,
-        EventKind::IdleTimeout,
-        EventKind::SessionExpired,
-        EventKind::FingerprintMismatch,
-        EventKind::NetworkChanged,
-        EventKind::Registered,
-        EventKind::NewDevice,
-        EventKind::SessionRevoked,
-        EventKind::SessionLimit,
-        EventKind::PasswordChanged,
-        EventKind::Confirmed,
-        EventKind::ConfirmFailed,
-        EventKind::AccountSecured,
-        EventKind::AccountDisabled,
-        EventKind::AccountEnabled,
-        EventKind::SessionsRevokedByAdmin,
-        EventKind::ApiTokenIssued,
-        EventKind::ApiSignOut,
-        EventKind::ApiTokenRefreshReuse,
-        EventKind::SessionBound,
-        EventKind::BindingProofRefused,
-        EventKind::NetworkAlternation,
-        EventKind::ApiRefreshTooFast,
-        EventKind::SuspiciousSignIn,
-    ];
-
-    /// The stored name (stable: rows outlive releases).
-    pub fn code(self) -> &'static str {
-        match self {
-            EventKind::SignIn => "sign_in",
-            EventKind::SignInFailed => "sign_in_failed",
-            EventKind::SignOut => "sign_out",
-            EventKind::IdleTimeout => "idle_timeout",
-            EventKind::SessionExpired => "session_expired",
-            EventKind::FingerprintMismatch => "fingerprint_mismatch",
-            EventKind::NetworkChanged => "network_changed",
-            EventKind::Registered => "registered",
-            EventKind::NewDevice => "new_device",
-            EventKind::SessionRevoked => "session_revoked",
-            EventKind::SessionLimit => "session_limit",
-            EventKind::PasswordChanged => "password_changed",
-            EventKind::Confirmed => "confirmed",
-            EventKind::ConfirmFailed => "confirm_failed",
-            EventKind::AccountSecured => "account_secured",
-            EventKind::AccountDisabled => "account_disabled",
-            EventKind::AccountEnabled => "account_enabled",
-            EventKind::SessionsRevokedByAdmin => "sessions_revoked_by_admin",
-            EventKind::ApiTokenIssued => "api_token_issued",
-            EventKind::ApiSignOut => "api_sign_out",
-            EventKind::ApiTokenRefreshReuse => "refresh_reuse",
-            EventKind::SessionBound => "session_bound",
-            EventKind::BindingProofRefused => "binding_proof_refused",
-            EventKind::NetworkAlternation => "network_alternation",
-            EventKind::ApiRefreshTooFast => "refresh_too_fast",
-            EventKind::SuspiciousSignIn => "suspicious_sign_in",
-        }
-    }
-
-    pub fn from_code(code: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|kind| kind.code() == code)
-    }
-
     /// What the account page says happened.
     pub fn describe(self) -> &'static str {
         match self {
@@ -220,19 +157,19 @@ pub async fn record(
     event: NewEvent<'_>,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO security_events (user_id, kind, session_public_id, actor_public_id, ip, user_agent, detail,
                                       occurred_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        event.user_id,
+        event.kind as _,
+        event.session,
+        event.actor,
+        event.client.ip,
+        event.client.user_agent,
+        event.detail,
+        now,
     )
-    .bind(event.user_id)
-    .bind(event.kind.code())
-    .bind(event.session)
-    .bind(event.actor)
-    .bind(&event.client.ip)
-    .bind(&event.client.user_agent)
-    .bind(&event.detail)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
@@ -252,27 +189,27 @@ pub async fn record_sign_in_failure(
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     let mut tx = conn.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
+    sqlx::query!("SET LOCAL synchronous_commit = off")
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO security_events (user_id, kind, ip, user_agent, occurred_at)
          SELECT id, $2, $3, $4, $5 FROM users WHERE id = $1",
+        account,
+        EventKind::SignInFailed as _,
+        client.ip,
+        client.user_agent,
+        now,
     )
-    .bind(account)
-    .bind(EventKind::SignInFailed.code())
-    .bind(&client.ip)
-    .bind(&client.user_agent)
-    .bind(now)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct EventRecord {
     pub id: i64,
-    pub kind: String,
+    pub kind: EventKind,
     pub session_public_id: Option<Uuid>,
     pub actor_public_id: Option<Uuid>,
     pub ip: String,
@@ -282,10 +219,6 @@ pub struct EventRecord {
 }
 
 impl EventRecord {
-    pub fn kind(&self) -> Option<EventKind> {
-        EventKind::from_code(&self.kind)
-    }
-
     /// The device whose request caused the event (its IP and user agent are recorded): the
     /// actor when another device acted, else the device the event is about.
     pub fn acting_device(&self) -> Option<Uuid> {
@@ -300,12 +233,13 @@ pub async fn count_since(
     kind: EventKind,
     since: OffsetDateTime,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM security_events WHERE user_id = $1 AND kind = $2 AND occurred_at > $3",
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM security_events
+           WHERE user_id = $1 AND kind = $2 AND occurred_at > $3"#,
+        user_id,
+        kind as _,
+        since,
     )
-    .bind(user_id)
-    .bind(kind.code())
-    .bind(since)
     .fetch_one(conn)
     .await
 }
@@ -316,12 +250,14 @@ pub async fn recent_for_user(
     user_id: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<EventRecord>> {
-    sqlx::query_as(
-        "SELECT id, kind, session_public_id, actor_public_id, ip, user_agent, detail, occurred_at FROM security_events
-         WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
+    sqlx::query_as!(
+        EventRecord,
+        r#"SELECT id, kind AS "kind: EventKind", session_public_id, actor_public_id, ip, user_agent, detail, occurred_at
+           FROM security_events
+           WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2"#,
+        user_id,
+        limit,
     )
-    .bind(user_id)
-    .bind(limit)
     .fetch_all(conn)
     .await
 }
@@ -333,13 +269,13 @@ pub async fn delete_older_than(
     cutoff: OffsetDateTime,
     batch: i64,
 ) -> sqlx::Result<u64> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "DELETE FROM security_events WHERE id IN (
              SELECT id FROM security_events WHERE occurred_at < $1
              ORDER BY occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        cutoff,
+        batch,
     )
-    .bind(cutoff)
-    .bind(batch)
     .execute(conn)
     .await?;
     Ok(result.rows_affected())
@@ -356,13 +292,13 @@ pub async fn cut_addresses_older_than(
 ) -> sqlx::Result<u64> {
     let mut tx = conn.begin().await?;
     // The predicate is the partial index's (migrations/0015): a cut address has a `/`.
-    let whole: Vec<(i64, String)> = sqlx::query_as(
+    let whole = sqlx::query!(
         "SELECT id, ip FROM security_events
          WHERE occurred_at < $1 AND ip <> '' AND strpos(ip, '/') = 0
          ORDER BY occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        cutoff,
+        batch,
     )
-    .bind(cutoff)
-    .bind(batch)
     .fetch_all(&mut *tx)
     .await?;
     if whole.is_empty() {
@@ -370,20 +306,21 @@ pub async fn cut_addresses_older_than(
     }
     let (ids, cut): (Vec<i64>, Vec<String>) = whole
         .into_iter()
-        .map(|(id, ip)| {
-            let network = ip
+        .map(|row| {
+            let network = row
+                .ip
                 .parse()
                 .map(crate::session::fingerprint::network_prefix)
                 .unwrap_or_default();
-            (id, network)
+            (row.id, network)
         })
         .unzip();
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE security_events e SET ip = c.ip
          FROM unnest($1::bigint[], $2::text[]) AS c (id, ip) WHERE e.id = c.id",
+        &ids,
+        &cut,
     )
-    .bind(&ids)
-    .bind(&cut)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -396,7 +333,7 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips_through_its_code() {
-        for kind in EventKind::ALL {
+        for &kind in EventKind::ALL {
             assert_eq!(EventKind::from_code(kind.code()), Some(kind));
         }
     }

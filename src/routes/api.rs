@@ -219,7 +219,7 @@ pub struct Me {
 pub fn me(user: &ApiUser) -> Json<Me> {
     Json(Me {
         username: user.username().to_owned(),
-        role: user.role().as_str(),
+        role: user.role().code(),
     })
 }
 
@@ -248,7 +248,7 @@ pub struct DeviceBody {
     /// The public id (`DELETE /api/sessions/<id>`), never a token nor its hash.
     id: String,
     /// `browser` or `api`.
-    kind: String,
+    kind: &'static str,
     /// The User-Agent in words ("Chrome on Linux").
     device: String,
     ip: String,
@@ -290,7 +290,7 @@ pub async fn list_sessions(
             id: device.public_id.to_string(),
             current: device.public_id == current,
             device: device::describe(&device.user_agent),
-            kind: device.kind,
+            kind: device.kind.code(),
             ip: device.ip,
             signed_in_at: rfc3339(device.created_at),
             last_active_at: rfc3339(device.last_seen_at),

@@ -18,12 +18,11 @@ use uuid::Uuid;
 use super::policy::{self, Decision, FingerprintMatch, Lifetimes};
 use super::proof::{self, Proof, ProofError};
 use super::token::{SessionKey, SessionToken, random_bytes};
-use super::{LiveSession, Reason, store};
+use super::{LiveSession, Reason, SessionKind, store};
 use crate::client::ClientInfo;
 use crate::config::SessionConfig;
 use crate::db::PgPool;
 use crate::events::{self, EventKind, NewEvent};
-use crate::users::Role;
 
 /// How long a challenge can be answered. A browser signs within seconds of receiving one.
 pub const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
@@ -147,12 +146,10 @@ pub async fn register(
     else {
         return Ok(Registered::Ended(Reason::LoginRequired));
     };
-    if let Some(code) = &record.revoke_reason {
-        return Ok(Registered::Ended(
-            Reason::from_code(code).unwrap_or(Reason::Revoked),
-        ));
+    if let Some(reason) = record.revoke_reason {
+        return Ok(Registered::Ended(reason));
     }
-    if record.kind != super::BROWSER {
+    if record.kind != SessionKind::Browser {
         return Ok(Registered::Ended(Reason::LoginRequired));
     }
     if record.disabled {
@@ -170,7 +167,7 @@ pub async fn register(
         bound: true,
         watched: true,
     };
-    let role = Role::parse(&record.role);
+    let role = record.role;
     if let Decision::End(reason) =
         policy::decide(lifetimes, super::limits(config), role, same_device, now)
     {
@@ -278,10 +275,8 @@ pub async fn refresh(
     ) else {
         return Ok(Refreshed::Ended(None)); // never bound (an API family has no key either)
     };
-    if let Some(code) = &record.revoke_reason {
-        return Ok(Refreshed::Ended(Some(
-            Reason::from_code(code).unwrap_or(Reason::Revoked),
-        )));
+    if let Some(reason) = record.revoke_reason {
+        return Ok(Refreshed::Ended(Some(reason)));
     }
     if record.disabled {
         return Ok(Refreshed::Ended(Some(Reason::Revoked)));
@@ -298,7 +293,7 @@ pub async fn refresh(
         bound: true,
         watched: true,
     };
-    let role = Role::parse(&record.role);
+    let role = record.role;
     if let Decision::End(reason) =
         policy::decide(lifetimes, super::limits(config), role, same_device, now)
     {

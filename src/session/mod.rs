@@ -29,8 +29,13 @@ use crate::users::{self, CheckedCredentials, Role};
 use policy::{Decision, FingerprintMatch, Lifetimes, Limits};
 use token::{SessionKey, SessionToken};
 
-/// The `kind` of a browser session (API token families are `api`).
-pub(crate) const BROWSER: &str = "browser";
+crate::codes::text_codes! {
+    /// What a `sessions` row is: a browser's session, or an API token family (`api`).
+    pub enum SessionKind {
+        Browser = "browser",
+        Api = "api",
+    }
+}
 
 /// A session that passed every check on this request.
 #[derive(Debug, Clone)]
@@ -83,7 +88,7 @@ pub(crate) fn browser_touch(config: &SessionConfig, now: OffsetDateTime) -> stor
     let user = policy::touch_window(limits(config), Role::User, now);
     let admin = policy::touch_window(limits(config), Role::Admin, now);
     store::Touch {
-        kind: BROWSER,
+        kind: SessionKind::Browser,
         now,
         seen_before: user.seen_before,
         seen_after: Some(user.seen_after),
@@ -148,7 +153,7 @@ pub async fn start(
         &store::NewSession {
             key: &token.key(),
             user_id,
-            kind: BROWSER,
+            kind: store::NewKind::Browser,
             now,
             expires_at: now + config.absolute_timeout(),
             fingerprint: &client.fingerprint,
@@ -186,7 +191,7 @@ pub async fn start(
     }
     // The newest sign-in wins: the least recently used sessions beyond the cap end now.
     let cap = i64::from(config.max_sessions_per_user);
-    for evicted in store::revoke_beyond_cap(tx, user_id, BROWSER, cap, now).await? {
+    for evicted in store::revoke_beyond_cap(tx, user_id, SessionKind::Browser, cap, now).await? {
         let event =
             NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(public_id);
         events::record(tx, event, now).await?;
@@ -228,13 +233,11 @@ async fn validate_once(
     let Some(record) = store::find_with_user(conn, key, &browser_touch(config, now)).await? else {
         return Ok(Some(Validated::Ended(Reason::LoginRequired)));
     };
-    if let Some(code) = &record.revoke_reason {
+    if let Some(reason) = record.revoke_reason {
         // A tombstone: tell the returning device why it was signed out.
-        return Ok(Some(Validated::Ended(
-            Reason::from_code(code).unwrap_or(Reason::Revoked),
-        )));
+        return Ok(Some(Validated::Ended(reason)));
     }
-    if record.kind != BROWSER {
+    if record.kind != SessionKind::Browser {
         return Ok(Some(Validated::Ended(Reason::LoginRequired)));
     }
     if record.disabled {
@@ -255,7 +258,7 @@ async fn validate_once(
         watched: record.fingerprint_watch == client.fingerprint.watch,
     };
     // The role as read by this very statement: a promotion or demotion applies from now on.
-    let role = Role::parse(&record.role);
+    let role = record.role;
     let (touch, watched_changed) =
         match policy::decide(lifetimes, limits(config), role, fingerprint, now) {
             Decision::End(reason) => {

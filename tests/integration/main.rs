@@ -8,6 +8,7 @@ mod anomalies;
 mod api;
 mod api_devices;
 mod bad_input;
+mod codes;
 mod contract;
 mod dbsc;
 mod defaults;
