@@ -302,6 +302,7 @@ pub async fn cut_addresses_older_than(
     .fetch_all(&mut *tx)
     .await?;
     if whole.is_empty() {
+        tx.commit().await?;
         return Ok(0);
     }
     let (ids, cut): (Vec<i64>, Vec<String>) = whole

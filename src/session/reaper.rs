@@ -108,14 +108,14 @@ pub fn stage() -> AdHoc {
                                 Ok(deleted) => rocket::info!("reaper deleted {deleted} expired sessions"),
                                 Err(error) => rocket::warn!("reaper failed (will retry): {error}"),
                             }
+                            if let Err(error) = expire_events(&mut conn, &config, &clock).await {
+                                rocket::warn!("reaper could not expire old security events (will retry): {error}");
+                            }
                             if let Err(error) = throttle::forget_old(&mut conn, &config, clock.now()).await {
                                 rocket::warn!("reaper could not delete old sign-in failures (will retry): {error}");
                             }
                             if let Err(error) = dbsc::forget_old_challenges(&pool, clock.now()).await {
                                 rocket::warn!("reaper could not delete stale DBSC challenges (will retry): {error}");
-                            }
-                            if let Err(error) = expire_events(&mut conn, &config, &clock).await {
-                                rocket::warn!("reaper could not expire old security events (will retry): {error}");
                             }
                         }
                     }
