@@ -10,5 +10,6 @@ mod devices;
 mod endings;
 mod foundation;
 mod harness;
+mod pages;
 mod throttle;
 mod tls;

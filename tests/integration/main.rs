@@ -17,6 +17,7 @@ mod endings;
 mod foundation;
 mod logs;
 mod outage;
+mod pages;
 mod races;
 mod request_path;
 mod retention;
