@@ -2,6 +2,7 @@
 //! argon2, and every failure counted and recorded.
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::error::AppResult;
@@ -92,10 +93,32 @@ pub async fn check_own_password(
     password: String,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
+    let session = SignedIn {
+        user_id: user.user_id(),
+        session: user.session_public_id(),
+    };
+    check_session_password(ctx, session, password, now).await
+}
+
+/// The session (browser session or API token family) whose owner's password is checked again.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedIn {
+    pub user_id: i64,
+    pub session: Uuid,
+}
+
+/// `check_own_password` for any signed-in session, browser or API token family (ending devices
+/// over the API): the same per-session budget, the same `confirm_failed` record.
+pub async fn check_session_password(
+    ctx: &RequestContext<'_>,
+    signed_in: SignedIn,
+    password: String,
+    now: OffsetDateTime,
+) -> AppResult<Verdict> {
     let attempt = match throttle::begin_recheck(
         &mut *ctx.connection().await?,
         ctx.config,
-        user.session_public_id(),
+        signed_in.session,
         now,
     )
     .await?
@@ -104,7 +127,8 @@ pub async fn check_own_password(
         Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
     };
     let account =
-        users::store::find_credentials_by_id(&mut *ctx.connection().await?, user.user_id()).await?;
+        users::store::find_credentials_by_id(&mut *ctx.connection().await?, signed_in.user_id)
+            .await?;
     let stored_hash = account
         .as_ref()
         .map(|account| account.password_hash.clone());
@@ -119,9 +143,9 @@ pub async fn check_own_password(
         });
     }
     let event = NewEvent::new(
-        user.user_id(),
+        signed_in.user_id,
         EventKind::ConfirmFailed,
-        Some(user.session_public_id()),
+        Some(signed_in.session),
         ctx.client,
     );
     events::record(&mut *ctx.connection().await?, event, now).await?;
