@@ -18,7 +18,7 @@ use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page, When, format_ago};
 use crate::notice::Notice;
-use crate::session::pending::PendingAction;
+use crate::session::pending::{AccountAction, PendingAction};
 use crate::session::{
     self, AuthenticatedUser, ConfirmationRequired, ConfirmedUser, Reason, SessionKind, store,
 };
@@ -156,12 +156,12 @@ pub async fn page(
 pub(crate) async fn sign_out(
     tx: &mut PgConnection,
     user: &AuthenticatedUser,
-    action: PendingAction,
+    action: AccountAction,
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> sqlx::Result<Notice> {
     let ended = match action {
-        PendingAction::SignOut(id) => {
+        AccountAction::SignOut(id) => {
             let ended = store::revoke_other(
                 tx,
                 user.user_id(),
@@ -179,7 +179,7 @@ pub(crate) async fn sign_out(
             }
             usize::from(ended)
         }
-        PendingAction::SignOutOthers => {
+        AccountAction::SignOutOthers => {
             session::end_others(
                 tx,
                 user.session(),
@@ -199,14 +199,15 @@ pub(crate) async fn sign_out(
 /// which resumes it once.
 async fn sign_out_from_page(
     user: &AuthenticatedUser,
-    action: PendingAction,
+    action: AccountAction,
     cookies: &CookieJar<'_>,
     ctx: RequestContext<'_>,
 ) -> AppResult<Result<Redirect, ConfirmationRequired>> {
     let now = ctx.now();
     let mut conn = ctx.connection().await?;
     if !user.is_confirmed() {
-        store::set_pending_action(&mut conn, user.session_public_id(), &action.code(), now).await?;
+        let pending = PendingAction::Account(action).code();
+        store::set_pending_action(&mut conn, user.session_public_id(), &pending, now).await?;
         return Ok(Err(ConfirmationRequired));
     }
     let mut tx = conn.begin().await?;
@@ -225,7 +226,7 @@ pub async fn revoke_one(
     cookies: &CookieJar<'_>,
     ctx: RequestContext<'_>,
 ) -> AppResult<Result<Redirect, ConfirmationRequired>> {
-    let action = PendingAction::SignOut(id);
+    let action = AccountAction::SignOut(id);
     sign_out_from_page(user, action, cookies, ctx).await
 }
 
@@ -237,7 +238,7 @@ pub async fn revoke_others(
     cookies: &CookieJar<'_>,
     ctx: RequestContext<'_>,
 ) -> AppResult<Result<Redirect, ConfirmationRequired>> {
-    let action = PendingAction::SignOutOthers;
+    let action = AccountAction::SignOutOthers;
     sign_out_from_page(user, action, cookies, ctx).await
 }
 

@@ -5,16 +5,22 @@ use askama::Template;
 use rocket::http::{CookieJar, Status};
 use rocket::response::{self, Redirect, Responder};
 use rocket::{Request, Route, get, post, routes, uri};
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
+use time::OffsetDateTime;
 
+use crate::client::ClientInfo;
 use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
 use crate::notice::Notice;
-use crate::session::{self, AdminUser, Reason, store};
-use crate::users;
+use crate::session::guard::Refusal;
+use crate::session::pending::{AdminAction, PendingAction};
+use crate::session::{
+    self, AdminRole, AdminUser, AuthenticatedUser, ConfirmationRequired, Reason, store,
+};
+use crate::users::{self, Role};
 
 #[derive(Template)]
 #[template(path = "admin.html")]
@@ -52,6 +58,21 @@ pub enum AdminAnswer<R> {
     NoSuchUser,
     /// An admin may not disable or enable their own account: 400.
     OwnAccount,
+    /// The account is no longer an administrator's (checked again when a confirmation resumes
+    /// an action): 403, "Administrators only".
+    NotAdmin,
+}
+
+impl<R> AdminAnswer<R> {
+    /// The same refusal, or what `f` makes of the answer.
+    pub fn map<T>(self, f: impl FnOnce(R) -> T) -> AdminAnswer<T> {
+        match self {
+            AdminAnswer::Done(answer) => AdminAnswer::Done(f(answer)),
+            AdminAnswer::NoSuchUser => AdminAnswer::NoSuchUser,
+            AdminAnswer::OwnAccount => AdminAnswer::OwnAccount,
+            AdminAnswer::NotAdmin => AdminAnswer::NotAdmin,
+        }
+    }
 }
 
 impl<'r, R: Responder<'r, 'static>> Responder<'r, 'static> for AdminAnswer<R> {
@@ -60,6 +81,10 @@ impl<'r, R: Responder<'r, 'static>> Responder<'r, 'static> for AdminAnswer<R> {
             AdminAnswer::Done(answer) => answer.respond_to(request),
             AdminAnswer::NoSuchUser => Err(Status::NotFound),
             AdminAnswer::OwnAccount => Err(Status::BadRequest),
+            AdminAnswer::NotAdmin => {
+                request.local_cache(|| Refusal::NotAdmin);
+                Err(Status::Forbidden)
+            }
         }
     }
 }
@@ -99,98 +124,136 @@ pub async fn disable_page(
 }
 
 /// Disables an account: every session and API token of it ends at once, and sign-in is refused.
-#[post("/admin/users/<id>/disable", data = "<csrf>")]
+#[post("/admin/users/<id>/disable", data = "<_csrf>")]
 pub async fn disable(
-    admin: AdminUser<'_>,
+    admin: AdminRole<'_>,
     id: i64,
-    csrf: CsrfForm,
-    cookies: &CookieJar<'_>,
-    ctx: RequestContext<'_>,
-) -> AppResult<AdminAnswer<Redirect>> {
-    set_disabled(admin, id, true, csrf, cookies, ctx).await
-}
-
-#[post("/admin/users/<id>/enable", data = "<csrf>")]
-pub async fn enable(
-    admin: AdminUser<'_>,
-    id: i64,
-    csrf: CsrfForm,
-    cookies: &CookieJar<'_>,
-    ctx: RequestContext<'_>,
-) -> AppResult<AdminAnswer<Redirect>> {
-    set_disabled(admin, id, false, csrf, cookies, ctx).await
-}
-
-/// Takes the checked form as proof: only a request from the admin's own page can get here.
-async fn set_disabled(
-    admin: AdminUser<'_>,
-    id: i64,
-    disabled: bool,
     _csrf: CsrfForm,
     cookies: &CookieJar<'_>,
     ctx: RequestContext<'_>,
-) -> AppResult<AdminAnswer<Redirect>> {
-    let admin = admin.user();
-    if id == admin.user_id() {
-        return Ok(AdminAnswer::OwnAccount);
-    }
-    let now = ctx.now();
-    let mut conn = ctx.connection().await?;
-    let mut tx = conn.begin().await?;
-    let Some(username) = users::store::set_disabled(&mut tx, id, disabled).await? else {
-        return Ok(AdminAnswer::NoSuchUser);
-    };
-    let (kind, notice) = if disabled {
-        let ended = session::end_all_for_user(&mut tx, id, None, Reason::Revoked, now).await?;
-        let notice = Notice::AccountDisabled {
-            username,
-            ended: ended.len(),
-        };
-        (EventKind::AccountDisabled, notice)
-    } else {
-        (
-            EventKind::AccountEnabled,
-            Notice::AccountEnabled { username },
-        )
-    };
-    let event = NewEvent::new(id, kind, None, ctx.client)
-        .by(admin.session_public_id())
-        .detail(format!("by {}", admin.username()));
-    events::record(&mut tx, event, now).await?;
-    tx.commit().await?;
-    cookies.add(notice.cookie());
-    Ok(AdminAnswer::Done(Redirect::to(uri!(page))))
+) -> AppResult<AdminAnswer<Result<Redirect, ConfirmationRequired>>> {
+    act_from_page(admin, AdminAction::Disable, id, cookies, ctx).await
+}
+
+#[post("/admin/users/<id>/enable", data = "<_csrf>")]
+pub async fn enable(
+    admin: AdminRole<'_>,
+    id: i64,
+    _csrf: CsrfForm,
+    cookies: &CookieJar<'_>,
+    ctx: RequestContext<'_>,
+) -> AppResult<AdminAnswer<Result<Redirect, ConfirmationRequired>>> {
+    act_from_page(admin, AdminAction::Enable, id, cookies, ctx).await
 }
 
 /// Signs every session and API token of an account out (the admin's own current one excepted).
 #[post("/admin/users/<id>/revoke-sessions", data = "<_csrf>")]
 pub async fn revoke_sessions(
-    admin: AdminUser<'_>,
+    admin: AdminRole<'_>,
     id: i64,
     _csrf: CsrfForm,
     cookies: &CookieJar<'_>,
     ctx: RequestContext<'_>,
-) -> AppResult<AdminAnswer<Redirect>> {
-    let admin = admin.user();
+) -> AppResult<AdminAnswer<Result<Redirect, ConfirmationRequired>>> {
+    act_from_page(admin, AdminAction::SignOutEverywhere, id, cookies, ctx).await
+}
+
+/// An action from the admin page, its form's CSRF token already checked (the handlers' `CsrfForm`).
+/// Without a recent confirmation, the action and its target are kept on the session and the 403
+/// catcher sends the browser to `/confirm`, which resumes it once.
+async fn act_from_page(
+    admin: AdminRole<'_>,
+    action: AdminAction,
+    id: i64,
+    cookies: &CookieJar<'_>,
+    ctx: RequestContext<'_>,
+) -> AppResult<AdminAnswer<Result<Redirect, ConfirmationRequired>>> {
     let now = ctx.now();
     let mut conn = ctx.connection().await?;
+    let Some(admin) = admin.confirmed() else {
+        // Refusals that need no password come first: nothing is kept that could never run.
+        if id == admin.user().user_id() && action != AdminAction::SignOutEverywhere {
+            return Ok(AdminAnswer::OwnAccount);
+        }
+        if users::store::username(&mut conn, id).await?.is_none() {
+            return Ok(AdminAnswer::NoSuchUser);
+        }
+        let pending = PendingAction::Admin(action, id).code();
+        store::set_pending_action(&mut conn, admin.user().session_public_id(), &pending, now)
+            .await?;
+        return Ok(AdminAnswer::Done(Err(ConfirmationRequired)));
+    };
     let mut tx = conn.begin().await?;
-    let Some(username) = users::store::username(&mut tx, id).await? else {
-        return Ok(AdminAnswer::NoSuchUser);
-    };
-    let keep = (id == admin.user_id()).then(|| admin.session_public_id());
-    let ended = session::end_all_for_user(&mut tx, id, keep, Reason::Revoked, now).await?;
-    let event = NewEvent::new(id, EventKind::SessionsRevokedByAdmin, None, ctx.client)
-        .by(admin.session_public_id())
-        .detail(format!("{} sessions, by {}", ended.len(), admin.username()));
-    events::record(&mut tx, event, now).await?;
+    let answer = act(&mut tx, admin.user(), action, id, ctx.client, now).await?;
     tx.commit().await?;
-    let notice = Notice::AccountSignedOut {
-        username,
-        ended: ended.len(),
+    Ok(answer.map(|notice| {
+        cookies.add(notice.cookie());
+        Ok(Redirect::to(uri!(page)))
+    }))
+}
+
+/// Carries out an administrator's action on one account inside the caller's transaction, with
+/// its security event; what it did, for `/admin` to say. Needs a confirmed session: the handlers
+/// above check it, and `/confirm` calls this right after confirming. The role and the target are
+/// checked here, as they are now: an action resumed after a confirmation runs only if its admin
+/// still is one, on the account it named, if that account still exists.
+pub(crate) async fn act(
+    tx: &mut PgConnection,
+    admin: &AuthenticatedUser,
+    action: AdminAction,
+    id: i64,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> sqlx::Result<AdminAnswer<Notice>> {
+    if admin.role() != Role::Admin {
+        return Ok(AdminAnswer::NotAdmin);
+    }
+    let own = id == admin.user_id();
+    let (kind, notice, detail) = match action {
+        AdminAction::Disable | AdminAction::Enable if own => return Ok(AdminAnswer::OwnAccount),
+        AdminAction::Disable => {
+            let Some(username) = users::store::set_disabled(tx, id, true).await? else {
+                return Ok(AdminAnswer::NoSuchUser);
+            };
+            let ended = session::end_all_for_user(tx, id, None, Reason::Revoked, now).await?;
+            let notice = Notice::AccountDisabled {
+                username,
+                ended: ended.len(),
+            };
+            let detail = format!("by {}", admin.username());
+            (EventKind::AccountDisabled, notice, detail)
+        }
+        AdminAction::Enable => {
+            let Some(username) = users::store::set_disabled(tx, id, false).await? else {
+                return Ok(AdminAnswer::NoSuchUser);
+            };
+            let detail = format!("by {}", admin.username());
+            (
+                EventKind::AccountEnabled,
+                Notice::AccountEnabled { username },
+                detail,
+            )
+        }
+        AdminAction::SignOutEverywhere => {
+            let Some(username) = users::store::username(tx, id).await? else {
+                return Ok(AdminAnswer::NoSuchUser);
+            };
+            // The admin's own current session stays: signing oneself out is the header's button.
+            let keep = own.then(|| admin.session_public_id());
+            let ended = session::end_all_for_user(tx, id, keep, Reason::Revoked, now).await?;
+            let detail = format!("{} sessions, by {}", ended.len(), admin.username());
+            let notice = Notice::AccountSignedOut {
+                username,
+                ended: ended.len(),
+            };
+            (EventKind::SessionsRevokedByAdmin, notice, detail)
+        }
     };
-    cookies.add(notice.cookie());
-    Ok(AdminAnswer::Done(Redirect::to(uri!(page))))
+    let event = NewEvent::new(id, kind, None, client)
+        .by(admin.session_public_id())
+        .detail(detail);
+    events::record(tx, event, now).await?;
+    Ok(AdminAnswer::Done(notice))
 }
 
 pub fn routes() -> Vec<Route> {

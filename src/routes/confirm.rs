@@ -8,6 +8,7 @@ use rocket::{FromForm, Responder, Route, get, post, routes, uri};
 use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 
+use super::admin::{self, AdminAnswer};
 use super::{account, login};
 use crate::config::SessionConfig;
 use crate::context::RequestContext;
@@ -18,10 +19,11 @@ use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::issued_cookie;
-use crate::session::pending::{PENDING_ACTION_LIFETIME, PendingAction};
+use crate::session::pending::{AccountAction, AdminAction, PENDING_ACTION_LIFETIME, PendingAction};
 use crate::session::{self, AuthenticatedUser, Reason, store};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
+use crate::users::{self, Role};
 
 #[derive(Template)]
 #[template(path = "confirm.html")]
@@ -52,24 +54,27 @@ impl ConfirmPage {
     }
 
     /// Names the action this confirmation will carry out, if the session is waiting for one
-    /// and the confirmation returns to the account page, where it was asked for.
+    /// and the confirmation returns to the page where it was asked for. An administrator's
+    /// action is named only while it could run: for an administrator, on an account that exists.
     async fn with_pending_action(
         mut self,
         conn: &mut PgConnection,
         user: &AuthenticatedUser,
         now: OffsetDateTime,
     ) -> sqlx::Result<Self> {
-        if self.next != ACCOUNT {
-            return Ok(self);
-        }
         let since = now - PENDING_ACTION_LIFETIME;
         let pending = store::pending_action(conn, user.session_public_id(), since).await?;
         let Some(action) = pending.as_deref().and_then(PendingAction::parse) else {
             return Ok(self);
         };
+        if self.next != action.home() {
+            return Ok(self);
+        }
         let name = match action {
-            PendingAction::SignOutOthers => "sign out all your other devices".to_owned(),
-            PendingAction::SignOut(id) => {
+            PendingAction::Account(AccountAction::SignOutOthers) => {
+                "sign out all your other devices".to_owned()
+            }
+            PendingAction::Account(AccountAction::SignOut(id)) => {
                 let devices = store::list_live_for_user(conn, user.user_id(), now).await?;
                 match devices.iter().find(|device| device.public_id == id) {
                     Some(device) => format!(
@@ -80,14 +85,24 @@ impl ConfirmPage {
                     None => "sign out a device".to_owned(),
                 }
             }
+            PendingAction::Admin(admin_action, id) => {
+                if user.role() != Role::Admin {
+                    return Ok(self);
+                }
+                let Some(username) = users::store::username(conn, id).await? else {
+                    return Ok(self);
+                };
+                match admin_action {
+                    AdminAction::Disable => format!("disable {username}"),
+                    AdminAction::Enable => format!("enable {username}"),
+                    AdminAction::SignOutEverywhere => format!("sign {username} out everywhere"),
+                }
+            }
         };
         self.action = Some((action.code(), name));
         Ok(self)
     }
 }
-
-/// Where a pending action was asked for, and where its confirmation returns.
-const ACCOUNT: &str = "/account";
 
 #[derive(Responder)]
 pub enum ConfirmResponse {
@@ -185,8 +200,22 @@ pub async fn submit(
     let since = now - PENDING_ACTION_LIFETIME;
     let pending = store::take_pending_action(&mut tx, user.session_public_id(), since).await?;
     let resumed = match pending.as_deref().and_then(PendingAction::parse) {
-        Some(action) if next.as_str() == ACCOUNT && form.action == Some(action.code()) => {
-            Some(account::sign_out(&mut tx, user, action, client, now).await?)
+        Some(action) if next.as_str() == action.home() && form.action == Some(action.code()) => {
+            match action {
+                PendingAction::Account(action) => {
+                    Some(account::sign_out(&mut tx, user, action, client, now).await?)
+                }
+                // Checked as if posted now: a refusal (no longer an admin, no such account)
+                // does nothing, and `/admin` then says why if it still applies.
+                PendingAction::Admin(action, id) => {
+                    match admin::act(&mut tx, user, action, id, client, now).await? {
+                        AdminAnswer::Done(notice) => Some(notice),
+                        AdminAnswer::NoSuchUser
+                        | AdminAnswer::OwnAccount
+                        | AdminAnswer::NotAdmin => None,
+                    }
+                }
+            }
         }
         _ => None,
     };

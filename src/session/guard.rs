@@ -126,6 +126,11 @@ pub struct ConfirmedUser<'r>(&'r AuthenticatedUser);
 /// Only its guard builds one (the field is private).
 pub struct AdminUser<'r>(&'r AuthenticatedUser);
 
+/// Proof of a session, confirmed or not, of a user whose role is `admin` right now: for the
+/// admin's actions, which record what was asked (after the form's CSRF check) before asking for
+/// the password. `confirmed` turns it into an `AdminUser`. Only its guard builds one.
+pub struct AdminRole<'r>(&'r AuthenticatedUser);
+
 impl<'r> ConfirmedUser<'r> {
     pub fn user(&self) -> &'r AuthenticatedUser {
         self.0
@@ -135,6 +140,17 @@ impl<'r> ConfirmedUser<'r> {
 impl<'r> AdminUser<'r> {
     pub fn user(&self) -> &'r AuthenticatedUser {
         self.0
+    }
+}
+
+impl<'r> AdminRole<'r> {
+    pub fn user(&self) -> &'r AuthenticatedUser {
+        self.0
+    }
+
+    /// The proof that this admin also confirmed their password recently, if they did.
+    pub fn confirmed(&self) -> Option<AdminUser<'r>> {
+        self.0.is_confirmed().then_some(AdminUser(self.0))
     }
 }
 
@@ -154,16 +170,26 @@ impl<'r> FromRequest<'r> for ConfirmedUser<'r> {
 }
 
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for AdminUser<'r> {
+impl<'r> FromRequest<'r> for AdminRole<'r> {
     type Error = SessionError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         let user = try_outcome!(request.guard::<&AuthenticatedUser>().await);
-        // The role first: a non-admin is not asked for a password it cannot use here.
         if user.role() != Role::Admin {
             request.local_cache(|| Refusal::NotAdmin);
             return Outcome::Error((Status::Forbidden, SessionError::NotAdmin));
         }
+        Outcome::Success(AdminRole(user))
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AdminUser<'r> {
+    type Error = SessionError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        // The role first: a non-admin is not asked for a password it cannot use here.
+        try_outcome!(request.guard::<AdminRole<'r>>().await);
         let confirmed = try_outcome!(request.guard::<ConfirmedUser<'r>>().await);
         Outcome::Success(AdminUser(confirmed.user()))
     }

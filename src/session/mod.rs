@@ -16,7 +16,9 @@ pub mod store;
 pub mod token;
 
 pub use bearer::ApiUser;
-pub use guard::{AdminUser, AuthenticatedUser, ConfirmationRequired, ConfirmedUser, SessionError};
+pub use guard::{
+    AdminRole, AdminUser, AuthenticatedUser, ConfirmationRequired, ConfirmedUser, SessionError,
+};
 pub use reason::Reason;
 
 use sqlx::{Connection, PgConnection};

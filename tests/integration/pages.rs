@@ -450,3 +450,262 @@ async fn this_wasnt_me_is_offered_on_what_others_did_not_on_this_devices_own_sig
     assert_eq!(page.count_testid("not-me"), 2, "{}", page.body);
     assert!(page.body.contains("This wasn't me<span class=\"visually-hidden\">: Failed sign-in attempt (wrong password), <time datetime="));
 }
+
+async fn is_disabled(app: &TestApp, user_id: i64) -> bool {
+    sqlx::query_scalar("SELECT disabled FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// An app whose sessions outlive a confirmation (the test profile's idle timeout is shorter).
+async fn app_where_confirmations_lapse_first() -> TestApp {
+    TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 3600))
+            .merge(("sessions.absolute_timeout_secs", 7200))
+    })
+    .await
+}
+
+/// The admin's confirmation lapses while `/admin` is open: its forms still carry this
+/// session's CSRF token, but the action needs the password again.
+async fn let_the_confirmation_lapse(app: &TestApp) {
+    app.advance_secs(i64::from(app.config().confirm_window_secs));
+}
+
+/// Posts `action` with the CSRF token read from `/admin` while it could still be read.
+async fn post_from_stale_admin_page(admin: &Device<'_>, csrf: &str, action: &str) -> String {
+    let reply = admin.post_form(action, &[("csrf_token", csrf)]).await;
+    reply.location().to_owned()
+}
+
+#[rocket::async_test]
+async fn an_admin_action_asked_after_the_confirmation_lapsed_resumes_once_and_says_what_it_did() {
+    let app = app_where_confirmations_lapse_first().await;
+    app.create_user("root", Role::Admin).await;
+    let carol_id = app.create_user("carol", Role::User).await;
+    let client = app.client().await;
+    let admin = Device::new(&client);
+    let carol = [
+        Device::new(&client),
+        Device::with(&client, FIREFOX_WINDOWS, "203.0.113.9"),
+        Device::with(&client, FIREFOX_WINDOWS, "203.0.113.10"),
+    ];
+    for device in &carol {
+        device.sign_in("carol", PASSWORD).await;
+    }
+    admin.sign_in("root", PASSWORD).await;
+    admin.confirm(PASSWORD).await;
+    let csrf = admin.get("/admin").await.csrf_token();
+    let_the_confirmation_lapse(&app).await;
+
+    // "Sign out everywhere": kept, then asked for the password, on the way back to /admin.
+    let sign_out = format!("/admin/users/{carol_id}/revoke-sessions");
+    assert_eq!(
+        post_from_stale_admin_page(&admin, &csrf, &sign_out).await,
+        "/confirm?next=%2Fadmin"
+    );
+    assert_eq!(live_sessions(&app, carol_id).await, 3, "nothing done yet");
+    let page = admin.get("/confirm?next=%2Fadmin").await;
+    assert!(
+        page.body
+            .contains("<strong>sign carol out everywhere</strong>"),
+        "{}",
+        page.body
+    );
+    let code = format!("admin_sign_out:{carol_id}");
+    assert_eq!(hidden(&page.body, "action"), Some(code.clone()));
+    let form = [
+        ("password", PASSWORD),
+        ("csrf_token", &page.csrf_token()),
+        ("next", "/admin"),
+        ("action", &code),
+    ];
+    assert_eq!(
+        admin.post_form("/confirm", &form).await.location(),
+        "/admin"
+    );
+    assert_eq!(live_sessions(&app, carol_id).await, 0, "carried out");
+    assert_eq!(
+        admin.get("/admin").await.testid_text("notice").as_deref(),
+        Some("Signed carol out of 3 devices.")
+    );
+    let revoked_by_admin = |kinds: Vec<String>| {
+        kinds
+            .iter()
+            .filter(|kind| *kind == "sessions_revoked_by_admin")
+            .count()
+    };
+    assert_eq!(revoked_by_admin(app.event_kinds(carol_id).await), 1);
+
+    // Replayed: the confirmation's form and the first post both carried the token the
+    // confirmation rotated away, and the action was taken once.
+    carol[0].sign_in("carol", PASSWORD).await;
+    assert_eq!(
+        admin.post_form("/confirm", &form).await.status,
+        Status::Forbidden
+    );
+    assert_eq!(
+        admin
+            .post_form(&sign_out, &[("csrf_token", &csrf)])
+            .await
+            .status,
+        Status::Forbidden
+    );
+    let page = admin.get("/confirm?next=%2Fadmin").await;
+    assert_eq!(page.count_testid("confirm-action"), 0, "nothing waits");
+    let again = [
+        ("password", PASSWORD),
+        ("csrf_token", &page.csrf_token()),
+        ("next", "/admin"),
+        ("action", &code),
+    ];
+    assert_eq!(
+        admin.post_form("/confirm", &again).await.location(),
+        "/admin"
+    );
+    assert_eq!(live_sessions(&app, carol_id).await, 1, "not run twice");
+    assert_eq!(revoked_by_admin(app.event_kinds(carol_id).await), 1);
+
+    // "Disable", from its own page, and "Enable" resume the same way.
+    let disable = format!("/admin/users/{carol_id}/disable");
+    let csrf = admin.get(&disable).await.csrf_token();
+    let_the_confirmation_lapse(&app).await;
+    assert_eq!(
+        post_from_stale_admin_page(&admin, &csrf, &disable).await,
+        "/confirm?next=%2Fadmin"
+    );
+    assert!(!is_disabled(&app, carol_id).await);
+    let page = admin.get("/confirm?next=%2Fadmin").await;
+    assert!(page.body.contains("<strong>disable carol</strong>"));
+    assert_eq!(
+        admin
+            .confirm_at("/confirm?next=%2Fadmin", PASSWORD)
+            .await
+            .location(),
+        "/admin"
+    );
+    assert!(is_disabled(&app, carol_id).await);
+    assert_eq!(
+        admin.get("/admin").await.testid_text("notice").as_deref(),
+        Some("Disabled carol: signed out of 1 device; signing in is refused until enabled.")
+    );
+
+    let csrf = admin.get("/admin").await.csrf_token();
+    let_the_confirmation_lapse(&app).await;
+    let enable = format!("/admin/users/{carol_id}/enable");
+    assert_eq!(
+        post_from_stale_admin_page(&admin, &csrf, &enable).await,
+        "/confirm?next=%2Fadmin"
+    );
+    assert!(is_disabled(&app, carol_id).await, "nothing done yet");
+    let page = admin.get("/confirm?next=%2Fadmin").await;
+    assert!(page.body.contains("<strong>enable carol</strong>"));
+    admin.confirm_at("/confirm?next=%2Fadmin", PASSWORD).await;
+    assert!(!is_disabled(&app, carol_id).await);
+    assert_eq!(
+        admin.get("/admin").await.testid_text("notice").as_deref(),
+        Some("Enabled carol: they can sign in again.")
+    );
+    assert_eq!(
+        carol[0].sign_in("carol", PASSWORD).await.location(),
+        "/account"
+    );
+}
+
+#[rocket::async_test]
+async fn a_waiting_admin_action_cannot_be_pointed_at_another_account() {
+    let app = app_where_confirmations_lapse_first().await;
+    app.create_user("root", Role::Admin).await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let bob_id = app.create_user("bob", Role::User).await;
+    let client = app.client().await;
+    let admin = Device::new(&client);
+    let (alice, bob) = (Device::new(&client), Device::new(&client));
+    alice.sign_in("alice", PASSWORD).await;
+    bob.sign_in("bob", PASSWORD).await;
+    admin.sign_in("root", PASSWORD).await;
+    admin.confirm(PASSWORD).await;
+    let csrf = admin.get("/admin").await.csrf_token();
+    let_the_confirmation_lapse(&app).await;
+
+    let disable = format!("/admin/users/{alice_id}/disable");
+    post_from_stale_admin_page(&admin, &csrf, &disable).await;
+    let page = admin.get("/confirm?next=%2Fadmin").await;
+    assert_eq!(
+        hidden(&page.body, "action"),
+        Some(format!("admin_disable:{alice_id}"))
+    );
+    // The confirmation form edited to name bob instead.
+    let edited = format!("admin_disable:{bob_id}");
+    let form = [
+        ("password", PASSWORD),
+        ("csrf_token", &page.csrf_token()),
+        ("next", "/admin"),
+        ("action", &edited),
+    ];
+    assert_eq!(
+        admin.post_form("/confirm", &form).await.location(),
+        "/admin"
+    );
+    assert!(!is_disabled(&app, bob_id).await, "bob untouched");
+    assert!(!is_disabled(&app, alice_id).await, "alice's was not named");
+    assert_eq!(live_sessions(&app, bob_id).await, 1);
+    assert_eq!(live_sessions(&app, alice_id).await, 1);
+    assert_eq!(
+        admin.get("/admin").await.count_testid("notice"),
+        0,
+        "nothing to report"
+    );
+    // And the one that was waiting is gone: that confirmation took it.
+    let_the_confirmation_lapse(&app).await;
+    let page = admin.get("/confirm?next=%2Fadmin").await;
+    assert_eq!(page.count_testid("confirm-action"), 0);
+}
+
+#[rocket::async_test]
+async fn a_demoted_administrators_waiting_action_does_not_run() {
+    let app = app_where_confirmations_lapse_first().await;
+    let root_id = app.create_user("root", Role::Admin).await;
+    let carol_id = app.create_user("carol", Role::User).await;
+    let client = app.client().await;
+    let admin = Device::new(&client);
+    let carol = Device::new(&client);
+    carol.sign_in("carol", PASSWORD).await;
+    admin.sign_in("root", PASSWORD).await;
+    admin.confirm(PASSWORD).await;
+    let csrf = admin.get("/admin").await.csrf_token();
+    let_the_confirmation_lapse(&app).await;
+
+    let sign_out = format!("/admin/users/{carol_id}/revoke-sessions");
+    post_from_stale_admin_page(&admin, &csrf, &sign_out).await;
+    let page = admin.get("/confirm?next=%2Fadmin").await;
+    let code = hidden(&page.body, "action").expect("the action is named");
+
+    // Demoted while the confirmation page is open.
+    sqlx::query("UPDATE users SET role = 'user' WHERE id = $1")
+        .bind(root_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let form = [
+        ("password", PASSWORD),
+        ("csrf_token", &page.csrf_token()),
+        ("next", "/admin"),
+        ("action", &code),
+    ];
+    assert_eq!(
+        admin.post_form("/confirm", &form).await.location(),
+        "/admin"
+    );
+    assert_eq!(live_sessions(&app, carol_id).await, 1, "not run");
+    assert!(
+        !app.event_kinds(carol_id)
+            .await
+            .contains(&"sessions_revoked_by_admin".to_owned())
+    );
+    let admin_page = admin.get("/admin").await;
+    assert_eq!(admin_page.status, Status::Forbidden);
+    assert_eq!(admin_page.count_testid("notice"), 0);
+}
