@@ -109,7 +109,12 @@ async fn a_password_change_on_one_browser_signs_the_other_out_and_keeps_this_one
 #[rocket::async_test]
 async fn an_admin_disables_an_account_and_its_open_browser_is_signed_out() {
     let _one = exclusive().await;
-    let app = TestApp::new().await;
+    // Sessions that outlive a confirmation, so that it can lapse while /admin is open.
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 3600))
+            .merge(("sessions.absolute_timeout_secs", 7200))
+    })
+    .await;
     app.create_user("root", Role::Admin).await;
     app.create_user("alice", Role::User).await;
     let server = app.serve().await;
@@ -147,6 +152,32 @@ async fn an_admin_disables_an_account_and_its_open_browser_is_signed_out() {
 
     alice.goto(&server.url("/account")).await;
     assert_eq!(alice.path().await, "/login?reason=revoked&next=%2Faccount");
+
+    // "Enable" clicked after the confirmation lapsed: the password first, then it is done, once.
+    app.advance_secs(i64::from(app.config().confirm_window_secs));
+    admin
+        .click_and_wait(Locator::Css(
+            "tr[data-username=alice] [data-testid=admin-enable]",
+        ))
+        .await;
+    assert_eq!(admin.path().await, "/confirm?next=%2Fadmin");
+    assert!(
+        admin
+            .text_of("confirm-action")
+            .await
+            .contains("To enable alice, enter your password again.")
+    );
+    admin.screenshot("confirm-admin-action").await;
+    confirm_password(&admin).await;
+    assert_eq!(admin.path().await, "/admin");
+    assert_eq!(
+        admin.text_of("notice").await,
+        "Enabled alice: they can sign in again."
+    );
+    assert!(admin.has_testid("admin-disable").await, "alice is active");
+    admin.screenshot("admin-enabled").await;
+    alice.sign_in(&server.base_url, "alice", PASSWORD).await;
+    assert_eq!(alice.path().await, "/account");
     alice.close().await;
     admin.close().await;
 }
