@@ -1,5 +1,6 @@
 //! `/admin`: list accounts, disable or enable one, sign all of an account's sessions out.
-//! Needs the `admin` role (read fresh on every request) and a recent password confirmation.
+//! Needs the `admin` role (read fresh on every request) and a recent password confirmation; an
+//! action asked for without one waits on the session until `/confirm` resumes it.
 
 use askama::Template;
 use rocket::http::{CookieJar, Status};
