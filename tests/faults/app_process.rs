@@ -24,7 +24,7 @@ const EXIT_BOUND: Duration = Duration::from_secs(GRACE_SECS + MERCY_SECS + 1);
 async fn the_app_killed_and_restarted_keeps_every_session() {
     let cluster = Cluster::start();
     let url = cluster.url("postgres");
-    let settings = AppSettings::new(&[url.clone()]);
+    let settings = AppSettings::new(&[&url]);
     let mut app = AppProcess::start(&settings).await;
     let users = create_users(&url).await;
     let cookies = sign_in_all(app.port, &users).await;
@@ -54,7 +54,7 @@ async fn sigterm_finishes_sign_ins_in_flight_refuses_new_connections_closes_the_
     let cluster = Cluster::start();
     let url = cluster.url("postgres");
     // One password hash at a time, so that sign-ins queue behind each other.
-    let settings = AppSettings::new(&[url.clone()])
+    let settings = AppSettings::new(&[&url])
         .with(
             "ROCKET_SESSIONS",
             "{seed_demo_users=false,max_sessions_per_user=100000,max_concurrent_hashes=1}",

@@ -17,7 +17,7 @@ const RECOVERY: Duration = Duration::from_secs(2);
 async fn postgresql_stopped_for_three_seconds_answers_503_then_serves_everyone_again() {
     let cluster = Cluster::start();
     let url = cluster.url("postgres");
-    let mut app = AppProcess::start(&AppSettings::new(&[url.clone()])).await;
+    let mut app = AppProcess::start(&AppSettings::new(&[&url])).await;
     let pid = app.pid();
     let users = create_users(&url).await;
     let cookies = sign_in_all(app.port, &users).await;
@@ -56,7 +56,7 @@ async fn postgresql_killed_during_sign_ins_loses_no_redirected_sign_in_and_leave
 {
     let cluster = Cluster::start_durable();
     let url = cluster.url("postgres");
-    let app = AppProcess::start(&AppSettings::new(&[url.clone()])).await;
+    let app = AppProcess::start(&AppSettings::new(&[&url])).await;
     let users = create_users(&url).await;
 
     // Every client signs in again and again; a redirect with a cookie is a promise kept.
@@ -123,7 +123,7 @@ async fn postgresql_killed_during_sign_ins_loses_no_redirected_sign_in_and_leave
 async fn more_requests_than_connections_queue_or_get_503_never_500() {
     let cluster = Cluster::start();
     let url = cluster.url("postgres");
-    let settings = AppSettings::new(&[url.clone()]).with(
+    let settings = AppSettings::new(&[&url]).with(
         "ROCKET_DATABASES",
         &format!("{{main={{url=\"{url}\",max_connections=2,acquire_timeout_ms=200}}}}"),
     );

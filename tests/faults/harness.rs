@@ -40,8 +40,11 @@ impl AppSettings {
     /// `debug` profile's long session timeouts, no demo users, info-level logs (the tests read
     /// the pool's and the reaper's lines) and a fixed secret key, so a restart reads its
     /// predecessor's cookies.
-    pub fn new(urls: &[String]) -> AppSettings {
-        let quoted: Vec<String> = urls.iter().map(|url| format!("\"{url}\"")).collect();
+    pub fn new(urls: &[impl AsRef<str>]) -> AppSettings {
+        let quoted: Vec<String> = urls
+            .iter()
+            .map(|url| format!("\"{}\"", url.as_ref()))
+            .collect();
         let env = [
             ("ROCKET_PROFILE", "debug".to_owned()),
             ("ROCKET_LOG_LEVEL", "normal".to_owned()),

@@ -18,7 +18,7 @@ async fn two_instances_see_each_others_revocations_at_once_and_reap_without_conf
     let cluster = Cluster::start();
     let url = cluster.url("postgres");
     // Both reapers every second, in small batches: they overlap on every run.
-    let settings = AppSettings::new(&[url.clone()]).with(
+    let settings = AppSettings::new(&[&url]).with(
         "ROCKET_SESSIONS",
         "{seed_demo_users=false,max_sessions_per_user=100000,reaper_interval_secs=1,reaper_batch_size=50}",
     );
