@@ -90,6 +90,7 @@ async fn postgresql_killed_during_sign_ins_loses_no_redirected_sign_in_and_leave
     let redirected = redirected.lock().unwrap().clone();
     let failures = failures.lock().unwrap().clone();
     assert!(before_kill > 0, "no sign-in completed before the kill");
+    assert!(!failures.is_empty(), "the kill interrupted the sign-ins");
     assert!(
         failures.iter().all(|f| f.ends_with(": 503")),
         "only 503 while PostgreSQL was down: {failures:?}"
