@@ -246,7 +246,7 @@ impl Shared {
         if self.hosts.len() == 1 {
             return Ok(conn);
         }
-        let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        let in_recovery = sqlx::query_scalar!(r#"SELECT pg_is_in_recovery() AS "in_recovery!""#)
             .fetch_one(&mut conn)
             .await?;
         if !in_recovery {
