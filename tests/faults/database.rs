@@ -1,6 +1,7 @@
 //! PostgreSQL stopped, killed and starved, under load: 503 while it is out of reach, never a
 //! 500, nobody signed out, and nothing committed lost.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,17 +60,19 @@ async fn postgresql_killed_during_sign_ins_loses_no_redirected_sign_in_and_leave
     let app = AppProcess::start(&AppSettings::new(&[&url])).await;
     let users = create_users(&url).await;
 
-    // Every client signs in again and again; a redirect with a cookie is a promise kept.
+    // Every client signs in again and again, until told to stop; a redirect with a cookie is a
+    // promise kept.
     let redirected = Arc::new(Mutex::new(Vec::new()));
     let failures = Arc::new(Mutex::new(Vec::new()));
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = users
         .iter()
         .map(|user| {
             let (user, port) = (user.clone(), app.port);
             let (redirected, failures) = (redirected.clone(), failures.clone());
+            let stop = stop.clone();
             tokio::spawn(async move {
-                while Instant::now() < deadline {
+                while !stop.load(Ordering::Relaxed) {
                     match sign_in(port, &user).await {
                         Ok(cookie) => redirected.lock().unwrap().push(cookie),
                         Err(failure) => failures.lock().unwrap().push(failure),
@@ -78,18 +81,27 @@ async fn postgresql_killed_during_sign_ins_loses_no_redirected_sign_in_and_leave
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The kill comes once sign-ins are flowing (a loaded machine may take a while to get there).
+    let flowing = Instant::now() + Duration::from_secs(30);
+    while redirected.lock().unwrap().len() < CLIENTS && Instant::now() < flowing {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let before_kill = redirected.lock().unwrap().len();
     tokio::task::block_in_place(|| cluster.kill());
     tokio::time::sleep(Duration::from_secs(1)).await;
     tokio::task::block_in_place(|| cluster.start_again());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
     }
 
     let redirected = redirected.lock().unwrap().clone();
     let failures = failures.lock().unwrap().clone();
-    assert!(before_kill > 0, "no sign-in completed before the kill");
+    assert!(
+        before_kill >= CLIENTS,
+        "sign-ins were flowing before the kill"
+    );
     assert!(!failures.is_empty(), "the kill interrupted the sign-ins");
     assert!(
         failures.iter().all(|f| f.ends_with(": 503")),
