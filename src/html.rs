@@ -43,6 +43,90 @@ impl Nav {
     }
 }
 
+/// A form's errors, each shown next to its field (or above the form when it concerns no
+/// field), the way assistive technology finds them: the field is `aria-invalid` and described
+/// by its message, and the first field in error takes the focus.
+#[derive(Default)]
+pub struct FormErrors {
+    errors: Vec<(Option<&'static str>, String)>,
+}
+
+impl FormErrors {
+    /// An error about the field named `name`.
+    pub fn field(&mut self, name: &'static str, message: impl Into<String>) {
+        self.errors.push((Some(name), message.into()));
+    }
+
+    /// An error about the whole form (too many attempts).
+    pub fn form(&mut self, message: impl Into<String>) {
+        self.errors.push((None, message.into()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// Every message, in order: the page's summary of them.
+    pub fn all(&self) -> impl Iterator<Item = (Option<&'static str>, &str)> {
+        self.errors
+            .iter()
+            .map(|(field, message)| (*field, message.as_str()))
+    }
+
+    /// The errors about no field.
+    pub fn general(&self) -> impl Iterator<Item = &str> {
+        self.all()
+            .filter(|(field, _)| field.is_none())
+            .map(|(_, message)| message)
+    }
+
+    /// What is wrong with the field `name`, every message in one sentence group.
+    pub fn of(&self, name: &str) -> Option<String> {
+        let messages: Vec<&str> = self
+            .all()
+            .filter(|(field, _)| *field == Some(name))
+            .map(|(_, message)| message)
+            .collect();
+        (!messages.is_empty()).then(|| messages.join(" "))
+    }
+
+    /// Whether the field `name` takes the focus: the first field in error, or, without any,
+    /// the form's first field (`first`).
+    pub fn focus(&self, name: &str, first: bool) -> bool {
+        match self.all().find_map(|(field, _)| field) {
+            Some(field) => field == name,
+            None => first,
+        }
+    }
+}
+
+/// A moment as a page shows it: in UTC, labelled, and machine-readable so that
+/// static/local-time.js can show it in the reader's own time zone.
+pub struct When {
+    /// "22 Nov 2026, 14:05 UTC".
+    pub text: String,
+    /// "2026-11-22T14:05:30Z", for `<time datetime>`.
+    pub iso: String,
+}
+
+impl When {
+    pub fn at(at: OffsetDateTime) -> When {
+        let utc = at.to_offset(time::UtcOffset::UTC);
+        When {
+            text: format_time(utc),
+            iso: format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                utc.year(),
+                u8::from(utc.month()),
+                utc.day(),
+                utc.hour(),
+                utc.minute(),
+                utc.second()
+            ),
+        }
+    }
+}
+
 /// "22 Nov 2026, 14:05 UTC".
 pub fn format_time(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
@@ -80,6 +164,7 @@ mod tests {
     fn times_read_like_a_person_would_say_them() {
         let now = datetime!(2026-11-22 14:05:30 UTC);
         assert_eq!(format_time(now), "22 Nov 2026, 14:05 UTC");
+        assert_eq!(When::at(now).iso, "2026-11-22T14:05:30Z");
         let cases = [
             (Duration::seconds(5), "just now"),
             (Duration::minutes(1), "1 minute ago"),

@@ -363,7 +363,8 @@ async fn an_api_family_is_listed_on_the_account_page_until_the_client_signs_out(
     let page = browser.get("/account").await;
     assert_eq!(page.count_testid("session-row"), 2);
     assert!(
-        page.body.contains("<span class=\"kind\">API token</span>"),
+        page.body
+            .contains("<span class=\"kind\">App or script</span>"),
         "{}",
         page.body
     );
@@ -395,7 +396,9 @@ async fn an_api_family_is_listed_on_the_account_page_until_the_client_signs_out(
     let page = browser.get("/account").await;
     assert_eq!(page.count_testid("session-row"), 1);
     assert!(
-        !page.body.contains("<span class=\"kind\">API token</span>"),
+        !page
+            .body
+            .contains("<span class=\"kind\">App or script</span>"),
         "{}",
         page.body
     );
