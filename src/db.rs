@@ -71,6 +71,10 @@ struct Shared {
     /// say) makes every connection that was checked out before then suspect: each is pinged
     /// before its next use, instead of failing one request each.
     breakages: AtomicU64,
+    /// Returned connections still finishing what their last user left pending. One of them may
+    /// be waiting on a server that has gone (its failure, and so `breakages`, comes later): until
+    /// they settle, idle connections are pinged before use.
+    settling: AtomicUsize,
     /// Requests being answered (counted by `RequestsInFlight`): closing waits for them.
     in_flight: AtomicUsize,
     drained: Notify,
@@ -129,6 +133,7 @@ impl PgPool {
             idle_timeout: config.idle_timeout.map(Duration::from_secs),
             min_idle: config.min_connections.unwrap_or(0) as usize,
             breakages: AtomicU64::new(0),
+            settling: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             drained: Notify::new(),
             drain_limit_secs: AtomicU64::new(DEFAULT_DRAIN_LIMIT_SECS),
@@ -171,7 +176,9 @@ impl PgPool {
             .map_err(|_| sqlx::Error::PoolClosed)?;
         while let Some(mut idle) = self.0.take_idle() {
             let breakages = self.0.breakages.load(Ordering::Acquire);
-            let suspect = idle.since.elapsed() > PING_AFTER_IDLE || idle.breakages != breakages;
+            let suspect = idle.since.elapsed() > PING_AFTER_IDLE
+                || idle.breakages != breakages
+                || self.0.settling.load(Ordering::Acquire) > 0;
             if !suspect || idle.conn.ping().await.is_ok() {
                 return Ok(self.0.hand_out(idle.conn, breakages, permit));
             }
@@ -331,11 +338,13 @@ impl Drop for PooledConnection {
                     return;
                 };
                 let (pool, breakages) = (Arc::clone(&self.pool), self.breakages);
+                pool.settling.fetch_add(1, Ordering::AcqRel);
                 runtime.spawn(async move {
                     match timeout(FINISH_TIMEOUT, conn.flush()).await {
                         Ok(Ok(())) => pool.put_back(conn, breakages),
                         _ => pool.found_broken(),
                     }
+                    pool.settling.fetch_sub(1, Ordering::AcqRel);
                     drop(permit);
                 });
             }
