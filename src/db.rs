@@ -20,7 +20,10 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::error::AppError;
 
-/// The app's database: `Connection<Db>` in a handler is one pooled connection.
+/// The app's database. Handlers take a connection from it through `RequestContext::connection`
+/// when they need one, not as a `Connection<Db>` guard: Rocket resolves request guards before it
+/// reads the body, so a slow client would hold a connection while it sends, and a guard's
+/// connection would stay out while argon2 runs.
 #[derive(Database)]
 #[database("main")]
 pub struct Db(PgPool);
