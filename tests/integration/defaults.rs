@@ -50,8 +50,9 @@ async fn the_binary_without_a_configuration_file_starts_with_safe_defaults() {
         "no Server banner: {}",
         form.head
     );
-    assert!(
-        form.header("Strict-Transport-Security").is_some(),
+    assert_eq!(
+        form.header("Strict-Transport-Security"),
+        Some("max-age=63072000; includeSubDomains"),
         "HSTS in the release profile: {}",
         form.head
     );

@@ -488,6 +488,35 @@ async fn every_response_carries_the_security_headers_and_pages_are_not_stored() 
 }
 
 #[rocket::async_test]
+async fn in_the_release_profile_every_response_tells_browsers_to_keep_to_https() {
+    // The release profile as the app's own configuration stack defines it (the code's safe
+    // defaults and Rocket.toml), on the real routes and the real header fairing.
+    let app = TestApp::with(|figment| figment.select("release")).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    assert_eq!(
+        alice.sign_in("alice", PASSWORD).await.status,
+        Status::SeeOther
+    );
+    for path in [
+        "/login",
+        "/account",
+        "/no-such-page",
+        "/healthz",
+        "/static/app.css",
+    ] {
+        let reply = alice.get(path).await;
+        assert_eq!(
+            reply.header("Strict-Transport-Security"),
+            Some("max-age=63072000; includeSubDomains"),
+            "{path}: {}",
+            reply.status
+        );
+    }
+}
+
+#[rocket::async_test]
 async fn the_role_is_read_fresh_on_every_request() {
     let app = TestApp::new().await;
     let user_id = app.create_user("alice", Role::User).await;
