@@ -4,7 +4,9 @@ use askama::Template;
 use rocket::Request;
 use rocket::response::content::RawHtml;
 use rocket::response::{self, Responder};
-use time::{Duration, OffsetDateTime};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{Duration, OffsetDateTime, UtcOffset};
 
 use crate::error::AppError;
 use crate::session::AuthenticatedUser;
@@ -43,17 +45,17 @@ impl Nav {
     }
 }
 
+/// How pages show a moment: "22 Nov 2026, 14:05 UTC" (day, short month name, year, 24-hour
+/// time), always in UTC, whatever offset the value carries.
+const READABLE_TIME: &[BorrowedFormatItem<'static>] =
+    format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute] UTC");
+
 /// "22 Nov 2026, 14:05 UTC".
 pub fn format_time(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{} {} {}, {:02}:{:02} UTC",
-        at.day(),
-        &at.month().to_string()[..3],
-        at.year(),
-        at.hour(),
-        at.minute()
-    )
+    let at = at.to_offset(UtcOffset::UTC);
+    // Formatting fails only for a component the value lacks, and an OffsetDateTime has them
+    // all; were it ever to fail, the page shows the plain form rather than failing.
+    at.format(READABLE_TIME).unwrap_or_else(|_| at.to_string())
 }
 
 /// "just now", "3 minutes ago", "2 hours ago", "5 days ago".
@@ -80,6 +82,11 @@ mod tests {
     fn times_read_like_a_person_would_say_them() {
         let now = datetime!(2026-11-22 14:05:30 UTC);
         assert_eq!(format_time(now), "22 Nov 2026, 14:05 UTC");
+        // Single-digit days and hours, and another offset shown in UTC.
+        assert_eq!(
+            format_time(datetime!(2026-03-05 00:07:59 +02:00)),
+            "4 Mar 2026, 22:07 UTC"
+        );
         let cases = [
             (Duration::seconds(5), "just now"),
             (Duration::minutes(1), "1 minute ago"),
