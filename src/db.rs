@@ -20,7 +20,10 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::error::AppError;
 
-/// The app's database: `Connection<Db>` in a handler is one pooled connection.
+/// The app's database. Handlers take `&State<Db>` (request guards, `Db::fetch`) and ask
+/// [`Db::connection`] for a pooled connection where they need one, never across argon2 work (a
+/// slow hash must not hold a connection the next request waits for); an unreachable database
+/// is a 503.
 #[derive(Database)]
 #[database("main")]
 pub struct Db(PgPool);
