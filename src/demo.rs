@@ -57,7 +57,7 @@ pub fn stage() -> AdHoc {
         }
         println!("\nDemo accounts (debug profile only):");
         for (name, password, role) in DEMO_USERS {
-            println!("  {name:<6} / {password:<22} ({})", role.as_str());
+            println!("  {name:<6} / {password:<22} ({})", role.code());
         }
         println!();
         Ok(rocket)

@@ -7,93 +7,36 @@ use uuid::Uuid;
 
 use crate::client::ClientInfo;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    SignIn,
-    SignInFailed,
-    SignOut,
-    IdleTimeout,
-    SessionExpired,
-    FingerprintMismatch,
-    NetworkChanged,
-    Registered,
-    NewDevice,
-    SessionRevoked,
-    SessionLimit,
-    PasswordChanged,
-    Confirmed,
-    ConfirmFailed,
-    AccountSecured,
-    AccountDisabled,
-    AccountEnabled,
-    SessionsRevokedByAdmin,
-    ApiTokenIssued,
-    ApiSignOut,
-    ApiTokenRefreshReuse,
-    SessionBound,
-    BindingProofRefused,
+crate::codes::text_codes! {
+    /// What a security event records (`security_events.kind`).
+    pub enum EventKind {
+        SignIn = "sign_in",
+        SignInFailed = "sign_in_failed",
+        SignOut = "sign_out",
+        IdleTimeout = "idle_timeout",
+        SessionExpired = "session_expired",
+        FingerprintMismatch = "fingerprint_mismatch",
+        NetworkChanged = "network_changed",
+        Registered = "registered",
+        NewDevice = "new_device",
+        SessionRevoked = "session_revoked",
+        SessionLimit = "session_limit",
+        PasswordChanged = "password_changed",
+        Confirmed = "confirmed",
+        ConfirmFailed = "confirm_failed",
+        AccountSecured = "account_secured",
+        AccountDisabled = "account_disabled",
+        AccountEnabled = "account_enabled",
+        SessionsRevokedByAdmin = "sessions_revoked_by_admin",
+        ApiTokenIssued = "api_token_issued",
+        ApiSignOut = "api_sign_out",
+        ApiTokenRefreshReuse = "refresh_reuse",
+        SessionBound = "session_bound",
+        BindingProofRefused = "binding_proof_refused",
+    }
 }
 
 impl EventKind {
-    const ALL: [EventKind; 23] = [
-        EventKind::SignIn,
-        EventKind::SignInFailed,
-        EventKind::SignOut,
-        EventKind::IdleTimeout,
-        EventKind::SessionExpired,
-        EventKind::FingerprintMismatch,
-        EventKind::NetworkChanged,
-        EventKind::Registered,
-        EventKind::NewDevice,
-        EventKind::SessionRevoked,
-        EventKind::SessionLimit,
-        EventKind::PasswordChanged,
-        EventKind::Confirmed,
-        EventKind::ConfirmFailed,
-        EventKind::AccountSecured,
-        EventKind::AccountDisabled,
-        EventKind::AccountEnabled,
-        EventKind::SessionsRevokedByAdmin,
-        EventKind::ApiTokenIssued,
-        EventKind::ApiSignOut,
-        EventKind::ApiTokenRefreshReuse,
-        EventKind::SessionBound,
-        EventKind::BindingProofRefused,
-    ];
-
-    /// The stored name (stable: rows outlive releases).
-    pub fn code(self) -> &'static str {
-        match self {
-            EventKind::SignIn => "sign_in",
-            EventKind::SignInFailed => "sign_in_failed",
-            EventKind::SignOut => "sign_out",
-            EventKind::IdleTimeout => "idle_timeout",
-            EventKind::SessionExpired => "session_expired",
-            EventKind::FingerprintMismatch => "fingerprint_mismatch",
-            EventKind::NetworkChanged => "network_changed",
-            EventKind::Registered => "registered",
-            EventKind::NewDevice => "new_device",
-            EventKind::SessionRevoked => "session_revoked",
-            EventKind::SessionLimit => "session_limit",
-            EventKind::PasswordChanged => "password_changed",
-            EventKind::Confirmed => "confirmed",
-            EventKind::ConfirmFailed => "confirm_failed",
-            EventKind::AccountSecured => "account_secured",
-            EventKind::AccountDisabled => "account_disabled",
-            EventKind::AccountEnabled => "account_enabled",
-            EventKind::SessionsRevokedByAdmin => "sessions_revoked_by_admin",
-            EventKind::ApiTokenIssued => "api_token_issued",
-            EventKind::ApiSignOut => "api_sign_out",
-            EventKind::ApiTokenRefreshReuse => "refresh_reuse",
-            EventKind::SessionBound => "session_bound",
-            EventKind::BindingProofRefused => "binding_proof_refused",
-        }
-    }
-
-    pub fn from_code(code: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|kind| kind.code() == code)
-    }
-
     /// What the account page says happened.
     pub fn describe(self) -> &'static str {
         match self {
@@ -193,19 +136,19 @@ pub async fn record(
     event: NewEvent<'_>,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO security_events (user_id, kind, session_public_id, actor_public_id, ip, user_agent, detail,
                                       occurred_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        event.user_id,
+        event.kind as _,
+        event.session,
+        event.actor,
+        event.client.ip,
+        event.client.user_agent,
+        event.detail,
+        now,
     )
-    .bind(event.user_id)
-    .bind(event.kind.code())
-    .bind(event.session)
-    .bind(event.actor)
-    .bind(&event.client.ip)
-    .bind(&event.client.user_agent)
-    .bind(&event.detail)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
@@ -225,27 +168,27 @@ pub async fn record_sign_in_failure(
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     let mut tx = conn.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
+    sqlx::query!("SET LOCAL synchronous_commit = off")
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO security_events (user_id, kind, ip, user_agent, occurred_at)
          SELECT id, $2, $3, $4, $5 FROM users WHERE id = $1",
+        account,
+        EventKind::SignInFailed as _,
+        client.ip,
+        client.user_agent,
+        now,
     )
-    .bind(account)
-    .bind(EventKind::SignInFailed.code())
-    .bind(&client.ip)
-    .bind(&client.user_agent)
-    .bind(now)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct EventRecord {
     pub id: i64,
-    pub kind: String,
+    pub kind: EventKind,
     pub session_public_id: Option<Uuid>,
     pub actor_public_id: Option<Uuid>,
     pub ip: String,
@@ -255,10 +198,6 @@ pub struct EventRecord {
 }
 
 impl EventRecord {
-    pub fn kind(&self) -> Option<EventKind> {
-        EventKind::from_code(&self.kind)
-    }
-
     /// The device whose request caused the event (its IP and user agent are recorded): the
     /// actor when another device acted, else the device the event is about.
     pub fn acting_device(&self) -> Option<Uuid> {
@@ -272,12 +211,14 @@ pub async fn recent_for_user(
     user_id: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<EventRecord>> {
-    sqlx::query_as(
-        "SELECT id, kind, session_public_id, actor_public_id, ip, user_agent, detail, occurred_at FROM security_events
-         WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
+    sqlx::query_as!(
+        EventRecord,
+        r#"SELECT id, kind AS "kind: EventKind", session_public_id, actor_public_id, ip, user_agent, detail, occurred_at
+           FROM security_events
+           WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2"#,
+        user_id,
+        limit,
     )
-    .bind(user_id)
-    .bind(limit)
     .fetch_all(conn)
     .await
 }
@@ -288,7 +229,7 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips_through_its_code() {
-        for kind in EventKind::ALL {
+        for &kind in EventKind::ALL {
             assert_eq!(EventKind::from_code(kind.code()), Some(kind));
         }
     }

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod client;
 pub mod clock;
+pub mod codes;
 pub mod config;
 pub mod csrf;
 pub mod db;

@@ -146,17 +146,18 @@ fn is_loopback_name(host: &str) -> bool {
 /// tombstones, refresh tokens, security activity and throttle counts. The list is read from the
 /// catalog, so a table a later migration adds is emptied too.
 pub async fn erase_all_data(conn: &mut PgConnection) -> sqlx::Result<()> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
-         WHERE schemaname = current_schema() AND tablename <> '_sqlx_migrations'
-         ORDER BY tablename",
+    let tables = sqlx::query_scalar!(
+        r#"SELECT format('%I.%I', schemaname, tablename) AS "table!" FROM pg_tables
+           WHERE schemaname = current_schema() AND tablename <> '_sqlx_migrations'
+           ORDER BY tablename"#,
     )
     .fetch_all(&mut *conn)
     .await?;
     if tables.is_empty() {
         return Ok(());
     }
-    // The names come quoted from PostgreSQL's own `format('%I')`, not from the request.
+    // Built at run time: the table list is only known then. The names come quoted from
+    // PostgreSQL's own `format('%I')`, not from the request.
     sqlx::query(&format!(
         "TRUNCATE {} RESTART IDENTITY CASCADE",
         tables.join(", ")

@@ -41,29 +41,21 @@ const ADDRESS_LOCK_CLASS: i32 = 0x5349_4749; // "SIGI"
 const SESSION_LOCK_CLASS: i32 = 0x5349_4753; // "SIGS"
 const SIGN_UP_LOCK_CLASS: i32 = 0x5349_4755; // "SIGU"
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
-    /// Sign-in failures per account.
-    Account,
-    /// Sign-in failures per client address.
-    Address,
-    /// Wrong passwords at re-checks, per signed-in session.
-    Session,
-    /// Sign-ups per client address.
-    SignUp,
+crate::codes::text_codes! {
+    /// Whose budget a row counts against (`sign_in_failures.scope`, see migrations/0005 and 0007).
+    pub enum Scope {
+        /// Sign-in failures per account.
+        Account = "account",
+        /// Sign-in failures per client address.
+        Address = "ip",
+        /// Wrong passwords at re-checks, per signed-in session.
+        Session = "session",
+        /// Sign-ups per client address.
+        SignUp = "sign_up",
+    }
 }
 
 impl Scope {
-    /// The stored name (see migrations/0005 and 0007).
-    fn code(self) -> &'static str {
-        match self {
-            Scope::Account => "account",
-            Scope::Address => "ip",
-            Scope::Session => "session",
-            Scope::SignUp => "sign_up",
-        }
-    }
-
     fn lock_class(self) -> i32 {
         match self {
             Scope::Account => ACCOUNT_LOCK_CLASS,
@@ -395,12 +387,14 @@ async fn admit(
 /// acts on the right password.
 pub async fn succeeded(conn: &mut PgConnection, attempt: Attempt) -> sqlx::Result<()> {
     let resets = attempt.resets.as_ref();
-    sqlx::query("DELETE FROM sign_in_failures WHERE (scope = $1 AND subject = $2) OR id = $3")
-        .bind(resets.map(|subject| subject.scope.code()))
-        .bind(resets.map(|subject| &subject.digest[..]))
-        .bind(attempt.address_row)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM sign_in_failures WHERE (scope = $1 AND subject = $2) OR id = $3",
+        resets.map(|subject| subject.scope) as _,
+        resets.map(|subject| &subject.digest[..]),
+        attempt.address_row,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -424,11 +418,13 @@ pub async fn forget_old(
 }
 
 async fn lock(tx: &mut PgConnection, subject: &Subject) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-        .bind(subject.scope.lock_class())
-        .bind(subject.lock_key())
-        .execute(tx)
-        .await?;
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        subject.scope.lock_class(),
+        subject.lock_key(),
+    )
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
@@ -437,17 +433,18 @@ async fn recent_failures(
     subject: &Subject,
     since: OffsetDateTime,
 ) -> sqlx::Result<Failures> {
-    let (count, last_at): (i64, Option<OffsetDateTime>) = sqlx::query_as(
-        "SELECT count(*), max(failed_at) FROM sign_in_failures WHERE scope = $1 AND subject = $2 AND failed_at > $3",
+    let row = sqlx::query!(
+        r#"SELECT count(*) AS "count!", max(failed_at) AS last_at
+           FROM sign_in_failures WHERE scope = $1 AND subject = $2 AND failed_at > $3"#,
+        subject.scope as _,
+        &subject.digest[..],
+        since,
     )
-    .bind(subject.scope.code())
-    .bind(&subject.digest[..])
-    .bind(since)
     .fetch_one(conn)
     .await?;
     Ok(Failures {
-        count: u32::try_from(count).unwrap_or(u32::MAX),
-        last_at,
+        count: u32::try_from(row.count).unwrap_or(u32::MAX),
+        last_at: row.last_at,
     })
 }
 
@@ -459,14 +456,14 @@ async fn nth_latest(
     since: OffsetDateTime,
     n: u32,
 ) -> sqlx::Result<Option<OffsetDateTime>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT failed_at FROM sign_in_failures WHERE scope = $1 AND subject = $2 AND failed_at > $3
          ORDER BY failed_at DESC OFFSET $4 LIMIT 1",
+        subject.scope as _,
+        &subject.digest[..],
+        since,
+        i64::from(n.saturating_sub(1)),
     )
-    .bind(subject.scope.code())
-    .bind(&subject.digest[..])
-    .bind(since)
-    .bind(i64::from(n.saturating_sub(1)))
     .fetch_optional(conn)
     .await
 }
@@ -476,12 +473,12 @@ async fn insert_row(
     subject: &Subject,
     now: OffsetDateTime,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO sign_in_failures (scope, subject, failed_at) VALUES ($1, $2, $3) RETURNING id",
+        subject.scope as _,
+        &subject.digest[..],
+        now,
     )
-    .bind(subject.scope.code())
-    .bind(&subject.digest[..])
-    .bind(now)
     .fetch_one(conn)
     .await
 }
@@ -491,12 +488,12 @@ async fn delete_older_than(
     cutoff: OffsetDateTime,
     batch: i64,
 ) -> sqlx::Result<u64> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "DELETE FROM sign_in_failures WHERE id IN (
              SELECT id FROM sign_in_failures WHERE failed_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        cutoff,
+        batch,
     )
-    .bind(cutoff)
-    .bind(batch)
     .execute(conn)
     .await?;
     Ok(result.rows_affected())

@@ -16,7 +16,7 @@ use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page, format_ago, format_time};
-use crate::session::{self, AuthenticatedUser, ConfirmedUser, Reason, store};
+use crate::session::{self, AuthenticatedUser, ConfirmedUser, Reason, SessionKind, store};
 
 /// How many security events the account page shows.
 const RECENT_EVENTS: i64 = 20;
@@ -71,10 +71,9 @@ pub async fn page(
         .map(|device| DeviceRow {
             public_id: device.public_id.to_string(),
             description: device::describe(&device.user_agent),
-            kind: if device.kind == "api" {
-                "API token"
-            } else {
-                "Browser"
+            kind: match device.kind {
+                SessionKind::Browser => "Browser",
+                SessionKind::Api => "API token",
             },
             ip: device.ip,
             signed_in: format_time(device.created_at),
@@ -87,23 +86,20 @@ pub async fn page(
     devices.sort_by_key(|device| !device.current);
     let events = recent
         .into_iter()
-        .filter_map(|event| {
-            let kind = event.kind()?;
-            Some(EventRow {
-                description: kind.describe(),
-                warning: kind.is_warning(),
-                when: format_time(event.occurred_at),
-                device: device::describe(&event.user_agent),
-                this_device: event.acting_device() == Some(user.session_public_id()),
-                ip: event.ip,
-            })
+        .map(|event| EventRow {
+            description: event.kind.describe(),
+            warning: event.kind.is_warning(),
+            when: format_time(event.occurred_at),
+            device: device::describe(&event.user_agent),
+            this_device: event.acting_device() == Some(user.session_public_id()),
+            ip: event.ip,
         })
         .collect();
 
     Ok(Page(AccountPage {
         nav: Some(Nav::of(user)),
         username: user.username().to_owned(),
-        role: user.role().as_str(),
+        role: user.role().code(),
         signed_in_at: format_time(user.signed_in_at()),
         confirmed: user.is_confirmed(),
         devices,

@@ -213,7 +213,7 @@ pub struct Me {
 pub fn me(user: &ApiUser) -> Json<Me> {
     Json(Me {
         username: user.username().to_owned(),
-        role: user.role().as_str(),
+        role: user.role().code(),
     })
 }
 

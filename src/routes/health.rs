@@ -8,7 +8,10 @@ use crate::db::Db;
 #[get("/healthz")]
 async fn healthz(db: &State<Db>) -> (Status, &'static str) {
     let answered = match db.pool().acquire().await {
-        Ok(mut conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.map(drop),
+        Ok(mut conn) => sqlx::query!("SELECT 1 AS one")
+            .fetch_one(&mut *conn)
+            .await
+            .map(drop),
         Err(error) => Err(error),
     };
     match answered {

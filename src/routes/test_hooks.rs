@@ -101,11 +101,10 @@ async fn create_user(
             ));
         }
     };
-    // Strict, unlike `Role::parse`: a typo must not quietly make an ordinary user.
-    let role = match role.as_deref() {
-        None | Some("user") => Role::User,
-        Some("admin") => Role::Admin,
-        Some(_) => {
+    // No role is an ordinary user; an unknown one is refused: a typo must not quietly make one.
+    let role = match role.as_deref().map_or(Some(Role::User), Role::from_code) {
+        Some(role) => role,
+        None => {
             return Ok(refused(
                 Status::UnprocessableEntity,
                 "invalid_role",
@@ -117,7 +116,7 @@ async fn create_user(
     let mut conn = db.connection().await?;
     match users::store::create(&mut conn, &username, &password_hash, role, clock.now()).await? {
         Some(id) => {
-            let body = json!({ "id": id, "username": username.as_str(), "role": role.as_str() });
+            let body = json!({ "id": id, "username": username.as_str(), "role": role.code() });
             Ok((Status::Created, Json(body)))
         }
         None => Ok(refused(

@@ -9,6 +9,7 @@ use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::SessionKind;
 use super::reason::Reason;
 use super::store;
 use super::token::SessionToken;
@@ -16,8 +17,6 @@ use crate::client::ClientInfo;
 use crate::config::SessionConfig;
 use crate::events::{self, EventKind, NewEvent};
 use crate::users::{self, CheckedCredentials, Role};
-
-pub const API: &str = "api";
 
 /// A new access and refresh token. They reach the client once, in the response body; the
 /// database keeps only their hashes.
@@ -80,19 +79,20 @@ pub async fn issue(
     // The refresh lifetime is the family's absolute expiry: refreshing never extends it.
     let expires_at = now + config.refresh_token_lifetime();
     let pair = TokenPair::generate(now, expires_at, config);
-    let family = store::insert_api_family(
+    let family = store::insert(
         tx,
         &store::NewSession {
             key: &pair.access_token.key(),
             user_id,
-            kind: API,
+            kind: store::NewKind::Api {
+                access_expires_at: pair.access_expires_at,
+            },
             now,
             expires_at,
             fingerprint: &client.fingerprint,
             ip: &client.ip,
             user_agent: &client.user_agent,
         },
-        pair.access_expires_at,
     )
     .await?;
     store::insert_refresh_token(tx, &pair.refresh_token.key(), family, 0, now).await?;
@@ -104,7 +104,7 @@ pub async fn issue(
     .await?;
     // The newest family wins, as at the browser cap: the least recently used beyond it end now.
     let cap = i64::from(config.max_api_families_per_user);
-    for evicted in store::revoke_beyond_cap(tx, user_id, API, cap, now).await? {
+    for evicted in store::revoke_beyond_cap(tx, user_id, SessionKind::Api, cap, now).await? {
         let event =
             NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(family);
         events::record(tx, event, now).await?;
@@ -198,7 +198,7 @@ pub async fn validate(
     // "Last active" on the device list, written at most once per touch interval like a browser's,
     // by the lookup itself.
     let touch = store::Touch {
-        kind: API,
+        kind: SessionKind::Api,
         now,
         seen_before: now - config.touch_interval(),
         seen_after: None,
@@ -208,7 +208,7 @@ pub async fn validate(
         let Some(record) = store::find_with_user(conn, &key, &touch).await? else {
             return Ok(None);
         };
-        let live = record.kind == API
+        let live = record.kind == SessionKind::Api
             && record.revoke_reason.is_none()
             && !record.disabled
             && now < record.expires_at
@@ -226,7 +226,7 @@ pub async fn validate(
             public_id: record.public_id,
             user_id: record.user_id,
             username: record.username,
-            role: Role::parse(&record.role),
+            role: record.role,
         }));
     }
     Ok(None)

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::policy::{self, Decision, FingerprintMatch, Lifetimes};
 use super::proof::{self, Proof, ProofError};
 use super::token::{SessionKey, SessionToken, random_bytes};
-use super::{LiveSession, Reason, store};
+use super::{LiveSession, Reason, SessionKind, store};
 use crate::client::ClientInfo;
 use crate::config::SessionConfig;
 use crate::db::PgPool;
@@ -146,12 +146,10 @@ pub async fn register(
     else {
         return Ok(Registered::Ended(Reason::LoginRequired));
     };
-    if let Some(code) = &record.revoke_reason {
-        return Ok(Registered::Ended(
-            Reason::from_code(code).unwrap_or(Reason::Revoked),
-        ));
+    if let Some(reason) = record.revoke_reason {
+        return Ok(Registered::Ended(reason));
     }
-    if record.kind != super::BROWSER {
+    if record.kind != SessionKind::Browser {
         return Ok(Registered::Ended(Reason::LoginRequired));
     }
     if record.disabled {
@@ -275,10 +273,8 @@ pub async fn refresh(
     ) else {
         return Ok(Refreshed::Ended(None)); // never bound (an API family has no key either)
     };
-    if let Some(code) = &record.revoke_reason {
-        return Ok(Refreshed::Ended(Some(
-            Reason::from_code(code).unwrap_or(Reason::Revoked),
-        )));
+    if let Some(reason) = record.revoke_reason {
+        return Ok(Refreshed::Ended(Some(reason)));
     }
     if record.disabled {
         return Ok(Refreshed::Ended(Some(Reason::Revoked)));

@@ -29,8 +29,13 @@ use crate::users::{self, CheckedCredentials, Role};
 use policy::{Decision, FingerprintMatch, Lifetimes, Limits};
 use token::{SessionKey, SessionToken};
 
-/// The `kind` of a browser session (API token families are `api`).
-pub(crate) const BROWSER: &str = "browser";
+crate::codes::text_codes! {
+    /// What a `sessions` row is: a browser's session, or an API token family (`api`).
+    pub enum SessionKind {
+        Browser = "browser",
+        Api = "api",
+    }
+}
 
 /// A session that passed every check on this request.
 #[derive(Debug, Clone)]
@@ -80,7 +85,7 @@ pub struct Started {
 pub(crate) fn browser_touch(config: &SessionConfig, now: OffsetDateTime) -> store::Touch {
     let (seen_before, seen_after) = policy::touch_window(limits(config), now);
     store::Touch {
-        kind: BROWSER,
+        kind: SessionKind::Browser,
         now,
         seen_before,
         seen_after: Some(seen_after),
@@ -127,7 +132,7 @@ pub async fn start(
         &store::NewSession {
             key: &token.key(),
             user_id,
-            kind: BROWSER,
+            kind: store::NewKind::Browser,
             now,
             expires_at: now + config.absolute_timeout(),
             fingerprint: &client.fingerprint,
@@ -152,7 +157,7 @@ pub async fn start(
     }
     // The newest sign-in wins: the least recently used sessions beyond the cap end now.
     let cap = i64::from(config.max_sessions_per_user);
-    for evicted in store::revoke_beyond_cap(tx, user_id, BROWSER, cap, now).await? {
+    for evicted in store::revoke_beyond_cap(tx, user_id, SessionKind::Browser, cap, now).await? {
         let event =
             NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(public_id);
         events::record(tx, event, now).await?;
@@ -194,13 +199,11 @@ async fn validate_once(
     let Some(record) = store::find_with_user(conn, key, &browser_touch(config, now)).await? else {
         return Ok(Some(Validated::Ended(Reason::LoginRequired)));
     };
-    if let Some(code) = &record.revoke_reason {
+    if let Some(reason) = record.revoke_reason {
         // A tombstone: tell the returning device why it was signed out.
-        return Ok(Some(Validated::Ended(
-            Reason::from_code(code).unwrap_or(Reason::Revoked),
-        )));
+        return Ok(Some(Validated::Ended(reason)));
     }
-    if record.kind != BROWSER {
+    if record.kind != SessionKind::Browser {
         return Ok(Some(Validated::Ended(Reason::LoginRequired)));
     }
     if record.disabled {
@@ -270,7 +273,7 @@ async fn validate_once(
         public_id: record.public_id,
         user_id: record.user_id,
         username: record.username,
-        role: Role::parse(&record.role),
+        role: record.role,
         created_at: record.created_at,
         last_seen_at: if touch || watched_changed {
             now

@@ -1,51 +1,22 @@
 //! Why a visitor is on the sign-in page: the `reason=` codes, a public contract that is never renamed.
 
-/// Every code the app puts in `/login?reason=`. An ended session's row stores one as its tombstone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    LoginRequired,
-    SignedOut,
-    IdleTimeout,
-    SessionExpired,
-    FingerprintMismatch,
-    Revoked,
-    PasswordChanged,
-    SessionLimit,
-    BoundCookieExpired,
+crate::codes::text_codes! {
+    /// Every code the app puts in `/login?reason=`. An ended session's row stores one as its
+    /// tombstone (`sessions.revoke_reason`).
+    pub enum Reason {
+        LoginRequired = "login_required",
+        SignedOut = "signed_out",
+        IdleTimeout = "idle_timeout",
+        SessionExpired = "session_expired",
+        FingerprintMismatch = "fingerprint_mismatch",
+        Revoked = "revoked",
+        PasswordChanged = "password_changed",
+        SessionLimit = "session_limit",
+        BoundCookieExpired = "bound_cookie_expired",
+    }
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
-        Reason::LoginRequired,
-        Reason::SignedOut,
-        Reason::IdleTimeout,
-        Reason::SessionExpired,
-        Reason::FingerprintMismatch,
-        Reason::Revoked,
-        Reason::PasswordChanged,
-        Reason::SessionLimit,
-        Reason::BoundCookieExpired,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::LoginRequired => "login_required",
-            Reason::SignedOut => "signed_out",
-            Reason::IdleTimeout => "idle_timeout",
-            Reason::SessionExpired => "session_expired",
-            Reason::FingerprintMismatch => "fingerprint_mismatch",
-            Reason::Revoked => "revoked",
-            Reason::PasswordChanged => "password_changed",
-            Reason::SessionLimit => "session_limit",
-            Reason::BoundCookieExpired => "bound_cookie_expired",
-        }
-    }
-
-    /// Unknown codes are `None`: the page shows no message and never echoes the input.
-    pub fn from_code(code: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|reason| reason.code() == code)
-    }
-
     /// What the sign-in page tells a person, in plain words.
     pub fn message(self) -> &'static str {
         match self {
@@ -80,7 +51,7 @@ mod tests {
 
     #[test]
     fn every_code_parses_back_to_itself() {
-        for reason in Reason::ALL {
+        for &reason in Reason::ALL {
             assert_eq!(Reason::from_code(reason.code()), Some(reason));
         }
     }

@@ -14,16 +14,18 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::SessionKind;
 use super::fingerprint::Fingerprint;
 use super::reason::Reason;
 use super::token::SessionKey;
+use crate::users::Role;
 
 /// A session row joined with the account it belongs to: one round trip per request.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct SessionRecord {
     pub public_id: Uuid,
     pub user_id: i64,
-    pub kind: String,
+    pub kind: SessionKind,
     pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
@@ -32,7 +34,7 @@ pub struct SessionRecord {
     pub access_expires_at: Option<OffsetDateTime>,
     pub fingerprint_bind: Vec<u8>,
     pub fingerprint_watch: Vec<u8>,
-    pub revoke_reason: Option<String>,
+    pub revoke_reason: Option<Reason>,
     /// Device-bound sessions only: the current token is refused from this moment.
     pub bound_until: Option<OffsetDateTime>,
     /// Device-bound sessions only: the CSRF token their forms carry.
@@ -41,7 +43,7 @@ pub struct SessionRecord {
     pub dbsc_offer: Option<String>,
     pub dbsc_offered_at: Option<OffsetDateTime>,
     pub username: String,
-    pub role: String,
+    pub role: Role,
     pub disabled: bool,
     /// This lookup wrote `last_seen_at` (see `Touch`); the other fields are as they were before.
     pub touched: bool,
@@ -53,7 +55,7 @@ pub struct SessionRecord {
 /// interval has passed) and, when given, after `seen_after` (not idle past its timeout: such a
 /// session is ended, not touched).
 pub struct Touch {
-    pub kind: &'static str,
+    pub kind: SessionKind,
     pub now: OffsetDateTime,
     pub seen_before: OffsetDateTime,
     pub seen_after: Option<OffsetDateTime>,
@@ -63,7 +65,7 @@ pub struct Touch {
 pub struct NewSession<'a> {
     pub key: &'a SessionKey,
     pub user_id: i64,
-    pub kind: &'static str,
+    pub kind: NewKind,
     pub now: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub fingerprint: &'a Fingerprint,
@@ -71,51 +73,42 @@ pub struct NewSession<'a> {
     pub user_agent: &'a str,
 }
 
-pub async fn insert(conn: &mut PgConnection, session: &NewSession<'_>) -> sqlx::Result<Uuid> {
-    let public_id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO sessions (key, public_id, user_id, kind, created_at, last_seen_at, expires_at,
-                               fingerprint_bind, fingerprint_watch, ip, user_agent)
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(session.key.as_bytes())
-    .bind(public_id)
-    .bind(session.user_id)
-    .bind(session.kind)
-    .bind(session.now)
-    .bind(session.expires_at)
-    .bind(&session.fingerprint.bind[..])
-    .bind(&session.fingerprint.watch[..])
-    .bind(session.ip)
-    .bind(session.user_agent)
-    .execute(conn)
-    .await?;
-    Ok(public_id)
+/// A browser session, or an API token family with its first access token's expiry. The API
+/// columns (`generation`, `access_expires_at`) are set exactly for API families, as the
+/// `sessions_api_columns` constraint demands; this type cannot express anything else.
+#[derive(Debug, Clone, Copy)]
+pub enum NewKind {
+    Browser,
+    /// Starts at generation 0; `NewSession::key` is the first access token's.
+    Api {
+        access_expires_at: OffsetDateTime,
+    },
 }
 
-/// Starts an API token family at generation 0; `session.key` is the first access token's.
-pub async fn insert_api_family(
-    conn: &mut PgConnection,
-    session: &NewSession<'_>,
-    access_expires_at: OffsetDateTime,
-) -> sqlx::Result<Uuid> {
+/// Inserts a session row and returns its new public id.
+pub async fn insert(conn: &mut PgConnection, session: &NewSession<'_>) -> sqlx::Result<Uuid> {
     let public_id = Uuid::new_v4();
-    sqlx::query(
+    let (kind, generation, access_expires_at) = match session.kind {
+        NewKind::Browser => (SessionKind::Browser, None, None),
+        NewKind::Api { access_expires_at } => (SessionKind::Api, Some(0), Some(access_expires_at)),
+    };
+    sqlx::query!(
         "INSERT INTO sessions (key, public_id, user_id, kind, created_at, last_seen_at, expires_at,
                                fingerprint_bind, fingerprint_watch, ip, user_agent, generation, access_expires_at)
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, 0, $11)",
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12)",
+        session.key.as_bytes(),
+        public_id,
+        session.user_id,
+        kind as _,
+        session.now,
+        session.expires_at,
+        &session.fingerprint.bind[..],
+        &session.fingerprint.watch[..],
+        session.ip,
+        session.user_agent,
+        generation,
+        access_expires_at,
     )
-    .bind(session.key.as_bytes())
-    .bind(public_id)
-    .bind(session.user_id)
-    .bind(session.kind)
-    .bind(session.now)
-    .bind(session.expires_at)
-    .bind(&session.fingerprint.bind[..])
-    .bind(&session.fingerprint.watch[..])
-    .bind(session.ip)
-    .bind(session.user_agent)
-    .bind(access_expires_at)
     .execute(conn)
     .await?;
     Ok(public_id)
@@ -133,26 +126,28 @@ pub async fn find_with_user(
     key: &SessionKey,
     touch: &Touch,
 ) -> sqlx::Result<Option<SessionRecord>> {
-    sqlx::query_as(
-        "WITH touched AS (
-             UPDATE sessions SET last_seen_at = $2
-             WHERE key = $1 AND kind = $3 AND revoked_at IS NULL
-               AND expires_at > $2 AND (access_expires_at IS NULL OR access_expires_at > $2)
-               AND (bound_until IS NULL OR bound_until > $2)
-               AND last_seen_at <= $4 AND ($5::timestamptz IS NULL OR last_seen_at > $5)
-             RETURNING 1)
-         SELECT s.public_id, s.user_id, s.kind, s.created_at, s.last_seen_at, s.expires_at,
-                s.confirmed_until, s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch, s.revoke_reason,
-                s.bound_until, s.bound_csrf, s.dbsc_offer, s.dbsc_offered_at,
-                u.username, u.role, u.disabled, EXISTS (SELECT FROM touched) AS touched
-         FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.key = $1",
+    sqlx::query_as!(
+        SessionRecord,
+        r#"WITH touched AS (
+               UPDATE sessions SET last_seen_at = $2
+               WHERE key = $1 AND kind = $3 AND revoked_at IS NULL
+                 AND expires_at > $2 AND (access_expires_at IS NULL OR access_expires_at > $2)
+                 AND (bound_until IS NULL OR bound_until > $2)
+                 AND last_seen_at <= $4 AND ($5::timestamptz IS NULL OR last_seen_at > $5)
+               RETURNING 1)
+           SELECT s.public_id, s.user_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at,
+                  s.expires_at, s.confirmed_until, s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch,
+                  s.revoke_reason AS "revoke_reason: Reason", s.bound_until, s.bound_csrf, s.dbsc_offer,
+                  s.dbsc_offered_at, u.username, u.role AS "role: Role", u.disabled,
+                  EXISTS (SELECT FROM touched) AS "touched!"
+           FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.key = $1"#,
+        key.as_bytes(),
+        touch.now,
+        touch.kind as _,
+        touch.seen_before,
+        touch.seen_after,
     )
-    .bind(key.as_bytes())
-    .bind(touch.now)
-    .bind(touch.kind)
-    .bind(touch.seen_before)
-    .bind(touch.seen_after)
     .fetch_optional(conn)
     .await
 }
@@ -166,14 +161,14 @@ pub async fn record_network_change(
     ip: &str,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET fingerprint_watch = $2, ip = $3, last_seen_at = $4, confirmed_until = NULL
          WHERE key = $1 AND revoked_at IS NULL",
+        key.as_bytes(),
+        &fingerprint.watch[..],
+        ip,
+        now,
     )
-    .bind(key.as_bytes())
-    .bind(&fingerprint.watch[..])
-    .bind(ip)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -188,13 +183,13 @@ pub async fn revoke_by_id(
     reason: Reason,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE public_id = $1 AND revoked_at IS NULL
          RETURNING user_id",
+        public_id,
+        now,
+        reason as _,
     )
-    .bind(public_id)
-    .bind(now)
-    .bind(reason.code())
     .fetch_optional(conn)
     .await
 }
@@ -208,13 +203,13 @@ pub async fn revoke(
     reason: Reason,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET revoked_at = $2, revoke_reason = $3
          WHERE public_id = (SELECT public_id FROM sessions WHERE key = $1) AND revoked_at IS NULL",
+        key.as_bytes(),
+        now,
+        reason as _,
     )
-    .bind(key.as_bytes())
-    .bind(now)
-    .bind(reason.code())
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -227,23 +222,23 @@ pub async fn reap(
     cutoff: OffsetDateTime,
     batch: i64,
 ) -> sqlx::Result<u64> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "DELETE FROM sessions WHERE key IN (
              SELECT key FROM sessions WHERE expires_at < $1
              ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        cutoff,
+        batch,
     )
-    .bind(cutoff)
-    .bind(batch)
     .execute(conn)
     .await?;
     Ok(result.rows_affected())
 }
 
 /// A live session as the device list shows it.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct DeviceRecord {
     pub public_id: Uuid,
-    pub kind: String,
+    pub kind: SessionKind,
     pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
     pub ip: String,
@@ -258,13 +253,16 @@ pub async fn list_live_for_user(
     user_id: i64,
     now: OffsetDateTime,
 ) -> sqlx::Result<Vec<DeviceRecord>> {
-    sqlx::query_as(
-        "SELECT public_id, kind, created_at, last_seen_at, ip, user_agent, dbsc_key IS NOT NULL AS bound FROM sessions
-         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
-         ORDER BY last_seen_at DESC, created_at DESC",
+    sqlx::query_as!(
+        DeviceRecord,
+        r#"SELECT public_id, kind AS "kind: SessionKind", created_at, last_seen_at, ip, user_agent,
+                  dbsc_key IS NOT NULL AS "bound!"
+           FROM sessions
+           WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+           ORDER BY last_seen_at DESC, created_at DESC"#,
+        user_id,
+        now,
     )
-    .bind(user_id)
-    .bind(now)
     .fetch_all(conn)
     .await
 }
@@ -278,14 +276,14 @@ pub async fn rotate(
     confirmed_until: Option<OffsetDateTime>,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET key = $2, confirmed_until = $3, last_seen_at = $4
          WHERE key = $1 AND revoked_at IS NULL",
+        old_key.as_bytes(),
+        new_key.as_bytes(),
+        confirmed_until,
+        now,
     )
-    .bind(old_key.as_bytes())
-    .bind(new_key.as_bytes())
-    .bind(confirmed_until)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -302,15 +300,15 @@ pub async fn revoke_other(
     reason: Reason,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET revoked_at = $4, revoke_reason = $5
          WHERE public_id = $2 AND user_id = $1 AND public_id <> $3 AND revoked_at IS NULL",
+        user_id,
+        public_id,
+        current,
+        now,
+        reason as _,
     )
-    .bind(user_id)
-    .bind(public_id)
-    .bind(current)
-    .bind(now)
-    .bind(reason.code())
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -325,15 +323,15 @@ pub async fn revoke_all_for_user(
     reason: Reason,
     now: OffsetDateTime,
 ) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE sessions SET revoked_at = $3, revoke_reason = $4
          WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR public_id <> $2)
          RETURNING public_id",
+        user_id,
+        keep,
+        now,
+        reason as _,
     )
-    .bind(user_id)
-    .bind(keep)
-    .bind(now)
-    .bind(reason.code())
     .fetch_all(conn)
     .await
 }
@@ -346,11 +344,11 @@ pub async fn revoke_all_for_user(
 pub async fn revoke_beyond_cap(
     conn: &mut PgConnection,
     user_id: i64,
-    kind: &str,
+    kind: SessionKind,
     cap: i64,
     now: OffsetDateTime,
 ) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE sessions SET revoked_at = $3, revoke_reason = $4
          WHERE revoked_at IS NULL AND public_id IN (
              SELECT public_id FROM sessions
@@ -358,12 +356,12 @@ pub async fn revoke_beyond_cap(
              ORDER BY last_seen_at DESC, created_at DESC
              OFFSET $2)
          RETURNING public_id",
+        user_id,
+        cap,
+        now,
+        Reason::SessionLimit as _,
+        kind as _,
     )
-    .bind(user_id)
-    .bind(cap)
-    .bind(now)
-    .bind(Reason::SessionLimit.code())
-    .bind(kind)
     .fetch_all(conn)
     .await
 }
@@ -375,22 +373,22 @@ pub async fn is_new_device(
     user_id: i64,
     user_agent: &str,
 ) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
-            AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND user_agent = $2)",
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
+              AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND user_agent = $2) AS "new_device!""#,
+        user_id,
+        user_agent,
     )
-    .bind(user_id)
-    .bind(user_agent)
     .fetch_one(conn)
     .await
 }
 
 /// A user as the admin page lists them.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct UserOverview {
     pub id: i64,
     pub username: String,
-    pub role: String,
+    pub role: Role,
     pub disabled: bool,
     pub live_sessions: i64,
 }
@@ -400,13 +398,14 @@ pub async fn users_with_live_sessions(
     conn: &mut PgConnection,
     now: OffsetDateTime,
 ) -> sqlx::Result<Vec<UserOverview>> {
-    sqlx::query_as(
-        "SELECT u.id, u.username, u.role, u.disabled,
-                count(s.key) FILTER (WHERE s.revoked_at IS NULL AND s.expires_at > $1) AS live_sessions
-         FROM users u LEFT JOIN sessions s ON s.user_id = u.id
-         GROUP BY u.id ORDER BY lower(u.username)",
+    sqlx::query_as!(
+        UserOverview,
+        r#"SELECT u.id, u.username, u.role AS "role: Role", u.disabled,
+                  count(s.key) FILTER (WHERE s.revoked_at IS NULL AND s.expires_at > $1) AS "live_sessions!"
+           FROM users u LEFT JOIN sessions s ON s.user_id = u.id
+           GROUP BY u.id ORDER BY lower(u.username)"#,
+        now,
     )
-    .bind(now)
     .fetch_all(conn)
     .await
 }
@@ -422,15 +421,15 @@ pub async fn advance_api_family(
     access_expires_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET key = $3, generation = generation + 1, access_expires_at = $4, last_seen_at = $5
          WHERE public_id = $1 AND generation = $2 AND revoked_at IS NULL AND expires_at > $5",
+        family,
+        generation,
+        access_key.as_bytes(),
+        access_expires_at,
+        now,
     )
-    .bind(family)
-    .bind(generation)
-    .bind(access_key.as_bytes())
-    .bind(access_expires_at)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -443,20 +442,20 @@ pub async fn insert_refresh_token(
     generation: i32,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO refresh_tokens (key, family, generation, issued_at) VALUES ($1, $2, $3, $4)",
+        key.as_bytes(),
+        family,
+        generation,
+        now,
     )
-    .bind(key.as_bytes())
-    .bind(family)
-    .bind(generation)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
 }
 
 /// A refresh token with the state of its family and account.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct RefreshRecord {
     pub family: Uuid,
     pub generation: i32,
@@ -472,15 +471,16 @@ pub async fn find_refresh_token(
     conn: &mut PgConnection,
     key: &SessionKey,
 ) -> sqlx::Result<Option<RefreshRecord>> {
-    sqlx::query_as(
-        "SELECT r.family, r.generation, r.used_at, s.user_id, s.expires_at,
-                s.revoked_at IS NOT NULL AS revoked, u.disabled
-         FROM refresh_tokens r
-         JOIN sessions s ON s.public_id = r.family
-         JOIN users u ON u.id = s.user_id
-         WHERE r.key = $1",
+    sqlx::query_as!(
+        RefreshRecord,
+        r#"SELECT r.family, r.generation, r.used_at, s.user_id, s.expires_at,
+                  s.revoked_at IS NOT NULL AS "revoked!", u.disabled
+           FROM refresh_tokens r
+           JOIN sessions s ON s.public_id = r.family
+           JOIN users u ON u.id = s.user_id
+           WHERE r.key = $1"#,
+        key.as_bytes(),
     )
-    .bind(key.as_bytes())
     .fetch_optional(conn)
     .await
 }
@@ -491,11 +491,13 @@ pub async fn mark_refresh_token_used(
     key: &SessionKey,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE key = $1 AND used_at IS NULL")
-        .bind(key.as_bytes())
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE refresh_tokens SET used_at = $2 WHERE key = $1 AND used_at IS NULL",
+        key.as_bytes(),
+        now,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -507,13 +509,14 @@ pub async fn offer_dbsc(
     challenge: &str,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET dbsc_offer = $2, dbsc_offered_at = $3
-         WHERE key = $1 AND kind = 'browser' AND revoked_at IS NULL AND dbsc_key IS NULL",
+         WHERE key = $1 AND kind = $4 AND revoked_at IS NULL AND dbsc_key IS NULL",
+        key.as_bytes(),
+        challenge,
+        now,
+        SessionKind::Browser as _,
     )
-    .bind(key.as_bytes())
-    .bind(challenge)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -538,31 +541,32 @@ pub async fn bind(
     key: &SessionKey,
     binding: &Binding<'_>,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET dbsc_key = $4, bound_csrf = $5, bound_until = $6, dbsc_offer = NULL, dbsc_offered_at = NULL
-         WHERE key = $1 AND kind = 'browser' AND revoked_at IS NULL AND dbsc_key IS NULL
+         WHERE key = $1 AND kind = $7 AND revoked_at IS NULL AND dbsc_key IS NULL
            AND dbsc_offer = $2 AND dbsc_offered_at > $3",
+        key.as_bytes(),
+        binding.challenge,
+        binding.offered_after,
+        binding.public_key,
+        binding.csrf,
+        binding.bound_until,
+        SessionKind::Browser as _,
     )
-    .bind(key.as_bytes())
-    .bind(binding.challenge)
-    .bind(binding.offered_after)
-    .bind(binding.public_key)
-    .bind(binding.csrf)
-    .bind(binding.bound_until)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
 }
 
 /// A session as a DBSC refresh finds it by its public id (the browser's session identifier).
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct BoundRecord {
     pub key: Vec<u8>,
     pub user_id: i64,
-    pub kind: String,
+    pub kind: SessionKind,
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
-    pub revoke_reason: Option<String>,
+    pub revoke_reason: Option<Reason>,
     pub dbsc_key: Option<Vec<u8>>,
     pub disabled: bool,
 }
@@ -572,12 +576,14 @@ pub async fn find_by_public_id(
     conn: &mut PgConnection,
     public_id: Uuid,
 ) -> sqlx::Result<Option<BoundRecord>> {
-    sqlx::query_as(
-        "SELECT s.key, s.user_id, s.kind, s.last_seen_at, s.expires_at, s.revoke_reason, s.dbsc_key, u.disabled
-         FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.public_id = $1",
+    sqlx::query_as!(
+        BoundRecord,
+        r#"SELECT s.key, s.user_id, s.kind AS "kind: SessionKind", s.last_seen_at, s.expires_at,
+                  s.revoke_reason AS "revoke_reason: Reason", s.dbsc_key, u.disabled
+           FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.public_id = $1"#,
+        public_id,
     )
-    .bind(public_id)
     .fetch_optional(conn)
     .await
 }
@@ -593,21 +599,23 @@ pub async fn insert_dbsc_challenge(
     keep: i64,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "DELETE FROM dbsc_challenges WHERE id IN (
              SELECT id FROM dbsc_challenges WHERE session_id = $1 ORDER BY id DESC OFFSET $2)",
+        session,
+        keep - 1,
     )
-    .bind(session)
-    .bind(keep - 1)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("INSERT INTO dbsc_challenges (challenge, session_id, session_key, issued_at) VALUES ($1, $2, $3, $4)")
-        .bind(challenge)
-        .bind(session)
-        .bind(key.as_bytes())
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO dbsc_challenges (challenge, session_id, session_key, issued_at) VALUES ($1, $2, $3, $4)",
+        challenge,
+        session,
+        key.as_bytes(),
+        now,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -620,13 +628,13 @@ pub async fn take_dbsc_challenge(
     challenge: &str,
     issued_after: OffsetDateTime,
 ) -> sqlx::Result<Option<SessionKey>> {
-    let issued_under: Option<Vec<u8>> = sqlx::query_scalar(
+    let issued_under = sqlx::query_scalar!(
         "DELETE FROM dbsc_challenges WHERE challenge = $1 AND session_id = $2 AND issued_at > $3
          RETURNING session_key",
+        challenge,
+        session,
+        issued_after,
     )
-    .bind(challenge)
-    .bind(session)
-    .bind(issued_after)
     .fetch_optional(conn)
     .await?;
     Ok(issued_under.as_deref().and_then(SessionKey::from_stored))
@@ -642,13 +650,13 @@ pub async fn rotate_bound(
     new_key: &SessionKey,
     bound_until: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET key = $2, bound_until = $3
          WHERE key = $1 AND revoked_at IS NULL AND dbsc_key IS NOT NULL",
+        old_key.as_bytes(),
+        new_key.as_bytes(),
+        bound_until,
     )
-    .bind(old_key.as_bytes())
-    .bind(new_key.as_bytes())
-    .bind(bound_until)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -662,13 +670,13 @@ pub async fn rebind_rotated(
     csrf: &[u8],
     bound_until: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET bound_csrf = $2, bound_until = $3
          WHERE key = $1 AND revoked_at IS NULL AND dbsc_key IS NOT NULL",
+        key.as_bytes(),
+        csrf,
+        bound_until,
     )
-    .bind(key.as_bytes())
-    .bind(csrf)
-    .bind(bound_until)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -679,8 +687,7 @@ pub async fn reap_dbsc_challenges(
     conn: &mut PgConnection,
     cutoff: OffsetDateTime,
 ) -> sqlx::Result<u64> {
-    let result = sqlx::query("DELETE FROM dbsc_challenges WHERE issued_at < $1")
-        .bind(cutoff)
+    let result = sqlx::query!("DELETE FROM dbsc_challenges WHERE issued_at < $1", cutoff)
         .execute(conn)
         .await?;
     Ok(result.rows_affected())

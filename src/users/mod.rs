@@ -29,26 +29,11 @@ impl CheckedCredentials {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    User,
-    Admin,
-}
-
-impl Role {
-    /// Anything but `admin` is an ordinary user: an unexpected value never grants privilege.
-    pub fn parse(value: &str) -> Role {
-        if value == "admin" {
-            Role::Admin
-        } else {
-            Role::User
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Admin => "admin",
-        }
+crate::codes::text_codes! {
+    /// What an account may do. Read from its row on every request, so a demotion takes effect on
+    /// the next click; a stored role no variant names fails to decode, so it never grants privilege.
+    pub enum Role {
+        User = "user",
+        Admin = "admin",
     }
 }

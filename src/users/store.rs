@@ -7,7 +7,6 @@ use super::{CheckedCredentials, Role, Username};
 
 /// What a password check needs to know about an account. The version is read in the same
 /// statement as the hash, so it names the credentials the check is about to verify.
-#[derive(sqlx::FromRow)]
 pub struct Credentials {
     pub id: i64,
     pub password_hash: String,
@@ -33,10 +32,13 @@ pub async fn find_credentials(
     conn: &mut PgConnection,
     username: &Username,
 ) -> sqlx::Result<Option<Credentials>> {
-    sqlx::query_as("SELECT id, password_hash, disabled, credentials_version FROM users WHERE lower(username) = $1")
-        .bind(username.canonical())
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as!(
+        Credentials,
+        "SELECT id, password_hash, disabled, credentials_version FROM users WHERE lower(username) = $1",
+        username.canonical(),
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// The credentials of a signed-in user, for a password re-check.
@@ -44,10 +46,11 @@ pub async fn find_credentials_by_id(
     conn: &mut PgConnection,
     user_id: i64,
 ) -> sqlx::Result<Option<Credentials>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Credentials,
         "SELECT id, password_hash, disabled, credentials_version FROM users WHERE id = $1",
+        user_id,
     )
-    .bind(user_id)
     .fetch_optional(conn)
     .await
 }
@@ -60,14 +63,14 @@ pub async fn create(
     role: Role,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO users (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT DO NOTHING RETURNING id",
+        username.as_str(),
+        password_hash,
+        role as _,
+        now,
     )
-    .bind(username.as_str())
-    .bind(password_hash)
-    .bind(role.as_str())
-    .bind(now)
     .fetch_optional(conn)
     .await
 }
@@ -83,11 +86,11 @@ pub async fn lock_if_current(
     conn: &mut PgConnection,
     checked: CheckedCredentials,
 ) -> sqlx::Result<bool> {
-    let current: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM users WHERE id = $1 AND credentials_version = $2 AND NOT disabled FOR UPDATE",
+    let current = sqlx::query_scalar!(
+        "SELECT id FROM users WHERE id = $1 AND credentials_version = $2 AND NOT disabled FOR UPDATE",
+        checked.user_id,
+        checked.version,
     )
-    .bind(checked.user_id)
-    .bind(checked.version)
     .fetch_optional(conn)
     .await?;
     Ok(current.is_some())
@@ -97,10 +100,12 @@ pub async fn lock_if_current(
 /// made before this transaction commits proves nothing any more. Part of every change that ends
 /// all of a user's sessions.
 pub async fn bump_credentials_version(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE users SET credentials_version = credentials_version + 1 WHERE id = $1")
-        .bind(user_id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET credentials_version = credentials_version + 1 WHERE id = $1",
+        user_id,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -110,11 +115,13 @@ pub async fn set_password_hash(
     user_id: i64,
     password_hash: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE users SET password_hash = $2, credentials_version = credentials_version + 1 WHERE id = $1")
-        .bind(user_id)
-        .bind(password_hash)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET password_hash = $2, credentials_version = credentials_version + 1 WHERE id = $1",
+        user_id,
+        password_hash,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -126,18 +133,17 @@ pub async fn set_disabled(
     user_id: i64,
     disabled: bool,
 ) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE users SET disabled = $2, credentials_version = credentials_version + 1 WHERE id = $1 RETURNING username",
+        user_id,
+        disabled,
     )
-    .bind(user_id)
-    .bind(disabled)
     .fetch_optional(conn)
     .await
 }
 
 pub async fn username(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
-        .bind(user_id)
+    sqlx::query_scalar!("SELECT username FROM users WHERE id = $1", user_id)
         .fetch_optional(conn)
         .await
 }

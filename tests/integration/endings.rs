@@ -5,7 +5,7 @@ use rocket::http::{Accept, Header, Method, Status};
 use secure_sessions::clock::AppClock;
 use secure_sessions::session::reaper::reap_once;
 use secure_sessions::session::token::SessionToken;
-use secure_sessions::session::{Reason, store};
+use secure_sessions::session::{Reason, SessionKind, store};
 use secure_sessions::users::Role;
 use time::OffsetDateTime;
 
@@ -336,7 +336,7 @@ async fn a_late_write_after_sign_out_does_not_bring_the_session_back() {
     let mut conn = app.pool.acquire().await.unwrap();
     app.advance_secs(5);
     let touch = store::Touch {
-        kind: "browser",
+        kind: SessionKind::Browser,
         now: app.clock_now(),
         seen_before: app.clock_now(),
         seen_after: None,

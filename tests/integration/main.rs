@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod bad_input;
+mod codes;
 mod contract;
 mod dbsc;
 mod defaults;
