@@ -8,7 +8,6 @@ use secure_sessions::session::{Reason, store};
 use secure_sessions::users::Role;
 use serde_json::json;
 
-use crate::support::html::text_of;
 use crate::support::http::{Device, Reply};
 use crate::support::{PASSWORD, TestApp};
 
@@ -364,9 +363,9 @@ async fn an_api_family_is_listed_on_the_account_page_until_the_client_signs_out(
     assert_eq!(page.count_testid("session-row"), 2);
     assert!(
         page.html()
-            .select(".kind")
-            .into_iter()
-            .any(|kind| text_of(kind) == "API token"),
+            .texts(".kind")
+            .iter()
+            .any(|kind| kind == "API token"),
         "{}",
         page.body
     );
@@ -400,9 +399,9 @@ async fn an_api_family_is_listed_on_the_account_page_until_the_client_signs_out(
     assert!(
         !page
             .html()
-            .select(".kind")
-            .into_iter()
-            .any(|kind| text_of(kind) == "API token"),
+            .texts(".kind")
+            .iter()
+            .any(|kind| kind == "API token"),
         "{}",
         page.body
     );

@@ -7,7 +7,6 @@ use secure_sessions::throttle;
 use secure_sessions::users::Role;
 use serde_json::json;
 
-use crate::support::html::text_of;
 use crate::support::http::{Device, Reply};
 use crate::support::{PASSWORD, TestApp};
 
@@ -677,13 +676,11 @@ async fn the_eleventh_sign_up_from_one_address_within_fifteen_minutes_waits() {
     // The oldest sign-up leaves the window 900 s after it happened, 10 s ago.
     assert_throttled(&refused, 890);
     assert_eq!(refused.count_testid("register-error"), 1);
+    let errors = refused.html().texts(r#"[data-testid="register-error"] li"#);
     assert!(
-        refused
-            .html()
-            .select("li")
-            .into_iter()
-            .any(|item| text_of(item)
-                == "Too many sign-ups from your network. Please wait 15 minutes and try again.")
+        errors.iter().any(|error| error
+            == "Too many sign-ups from your network. Please wait 15 minutes and try again."),
+        "{errors:?}"
     );
     assert_eq!(
         refused.count_testid("register-form"),

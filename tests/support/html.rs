@@ -23,6 +23,11 @@ impl Document {
         self.html.select(&selector).collect()
     }
 
+    /// The text of every element matching `css`, in document order (see [`text_of`]).
+    pub fn texts(&self, css: &str) -> Vec<String> {
+        self.select(css).into_iter().map(text_of).collect()
+    }
+
     /// The elements with `data-testid="<testid>"`, in document order.
     pub fn testids(&self, testid: &str) -> Vec<ElementRef<'_>> {
         self.select(&format!(r#"[data-testid="{testid}"]"#))
