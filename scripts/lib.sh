@@ -122,6 +122,28 @@ ensure_browser() {
     export CHROMIUM CHROMEDRIVER
 }
 
+# The accessibility checker the browser tests run on every page they look at:
+# axe-core, from its npm package, pinned. Fetched once into target/axe-core/
+# (npm verifies the package's integrity); AXE_CORE_JS names the script.
+AXE_CORE_VERSION=4.11.0
+ensure_axe() {
+    local dir=target/axe-core/$AXE_CORE_VERSION
+    if [[ ! -f $dir/axe.min.js ]]; then
+        command -v npm >/dev/null || apt_install npm
+        say "fetching axe-core $AXE_CORE_VERSION (npm package) into $dir"
+        local tmp
+        tmp=$(mktemp -d)
+        (cd "$tmp" && npm pack --silent "axe-core@$AXE_CORE_VERSION" >/dev/null) ||
+            { rm -rf "$tmp"; die "could not fetch the axe-core npm package"; }
+        mkdir -p "$dir"
+        tar -xzf "$tmp"/axe-core-*.tgz -C "$tmp"
+        cp "$tmp/package/axe.min.js" "$tmp/package/LICENSE" "$dir/"
+        rm -rf "$tmp"
+    fi
+    AXE_CORE_JS=$PWD/$dir/axe.min.js
+    export AXE_CORE_JS
+}
+
 # -------------------------------------------------------------------- ports --
 
 # Print the first TCP port >= START on which nothing listens on 127.0.0.1.

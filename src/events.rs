@@ -44,24 +44,26 @@ impl EventKind {
             EventKind::SignInFailed => "Failed sign-in attempt (wrong password)",
             EventKind::SignOut => "Signed out",
             EventKind::IdleTimeout => "Signed out after inactivity",
-            EventKind::SessionExpired => "Session expired",
-            EventKind::FingerprintMismatch => "Session ended: the browser changed mid-session",
+            EventKind::SessionExpired => "Signed out: the sign-in reached its time limit",
+            EventKind::FingerprintMismatch => {
+                "Signed out: the browser no longer looked like the one that signed in"
+            }
             EventKind::NetworkChanged => "Network changed during a session",
             EventKind::Registered => "Account created",
             EventKind::NewDevice => "Signed in from a new device",
             EventKind::SessionRevoked => "A device was signed out from another device",
             EventKind::SessionLimit => "A device was signed out: too many devices signed in",
             EventKind::PasswordChanged => "Password changed; other devices signed out",
-            EventKind::Confirmed => "Password confirmed for a sensitive action (session renewed)",
+            EventKind::Confirmed => "Password confirmed for a sensitive action",
             EventKind::ConfirmFailed => "Wrong password when confirming a sensitive action",
             EventKind::AccountSecured => "\"This wasn't me\": every other device signed out",
             EventKind::AccountDisabled => "Account disabled by an administrator",
             EventKind::AccountEnabled => "Account enabled by an administrator",
             EventKind::SessionsRevokedByAdmin => "All devices signed out by an administrator",
-            EventKind::ApiTokenIssued => "Signed in through the API (token issued)",
-            EventKind::ApiSignOut => "API token signed out",
+            EventKind::ApiTokenIssued => "An app or script signed in with your password",
+            EventKind::ApiSignOut => "An app or script signed out",
             EventKind::ApiTokenRefreshReuse => {
-                "API token revoked: an already used refresh token was presented again (possibly stolen)"
+                "An app or script was signed out: an already used refresh token was presented again (it may have been copied)"
             }
             EventKind::SessionBound => {
                 "Session bound to this device's key (a copied cookie stops working within minutes)"
@@ -70,6 +72,22 @@ impl EventKind {
                 "A proof of this device's key was refused (the session is unchanged)"
             }
         }
+    }
+
+    /// What a person does on their own device as a matter of course: "This wasn't me" is not
+    /// offered on these when they came from the device reading the list.
+    pub fn is_routine(self) -> bool {
+        matches!(
+            self,
+            EventKind::SignIn
+                | EventKind::SignOut
+                | EventKind::Registered
+                | EventKind::SessionRevoked
+                | EventKind::PasswordChanged
+                | EventKind::Confirmed
+                | EventKind::AccountSecured
+                | EventKind::SessionBound
+        )
     }
 
     /// Events a person should look at twice.

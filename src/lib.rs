@@ -14,6 +14,7 @@ pub mod events;
 pub mod headers;
 pub mod html;
 pub mod local_path;
+pub mod notice;
 pub mod routes;
 pub mod session;
 pub mod sign_in;

@@ -158,6 +158,18 @@ impl RetryAfter {
         self.secs
     }
 
+    /// When the wait is over, rounded up to the minute: the time a page can show.
+    pub fn until(self, now: OffsetDateTime) -> OffsetDateTime {
+        let at = now + Duration::seconds(self.secs);
+        let into_minute = Duration::seconds(i64::from(at.second()))
+            + Duration::nanoseconds(i64::from(at.nanosecond()));
+        if into_minute.is_zero() {
+            at
+        } else {
+            at - into_minute + Duration::minutes(1)
+        }
+    }
+
     /// The `Retry-After` header of the 429 response.
     pub fn header(self) -> Header<'static> {
         Header::new("Retry-After", self.secs.to_string())

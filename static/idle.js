@@ -1,5 +1,11 @@
 // The idle warning: shortly before the server's idle timeout, offer "Stay signed in".
 // Without this script the pages work the same; the session simply ends on the server's clock.
+//
+// For keyboard and screen reader users: when the warning appears, the focus moves to its button
+// (the dialog is announced once, by its name and text), and after "Stay signed in" it returns to
+// where it was. The countdown on screen is not a live region: only one more announcement is
+// made, near the end. While the warning shows, the page keeps room below its content so the
+// warning never covers a focused element.
 (function () {
   "use strict";
   var warning = document.querySelector('[data-testid="idle-warning"]');
@@ -7,13 +13,55 @@
     return;
   }
   var form = warning.querySelector("form");
+  var button = form.querySelector("button");
   var countdown = warning.querySelector("[data-idle-countdown]");
+  var announcement = warning.querySelector("[data-idle-announcement]");
   var warningSecs = Number(warning.dataset.idleWarningSecs);
+  // The second announcement: a fifth of the warning before the end, at least 5 seconds.
+  var finalCallSecs = Math.max(5, Math.round(warningSecs / 5));
   var deadline = 0;
   var ticker = null;
+  var returnFocusTo = null;
+  var finalCallMade = false;
 
   function secondsLeft() {
     return Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+  }
+
+  // "1 minute 5 seconds", "45 seconds".
+  function inWords(seconds) {
+    var minutes = Math.floor(seconds / 60);
+    var rest = seconds % 60;
+    var parts = [];
+    if (minutes > 0) {
+      parts.push(minutes + (minutes === 1 ? " minute" : " minutes"));
+    }
+    if (rest > 0 || minutes === 0) {
+      parts.push(rest + (rest === 1 ? " second" : " seconds"));
+    }
+    return parts.join(" ");
+  }
+
+  function show() {
+    returnFocusTo = document.activeElement;
+    warning.hidden = false;
+    // Room for the warning below the page, and focus never scrolled under it.
+    var room = warning.offsetHeight + 32 + "px";
+    document.body.style.paddingBottom = room;
+    document.documentElement.style.scrollPaddingBottom = room;
+    button.focus();
+  }
+
+  function hide() {
+    warning.hidden = true;
+    document.body.style.paddingBottom = "";
+    document.documentElement.style.scrollPaddingBottom = "";
+    announcement.textContent = "";
+    finalCallMade = false;
+    if (returnFocusTo && returnFocusTo !== document.body && document.contains(returnFocusTo)) {
+      returnFocusTo.focus();
+    }
+    returnFocusTo = null;
   }
 
   function tick() {
@@ -25,8 +73,22 @@
       window.location.reload();
       return;
     }
-    warning.hidden = left > warningSecs;
-    countdown.textContent = String(left);
+    if (left > warningSecs) {
+      if (!warning.hidden) {
+        hide();
+      }
+      return;
+    }
+    var words = inWords(left);
+    if (countdown.textContent !== words) {
+      countdown.textContent = words;
+    }
+    if (warning.hidden) {
+      show();
+    } else if (!finalCallMade && left <= finalCallSecs) {
+      finalCallMade = true;
+      announcement.textContent = "You will be signed out in " + words + ".";
+    }
   }
 
   function start(seconds) {

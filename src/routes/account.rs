@@ -2,9 +2,11 @@
 //! and "This wasn't me".
 
 use askama::Template;
+use rocket::http::CookieJar;
 use rocket::response::Redirect;
 use rocket::{Route, State, get, post, routes, uri};
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::password;
@@ -15,8 +17,12 @@ use crate::db::Db;
 use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
-use crate::html::{Nav, Page, format_ago, format_time};
-use crate::session::{self, AuthenticatedUser, ConfirmedUser, Reason, SessionKind, store};
+use crate::html::{Nav, Page, When, format_ago};
+use crate::notice::Notice;
+use crate::session::pending::PendingAction;
+use crate::session::{
+    self, AuthenticatedUser, ConfirmationRequired, ConfirmedUser, Reason, SessionKind, store,
+};
 
 /// How many security events the account page shows.
 const RECENT_EVENTS: i64 = 20;
@@ -25,9 +31,11 @@ const RECENT_EVENTS: i64 = 20;
 #[template(path = "account.html")]
 pub struct AccountPage {
     nav: Option<Nav>,
+    /// What the action before this page did ("Signed out 2 devices.").
+    notice: Option<String>,
     username: String,
     role: &'static str,
-    signed_in_at: String,
+    signed_in_at: When,
     confirmed: bool,
     devices: Vec<DeviceRow>,
     events: Vec<EventRow>,
@@ -39,7 +47,7 @@ pub struct DeviceRow {
     description: String,
     kind: &'static str,
     ip: String,
-    signed_in: String,
+    signed_in: When,
     last_active: String,
     current: bool,
     /// Bound to a key on that device (DBSC).
@@ -47,17 +55,28 @@ pub struct DeviceRow {
 }
 
 pub struct EventRow {
-    description: &'static str,
+    description: String,
     warning: bool,
-    when: String,
+    when: When,
     device: String,
     ip: String,
     this_device: bool,
+    /// "This wasn't me" is offered: not for this device's own routine actions.
+    disown: bool,
+}
+
+/// What the device list calls a kind of session, in plain words.
+fn kind_name(kind: SessionKind) -> &'static str {
+    match kind {
+        SessionKind::Browser => "Browser",
+        SessionKind::Api => "App or script",
+    }
 }
 
 #[get("/account")]
 pub async fn page(
     user: &AuthenticatedUser,
+    cookies: &CookieJar<'_>,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AppResult<Page<AccountPage>> {
@@ -71,12 +90,9 @@ pub async fn page(
         .map(|device| DeviceRow {
             public_id: device.public_id.to_string(),
             description: device::describe(&device.user_agent),
-            kind: match device.kind {
-                SessionKind::Browser => "Browser",
-                SessionKind::Api => "API token",
-            },
+            kind: kind_name(device.kind),
             ip: device.ip,
-            signed_in: format_time(device.created_at),
+            signed_in: When::at(device.created_at),
             last_active: format_ago(device.last_seen_at, now),
             current: device.public_id == user.session_public_id(),
             bound: device.bound,
@@ -84,23 +100,46 @@ pub async fn page(
         .collect();
     // This device first, then the others by most recent activity.
     devices.sort_by_key(|device| !device.current);
+
+    // One sign-in is one entry: "new device" is said on the sign-in's own entry.
+    let new_device_sign_ins: Vec<_> = recent
+        .iter()
+        .filter(|event| event.kind == EventKind::NewDevice)
+        .filter_map(|event| event.session_public_id)
+        .collect();
     let events = recent
         .into_iter()
-        .map(|event| EventRow {
-            description: event.kind.describe(),
-            warning: event.kind.is_warning(),
-            when: format_time(event.occurred_at),
-            device: device::describe(&event.user_agent),
-            this_device: event.acting_device() == Some(user.session_public_id()),
-            ip: event.ip,
+        .filter_map(|event| {
+            let mut kind = event.kind;
+            let routine = kind.is_routine();
+            let session = event.session_public_id;
+            if kind == EventKind::NewDevice && session.is_some() {
+                return None;
+            }
+            if kind == EventKind::SignIn
+                && session.is_some_and(|id| new_device_sign_ins.contains(&id))
+            {
+                kind = EventKind::NewDevice;
+            }
+            let this_device = event.acting_device() == Some(user.session_public_id());
+            Some(EventRow {
+                description: kind.describe().to_owned(),
+                warning: kind.is_warning(),
+                when: When::at(event.occurred_at),
+                device: device::describe(&event.user_agent),
+                disown: !(this_device && routine),
+                this_device,
+                ip: event.ip,
+            })
         })
         .collect();
 
     Ok(Page(AccountPage {
         nav: Some(Nav::of(user)),
+        notice: Notice::take(cookies),
         username: user.username().to_owned(),
         role: user.role().code(),
-        signed_in_at: format_time(user.signed_in_at()),
+        signed_in_at: When::at(user.signed_in_at()),
         confirmed: user.is_confirmed(),
         devices,
         events,
@@ -108,62 +147,101 @@ pub async fn page(
     }))
 }
 
+/// Carries out a sign-out the person asked for, inside the caller's transaction, with its
+/// security events; what it did, for the next page to say. Needs a confirmed session: the
+/// handlers below check it, and `/confirm` calls this right after confirming.
+pub(crate) async fn sign_out(
+    tx: &mut PgConnection,
+    user: &AuthenticatedUser,
+    action: PendingAction,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> sqlx::Result<Notice> {
+    let ended = match action {
+        PendingAction::SignOut(id) => {
+            let ended = store::revoke_other(
+                tx,
+                user.user_id(),
+                id,
+                user.session_public_id(),
+                Reason::Revoked,
+                now,
+            )
+            .await?;
+            if ended {
+                let event =
+                    NewEvent::new(user.user_id(), EventKind::SessionRevoked, Some(id), client)
+                        .by(user.session_public_id());
+                events::record(tx, event, now).await?;
+            }
+            usize::from(ended)
+        }
+        PendingAction::SignOutOthers => {
+            session::end_others(
+                tx,
+                user.session(),
+                Reason::Revoked,
+                EventKind::SessionRevoked,
+                client,
+                now,
+            )
+            .await?
+        }
+    };
+    Ok(Notice::DevicesSignedOut(ended))
+}
+
+/// A sign-out from the account page. Without a recent confirmation, the action is kept on the
+/// session (its CSRF token checked first) and the 403 catcher sends the browser to `/confirm`,
+/// which resumes it once.
+async fn sign_out_from_page(
+    user: &AuthenticatedUser,
+    action: PendingAction,
+    client: &ClientInfo,
+    cookies: &CookieJar<'_>,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AppResult<Result<Redirect, ConfirmationRequired>> {
+    let now = clock.now();
+    let mut conn = db.connection().await?;
+    if !user.is_confirmed() {
+        store::set_pending_action(&mut conn, user.session_public_id(), &action.code(), now).await?;
+        return Ok(Err(ConfirmationRequired));
+    }
+    let mut tx = conn.begin().await?;
+    let notice = sign_out(&mut tx, user, action, client, now).await?;
+    tx.commit().await?;
+    cookies.add(notice.cookie());
+    Ok(Ok(Redirect::to(uri!(page))))
+}
+
 /// Signs one other device (or API token family) out. Needs a recent confirmation.
 #[post("/account/sessions/<id>/revoke", data = "<_csrf>")]
 pub async fn revoke_one(
-    user: ConfirmedUser<'_>,
+    user: &AuthenticatedUser,
     id: Uuid,
     _csrf: CsrfForm,
     client: &ClientInfo,
+    cookies: &CookieJar<'_>,
     db: &State<Db>,
     clock: &State<AppClock>,
-) -> AppResult<Redirect> {
-    let ConfirmedUser(user) = user;
-    let now = clock.now();
-    let mut conn = db.connection().await?;
-    let mut tx = conn.begin().await?;
-    if store::revoke_other(
-        &mut tx,
-        user.user_id(),
-        id,
-        user.session_public_id(),
-        Reason::Revoked,
-        now,
-    )
-    .await?
-    {
-        let event = NewEvent::new(user.user_id(), EventKind::SessionRevoked, Some(id), client)
-            .by(user.session_public_id());
-        events::record(&mut tx, event, now).await?;
-    }
-    tx.commit().await?;
-    Ok(Redirect::to(uri!(page)))
+) -> AppResult<Result<Redirect, ConfirmationRequired>> {
+    let action = PendingAction::SignOut(id);
+    sign_out_from_page(user, action, client, cookies, db, clock).await
 }
 
 /// Signs every other device and API token family out. Needs a recent confirmation.
 #[post("/account/sessions/revoke-others", data = "<_csrf>")]
 pub async fn revoke_others(
-    user: ConfirmedUser<'_>,
+    user: &AuthenticatedUser,
     _csrf: CsrfForm,
     client: &ClientInfo,
+    cookies: &CookieJar<'_>,
     db: &State<Db>,
     clock: &State<AppClock>,
-) -> AppResult<Redirect> {
-    let ConfirmedUser(user) = user;
-    let now = clock.now();
-    let mut conn = db.connection().await?;
-    let mut tx = conn.begin().await?;
-    session::end_others(
-        &mut tx,
-        user.session(),
-        Reason::Revoked,
-        EventKind::SessionRevoked,
-        client,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Redirect::to(uri!(page)))
+) -> AppResult<Result<Redirect, ConfirmationRequired>> {
+    let action = PendingAction::SignOutOthers;
+    sign_out_from_page(user, action, client, cookies, db, clock).await
 }
 
 #[derive(Template)]
@@ -189,6 +267,7 @@ pub async fn not_me(
     user: ConfirmedUser<'_>,
     _csrf: CsrfForm,
     client: &ClientInfo,
+    cookies: &CookieJar<'_>,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AppResult<Redirect> {
@@ -214,6 +293,7 @@ pub async fn not_me(
     .detail(format!("{ended} other devices signed out"));
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
+    cookies.add(Notice::AccountSecured(ended).cookie());
     Ok(Redirect::to(uri!(password::page)))
 }
 

@@ -2,7 +2,7 @@
 //! Needs the `admin` role (read fresh on every request) and a recent password confirmation.
 
 use askama::Template;
-use rocket::http::Status;
+use rocket::http::{CookieJar, Status};
 use rocket::response::Redirect;
 use rocket::{Route, State, get, post, routes, uri};
 use sqlx::Connection;
@@ -14,6 +14,7 @@ use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
+use crate::notice::Notice;
 use crate::session::{self, AdminUser, Reason, store};
 use crate::users;
 
@@ -21,6 +22,8 @@ use crate::users;
 #[template(path = "admin.html")]
 pub struct AdminPage {
     nav: Option<Nav>,
+    /// What the action before this page did ("Disabled carol: ...").
+    notice: Option<String>,
     users: Vec<store::UserOverview>,
     own_id: i64,
     csrf_token: String,
@@ -29,6 +32,7 @@ pub struct AdminPage {
 #[get("/admin")]
 pub async fn page(
     admin: AdminUser<'_>,
+    cookies: &CookieJar<'_>,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AppResult<Page<AdminPage>> {
@@ -36,6 +40,7 @@ pub async fn page(
     let users = store::users_with_live_sessions(&mut *db.connection().await?, clock.now()).await?;
     Ok(Page(AdminPage {
         nav: Some(Nav::of(admin)),
+        notice: Notice::take(cookies),
         users,
         own_id: admin.user_id(),
         csrf_token: admin.csrf_token().to_owned(),
@@ -45,6 +50,41 @@ pub async fn page(
 /// What an admin action did: `Err(404)` when there is no such user, `Err(400)` for acting on oneself.
 type AdminOutcome = AppResult<Result<Redirect, Status>>;
 
+#[derive(Template)]
+#[template(path = "admin_disable.html")]
+pub struct DisablePage {
+    nav: Option<Nav>,
+    id: i64,
+    username: String,
+    live_sessions: i64,
+    csrf_token: String,
+}
+
+/// "Disable carol?": what disabling does, before it is done.
+#[get("/admin/users/<id>/disable")]
+pub async fn disable_page(
+    admin: AdminUser<'_>,
+    id: i64,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AppResult<Result<Page<DisablePage>, Status>> {
+    let AdminUser(admin) = admin;
+    if id == admin.user_id() {
+        return Ok(Err(Status::BadRequest));
+    }
+    let users = store::users_with_live_sessions(&mut *db.connection().await?, clock.now()).await?;
+    let Some(user) = users.into_iter().find(|user| user.id == id) else {
+        return Ok(Err(Status::NotFound));
+    };
+    Ok(Ok(Page(DisablePage {
+        nav: Some(Nav::of(admin)),
+        id,
+        username: user.username,
+        live_sessions: user.live_sessions,
+        csrf_token: admin.csrf_token().to_owned(),
+    })))
+}
+
 /// Disables an account: every session and API token of it ends at once, and sign-in is refused.
 #[post("/admin/users/<id>/disable", data = "<csrf>")]
 pub async fn disable(
@@ -52,10 +92,11 @@ pub async fn disable(
     id: i64,
     csrf: CsrfForm,
     client: &ClientInfo,
+    cookies: &CookieJar<'_>,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AdminOutcome {
-    set_disabled(admin, id, true, csrf, client, db, clock).await
+    set_disabled(admin, id, true, csrf, client, cookies, db, clock).await
 }
 
 #[post("/admin/users/<id>/enable", data = "<csrf>")]
@@ -64,19 +105,22 @@ pub async fn enable(
     id: i64,
     csrf: CsrfForm,
     client: &ClientInfo,
+    cookies: &CookieJar<'_>,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AdminOutcome {
-    set_disabled(admin, id, false, csrf, client, db, clock).await
+    set_disabled(admin, id, false, csrf, client, cookies, db, clock).await
 }
 
 /// Takes the checked form as proof: only a request from the admin's own page can get here.
+#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 async fn set_disabled(
     AdminUser(admin): AdminUser<'_>,
     id: i64,
     disabled: bool,
     _csrf: CsrfForm,
     client: &ClientInfo,
+    cookies: &CookieJar<'_>,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AdminOutcome {
@@ -86,23 +130,28 @@ async fn set_disabled(
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
-    if users::store::set_disabled(&mut tx, id, disabled)
-        .await?
-        .is_none()
-    {
+    let Some(username) = users::store::set_disabled(&mut tx, id, disabled).await? else {
         return Ok(Err(Status::NotFound));
-    }
-    let kind = if disabled {
-        session::end_all_for_user(&mut tx, id, None, Reason::Revoked, now).await?;
-        EventKind::AccountDisabled
+    };
+    let (kind, notice) = if disabled {
+        let ended = session::end_all_for_user(&mut tx, id, None, Reason::Revoked, now).await?;
+        let notice = Notice::AccountDisabled {
+            username,
+            ended: ended.len(),
+        };
+        (EventKind::AccountDisabled, notice)
     } else {
-        EventKind::AccountEnabled
+        (
+            EventKind::AccountEnabled,
+            Notice::AccountEnabled { username },
+        )
     };
     let event = NewEvent::new(id, kind, None, client)
         .by(admin.session_public_id())
         .detail(format!("by {}", admin.username()));
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
+    cookies.add(notice.cookie());
     Ok(Ok(Redirect::to(uri!(page))))
 }
 
@@ -113,6 +162,7 @@ pub async fn revoke_sessions(
     id: i64,
     _csrf: CsrfForm,
     client: &ClientInfo,
+    cookies: &CookieJar<'_>,
     db: &State<Db>,
     clock: &State<AppClock>,
 ) -> AdminOutcome {
@@ -120,9 +170,9 @@ pub async fn revoke_sessions(
     let now = clock.now();
     let mut conn = db.connection().await?;
     let mut tx = conn.begin().await?;
-    if users::store::username(&mut tx, id).await?.is_none() {
+    let Some(username) = users::store::username(&mut tx, id).await? else {
         return Ok(Err(Status::NotFound));
-    }
+    };
     let keep = (id == admin.user_id()).then(|| admin.session_public_id());
     let ended = session::end_all_for_user(&mut tx, id, keep, Reason::Revoked, now).await?;
     let event = NewEvent::new(id, EventKind::SessionsRevokedByAdmin, None, client)
@@ -130,9 +180,14 @@ pub async fn revoke_sessions(
         .detail(format!("{} sessions, by {}", ended.len(), admin.username()));
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
+    let notice = Notice::AccountSignedOut {
+        username,
+        ended: ended.len(),
+    };
+    cookies.add(notice.cookie());
     Ok(Ok(Redirect::to(uri!(page))))
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![page, disable, enable, revoke_sessions]
+    routes![page, disable_page, disable, enable, revoke_sessions]
 }

@@ -1,4 +1,4 @@
-//! The stylesheet and the idle-warning script, compiled into the binary so it runs from anywhere.
+//! The stylesheet and the two small scripts (the idle warning, local times), compiled into the binary so it runs from anywhere.
 
 use rocket::http::{ContentType, Header};
 use rocket::{Responder, Route, get, routes};
@@ -31,6 +31,14 @@ fn idle_script() -> Asset {
     )
 }
 
+#[get("/static/local-time.js")]
+fn local_time_script() -> Asset {
+    asset(
+        include_str!("../../static/local-time.js"),
+        ContentType::JavaScript,
+    )
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![stylesheet, idle_script]
+    routes![stylesheet, idle_script, local_time_script]
 }

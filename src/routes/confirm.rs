@@ -5,20 +5,23 @@ use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
 use rocket::{FromForm, Responder, Route, State, get, post, routes, uri};
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
+use time::OffsetDateTime;
 
-use super::login;
+use super::{account, login};
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::csrf::CsrfForm;
 use crate::db::Db;
+use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::issued_cookie;
-use crate::session::{self, AuthenticatedUser, Reason};
+use crate::session::pending::{PENDING_ACTION_LIFETIME, PendingAction};
+use crate::session::{self, AuthenticatedUser, Reason, store};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
 use crate::users::PasswordHasher;
@@ -28,7 +31,12 @@ use crate::users::PasswordHasher;
 pub struct ConfirmPage {
     nav: Option<Nav>,
     next: String,
+    /// The action waiting for this confirmation: its code (sent back with the form) and its name.
+    action: Option<(String, String)>,
+    /// A wrong password: said next to the field.
     error: Option<String>,
+    /// Too many wrong passwords: how long to wait, above the form.
+    throttled: Option<String>,
     csrf_token: String,
     window_minutes: u32,
 }
@@ -38,12 +46,51 @@ impl ConfirmPage {
         ConfirmPage {
             nav: Some(Nav::of(user)),
             next: LocalPath::or_account(next).as_str().to_owned(),
+            action: None,
             error: None,
+            throttled: None,
             csrf_token: user.csrf_token().to_owned(),
             window_minutes: config.confirm_window_secs.div_ceil(60),
         }
     }
+
+    /// Names the action this confirmation will carry out, if the session is waiting for one
+    /// and the confirmation returns to the account page, where it was asked for.
+    async fn with_pending_action(
+        mut self,
+        conn: &mut PgConnection,
+        user: &AuthenticatedUser,
+        now: OffsetDateTime,
+    ) -> sqlx::Result<Self> {
+        if self.next != ACCOUNT {
+            return Ok(self);
+        }
+        let since = now - PENDING_ACTION_LIFETIME;
+        let pending = store::pending_action(conn, user.session_public_id(), since).await?;
+        let Some(action) = pending.as_deref().and_then(PendingAction::parse) else {
+            return Ok(self);
+        };
+        let name = match action {
+            PendingAction::SignOutOthers => "sign out all your other devices".to_owned(),
+            PendingAction::SignOut(id) => {
+                let devices = store::list_live_for_user(conn, user.user_id(), now).await?;
+                match devices.iter().find(|device| device.public_id == id) {
+                    Some(device) => format!(
+                        "sign out {} ({})",
+                        device::describe(&device.user_agent),
+                        device.ip
+                    ),
+                    None => "sign out a device".to_owned(),
+                }
+            }
+        };
+        self.action = Some((action.code(), name));
+        Ok(self)
+    }
 }
+
+/// Where a pending action was asked for, and where its confirmation returns.
+const ACCOUNT: &str = "/account";
 
 #[derive(Responder)]
 pub enum ConfirmResponse {
@@ -58,18 +105,25 @@ pub enum ConfirmResponse {
 }
 
 #[get("/confirm?<next>")]
-pub fn page(
+pub async fn page(
     user: &AuthenticatedUser,
     next: Option<&str>,
+    db: &State<Db>,
     config: &State<SessionConfig>,
-) -> Page<ConfirmPage> {
-    Page(ConfirmPage::new(user, next, config))
+    clock: &State<AppClock>,
+) -> AppResult<Page<ConfirmPage>> {
+    let page = ConfirmPage::new(user, next, config)
+        .with_pending_action(&mut *db.connection().await?, user, clock.now())
+        .await?;
+    Ok(Page(page))
 }
 
 #[derive(FromForm)]
 pub struct ConfirmForm {
     password: String,
     next: Option<String>,
+    /// The pending action the page named (`PendingAction::code`): only that one resumes.
+    action: Option<String>,
 }
 
 #[post("/confirm", data = "<form>")]
@@ -85,11 +139,15 @@ pub async fn submit(
     clock: &State<AppClock>,
 ) -> AppResult<ConfirmResponse> {
     let now = clock.now();
-    let form_again = |error: String| {
-        let mut page = ConfirmPage::new(user, form.next.as_deref(), config);
-        page.error = Some(error);
-        Page(page)
-    };
+    let form_again =
+        async |error: Option<String>, throttled: Option<String>| -> AppResult<Page<ConfirmPage>> {
+            let mut page = ConfirmPage::new(user, form.next.as_deref(), config)
+                .with_pending_action(&mut *db.connection().await?, user, now)
+                .await?;
+            page.error = error;
+            page.throttled = throttled;
+            Ok(Page(page))
+        };
     let attempt = match sign_in::check_own_password(
         db,
         hasher,
@@ -103,12 +161,12 @@ pub async fn submit(
     {
         Verdict::Accepted { attempt, .. } => attempt,
         Verdict::Rejected => {
-            return Ok(ConfirmResponse::Page(form_again(
-                "That password is not correct.".into(),
-            )));
+            return Ok(ConfirmResponse::Page(
+                form_again(Some("That password is not correct.".into()), None).await?,
+            ));
         }
         Verdict::Throttled(retry_after) => {
-            let page = form_again(retry_after.message());
+            let page = form_again(None, Some(retry_after.message())).await?;
             return Ok(ConfirmResponse::Throttled {
                 page,
                 retry_after: retry_after.header(),
@@ -141,13 +199,25 @@ pub async fn submit(
         client,
     );
     events::record(&mut tx, event, now).await?;
+    // The action that sent the person here runs now, once: taking it clears it, in the
+    // transaction that makes the confirmation, and the form that asked for it named it.
+    let next = LocalPath::or_account(form.next.as_deref());
+    let since = now - PENDING_ACTION_LIFETIME;
+    let pending = store::take_pending_action(&mut tx, user.session_public_id(), since).await?;
+    let resumed = match pending.as_deref().and_then(PendingAction::parse) {
+        Some(action) if next.as_str() == ACCOUNT && form.action == Some(action.code()) => {
+            Some(account::sign_out(&mut tx, user, action, client, now).await?)
+        }
+        _ => None,
+    };
     tx.commit().await?;
 
     cookies.add(issued_cookie(config, &token, user.session().is_bound()));
+    if let Some(notice) = resumed {
+        cookies.add(notice.cookie());
+    }
     Ok(ConfirmResponse::Redirect(Redirect::to(
-        LocalPath::or_account(form.next.as_deref())
-            .as_str()
-            .to_owned(),
+        next.as_str().to_owned(),
     )))
 }
 

@@ -3,6 +3,7 @@
 
 use askama::Template;
 use rocket::http::{Header, Method, Status};
+use rocket::request::Outcome;
 use rocket::response::Redirect;
 use rocket::serde::json::{Json, Value, json};
 use rocket::{Catcher, Request, Responder, catch, catchers, uri};
@@ -11,9 +12,9 @@ use super::{confirm, login};
 use crate::config::SessionConfig;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
-use crate::session::bearer;
 use crate::session::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note};
 use crate::session::guard::{Check, Refusal};
+use crate::session::{AuthenticatedUser, bearer};
 
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -96,7 +97,7 @@ fn unauthorized(request: &Request<'_>) -> ErrorResponse {
 }
 
 #[catch(403)]
-fn forbidden(request: &Request<'_>) -> ErrorResponse {
+async fn forbidden(request: &Request<'_>) -> ErrorResponse {
     match Refusal::of(request) {
         Refusal::ConfirmationRequired if !wants_json(request) => {
             // Back to where the action started: the page for a GET, its section's page for a form post.
@@ -112,29 +113,38 @@ fn forbidden(request: &Request<'_>) -> ErrorResponse {
         }
         // A script cannot follow a redirect to a password form: it gets a code of its own, told
         // apart from a CSRF refusal.
-        Refusal::ConfirmationRequired => error_page(
-            Status::Forbidden,
-            text(
-                "confirmation_required",
-                "Confirmation required",
-                "This action needs a recent password confirmation: confirm at /confirm, then try again.",
-            ),
-            request,
-        ),
-        Refusal::NotAdmin => error_page(
-            Status::Forbidden,
-            text(
-                "administrators_only",
-                "Administrators only",
-                "This page is for administrators. Your account does not have that role.",
-            ),
-            request,
-        ),
-        _ => error_page(Status::Forbidden, describe(Status::Forbidden), request),
+        Refusal::ConfirmationRequired => {
+            error_page(
+                Status::Forbidden,
+                text(
+                    "confirmation_required",
+                    "Confirmation required",
+                    "This action needs a recent password confirmation: confirm at /confirm, then try again.",
+                ),
+                request,
+            )
+            .await
+        }
+        Refusal::NotAdmin => {
+            error_page(
+                Status::Forbidden,
+                text(
+                    "administrators_only",
+                    "Administrators only",
+                    "This page is for administrators. Your account does not have that role.",
+                ),
+                request,
+            )
+            .await
+        }
+        _ => error_page(Status::Forbidden, describe(Status::Forbidden), request).await,
     }
 }
 
-fn error_page(status: Status, text: ErrorText, request: &Request<'_>) -> ErrorResponse {
+/// A page that is not there, or refused, keeps the signed-in header for a signed-in visitor (a
+/// mistyped address is no reason to look signed out). The session check is the guard's own,
+/// done once per request; other errors do not ask (a 503 must not wait on the database).
+async fn error_page(status: Status, text: ErrorText, request: &Request<'_>) -> ErrorResponse {
     let ErrorText {
         code,
         title,
@@ -143,10 +153,17 @@ fn error_page(status: Status, text: ErrorText, request: &Request<'_>) -> ErrorRe
     if wants_json(request) {
         return ErrorResponse::Json((status, Json(json!({ "error": code, "message": message }))));
     }
+    let nav = match status.code {
+        403 | 404 => match request.guard::<&AuthenticatedUser>().await {
+            Outcome::Success(user) => Some(Nav::of(user)),
+            _ => None,
+        },
+        _ => None,
+    };
     ErrorResponse::Page((
         status,
         Page(ErrorPage {
-            nav: None,
+            nav,
             code: status.code,
             title,
             message,
@@ -155,8 +172,8 @@ fn error_page(status: Status, text: ErrorText, request: &Request<'_>) -> ErrorRe
 }
 
 #[catch(default)]
-fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
-    error_page(status, describe(status), request)
+async fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
+    error_page(status, describe(status), request).await
 }
 
 fn describe(status: Status) -> ErrorText {

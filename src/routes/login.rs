@@ -12,7 +12,7 @@ use crate::config::SessionConfig;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
-use crate::html::{Nav, Page};
+use crate::html::{FormErrors, Nav, Page, When};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::session::{self, AuthenticatedUser, Reason, SessionError};
@@ -27,8 +27,10 @@ const CREDENTIALS_REJECTED: &str = "Incorrect username or password.";
 #[template(path = "login.html")]
 pub struct LoginPage {
     nav: Option<Nav>,
-    reason_message: Option<&'static str>,
-    error: Option<String>,
+    reason_message: Option<String>,
+    errors: FormErrors,
+    /// When a throttled sign-in can be tried again.
+    retry_at: Option<When>,
     username: String,
     next: Option<String>,
     csrf_token: String,
@@ -39,7 +41,8 @@ impl LoginPage {
         LoginPage {
             nav: None,
             reason_message: None,
-            error: None,
+            errors: FormErrors::default(),
+            retry_at: None,
             username: String::new(),
             next: next
                 .and_then(LocalPath::parse)
@@ -67,6 +70,7 @@ pub fn page(
     next: Option<&str>,
     user: Result<&AuthenticatedUser, SessionError>,
     csrf: &PreSessionCsrf,
+    config: &State<SessionConfig>,
 ) -> AppResult<LoginResponse> {
     match user {
         Ok(_) => Ok(LoginResponse::Redirect(Redirect::to(
@@ -74,7 +78,9 @@ pub fn page(
         ))),
         Err(SessionError::Ended(_)) => {
             let mut page = LoginPage::new(csrf, next);
-            page.reason_message = reason.and_then(Reason::from_code).map(Reason::message);
+            page.reason_message = reason
+                .and_then(Reason::from_code)
+                .map(|reason| reason.message(config.max_sessions_per_user));
             Ok(LoginResponse::Page(Page(page)))
         }
         // Whether this visitor is signed in is unknown: a 503, not a sign-in form for someone signed in.
@@ -101,11 +107,19 @@ pub async fn submit(
     config: &State<SessionConfig>,
     clock: &State<AppClock>,
 ) -> AppResult<LoginResponse> {
-    let form_again = |error: String| {
+    // The username typed stays in the form; the password never comes back.
+    let form_again = |errors: FormErrors| {
         let mut page = LoginPage::new(csrf, form.next.as_deref());
-        page.error = Some(error);
+        page.errors = errors;
         page.username = form.username.chars().take(64).collect();
-        Page(page)
+        page
+    };
+    let rejected = || {
+        let mut errors = FormErrors::default();
+        // One message for both fields, which never says which was wrong; next to the password,
+        // which is what a person retypes.
+        errors.field("password", CREDENTIALS_REJECTED);
+        Page(form_again(errors))
     };
     let now = clock.now();
     let verdict = sign_in::check_password(
@@ -123,15 +137,14 @@ pub async fn submit(
             credentials,
             attempt,
         } => (credentials, attempt),
-        Verdict::Rejected => {
-            return Ok(LoginResponse::Page(form_again(
-                CREDENTIALS_REJECTED.to_owned(),
-            )));
-        }
+        Verdict::Rejected => return Ok(LoginResponse::Page(rejected())),
         Verdict::Throttled(retry_after) => {
-            let page = form_again(retry_after.message());
+            let mut errors = FormErrors::default();
+            errors.form(retry_after.message());
+            let mut page = form_again(errors);
+            page.retry_at = Some(When::at(retry_after.until(now)));
             return Ok(LoginResponse::Throttled {
-                page,
+                page: Page(page),
                 retry_after: retry_after.header(),
             });
         }
@@ -153,9 +166,7 @@ pub async fn submit(
         // The password was changed, or the account disabled or signed out everywhere, while it
         // was being checked: the check proves nothing now. Nothing is committed, so the attempt
         // still counts as a failure.
-        return Ok(LoginResponse::Page(form_again(
-            CREDENTIALS_REJECTED.to_owned(),
-        )));
+        return Ok(LoginResponse::Page(rejected()));
     };
     tx.commit().await?;
 

@@ -16,7 +16,8 @@ use crate::csrf::CsrfForm;
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
-use crate::html::{Nav, Page};
+use crate::html::{FormErrors, Nav, Page};
+use crate::notice::Notice;
 use crate::session::cookie::issued_cookie;
 use crate::session::{self, AuthenticatedUser, Reason};
 use crate::sign_in::{self, Verdict};
@@ -27,7 +28,9 @@ use crate::users::{self, Password, PasswordHasher};
 #[template(path = "password.html")]
 pub struct PasswordPage {
     nav: Option<Nav>,
-    errors: Vec<String>,
+    /// What "This wasn't me" did just before ("Signed out 2 other devices ...").
+    notice: Option<String>,
+    errors: FormErrors,
     /// After a change: how many other devices were signed out.
     signed_out: Option<usize>,
     csrf_token: String,
@@ -45,9 +48,10 @@ pub enum PasswordResponse {
     },
 }
 
-fn form_page(user: &AuthenticatedUser, errors: Vec<String>) -> Page<PasswordPage> {
+fn form_page(user: &AuthenticatedUser, errors: FormErrors) -> Page<PasswordPage> {
     Page(PasswordPage {
         nav: Some(Nav::of(user)),
+        notice: None,
         errors,
         signed_out: None,
         csrf_token: user.csrf_token().to_owned(),
@@ -55,8 +59,10 @@ fn form_page(user: &AuthenticatedUser, errors: Vec<String>) -> Page<PasswordPage
 }
 
 #[get("/account/password")]
-pub fn page(user: &AuthenticatedUser) -> Page<PasswordPage> {
-    form_page(user, Vec::new())
+pub fn page(user: &AuthenticatedUser, cookies: &CookieJar<'_>) -> Page<PasswordPage> {
+    let mut page = form_page(user, FormErrors::default());
+    page.0.notice = Notice::take(cookies);
+    page
 }
 
 #[derive(FromForm)]
@@ -66,18 +72,31 @@ pub struct PasswordForm {
     new_password_confirm: String,
 }
 
-/// The new password, or every reason it cannot be used.
-fn validate_new(form: &PasswordForm, username: &str) -> Result<Password, Vec<String>> {
-    let password =
-        Password::parse(form.new_password.clone()).map_err(|rule| vec![rule.to_owned()])?;
-    let mut errors = Vec::new();
-    if form.new_password != form.new_password_confirm {
-        errors.push("The two new passwords do not match.".to_owned());
-    }
+/// The new password, or every reason it cannot be used, each by its field.
+fn validate_new(form: &PasswordForm, username: &str) -> Result<Password, FormErrors> {
+    let mut errors = FormErrors::default();
+    let password = match Password::parse(form.new_password.clone()) {
+        Ok(password) => password,
+        Err(rule) => {
+            errors.field("new_password", rule);
+            return Err(errors);
+        }
+    };
     if form.new_password == form.current_password {
-        errors.push("The new password must differ from the current one.".to_owned());
+        errors.field(
+            "new_password",
+            "The new password must differ from the current one.",
+        );
     }
-    errors.extend(password.weakness(username));
+    if let Some(weakness) = password.weakness(username) {
+        errors.field("new_password", weakness);
+    }
+    if form.new_password != form.new_password_confirm {
+        errors.field(
+            "new_password_confirm",
+            "The two new passwords do not match.",
+        );
+    }
     if errors.is_empty() {
         Ok(password)
     } else {
@@ -110,13 +129,14 @@ pub async fn submit(
                 attempt,
             } => (credentials, attempt),
             Verdict::Rejected => {
-                return Ok(PasswordResponse::Page(form_page(
-                    user,
-                    vec!["Your current password is not correct.".to_owned()],
-                )));
+                let mut errors = FormErrors::default();
+                errors.field("current_password", "Your current password is not correct.");
+                return Ok(PasswordResponse::Page(form_page(user, errors)));
             }
             Verdict::Throttled(retry_after) => {
-                let page = form_page(user, vec![retry_after.message()]);
+                let mut errors = FormErrors::default();
+                errors.form(retry_after.message());
+                let page = form_page(user, errors);
                 return Ok(PasswordResponse::Throttled {
                     page,
                     retry_after: retry_after.header(),
@@ -131,9 +151,9 @@ pub async fn submit(
     if !users::store::lock_if_current(&mut tx, credentials).await? {
         // The password checked was replaced, or every device signed out, while it was being
         // checked: nothing is committed.
-        let error = "Your account changed while the password was being checked. Please try again."
-            .to_owned();
-        return Ok(PasswordResponse::Page(form_page(user, vec![error])));
+        let mut errors = FormErrors::default();
+        errors.form("Your account changed while the password was being checked. Please try again.");
+        return Ok(PasswordResponse::Page(form_page(user, errors)));
     }
     users::store::set_password_hash(&mut tx, user.user_id(), &new_hash).await?;
     let signed_out = session::end_others(
@@ -169,7 +189,8 @@ pub async fn submit(
     nav.csrf_token = token.csrf_token();
     let page = PasswordPage {
         nav: Some(nav),
-        errors: Vec::new(),
+        notice: None,
+        errors: FormErrors::default(),
         signed_out: Some(signed_out),
         csrf_token: token.csrf_token(),
     };

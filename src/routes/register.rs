@@ -14,7 +14,7 @@ use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
-use crate::html::{Nav, Page};
+use crate::html::{FormErrors, Nav, Page};
 use crate::session;
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::throttle::{self, Admission};
@@ -24,7 +24,7 @@ use crate::users::{self, CheckedCredentials, Password, PasswordHasher, Role, Use
 #[template(path = "register.html")]
 pub struct RegisterPage {
     nav: Option<Nav>,
-    errors: Vec<String>,
+    errors: FormErrors,
     username: String,
     csrf_token: String,
     rules: &'static str,
@@ -34,7 +34,7 @@ impl RegisterPage {
     fn new(csrf: &PreSessionCsrf) -> Self {
         RegisterPage {
             nav: None,
-            errors: Vec::new(),
+            errors: FormErrors::default(),
             username: String::new(),
             csrf_token: csrf.token().to_owned(),
             rules: Username::RULES,
@@ -66,20 +66,24 @@ pub struct RegisterForm {
     password_confirm: String,
 }
 
-/// The account the form asks for, or every reason it cannot be created.
-fn validate(form: &RegisterForm) -> Result<(Username, Password), Vec<String>> {
+/// The account the form asks for, or every reason it cannot be created, each by its field.
+fn validate(form: &RegisterForm) -> Result<(Username, Password), FormErrors> {
     let username = Username::parse(&form.username);
     let password = Password::parse(form.password.clone());
-    let mut errors = Vec::new();
-    if let Err(rule) = &username {
-        errors.push(rule.to_string());
+    let mut errors = FormErrors::default();
+    if let Err(problem) = &username {
+        errors.field("username", *problem);
     }
     match &password {
-        Err(rule) => errors.push(rule.to_string()),
+        Err(rule) => errors.field("password", *rule),
         Ok(_) if form.password != form.password_confirm => {
-            errors.push("The two passwords do not match.".into())
+            errors.field("password_confirm", "The two passwords do not match.")
         }
-        Ok(password) => errors.extend(password.weakness(&form.username)),
+        Ok(password) => {
+            if let Some(weakness) = password.weakness(&form.username) {
+                errors.field("password", weakness);
+            }
+        }
     }
     match (username, password) {
         (Ok(username), Ok(password)) if errors.is_empty() => Ok((username, password)),
@@ -99,13 +103,14 @@ pub async fn submit(
     config: &State<SessionConfig>,
     clock: &State<AppClock>,
 ) -> AppResult<RegisterResponse> {
-    let form_again = |errors: Vec<String>| {
+    // The username typed stays in the form; passwords never come back.
+    let form_again = |errors: FormErrors| {
         let mut page = RegisterPage::new(csrf);
         page.errors = errors;
         page.username = form.username.chars().take(64).collect();
         Page(page)
     };
-    let refuse = |errors: Vec<String>| Ok(RegisterResponse::Page(form_again(errors)));
+    let refuse = |errors: FormErrors| Ok(RegisterResponse::Page(form_again(errors)));
     let (username, password) = match validate(&form) {
         Ok(valid) => valid,
         Err(errors) => return refuse(errors),
@@ -115,7 +120,9 @@ pub async fn submit(
     if let Admission::Throttled(retry_after) =
         throttle::begin_sign_up(&mut *db.connection().await?, config, &client.ip, now).await?
     {
-        let page = form_again(vec![retry_after.message()]);
+        let mut errors = FormErrors::default();
+        errors.form(retry_after.message());
+        let page = form_again(errors);
         return Ok(RegisterResponse::Throttled {
             page,
             retry_after: retry_after.header(),
@@ -128,9 +135,9 @@ pub async fn submit(
     let Some(user_id) =
         users::store::create(&mut tx, &username, &password_hash, Role::User, now).await?
     else {
-        return refuse(vec![
-            "That username is taken. Please choose another.".into(),
-        ]);
+        let mut errors = FormErrors::default();
+        errors.field("username", "That username is taken. Please choose another.");
+        return refuse(errors);
     };
     let created = NewEvent::new(user_id, EventKind::Registered, None, client);
     events::record(&mut tx, created, now).await?;
@@ -140,9 +147,9 @@ pub async fn submit(
         session::start(&mut tx, credentials, presented, client, config, now).await?
     else {
         // Unreachable in practice: no one else can change an account this transaction created.
-        return refuse(vec![
-            "The account could not be signed in. Please try again.".into(),
-        ]);
+        let mut errors = FormErrors::default();
+        errors.form("The account could not be signed in. Please try again.");
+        return refuse(errors);
     };
     tx.commit().await?;
 

@@ -3,6 +3,7 @@
 use rocket::Request;
 use rocket::http::{Method, Status};
 use rocket::request::{FromRequest, Outcome};
+use rocket::response::{self, Responder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -100,6 +101,18 @@ pub(crate) enum Refusal {
 impl Refusal {
     pub(crate) fn of(request: &Request<'_>) -> Refusal {
         *request.local_cache(|| Refusal::Unspecified)
+    }
+}
+
+/// A handler's answer when its action needs a fresh password confirmation: the same 403 the
+/// `ConfirmedUser` guard gives, which the catcher turns into a redirect to `/confirm` (or JSON).
+/// For handlers that first record what was asked (`pending`), after checking the form's CSRF token.
+pub struct ConfirmationRequired;
+
+impl<'r> Responder<'r, 'static> for ConfirmationRequired {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        request.local_cache(|| Refusal::ConfirmationRequired);
+        Err(Status::Forbidden)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cookie;
 pub mod dbsc;
 pub mod fingerprint;
 pub mod guard;
+pub mod pending;
 pub mod policy;
 pub mod proof;
 pub mod reaper;
@@ -15,7 +16,7 @@ pub mod store;
 pub mod token;
 
 pub use bearer::ApiUser;
-pub use guard::{AdminUser, AuthenticatedUser, ConfirmedUser, SessionError};
+pub use guard::{AdminUser, AuthenticatedUser, ConfirmationRequired, ConfirmedUser, SessionError};
 pub use reason::Reason;
 
 use sqlx::{Connection, PgConnection};

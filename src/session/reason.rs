@@ -17,29 +17,40 @@ crate::codes::text_codes! {
 }
 
 impl Reason {
-    /// What the sign-in page tells a person, in plain words.
-    pub fn message(self) -> &'static str {
+    /// What the sign-in page tells a person, in plain words: what happened and what to do.
+    /// `max_devices` is the concurrent-session cap (`max_sessions_per_user`).
+    pub fn message(self, max_devices: u32) -> String {
         match self {
-            Reason::LoginRequired => "Please sign in to continue.",
-            Reason::SignedOut => "You have been signed out.",
-            Reason::IdleTimeout => "You were signed out because you were inactive for a while.",
-            Reason::SessionExpired => "Your session has expired. Please sign in again.",
+            Reason::LoginRequired => "Please sign in to continue.".to_owned(),
+            Reason::SignedOut => "You have been signed out.".to_owned(),
+            Reason::IdleTimeout => {
+                "You were signed out because you were inactive for a while.".to_owned()
+            }
+            Reason::SessionExpired => "Your session has expired. Please sign in again.".to_owned(),
             Reason::FingerprintMismatch => {
-                "You were signed out because your browser changed unexpectedly during the session. \
-                 Please sign in again."
+                "You were signed out because this browser no longer looked like the one you signed in \
+                 with (after a browser update, or because someone copied your sign-in to another \
+                 browser). Please sign in again; if this keeps happening, change your password."
+                    .to_owned()
             }
             Reason::Revoked => {
-                "This device was signed out from another device or by an administrator."
+                "This device was signed out from another device or by an administrator. \
+                 If this wasn’t you, change your password after signing in."
+                    .to_owned()
             }
             Reason::PasswordChanged => {
                 "Your password was changed, so this device was signed out. Sign in with the new password."
+                    .to_owned()
             }
-            Reason::SessionLimit => {
-                "You were signed out because your account signed in on more devices than allowed."
-            }
+            Reason::SessionLimit => format!(
+                "You were signed out because your account signed in on more devices than allowed \
+                 ({max_devices} at once): the device used least recently is signed out first. \
+                 If you did not sign in elsewhere just now, change your password."
+            ),
             Reason::BoundCookieExpired => {
                 "This sign-in is bound to a device, and its cookie was not renewed by that device in time. \
                  Please sign in again."
+                    .to_owned()
             }
         }
     }

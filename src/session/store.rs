@@ -289,6 +289,68 @@ pub async fn rotate(
     Ok(result.rows_affected() == 1)
 }
 
+/// Records the sensitive action a live session asked for until its confirmation (replacing any
+/// earlier one). `false`: the session ended meanwhile.
+pub async fn set_pending_action(
+    conn: &mut PgConnection,
+    public_id: Uuid,
+    action: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        "UPDATE sessions SET pending_action = $2, pending_action_at = $3
+         WHERE public_id = $1 AND revoked_at IS NULL",
+        public_id,
+        action,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// The action a live session is waiting to confirm, recorded after `since`, without taking it
+/// (the confirmation page names it).
+pub async fn pending_action(
+    conn: &mut PgConnection,
+    public_id: Uuid,
+    since: OffsetDateTime,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "SELECT pending_action FROM sessions
+         WHERE public_id = $1 AND revoked_at IS NULL AND pending_action_at > $2",
+        public_id,
+        since,
+    )
+    .fetch_optional(conn)
+    .await
+    .map(Option::flatten)
+}
+
+/// Takes a live session's pending action, recorded after `since`, and clears it whatever its
+/// age: single use, under the row lock, so of two confirmations at once only one gets it.
+pub async fn take_pending_action(
+    conn: &mut PgConnection,
+    public_id: Uuid,
+    since: OffsetDateTime,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "WITH old AS (
+             SELECT public_id, pending_action, pending_action_at FROM sessions
+             WHERE public_id = $1 AND revoked_at IS NULL AND pending_action IS NOT NULL
+             FOR UPDATE
+         )
+         UPDATE sessions s SET pending_action = NULL, pending_action_at = NULL
+         FROM old WHERE s.public_id = old.public_id
+         RETURNING CASE WHEN old.pending_action_at > $2 THEN old.pending_action END",
+        public_id,
+        since,
+    )
+    .fetch_optional(conn)
+    .await
+    .map(Option::flatten)
+}
+
 /// Ends one of a user's live sessions by its public id, never `current` (the one making the
 /// request). `false`: no such live session of this user (already ended, someone else's, or the
 /// current one).

@@ -12,16 +12,27 @@ pub struct Username(String);
 impl Username {
     pub const RULES: &'static str = "Usernames are 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit.";
 
+    /// The name, trimmed, or what is wrong with it, said specifically ("spaces are not allowed"),
+    /// not the whole rule.
     pub fn parse(value: &str) -> Result<Username, &'static str> {
         let value = value.trim();
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        let valid = (3..=32).contains(&value.len())
-            && value.chars().all(allowed)
-            && value.starts_with(|c: char| c.is_ascii_alphanumeric());
-        if valid {
-            Ok(Username(value.to_owned()))
+        if value.is_empty() {
+            Err("Enter a username.")
+        } else if value.chars().any(char::is_whitespace) {
+            Err("Spaces are not allowed in a username.")
+        } else if !value.chars().all(allowed) {
+            Err(
+                "Only the letters a to z (without accents), digits, '.', '_' and '-' are allowed in a username.",
+            )
+        } else if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            Err("A username starts with a letter or a digit.")
+        } else if value.len() < 3 {
+            Err("That username is too short: use at least 3 characters.")
+        } else if value.len() > 32 {
+            Err("That username is too long: use at most 32 characters.")
         } else {
-            Err(Self::RULES)
+            Ok(Username(value.to_owned()))
         }
     }
 
@@ -56,6 +67,22 @@ mod tests {
             "a\u{0}b",
         ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn a_refused_name_is_told_what_is_wrong_with_it() {
+        let cases = [
+            ("bob smith", "Spaces are not allowed"),
+            ("ab", "too short"),
+            (&"x".repeat(33), "too long"),
+            ("-bob", "starts with a letter or a digit"),
+            ("bøb", "without accents"),
+            ("  ", "Enter a username"),
+        ];
+        for (name, problem) in cases {
+            let said = Username::parse(name).expect_err(name);
+            assert!(said.contains(problem), "{name:?}: {said}");
         }
     }
 

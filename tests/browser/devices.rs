@@ -35,10 +35,9 @@ async fn signing_the_other_browser_out_shows_it_the_revoked_message() {
     a.click_and_wait(Locator::Css("[data-testid=revoke-session]"))
         .await;
     confirm_password(&a).await;
+    // The confirmation carries out the sign-out it was asked for, once, and says so.
     assert_eq!(a.path().await, "/account");
-    a.click_and_wait(Locator::Css("[data-testid=revoke-session]"))
-        .await;
-    assert_eq!(a.path().await, "/account");
+    assert_eq!(a.text_of("notice").await, "Signed out 1 device.");
     assert!(
         !a.has_testid("revoke-session").await,
         "only this device is left"
@@ -51,7 +50,8 @@ async fn signing_the_other_browser_out_shows_it_the_revoked_message() {
     assert_eq!(b.path().await, "/login?reason=revoked&next=%2Faccount");
     assert_eq!(
         b.text_of("login-reason").await,
-        "This device was signed out from another device or by an administrator."
+        "This device was signed out from another device or by an administrator. \
+             If this wasn’t you, change your password after signing in."
     );
     b.screenshot("revoked").await;
     a.close().await;
@@ -130,6 +130,16 @@ async fn an_admin_disables_an_account_and_its_open_browser_is_signed_out() {
             "tr[data-username=alice] [data-testid=admin-disable]",
         ))
         .await;
+    // "Disable" asks first, then says what it did.
+    admin.screenshot("admin-disable").await;
+    admin
+        .click_and_wait(Locator::Css("[data-testid=admin-disable-confirm]"))
+        .await;
+    assert_eq!(admin.path().await, "/admin");
+    assert_eq!(
+        admin.text_of("notice").await,
+        "Disabled alice: signed out of 1 device; signing in is refused until enabled."
+    );
     assert!(
         admin.has_testid("admin-enable").await,
         "alice is now disabled"

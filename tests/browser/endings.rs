@@ -58,7 +58,7 @@ async fn the_idle_warning_appears_stay_signed_in_extends_and_idleness_then_signs
         warning_visible(&browser).await,
         "the warning shows before the timeout"
     );
-    browser.screenshot("idle-warning").await;
+    // (Its screenshot and accessibility check are in pages.rs, with time for them.)
 
     browser
         .by_testid("stay-signed-in")

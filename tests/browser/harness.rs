@@ -5,10 +5,12 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use fantoccini::cookies::Cookie;
 use fantoccini::elements::Element;
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rocket::tokio::sync::{Mutex, MutexGuard};
@@ -22,6 +24,20 @@ pub fn screenshot_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot folder");
     dir
+}
+
+/// The widths every checked page is looked at: a desktop window and the narrowest common phone.
+const WIDTHS: [(&str, u32, u32); 2] = [("desktop", 1200, 900), ("phone", 320, 900)];
+
+/// axe-core's script, from its npm package: `scripts/test` fetches it and sets `AXE_CORE_JS`.
+fn axe_source() -> &'static str {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let path = std::env::var("AXE_CORE_JS").unwrap_or_else(|_| {
+            panic!("AXE_CORE_JS is not set: run the browser tests through scripts/test, which fetches axe-core")
+        });
+        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("read {path}: {error}"))
+    })
 }
 
 /// Serializes browser tests within this binary.
@@ -55,22 +71,35 @@ CheckSubdomainRegistration/false,EnableBoundSessionCredentialsSoftwareKeysForMan
 
 impl Browser {
     pub async fn launch() -> Browser {
-        Browser::launch_with(Vec::new()).await
+        Browser::launch_with(Vec::new(), None).await
+    }
+
+    /// A browser whose clock reads in the time zone `tz` (an IANA name, as `TZ` takes it).
+    pub async fn launch_in_time_zone(tz: &str) -> Browser {
+        Browser::launch_with(Vec::new(), Some(tz)).await
     }
 
     /// A browser with DBSC switched on that trusts the certificate whose public key hashes to
     /// `spki_sha256` (see `tls::TlsProxy`) as if a CA had issued it.
     pub async fn launch_dbsc(spki_sha256: &str) -> Browser {
-        Browser::launch_with(vec![
-            DBSC_FEATURES.to_owned(),
-            format!("--ignore-certificate-errors-spki-list={spki_sha256}"),
-        ])
+        Browser::launch_with(
+            vec![
+                DBSC_FEATURES.to_owned(),
+                format!("--ignore-certificate-errors-spki-list={spki_sha256}"),
+            ],
+            None,
+        )
         .await
     }
 
-    async fn launch_with(extra_args: Vec<String>) -> Browser {
+    async fn launch_with(extra_args: Vec<String>, tz: Option<&str>) -> Browser {
         let port = free_port();
-        let driver = Command::new(program("CHROMEDRIVER", "/usr/bin/chromedriver"))
+        let mut driver = Command::new(program("CHROMEDRIVER", "/usr/bin/chromedriver"));
+        // The browser inherits the driver's environment, and with it the time zone.
+        if let Some(tz) = tz {
+            driver.env("TZ", tz);
+        }
+        let driver = driver
             .arg(format!("--port={port}"))
             // Its own process group, which the browser joins: one signal stops both (see Drop).
             .process_group(0)
@@ -209,10 +238,139 @@ impl Browser {
         self.client.get_named_cookie(name).await.ok()
     }
 
+    /// Looks at the page as it is now, at desktop and at phone width: axe-core finds no
+    /// accessibility violation, nothing scrolls sideways, and a screenshot of each lands in
+    /// target/screenshots/ (`{name}-desktop.png`, `{name}-phone.png`).
     pub async fn screenshot(&self, name: &str) {
-        let png = self.client.screenshot().await.expect("screenshot");
-        std::fs::write(screenshot_dir().join(format!("{name}.png")), png)
-            .expect("write screenshot");
+        for (label, width, height) in WIDTHS {
+            self.client
+                .set_window_size(width, height)
+                .await
+                .expect("resize the window");
+            let inner = self
+                .client
+                .execute("return window.innerWidth", vec![])
+                .await
+                .expect("js");
+            assert_eq!(inner, json!(width), "{name}: the {label} viewport");
+            let overflow = self
+                .client
+                .execute(
+                    "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                    vec![],
+                )
+                .await
+                .expect("js");
+            let png = self.client.screenshot().await.expect("screenshot");
+            std::fs::write(screenshot_dir().join(format!("{name}-{label}.png")), png)
+                .expect("write screenshot");
+            assert!(
+                overflow.as_i64().is_some_and(|px| px <= 0),
+                "{name} scrolls sideways at {width} px wide by {overflow} px"
+            );
+            let violations = self.axe_violations().await;
+            assert!(
+                violations.is_empty(),
+                "axe-core finds accessibility violations on {name} at {width} px wide:\n{}",
+                violations.join("\n")
+            );
+        }
+        let (_, width, height) = WIDTHS[0];
+        self.client
+            .set_window_size(width, height)
+            .await
+            .expect("resize the window");
+    }
+
+    /// Runs axe-core (every rule it applies by default: WCAG 2.x A and AA and its best
+    /// practices) on the page, and describes each violation with the elements it found.
+    async fn axe_violations(&self) -> Vec<String> {
+        // Injected through WebDriver, which the page's Content-Security-Policy does not govern;
+        // once per page (the script is half a megabyte).
+        let loaded = self
+            .client
+            .execute("return typeof window.axe === 'object'", vec![])
+            .await
+            .expect("js");
+        if loaded != json!(true) {
+            self.client
+                .execute(axe_source(), vec![])
+                .await
+                .expect("inject axe-core");
+        }
+        let found = self
+            .client
+            .execute_async(
+                r#"const done = arguments[arguments.length - 1];
+                axe.run(document, { resultTypes: ["violations"] }).then(
+                  (results) => done(results.violations.map((v) =>
+                    v.id + " (" + v.impact + "): " + v.help + "\n    " +
+                    v.nodes.map((n) => n.target.join(" ") + ": " + n.failureSummary.replace(/\n/g, " ")).join("\n    "))),
+                  (error) => done(["axe-core failed: " + error]));"#,
+                vec![],
+            )
+            .await
+            .expect("run axe-core");
+        serde_json::from_value(found).expect("a list of violations")
+    }
+
+    /// Presses a key where the focus is, as a keyboard user does.
+    pub async fn press(&self, key: Key) {
+        self.type_text(&char::from(key).to_string()).await;
+    }
+
+    /// Types into the focused element.
+    pub async fn type_text(&self, text: &str) {
+        self.client
+            .active_element()
+            .await
+            .expect("a focused element")
+            .send_keys(text)
+            .await
+            .expect("type");
+    }
+
+    /// Presses Tab until the focus is on `css` (at most 40 times), as a keyboard user gets there.
+    pub async fn tab_to(&self, css: &str) {
+        for _ in 0..40 {
+            if self.focus_matches(css).await {
+                return;
+            }
+            self.press(Key::Tab).await;
+        }
+        panic!("Tab never reached {css}");
+    }
+
+    /// Whether the focused element matches `css`.
+    pub async fn focus_matches(&self, css: &str) -> bool {
+        self.client
+            .execute(
+                "return document.activeElement !== null && document.activeElement.matches(arguments[0])",
+                vec![json!(css)],
+            )
+            .await
+            .expect("js")
+            == json!(true)
+    }
+
+    /// Presses Enter on the focused element and waits for the page it leads to.
+    pub async fn press_enter_and_wait(&self) {
+        let focused = self.client.active_element().await.expect("focus");
+        focused
+            .send_keys(&char::from(Key::Enter).to_string())
+            .await
+            .expect("Enter");
+        for _ in 0..200 {
+            if focused.tag_name().await.is_err() {
+                break;
+            }
+            sleep(Duration::from_millis(25)).await;
+        }
+        self.wait_loaded().await;
+    }
+
+    pub async fn title(&self) -> String {
+        self.client.title().await.expect("title")
     }
 
     pub async fn sign_in(&self, base_url: &str, username: &str, password: &str) {

@@ -9,5 +9,6 @@ mod devices;
 mod endings;
 mod foundation;
 mod harness;
+mod pages;
 mod throttle;
 mod tls;

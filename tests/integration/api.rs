@@ -365,7 +365,7 @@ async fn an_api_family_is_listed_on_the_account_page_until_the_client_signs_out(
         page.html()
             .texts(".kind")
             .iter()
-            .any(|kind| kind == "API token"),
+            .any(|kind| kind == "App or script"),
         "{}",
         page.body
     );
@@ -401,7 +401,7 @@ async fn an_api_family_is_listed_on_the_account_page_until_the_client_signs_out(
             .html()
             .texts(".kind")
             .iter()
-            .any(|kind| kind == "API token"),
+            .any(|kind| kind == "App or script"),
         "{}",
         page.body
     );

@@ -15,6 +15,7 @@ mod endings;
 mod foundation;
 mod logs;
 mod outage;
+mod pages;
 mod races;
 mod request_path;
 mod test_hooks;

@@ -587,7 +587,10 @@ async fn signing_a_user_out_ends_every_session_and_each_device_is_told_why() {
                 .await
                 .testid_text("login-reason")
                 .as_deref(),
-            Some("This device was signed out from another device or by an administrator.")
+            Some(
+                "This device was signed out from another device or by an administrator. \
+             If this wasn’t you, change your password after signing in."
+            )
         );
     }
     assert_eq!(

@@ -274,20 +274,24 @@ impl Device<'_> {
         self.confirm_at("/confirm", password).await
     }
 
-    /// Confirms from a given confirmation page (one with `?next=`), as the form would.
+    /// Confirms from a given confirmation page (one with `?next=`), as the form would: with the
+    /// action the page names, if any.
     pub async fn confirm_at(&self, confirm_url: &str, password: &str) -> Reply {
         let page = self.get(confirm_url).await;
         let csrf = page.csrf_token();
-        let next = page.html().field("next").unwrap_or_default();
-        self.post_form(
-            "/confirm",
-            &[
-                ("password", password),
-                ("csrf_token", &csrf),
-                ("next", &next),
-            ],
-        )
-        .await
+        let page = page.html();
+        let next = page.field("next").unwrap_or_default();
+        let mut fields = vec![
+            ("password", password),
+            ("csrf_token", csrf.as_str()),
+            ("next", next.as_str()),
+        ];
+        // The action the page names, when one waits for this confirmation.
+        let action = page.field("action");
+        if let Some(action) = action.as_deref() {
+            fields.push(("action", action));
+        }
+        self.post_form("/confirm", &fields).await
     }
 
     /// The public ids of the account page's device rows, and which is this device.

@@ -1,0 +1,400 @@
+//! The pages as a person meets them: with the keyboard alone, with a screen reader's view of
+//! errors and the idle warning, and at phone width. Every `screenshot` also runs axe-core and
+//! checks that nothing scrolls sideways, at desktop and at phone width (see harness.rs).
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use rocket::tokio::time::sleep;
+use secure_sessions::users::Role;
+use serde_json::json;
+
+use crate::harness::{Browser, exclusive};
+use crate::support::{PASSWORD, TestApp};
+
+/// What the page says about the focused field: its `aria-invalid`, and the text of the
+/// elements its `aria-describedby` names.
+async fn focused_field(browser: &Browser) -> (String, Option<String>, String) {
+    let found = browser
+        .client
+        .execute(
+            "const field = document.activeElement;
+             const described = (field.getAttribute('aria-describedby') || '').split(' ')
+               .map((id) => document.getElementById(id)).filter((e) => e !== null)
+               .map((e) => e.textContent.trim()).join(' ');
+             return [field.id, field.getAttribute('aria-invalid'), described];",
+            vec![],
+        )
+        .await
+        .expect("js");
+    serde_json::from_value(found).expect("id, aria-invalid, description")
+}
+
+async fn value_of(browser: &Browser, css: &str) -> String {
+    browser
+        .client
+        .find(Locator::Css(css))
+        .await
+        .expect(css)
+        .prop("value")
+        .await
+        .expect("value")
+        .unwrap_or_default()
+}
+
+/// The contrast ratio (WCAG) of the colour `property` of the element at `css` against the
+/// background it sits on (the white of a card).
+async fn contrast_on_white(browser: &Browser, css: &str, property: &str) -> f64 {
+    let ratio = browser
+        .client
+        .execute(
+            "const [r, g, b] = getComputedStyle(document.querySelector(arguments[0]))
+               .getPropertyValue(arguments[1]).match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+             const linear = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+             const luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+             return 1.05 / (luminance + 0.05);",
+            vec![json!(css), json!(property)],
+        )
+        .await
+        .expect("js");
+    ratio.as_f64().expect("a ratio")
+}
+
+/// The rendered height of the element at `css`, in CSS pixels.
+async fn height_of(browser: &Browser, css: &str) -> f64 {
+    browser
+        .client
+        .execute(
+            "return document.querySelector(arguments[0]).getBoundingClientRect().height",
+            vec![json!(css)],
+        )
+        .await
+        .expect("js")
+        .as_f64()
+        .expect("a height")
+}
+
+#[rocket::async_test]
+async fn a_keyboard_user_signs_the_other_devices_out_through_the_confirmation_and_is_told_how_many()
+{
+    let _one = exclusive().await;
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let server = app.serve().await;
+    let laptop = Browser::launch().await;
+    let other = Browser::launch().await;
+
+    // A wrong password: the error sits at the password field, which takes the focus; the
+    // username typed stays, the password does not.
+    laptop.goto(&server.url("/login")).await;
+    assert!(laptop.focus_matches("#username").await);
+    laptop.type_text("alice").await;
+    laptop.press(fantoccini::key::Key::Tab).await;
+    laptop.type_text("not the password").await;
+    laptop.press_enter_and_wait().await;
+    assert!(
+        laptop.title().await.starts_with("Error: "),
+        "{}",
+        laptop.title().await
+    );
+    assert_eq!(
+        focused_field(&laptop).await,
+        (
+            "password".to_owned(),
+            Some("true".to_owned()),
+            "Incorrect username or password.".to_owned()
+        )
+    );
+    assert_eq!(value_of(&laptop, "#username").await, "alice");
+    assert_eq!(value_of(&laptop, "#password").await, "");
+    laptop.screenshot("login-wrong-password").await;
+    laptop.type_text(PASSWORD).await;
+    laptop.press_enter_and_wait().await;
+    assert_eq!(laptop.path().await, "/account");
+
+    // Two more devices: the other browser signs in twice, forgetting its cookie in between.
+    other.sign_in(&server.base_url, "alice", PASSWORD).await;
+    other.client.delete_all_cookies().await.expect("forget");
+    other.sign_in(&server.base_url, "alice", PASSWORD).await;
+
+    laptop.goto(&server.url("/account")).await;
+    assert_eq!(laptop.count_testid("session-row").await, 3);
+    laptop.screenshot("account-three-devices").await;
+    assert!(
+        contrast_on_white(&laptop, "[data-testid=revoke-session]", "border-top-color").await >= 3.0,
+        "a secondary button's border reaches 3:1"
+    );
+    laptop.tab_to("[data-testid=revoke-others]").await;
+    laptop.press_enter_and_wait().await;
+    assert_eq!(laptop.path().await, "/confirm?next=%2Faccount");
+    assert!(
+        laptop
+            .text_of("confirm-action")
+            .await
+            .starts_with("To sign out all your other devices, enter your password again."),
+        "/confirm names the action"
+    );
+    assert!(
+        laptop.focus_matches("#password").await,
+        "the password field has the focus"
+    );
+    laptop.screenshot("confirm-action").await;
+
+    laptop.type_text("still not the password").await;
+    laptop.press_enter_and_wait().await;
+    assert!(laptop.title().await.starts_with("Error: "));
+    assert_eq!(
+        focused_field(&laptop).await,
+        (
+            "password".to_owned(),
+            Some("true".to_owned()),
+            "That password is not correct.".to_owned()
+        )
+    );
+    assert!(
+        laptop.has_testid("confirm-action").await,
+        "the action is still named"
+    );
+    laptop.screenshot("confirm-wrong-password").await;
+
+    laptop.type_text(PASSWORD).await;
+    laptop.press_enter_and_wait().await;
+    assert_eq!(laptop.path().await, "/account");
+    assert_eq!(laptop.text_of("notice").await, "Signed out 2 devices.");
+    assert_eq!(laptop.count_testid("session-row").await, 1);
+    laptop.screenshot("account-signed-out-others").await;
+    laptop.goto(&server.url("/account")).await;
+    assert!(!laptop.has_testid("notice").await, "said once");
+
+    other.goto(&server.url("/account")).await;
+    assert_eq!(other.path().await, "/login?reason=revoked&next=%2Faccount");
+    laptop.close().await;
+    other.close().await;
+}
+
+/// Polls (up to `seconds`) until `script` returns true.
+async fn wait_until(browser: &Browser, script: &str, seconds: u64) {
+    for _ in 0..seconds * 10 {
+        if browser.client.execute(script, vec![]).await.expect("js") == json!(true) {
+            return;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not true after {seconds} s: {script}");
+}
+
+#[rocket::async_test]
+async fn the_idle_warning_takes_the_focus_is_announced_twice_and_gives_the_focus_back() {
+    let _one = exclusive().await;
+    let mut app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 15))
+            .merge(("sessions.idle_warning_secs", 11))
+            .merge(("sessions.touch_interval_secs", 1))
+    })
+    .await;
+    app.system_clock = true;
+    app.create_user("alice", Role::User).await;
+    let server = app.serve().await;
+    let browser = Browser::launch().await;
+    browser.sign_in(&server.base_url, "alice", PASSWORD).await;
+    browser.goto(&server.url("/account")).await;
+    browser.tab_to("[data-testid=change-password]").await;
+
+    // 15 s idle timeout, warning in the last 11 s: it shows after about 4 s.
+    wait_until(
+        &browser,
+        "return !document.querySelector('[data-testid=idle-warning]').hidden",
+        12,
+    )
+    .await;
+    assert!(
+        browser.focus_matches("[data-testid=stay-signed-in]").await,
+        "the focus moves to \"Stay signed in\""
+    );
+    let state = browser
+        .client
+        .execute(
+            "const warning = document.querySelector('[data-testid=idle-warning]');
+             const countdown = warning.querySelector('[data-idle-countdown]');
+             return [countdown.closest('[aria-live], [role=alert], [role=status]') === null,
+                     countdown.textContent,
+                     document.querySelector('[data-idle-announcement]').textContent,
+                     parseFloat(getComputedStyle(document.body).paddingBottom) >= warning.offsetHeight];",
+            vec![],
+        )
+        .await
+        .expect("js");
+    let (quiet, countdown, announced, room): (bool, String, String, bool) =
+        serde_json::from_value(state).expect("the warning's state");
+    assert!(quiet, "the countdown is not read out at every tick");
+    assert!(
+        countdown.ends_with(" seconds") && countdown.len() <= "11 seconds".len(),
+        "{countdown}"
+    );
+    assert_eq!(announced, "", "said once, by the dialog taking the focus");
+    assert!(room, "the page makes room so the warning covers nothing");
+    browser.screenshot("idle-warning").await;
+
+    // Near the end it is said once more, in a polite status message.
+    wait_until(
+        &browser,
+        "return document.querySelector('[data-idle-announcement]').textContent !== ''",
+        8,
+    )
+    .await;
+    let announced = browser
+        .client
+        .execute(
+            "return document.querySelector('[data-idle-announcement]').textContent",
+            vec![],
+        )
+        .await
+        .expect("js");
+    let announced = announced.as_str().expect("text").to_owned();
+    assert!(
+        announced.starts_with("You will be signed out in ") && announced.ends_with(" seconds."),
+        "{announced}"
+    );
+
+    browser.press(fantoccini::key::Key::Enter).await;
+    wait_until(
+        &browser,
+        "return document.querySelector('[data-testid=idle-warning]').hidden",
+        3,
+    )
+    .await;
+    assert!(
+        browser.focus_matches("[data-testid=change-password]").await,
+        "the focus is back where it was"
+    );
+    assert_eq!(browser.path().await, "/account", "no navigation");
+    browser.close().await;
+}
+
+#[rocket::async_test]
+async fn every_page_reads_well_at_desktop_and_phone_width() {
+    let _one = exclusive().await;
+    let app = TestApp::new().await;
+    app.create_user("root", Role::Admin).await;
+    app.create_user("alice", Role::User).await;
+    let server = app.serve().await;
+    let admin = Browser::launch().await;
+    let alice = Browser::launch_in_time_zone("Asia/Kolkata").await;
+
+    // A failed sign-in, then a sign-in: the activity shows a warning, offers "This wasn't me"
+    // on it, and not on this device's own sign-in.
+    admin
+        .sign_in(&server.base_url, "root", "not the password")
+        .await;
+    admin.sign_in(&server.base_url, "root", PASSWORD).await;
+    alice.sign_in(&server.base_url, "alice", PASSWORD).await;
+    admin.goto(&server.url("/account")).await;
+    let names = admin
+        .client
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=not-me]')].map((a) => a.textContent)",
+            vec![],
+        )
+        .await
+        .expect("js");
+    let names: Vec<String> = serde_json::from_value(names).expect("names");
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].starts_with("This wasn't me: Failed sign-in attempt"),
+        "{names:?}"
+    );
+    admin.screenshot("account-activity").await;
+    // Comfortable targets: the header's "Sign out" and "This wasn't me" are at least 24 px tall.
+    assert!(height_of(&admin, "[data-testid=logout]").await >= 24.0);
+    assert!(height_of(&admin, "[data-testid=not-me]").await >= 24.0);
+    let admin_signed_in_at = admin.text_of("signed-in-at").await;
+
+    admin.goto(&server.url("/admin")).await;
+    assert_eq!(admin.path().await, "/confirm?next=%2Fadmin");
+    assert!(!admin.has_testid("confirm-action").await, "no action waits");
+    admin.screenshot("confirm").await;
+    admin.fill("password", PASSWORD).await;
+    admin.submit("[data-testid=confirm-form]").await;
+    assert_eq!(admin.path().await, "/admin");
+    admin.screenshot("admin").await;
+
+    admin.goto(&server.url("/account/not-me")).await;
+    admin.screenshot("not-me").await;
+
+    admin.goto(&server.url("/account/password")).await;
+    admin.fill("current_password", "wrong").await;
+    admin
+        .fill("new_password", "violet tractor mango seventeen")
+        .await;
+    admin
+        .fill("new_password_confirm", "violet tractor mango seventeen")
+        .await;
+    admin.submit("[data-testid=password-form]").await;
+    assert!(admin.title().await.starts_with("Error: "));
+    assert_eq!(
+        focused_field(&admin).await,
+        (
+            "current_password".to_owned(),
+            Some("true".to_owned()),
+            "Your current password is not correct.".to_owned()
+        )
+    );
+    admin.screenshot("password-errors").await;
+    // Control borders and the focus ring reach 3:1 against the card (WCAG 1.4.11).
+    assert!(contrast_on_white(&admin, "#new_password", "border-top-color").await >= 3.0);
+    assert!(contrast_on_white(&admin, "#current_password", "outline-color").await >= 3.0);
+    assert!(contrast_on_white(&admin, "#current_password", "border-top-color").await >= 3.0);
+
+    // A page that is not there keeps the signed-in header.
+    admin.goto(&server.url("/no/such/page")).await;
+    assert!(admin.has_testid("logout").await, "still signed in");
+    admin.screenshot("not-found-signed-in").await;
+
+    // Times read in the reader's time zone, where the browser tells it (UTC, labelled, otherwise).
+    alice.goto(&server.url("/account")).await;
+    let signed_in_at = alice.text_of("signed-in-at").await;
+    assert!(
+        signed_in_at.ends_with(" IST") || signed_in_at.ends_with(" GMT+5:30"),
+        "{signed_in_at}"
+    );
+    assert!(admin_signed_in_at.ends_with(" UTC"), "{admin_signed_in_at}");
+
+    // Registration says what is wrong with a name.
+    let visitor = Browser::launch().await;
+    visitor
+        .goto(&server.url("/login?reason=session_limit"))
+        .await;
+    assert!(
+        visitor
+            .text_of("login-reason")
+            .await
+            .contains("more devices than allowed (5 at once)")
+    );
+    visitor.screenshot("login-session-limit").await;
+    visitor.goto(&server.url("/register")).await;
+    visitor.fill("username", "bob smith").await;
+    visitor
+        .fill("password", "violet tractor mango seventeen")
+        .await;
+    visitor
+        .fill("password_confirm", "violet tractor mango seventeen")
+        .await;
+    visitor.submit("[data-testid=register-form]").await;
+    assert_eq!(
+        focused_field(&visitor).await,
+        (
+            "username".to_owned(),
+            Some("true".to_owned()),
+            "Spaces are not allowed in a username. Usernames are 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit."
+                .to_owned()
+        )
+    );
+    assert_eq!(value_of(&visitor, "#username").await, "bob smith");
+    assert_eq!(value_of(&visitor, "#password").await, "", "never sent back");
+    visitor.screenshot("register-bad-name").await;
+    visitor.goto(&server.url("/no/such/page")).await;
+    visitor.screenshot("not-found").await;
+    visitor.close().await;
+    admin.close().await;
+    alice.close().await;
+}

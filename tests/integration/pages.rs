@@ -1,0 +1,452 @@
+//! The pages say what happened and what to do (issue 12): a sign-out that needed a password
+//! confirmation is carried out once after it; errors sit at their fields; reason messages,
+//! notices, the admin's "Disable", error pages while signed in.
+
+use rocket::http::Status;
+use secure_sessions::users::Role;
+
+use crate::support::http::{Device, FIREFOX_WINDOWS};
+use crate::support::{PASSWORD, TestApp};
+
+async fn live_sessions(app: &TestApp, user_id: i64) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(user_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// The value of the hidden field `name` in a page.
+fn hidden(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker)? + marker.len();
+    let end = start + body[start..].find('"')?;
+    Some(body[start..end].to_owned())
+}
+
+#[rocket::async_test]
+async fn sign_out_all_others_resumes_once_after_the_confirmation_and_says_how_many() {
+    let app = TestApp::new().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    let phone = Device::with(&client, FIREFOX_WINDOWS, "203.0.113.9");
+    let tablet = Device::with(&client, FIREFOX_WINDOWS, "203.0.113.10");
+    for device in [&laptop, &phone, &tablet] {
+        device.sign_in("alice", PASSWORD).await;
+    }
+
+    let reply = laptop
+        .post_from("/account", "/account/sessions/revoke-others", &[])
+        .await;
+    assert_eq!(reply.location(), "/confirm?next=%2Faccount");
+    assert_eq!(
+        live_sessions(&app, user_id).await,
+        3,
+        "nothing happened yet"
+    );
+
+    // The confirmation page names the action it is for, and its form carries it.
+    let page = laptop.get("/confirm?next=%2Faccount").await;
+    assert_eq!(page.count_testid("confirm-action"), 1);
+    assert!(
+        page.body
+            .contains("<strong>sign out all your other devices</strong>"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        hidden(&page.body, "action").as_deref(),
+        Some("sign_out_others")
+    );
+    let form = [
+        ("password", PASSWORD),
+        ("csrf_token", &page.csrf_token()),
+        ("next", "/account"),
+        ("action", "sign_out_others"),
+    ];
+    let reply = laptop.post_form("/confirm", &form).await;
+    assert_eq!(reply.location(), "/account");
+    assert_eq!(live_sessions(&app, user_id).await, 1, "carried out");
+    assert!(
+        app.event_kinds(user_id).await.ends_with(&[
+            "confirmed".into(),
+            "session_revoked".into(),
+            "session_revoked".into()
+        ]),
+        "one confirmation, and the two sign-outs it carried out"
+    );
+    let account = laptop.get("/account").await;
+    assert_eq!(
+        account.testid_text("notice").as_deref(),
+        Some("Signed out 2 devices.")
+    );
+    assert_eq!(
+        laptop.get("/account").await.count_testid("notice"),
+        0,
+        "said once"
+    );
+    assert_eq!(
+        phone.get("/account").await.location(),
+        "/login?reason=revoked&next=%2Faccount"
+    );
+
+    // The same form again: its CSRF token died with the confirmation's rotation.
+    assert_eq!(
+        laptop.post_form("/confirm", &form).await.status,
+        Status::Forbidden
+    );
+    // A new confirmation names nothing and carries nothing out: the action was taken once.
+    tablet.sign_in("alice", PASSWORD).await;
+    let page = laptop.get("/confirm?next=%2Faccount").await;
+    assert_eq!(page.count_testid("confirm-action"), 0);
+    let again = [
+        ("password", PASSWORD),
+        ("csrf_token", &page.csrf_token()),
+        ("next", "/account"),
+        ("action", "sign_out_others"),
+    ];
+    assert_eq!(
+        laptop.post_form("/confirm", &again).await.location(),
+        "/account"
+    );
+    assert_eq!(live_sessions(&app, user_id).await, 2, "the tablet stays");
+}
+
+#[rocket::async_test]
+async fn a_waiting_sign_out_resumes_only_from_the_form_that_named_it_and_only_for_a_while() {
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 3600))
+            .merge(("sessions.absolute_timeout_secs", 7200))
+    })
+    .await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    let phone = Device::with(&client, FIREFOX_WINDOWS, "203.0.113.9");
+    laptop.sign_in("alice", PASSWORD).await;
+    phone.sign_in("alice", PASSWORD).await;
+    let (phone_id, _) = laptop
+        .devices()
+        .await
+        .into_iter()
+        .find(|(_, current)| !current)
+        .expect("the phone");
+    let revoke = format!("/account/sessions/{phone_id}/revoke");
+
+    // Asked for, then confirmed on the way to another page: not carried out, and forgotten.
+    laptop.post_from("/account", &revoke, &[]).await;
+    let page = laptop.get("/confirm?next=%2Faccount").await;
+    assert!(page.body.contains("<strong>sign out Firefox on Windows"));
+    let code = hidden(&page.body, "action").expect("the action");
+    assert_eq!(code, format!("sign_out:{phone_id}"));
+    let form = [
+        ("password", PASSWORD),
+        ("csrf_token", &page.csrf_token()),
+        ("next", "/account/password"),
+        ("action", &code),
+    ];
+    assert_eq!(
+        laptop.post_form("/confirm", &form).await.location(),
+        "/account/password"
+    );
+    assert_eq!(live_sessions(&app, user_id).await, 2);
+    assert_eq!(
+        laptop
+            .get("/confirm?next=%2Faccount")
+            .await
+            .count_testid("confirm-action"),
+        0,
+        "taken by that confirmation"
+    );
+
+    // Asked for once the confirmation lapsed, then confirmed without naming it: not carried out.
+    app.advance_secs(i64::from(app.config().confirm_window_secs));
+    laptop.post_from("/account", &revoke, &[]).await;
+    assert_eq!(
+        laptop
+            .confirm_at("/confirm?next=%2Fadmin", PASSWORD)
+            .await
+            .status,
+        Status::SeeOther
+    );
+    assert_eq!(live_sessions(&app, user_id).await, 2);
+
+    // Asked for, then left for longer than an action waits: not carried out.
+    app.advance_secs(i64::from(app.config().confirm_window_secs));
+    laptop.post_from("/account", &revoke, &[]).await;
+    app.advance_secs(11 * 60);
+    let page = laptop.get("/confirm?next=%2Faccount").await;
+    assert_eq!(page.count_testid("confirm-action"), 0, "too old to name");
+    let form = [
+        ("password", PASSWORD),
+        ("csrf_token", &page.csrf_token()),
+        ("next", "/account"),
+        ("action", &code),
+    ];
+    laptop.post_form("/confirm", &form).await;
+    assert_eq!(live_sessions(&app, user_id).await, 2);
+}
+
+#[rocket::async_test]
+async fn a_sign_out_with_a_foreign_csrf_token_is_refused_and_nothing_waits() {
+    let app = TestApp::new().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    let phone = Device::with(&client, FIREFOX_WINDOWS, "203.0.113.9");
+    laptop.sign_in("alice", PASSWORD).await;
+    phone.sign_in("alice", PASSWORD).await;
+
+    let forged = laptop
+        .post_form(
+            "/account/sessions/revoke-others",
+            &[("csrf_token", "forged")],
+        )
+        .await;
+    assert_eq!(forged.status, Status::Forbidden);
+    assert_eq!(
+        laptop.confirm(PASSWORD).await.location(),
+        "/account",
+        "a confirmation with nothing waiting"
+    );
+    assert_eq!(live_sessions(&app, user_id).await, 2);
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE pending_action IS NOT NULL")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(waiting, 0);
+}
+
+#[rocket::async_test]
+async fn this_wasnt_me_says_how_many_devices_it_signed_out() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    let phone = Device::with(&client, FIREFOX_WINDOWS, "203.0.113.9");
+    laptop.sign_in("alice", PASSWORD).await;
+    phone.sign_in("alice", PASSWORD).await;
+    laptop.confirm(PASSWORD).await;
+    let reply = laptop
+        .post_from("/account/not-me", "/account/not-me", &[])
+        .await;
+    assert_eq!(reply.location(), "/account/password");
+    assert_eq!(
+        laptop
+            .get("/account/password")
+            .await
+            .testid_text("notice")
+            .as_deref(),
+        Some("Signed out 1 other device of your account. Now choose a new password.")
+    );
+}
+
+#[rocket::async_test]
+async fn a_wrong_password_is_marked_at_its_field_and_the_username_stays() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    let csrf = visitor.get("/login").await.csrf_token();
+    let reply = visitor
+        .post_form(
+            "/login",
+            &[
+                ("username", "alice"),
+                ("password", "not the password"),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert!(
+        reply.body.contains("<title>Error: Sign in"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains(
+        "<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required aria-invalid=\"true\" aria-describedby=\"password-error\" autofocus>"
+    ), "{}", reply.body);
+    assert!(reply.body.contains(
+        "<p class=\"field-error\" id=\"password-error\" data-testid=\"login-error\">Incorrect username or password.</p>"
+    ));
+    assert!(
+        reply.body.contains("value=\"alice\">"),
+        "the username stays"
+    );
+    assert!(
+        !reply.body.contains("not the password"),
+        "the password never comes back"
+    );
+
+    let page = visitor.get("/login").await;
+    assert!(!page.body.contains("Error:"));
+    assert!(!page.body.contains("aria-invalid"));
+}
+
+#[rocket::async_test]
+async fn registration_says_what_is_wrong_with_a_name_at_its_field() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    let strong = "violet tractor mango seventeen";
+    let cases = [
+        ("bob smith", "Spaces are not allowed in a username."),
+        (
+            "bø",
+            "Only the letters a to z (without accents), digits, &#39;.&#39;, &#39;_&#39; and &#39;-&#39; are allowed in a username.",
+        ),
+        (
+            "bo",
+            "That username is too short: use at least 3 characters.",
+        ),
+        ("_bob", "A username starts with a letter or a digit."),
+    ];
+    for (username, problem) in cases {
+        let csrf = visitor.get("/register").await.csrf_token();
+        let reply = visitor
+            .post_form(
+                "/register",
+                &[
+                    ("username", username),
+                    ("password", strong),
+                    ("password_confirm", strong),
+                    ("csrf_token", &csrf),
+                ],
+            )
+            .await;
+        assert!(
+            reply.body.contains(&format!(
+                "<p class=\"field-error\" id=\"username-error\">{problem}</p>"
+            )),
+            "{username:?}: {}",
+            reply.body
+        );
+        assert!(reply.body.contains(
+            "aria-invalid=\"true\" aria-describedby=\"username-error username-rules\" autofocus>"
+        ));
+        assert!(reply.body.contains("<title>Error: Create an account"));
+        assert!(!reply.body.contains(strong), "passwords never come back");
+    }
+}
+
+#[rocket::async_test]
+async fn each_reason_says_what_to_do_and_the_session_limit_says_the_limit() {
+    let app = TestApp::with(|f| f.merge(("sessions.max_sessions_per_user", 3))).await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    let message = |reason: &'static str| {
+        let visitor = &visitor;
+        async move {
+            visitor
+                .get(&format!("/login?reason={reason}"))
+                .await
+                .testid_text("login-reason")
+                .expect(reason)
+        }
+    };
+    assert!(message("session_limit").await.contains("(3 at once)"));
+    assert!(message("revoked").await.contains("change your password"));
+    let fingerprint = message("fingerprint_mismatch").await;
+    assert!(!fingerprint.contains("fingerprint"), "{fingerprint}");
+    assert!(fingerprint.contains("Please sign in again"));
+}
+
+#[rocket::async_test]
+async fn a_throttled_sign_in_says_when_the_form_can_be_used_again() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    for _ in 0..5 {
+        alice.sign_in("alice", "not the password").await;
+    }
+    let throttled = alice.sign_in("alice", PASSWORD).await;
+    assert_eq!(throttled.status, Status::TooManyRequests);
+    let retry = throttled.testid_text("retry-at").expect("when to retry");
+    assert_eq!(retry, "You can try again from");
+    assert!(throttled.body.contains("UTC</time>."), "{}", throttled.body);
+}
+
+#[rocket::async_test]
+async fn disable_asks_first_then_reports_what_it_did() {
+    let app = TestApp::new().await;
+    app.create_user("root", Role::Admin).await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let admin = Device::new(&client);
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    admin.sign_in("root", PASSWORD).await;
+    admin.confirm(PASSWORD).await;
+
+    let admin_page = admin.get("/admin").await;
+    assert!(admin_page.body.contains(&format!(
+        "<a class=\"button danger\" href=\"/admin/users/{alice_id}/disable\" data-testid=\"admin-disable\">Disable<span class=\"visually-hidden\"> alice</span></a>"
+    )));
+    assert!(
+        admin_page
+            .body
+            .contains("<th scope=\"row\" data-label=\"Username\">alice</th>")
+    );
+    let ask = admin.get(&format!("/admin/users/{alice_id}/disable")).await;
+    assert_eq!(ask.status, Status::Ok);
+    assert!(ask.body.contains("<h1>Disable alice?</h1>"));
+    assert_eq!(
+        live_sessions(&app, alice_id).await,
+        1,
+        "asking changes nothing"
+    );
+
+    let page = format!("/admin/users/{alice_id}/disable");
+    let reply = admin.post_from(&page, &page, &[]).await;
+    assert_eq!(reply.location(), "/admin");
+    assert_eq!(
+        admin.get("/admin").await.testid_text("notice").as_deref(),
+        Some("Disabled alice: signed out of 1 device; signing in is refused until enabled.")
+    );
+    assert_eq!(live_sessions(&app, alice_id).await, 0);
+}
+
+#[rocket::async_test]
+async fn a_page_that_is_not_there_keeps_the_signed_in_header() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    let visitor = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let missing = alice.get("/no/such/page").await;
+    assert_eq!(missing.status, Status::NotFound);
+    assert_eq!(missing.count_testid("logout"), 1);
+    assert!(missing.body.contains("Signed in as <strong>alice</strong>"));
+    let missing = visitor.get("/no/such/page").await;
+    assert_eq!(missing.status, Status::NotFound);
+    assert_eq!(missing.count_testid("logout"), 0);
+}
+
+#[rocket::async_test]
+async fn this_wasnt_me_is_offered_on_what_others_did_not_on_this_devices_own_sign_in() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    laptop.sign_in("alice", "not the password").await;
+    laptop.sign_in("alice", PASSWORD).await;
+    // A sign-in from a new browser: one entry, which says "new device".
+    Device::with(&client, FIREFOX_WINDOWS, "192.0.2.66")
+        .sign_in("alice", PASSWORD)
+        .await;
+    let page = laptop.get("/account").await;
+    assert_eq!(page.count_testid("security-event"), 3, "{}", page.body);
+    assert_eq!(
+        page.body
+            .matches("Signed in from a new device</span>")
+            .count(),
+        1
+    );
+    // Offered on the failed attempt and on the other browser's sign-in, not on this one's.
+    assert_eq!(page.count_testid("not-me"), 2, "{}", page.body);
+    assert!(page.body.contains("This wasn't me<span class=\"visually-hidden\">: Failed sign-in attempt (wrong password), <time datetime="));
+}
