@@ -2,6 +2,8 @@
 //! (scraper, on html5ever), so a test looks at elements, attributes and decoded text, and not at
 //! how the markup happens to be spelled (attribute order, quoting, `&#39;` or `'`).
 
+use std::collections::BTreeMap;
+
 use scraper::{ElementRef, Html, Selector};
 
 /// A parsed HTML page.
@@ -18,9 +20,7 @@ impl Document {
 
     /// Every element matching the CSS selector `css`, in document order.
     pub fn select(&self, css: &str) -> Vec<ElementRef<'_>> {
-        let selector =
-            Selector::parse(css).unwrap_or_else(|e| panic!("bad CSS selector {css:?}: {e}"));
-        self.html.select(&selector).collect()
+        self.html.select(&selector(css)).collect()
     }
 
     /// The text of every element matching `css`, in document order (see [`text_of`]).
@@ -77,10 +77,28 @@ impl Document {
     }
 }
 
-/// An element's text, entities decoded, with one space between the texts of its children and
-/// runs of whitespace made one space.
+/// An element's text as the DOM's `textContent` has it (entities decoded, its descendants'
+/// texts in order), with runs of whitespace made one space.
 pub fn text_of(element: ElementRef<'_>) -> String {
-    collapse_whitespace(&element.text().collect::<Vec<_>>().join(" "))
+    collapse_whitespace(&element.text().collect::<String>())
+}
+
+/// The elements inside `element` matching the CSS selector `css`, in document order.
+pub fn select_in<'a>(element: ElementRef<'a>, css: &str) -> Vec<ElementRef<'a>> {
+    element.select(&selector(css)).collect()
+}
+
+fn selector(css: &str) -> Selector {
+    Selector::parse(css).unwrap_or_else(|e| panic!("bad CSS selector {css:?}: {e}"))
+}
+
+/// An element's attributes, by name: to check a tag's whole set of attributes at once.
+pub fn attributes_of(element: ElementRef<'_>) -> BTreeMap<String, String> {
+    element
+        .value()
+        .attrs()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
 }
 
 fn collapse_whitespace(text: &str) -> String {

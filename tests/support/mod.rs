@@ -13,7 +13,8 @@
 //! - reading pages: `reply.html()` parses the body (`html::Document`, on the `scraper` crate):
 //!   `testid_text`, `testid_texts`, `count_testid`, `testids` (elements), `select(css)`,
 //!   `texts(css)`, `field(name)` (a form field's value), `csrf_token()`, `text()` and
-//!   `shows(words)` (what the page says, entities decoded). `Reply` has shortcuts for the common
+//!   `shows(words)` (what the page says, entities decoded); for one element, `html::text_of`,
+//!   `html::attributes_of` and `html::select_in`. `Reply` has shortcuts for the common
 //!   ones (`reply.testid_text`, `reply.count_testid`, `reply.csrf_token`, `reply.shows`). Search
 //!   `reply.body` as a string only to prove that something is absent from every byte sent (a
 //!   password, a stack trace).
