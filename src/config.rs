@@ -9,6 +9,11 @@ use time::Duration;
 pub struct SessionConfig {
     pub idle_timeout_secs: u32,
     pub absolute_timeout_secs: u32,
+    /// An administrator's idle timeout (applied from the role read on each request). It only
+    /// ever tightens `idle_timeout_secs`.
+    pub admin_idle_timeout_secs: u32,
+    /// An administrator's absolute lifetime from sign-in; only ever tightens `absolute_timeout_secs`.
+    pub admin_absolute_timeout_secs: u32,
     pub touch_interval_secs: u32,
     pub confirm_window_secs: u32,
     pub tombstone_grace_secs: u32,
@@ -21,9 +26,25 @@ pub struct SessionConfig {
     pub fingerprint_bind: Vec<String>,
     /// Request parts whose change is recorded but keeps the session.
     pub fingerprint_watch: Vec<String>,
+    /// A session that comes back to the network it has just left this many times in a row, each
+    /// within `network_alternation_window_secs` of the change before, ends (`network_alternation`):
+    /// a cookie used by turns from two networks is in two places.
+    pub network_alternations_max: u32,
+    pub network_alternation_window_secs: u32,
+    /// An API token family refreshed more often than this within one `access_token_secs` ends: a
+    /// client needs about one refresh per access token.
+    pub max_refreshes_per_access_lifetime: u32,
+    /// A sign-in from a new device and a new network after at least this many failed sign-ins on
+    /// the account within `suspicious_sign_in_window_secs` is marked in the security activity.
+    pub suspicious_sign_in_failures: u32,
+    pub suspicious_sign_in_window_secs: u32,
     pub cookie_name: String,
     pub reaper_interval_secs: u32,
     pub reaper_batch_size: u32,
+    /// Security events older than this are deleted by the reaper.
+    pub event_retention_days: u32,
+    /// Addresses in security events older than this are cut to their network prefix.
+    pub address_retention_days: u32,
     /// Bound on argon2 hashes running at once (each takes 19 MiB and a core). Default: one per
     /// core, since more hashing threads than cores add memory, not speed.
     pub max_concurrent_hashes: u32,
@@ -61,6 +82,8 @@ impl Default for SessionConfig {
         SessionConfig {
             idle_timeout_secs: 30 * 60,
             absolute_timeout_secs: 12 * 60 * 60,
+            admin_idle_timeout_secs: 15 * 60,
+            admin_absolute_timeout_secs: 4 * 60 * 60,
             touch_interval_secs: 60,
             confirm_window_secs: 10 * 60,
             tombstone_grace_secs: 60 * 60,
@@ -73,9 +96,16 @@ impl Default for SessionConfig {
                 "accept-language".into(),
             ],
             fingerprint_watch: vec!["ip".into()],
+            network_alternations_max: 8,
+            network_alternation_window_secs: 60,
+            max_refreshes_per_access_lifetime: 10,
+            suspicious_sign_in_failures: 3,
+            suspicious_sign_in_window_secs: 60 * 60,
             cookie_name: "__Host-sid".into(),
             reaper_interval_secs: 60,
             reaper_batch_size: 500,
+            event_retention_days: 90,
+            address_retention_days: 30,
             max_concurrent_hashes: std::thread::available_parallelism()
                 .map_or(1, |cores| cores.get() as u32),
             seed_demo_users: false,
@@ -103,6 +133,14 @@ impl SessionConfig {
         Duration::seconds(self.absolute_timeout_secs.into())
     }
 
+    pub fn admin_idle_timeout(&self) -> Duration {
+        Duration::seconds(self.admin_idle_timeout_secs.into())
+    }
+
+    pub fn admin_absolute_timeout(&self) -> Duration {
+        Duration::seconds(self.admin_absolute_timeout_secs.into())
+    }
+
     pub fn touch_interval(&self) -> Duration {
         Duration::seconds(self.touch_interval_secs.into())
     }
@@ -127,17 +165,40 @@ impl SessionConfig {
         Duration::seconds(self.throttle_window_secs.into())
     }
 
+    pub fn event_retention(&self) -> Duration {
+        Duration::days(self.event_retention_days.into())
+    }
+
+    pub fn address_retention(&self) -> Duration {
+        Duration::days(self.address_retention_days.into())
+    }
+
+    pub fn network_alternation_window(&self) -> Duration {
+        Duration::seconds(self.network_alternation_window_secs.into())
+    }
+
+    pub fn suspicious_sign_in_window(&self) -> Duration {
+        Duration::seconds(self.suspicious_sign_in_window_secs.into())
+    }
+
     pub fn bound_cookie_lifetime(&self) -> Duration {
         Duration::seconds(self.bound_cookie_secs.into())
     }
 
     /// Rejects settings that would make the design's guarantees false.
     pub fn validate(&self) -> Result<(), String> {
-        if self.idle_timeout_secs == 0 || self.absolute_timeout_secs == 0 {
+        if self.idle_timeout_secs == 0
+            || self.absolute_timeout_secs == 0
+            || self.admin_idle_timeout_secs == 0
+            || self.admin_absolute_timeout_secs == 0
+        {
             return Err("timeouts must be at least one second".into());
         }
-        if self.touch_interval_secs >= self.idle_timeout_secs {
-            return Err("touch_interval_secs must be shorter than idle_timeout_secs".into());
+        if self.touch_interval_secs >= self.idle_timeout_secs.min(self.admin_idle_timeout_secs) {
+            return Err(
+                "touch_interval_secs must be shorter than idle_timeout_secs and admin_idle_timeout_secs"
+                    .into(),
+            );
         }
         if self.max_sessions_per_user == 0
             || self.max_api_families_per_user == 0
@@ -163,6 +224,18 @@ impl SessionConfig {
             return Err(
                 "bound_cookie_secs must be positive and at most absolute_timeout_secs".into(),
             );
+        }
+        if self.network_alternations_max == 0
+            || self.max_refreshes_per_access_lifetime == 0
+            || self.suspicious_sign_in_failures == 0
+        {
+            return Err("network_alternations_max, max_refreshes_per_access_lifetime and suspicious_sign_in_failures must be positive".into());
+        }
+        if self.event_retention_days == 0 || self.address_retention_days == 0 {
+            return Err("event_retention_days and address_retention_days must be positive".into());
+        }
+        if self.reaper_batch_size == 0 {
+            return Err("reaper_batch_size must be positive".into());
         }
         if !self.cookie_name.starts_with("__Host-") {
             return Err(

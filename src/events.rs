@@ -33,6 +33,9 @@ crate::codes::text_codes! {
         ApiTokenRefreshReuse = "refresh_reuse",
         SessionBound = "session_bound",
         BindingProofRefused = "binding_proof_refused",
+        NetworkAlternation = "network_alternation",
+        ApiRefreshTooFast = "refresh_too_fast",
+        SuspiciousSignIn = "suspicious_sign_in",
     }
 }
 
@@ -71,6 +74,16 @@ impl EventKind {
             EventKind::BindingProofRefused => {
                 "A proof of this device's key was refused (the session is unchanged)"
             }
+            EventKind::NetworkAlternation => {
+                "Signed out: this session was used from two networks by turns within minutes \
+                 (someone else may have had a copy of it)"
+            }
+            EventKind::ApiRefreshTooFast => {
+                "An app or script was signed out: it renewed its sign-in far more often than any app needs (it may have been copied)"
+            }
+            EventKind::SuspiciousSignIn => {
+                "Signed in from a new device and a new network right after failed sign-in attempts"
+            }
         }
     }
 
@@ -103,7 +116,15 @@ impl EventKind {
                 | EventKind::AccountDisabled
                 | EventKind::ApiTokenRefreshReuse
                 | EventKind::BindingProofRefused
+                | EventKind::NetworkAlternation
+                | EventKind::ApiRefreshTooFast
+                | EventKind::SuspiciousSignIn
         )
+    }
+
+    /// Events the owner should see before any other: the account page lists them first.
+    pub fn is_flagged(self) -> bool {
+        self == EventKind::SuspiciousSignIn
     }
 }
 
@@ -223,6 +244,24 @@ impl EventRecord {
     }
 }
 
+/// How many events of `kind` the user has had since `since`.
+pub async fn count_since(
+    conn: &mut PgConnection,
+    user_id: i64,
+    kind: EventKind,
+    since: OffsetDateTime,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM security_events
+           WHERE user_id = $1 AND kind = $2 AND occurred_at > $3"#,
+        user_id,
+        kind as _,
+        since,
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// The newest events of a user, newest first.
 pub async fn recent_for_user(
     conn: &mut PgConnection,
@@ -239,6 +278,72 @@ pub async fn recent_for_user(
     )
     .fetch_all(conn)
     .await
+}
+
+/// Deletes up to `batch` events that occurred before `cutoff`, oldest first. Rows another
+/// reaper is deleting are skipped, not waited for.
+pub async fn delete_older_than(
+    conn: &mut PgConnection,
+    cutoff: OffsetDateTime,
+    batch: i64,
+) -> sqlx::Result<u64> {
+    let result = sqlx::query!(
+        "DELETE FROM security_events WHERE id IN (
+             SELECT id FROM security_events WHERE occurred_at < $1
+             ORDER BY occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        cutoff,
+        batch,
+    )
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Cuts the addresses of up to `batch` events that occurred before `cutoff`, and whose address
+/// is still whole, to their network prefix (`203.0.113.0/24`, `2001:db8:1::/48`), in one
+/// transaction. A value that is not an address is cleared: nothing is kept that cannot be cut.
+/// Returns how many were cut.
+pub async fn cut_addresses_older_than(
+    conn: &mut PgConnection,
+    cutoff: OffsetDateTime,
+    batch: i64,
+) -> sqlx::Result<u64> {
+    let mut tx = conn.begin().await?;
+    // The predicate is the partial index's (migrations/0015): a cut address has a `/`.
+    let whole = sqlx::query!(
+        "SELECT id, ip FROM security_events
+         WHERE occurred_at < $1 AND ip <> '' AND strpos(ip, '/') = 0
+         ORDER BY occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        cutoff,
+        batch,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if whole.is_empty() {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    let (ids, cut): (Vec<i64>, Vec<String>) = whole
+        .into_iter()
+        .map(|row| {
+            let network = row
+                .ip
+                .parse()
+                .map(crate::session::fingerprint::network_prefix)
+                .unwrap_or_default();
+            (row.id, network)
+        })
+        .unzip();
+    let result = sqlx::query!(
+        "UPDATE security_events e SET ip = c.ip
+         FROM unnest($1::bigint[], $2::text[]) AS c (id, ip) WHERE e.id = c.id",
+        &ids,
+        &cut,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(result.rows_affected())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! argon2, and every failure counted and recorded.
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::client::ClientInfo;
 use crate::config::SessionConfig;
@@ -95,19 +96,41 @@ pub async fn check_own_password(
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
-    let attempt = match throttle::begin_recheck(
-        &mut *db.connection().await?,
-        config,
-        user.session_public_id(),
-        now,
-    )
-    .await?
-    {
-        Admission::Admitted(attempt) => attempt,
-        Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
+    let session = SignedIn {
+        user_id: user.user_id(),
+        session: user.session_public_id(),
     };
+    check_session_password(db, hasher, config, session, password, client, now).await
+}
+
+/// The session (browser session or API token family) whose owner's password is checked again.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedIn {
+    pub user_id: i64,
+    pub session: Uuid,
+}
+
+/// `check_own_password` for any signed-in session, browser or API token family (ending devices
+/// over the API): the same per-session budget, the same `confirm_failed` record.
+pub async fn check_session_password(
+    db: &Db,
+    hasher: &PasswordHasher,
+    config: &SessionConfig,
+    signed_in: SignedIn,
+    password: String,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> AppResult<Verdict> {
+    let attempt =
+        match throttle::begin_recheck(&mut *db.connection().await?, config, signed_in.session, now)
+            .await?
+        {
+            Admission::Admitted(attempt) => attempt,
+            Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
+        };
     let account =
-        users::store::find_credentials_by_id(&mut *db.connection().await?, user.user_id()).await?;
+        users::store::find_credentials_by_id(&mut *db.connection().await?, signed_in.user_id)
+            .await?;
     let stored_hash = account
         .as_ref()
         .map(|account| account.password_hash.clone());
@@ -122,9 +145,9 @@ pub async fn check_own_password(
         });
     }
     let event = NewEvent::new(
-        user.user_id(),
+        signed_in.user_id,
         EventKind::ConfirmFailed,
-        Some(user.session_public_id()),
+        Some(signed_in.session),
         client,
     );
     events::record(&mut *db.connection().await?, event, now).await?;

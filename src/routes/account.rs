@@ -57,6 +57,8 @@ pub struct DeviceRow {
 pub struct EventRow {
     description: String,
     warning: bool,
+    /// Shown before every other entry (a sign-in that may have been the guesser's).
+    flagged: bool,
     when: When,
     device: String,
     ip: String,
@@ -107,7 +109,7 @@ pub async fn page(
         .filter(|event| event.kind == EventKind::NewDevice)
         .filter_map(|event| event.session_public_id)
         .collect();
-    let events = recent
+    let mut events: Vec<EventRow> = recent
         .into_iter()
         .filter_map(|event| {
             let mut kind = event.kind;
@@ -125,6 +127,7 @@ pub async fn page(
             Some(EventRow {
                 description: kind.describe().to_owned(),
                 warning: kind.is_warning(),
+                flagged: kind.is_flagged(),
                 when: When::at(event.occurred_at),
                 device: device::describe(&event.user_agent),
                 disown: !(this_device && routine),
@@ -133,6 +136,8 @@ pub async fn page(
             })
         })
         .collect();
+    // Flagged entries first, so the owner sees them before anything else; otherwise newest first.
+    events.sort_by_key(|event| !event.flagged);
 
     Ok(Page(AccountPage {
         nav: Some(Nav::of(user)),

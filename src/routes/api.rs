@@ -1,29 +1,35 @@
 //! The token API for clients that are not browsers: `POST /api/token`, `POST /api/token/refresh`,
-//! `GET /api/me` and `POST /api/logout` (DESIGN section 7).
+//! `GET /api/me` and `POST /api/logout` (DESIGN section 7), and the account's devices:
+//! `GET /api/sessions`, `DELETE /api/sessions/<id>`, `POST /api/sessions/revoke-others`.
 //!
 //! Every answer is JSON. Refusals carry a stable `error` code: `invalid_credentials`,
-//! `too_many_attempts` (with `Retry-After`) and `invalid_grant` here; `missing_token` and
-//! `invalid_token` from the bearer guard; the catchers' codes (`unsupported_media_type`,
-//! `bad_request`, ...) for bodies that cannot be read.
+//! `too_many_attempts` (with `Retry-After`), `invalid_grant`, `invalid_password`,
+//! `no_such_session` and `current_session` here; `missing_token` and `invalid_token` from the
+//! bearer guard; the catchers' codes (`unsupported_media_type`, `bad_request`, ...) for bodies
+//! that cannot be read.
 
 use rocket::data::{self, Data, FromData};
 use rocket::http::{Header, Status};
 use rocket::serde::json::Json;
 use rocket::serde::{Deserialize, Serialize};
-use rocket::{Request, Responder, Route, State, get, post, routes};
+use rocket::{Request, Responder, Route, State, delete, get, post, routes};
 use sqlx::Connection;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
 
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::Db;
+use crate::device;
 use crate::error::AppResult;
-use crate::session::ApiUser;
+use crate::events::{self, EventKind, NewEvent};
 use crate::session::api::{self, Refreshed, TokenPair};
 use crate::session::token::SessionToken;
-use crate::sign_in::{self, Verdict};
-use crate::throttle;
+use crate::session::{self, ApiUser, Reason, store};
+use crate::sign_in::{self, SignedIn, Verdict};
+use crate::throttle::{self, Attempt};
 use crate::users::PasswordHasher;
 
 /// A JSON request body. Any other content type is refused (415) before a byte is read, which also
@@ -235,6 +241,217 @@ pub async fn logout(
     Ok(Status::NoContent)
 }
 
+/// One of the account's live devices: a browser session or an API token family.
+#[derive(Serialize)]
+#[serde(crate = "rocket::serde")]
+pub struct DeviceBody {
+    /// The public id (`DELETE /api/sessions/<id>`), never a token nor its hash.
+    id: String,
+    /// `browser` or `api`.
+    kind: &'static str,
+    /// The User-Agent in words ("Chrome on Linux").
+    device: String,
+    ip: String,
+    signed_in_at: String,
+    last_active_at: String,
+    /// The token family this request came with.
+    current: bool,
+    /// Bound to a key on the device (DBSC).
+    bound: bool,
+}
+
+#[derive(Serialize)]
+#[serde(crate = "rocket::serde")]
+pub struct DeviceList {
+    sessions: Vec<DeviceBody>,
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The account's live devices, most recently active first.
+#[get("/api/sessions")]
+pub async fn list_sessions(
+    user: &ApiUser,
+    db: &State<Db>,
+    clock: &State<AppClock>,
+) -> AppResult<Json<DeviceList>> {
+    let current = user.session().public_id;
+    let devices = store::list_live_for_user(
+        &mut *db.connection().await?,
+        user.session().user_id,
+        clock.now(),
+    )
+    .await?;
+    let sessions = devices
+        .into_iter()
+        .map(|device| DeviceBody {
+            id: device.public_id.to_string(),
+            current: device.public_id == current,
+            device: device::describe(&device.user_agent),
+            kind: device.kind.code(),
+            ip: device.ip,
+            signed_in_at: rfc3339(device.created_at),
+            last_active_at: rfc3339(device.last_seen_at),
+            bound: device.bound,
+        })
+        .collect();
+    Ok(Json(DeviceList { sessions }))
+}
+
+/// Deliberately not `Debug`: it holds a password.
+#[derive(Deserialize)]
+#[serde(crate = "rocket::serde")]
+pub struct PasswordBody {
+    password: String,
+}
+
+#[derive(Serialize)]
+#[serde(crate = "rocket::serde")]
+pub struct RevokedBody {
+    revoked: usize,
+}
+
+#[derive(Responder)]
+pub enum DeviceResponse {
+    /// One device ended (204).
+    Ended(Status),
+    /// Every other device ended.
+    EndedOthers(Json<RevokedBody>),
+    Refused((Status, Json<ErrorBody>)),
+    #[response(status = 429)]
+    Throttled {
+        body: Json<ErrorBody>,
+        retry_after: Header<'static>,
+    },
+}
+
+impl DeviceResponse {
+    fn refused(status: Status, error: &'static str) -> Self {
+        DeviceResponse::Refused((status, Json(ErrorBody { error })))
+    }
+}
+
+/// The password again, through the signed-in re-check budget (per token family), before a token
+/// may end other devices: a stolen access token alone must not sign the owner out everywhere
+/// (ASVS 7.5.2). `Err`: the refusal to send.
+async fn recheck(
+    user: &ApiUser,
+    password: String,
+    client: &ClientInfo,
+    db: &Db,
+    hasher: &PasswordHasher,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> AppResult<Result<Attempt, DeviceResponse>> {
+    let signed_in = SignedIn {
+        user_id: user.session().user_id,
+        session: user.session().public_id,
+    };
+    Ok(
+        match sign_in::check_session_password(db, hasher, config, signed_in, password, client, now)
+            .await?
+        {
+            Verdict::Accepted { attempt, .. } => Ok(attempt),
+            Verdict::Rejected => Err(DeviceResponse::refused(
+                Status::Forbidden,
+                "invalid_password",
+            )),
+            Verdict::Throttled(retry_after) => Err(DeviceResponse::Throttled {
+                body: Json(ErrorBody {
+                    error: "too_many_attempts",
+                }),
+                retry_after: retry_after.header(),
+            }),
+        },
+    )
+}
+
+/// Ends one other device of the account. Another account's device, an unknown or malformed id
+/// and an ended device are all `404 no_such_session`: nothing is revoked, nothing is told.
+#[delete("/api/sessions/<id>", data = "<body>")]
+#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
+pub async fn revoke_session(
+    user: &ApiUser,
+    id: &str,
+    body: ApiJson<PasswordBody>,
+    client: &ClientInfo,
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    config: &State<SessionConfig>,
+    clock: &State<AppClock>,
+) -> AppResult<DeviceResponse> {
+    let Ok(id) = Uuid::parse_str(id) else {
+        return Ok(DeviceResponse::refused(Status::NotFound, "no_such_session"));
+    };
+    let family = user.session().public_id;
+    if id == family {
+        // Its own family ends with `POST /api/logout`, which needs no password.
+        return Ok(DeviceResponse::refused(Status::Conflict, "current_session"));
+    }
+    let now = clock.now();
+    let attempt = match recheck(user, body.0.password, client, db, hasher, config, now).await? {
+        Ok(attempt) => attempt,
+        Err(refusal) => return Ok(refusal),
+    };
+    let user_id = user.session().user_id;
+    let mut conn = db.connection().await?;
+    let mut tx = conn.begin().await?;
+    throttle::succeeded(&mut tx, attempt).await?;
+    // Scoped to this account: another user's id matches no row, and so ends nothing.
+    if !store::revoke_other(&mut tx, user_id, id, family, Reason::Revoked, now).await? {
+        tx.commit().await?; // the right password still resets the budget
+        return Ok(DeviceResponse::refused(Status::NotFound, "no_such_session"));
+    }
+    let event = NewEvent::new(user_id, EventKind::SessionRevoked, Some(id), client).by(family);
+    events::record(&mut tx, event, now).await?;
+    tx.commit().await?;
+    Ok(DeviceResponse::Ended(Status::NoContent))
+}
+
+/// Ends every other device and token family of the account; this family goes on.
+#[post("/api/sessions/revoke-others", data = "<body>")]
+#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
+pub async fn revoke_other_sessions(
+    user: &ApiUser,
+    body: ApiJson<PasswordBody>,
+    client: &ClientInfo,
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    config: &State<SessionConfig>,
+    clock: &State<AppClock>,
+) -> AppResult<DeviceResponse> {
+    let now = clock.now();
+    let attempt = match recheck(user, body.0.password, client, db, hasher, config, now).await? {
+        Ok(attempt) => attempt,
+        Err(refusal) => return Ok(refusal),
+    };
+    let mut conn = db.connection().await?;
+    let mut tx = conn.begin().await?;
+    throttle::succeeded(&mut tx, attempt).await?;
+    let revoked = session::end_others_of(
+        &mut tx,
+        user.session().user_id,
+        user.session().public_id,
+        Reason::Revoked,
+        EventKind::SessionRevoked,
+        client,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(DeviceResponse::EndedOthers(Json(RevokedBody { revoked })))
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![issue_tokens, refresh_tokens, me, logout]
+    routes![
+        issue_tokens,
+        refresh_tokens,
+        me,
+        logout,
+        list_sessions,
+        revoke_session,
+        revoke_other_sessions
+    ]
 }

@@ -127,7 +127,9 @@ pub async fn refresh(
     let presented_key = presented.key();
     // A refusal that writes nothing just returns: dropping `tx` rolls it back.
     let mut tx = conn.begin().await?;
-    let Some(token) = store::find_refresh_token(&mut tx, &presented_key).await? else {
+    // Refreshes within one access token's lifetime: a client needs about one.
+    let since = now - config.access_token_lifetime();
+    let Some(token) = store::find_refresh_token(&mut tx, &presented_key, since).await? else {
         return Ok(Refreshed::Refused);
     };
     if token.used_at.is_some() {
@@ -154,6 +156,35 @@ pub async fn refresh(
         return Ok(Refreshed::Refused);
     }
     if token.revoked || token.disabled || now >= token.expires_at {
+        return Ok(Refreshed::Refused);
+    }
+    if token.recent_refreshes >= i64::from(config.max_refreshes_per_access_lifetime) {
+        // Far faster than any client needs: a loop, or a stolen refresh token raced against the
+        // owner's. The family ends, as at reuse.
+        let ended = store::revoke_by_id(&mut tx, token.family, Reason::Revoked, now)
+            .await?
+            .is_some();
+        if ended {
+            let event = NewEvent::new(
+                token.user_id,
+                EventKind::ApiRefreshTooFast,
+                Some(token.family),
+                client,
+            )
+            .detail(format!(
+                "{} refreshes within {} seconds",
+                token.recent_refreshes + 1,
+                config.access_token_secs
+            ));
+            events::record(&mut tx, event, now).await?;
+        }
+        tx.commit().await?;
+        if ended {
+            rocket::warn!(
+                "API token family ended: refreshed too often (refresh token {})",
+                presented_key.log_id()
+            );
+        }
         return Ok(Refreshed::Refused);
     }
 
@@ -202,6 +233,8 @@ pub async fn validate(
         now,
         seen_before: now - config.touch_interval(),
         seen_after: None,
+        // Token families have lifetimes of their own (`access_token_secs`, `refresh_token_secs`).
+        admin: None,
     };
     // A second look only when the first one's write lost a race, as for browser sessions.
     for _ in 0..2 {

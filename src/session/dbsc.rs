@@ -159,6 +159,7 @@ pub async fn register(
         return Ok(Registered::Ended(Reason::BoundCookieExpired));
     }
     let lifetimes = Lifetimes {
+        created_at: record.created_at,
         last_seen_at: record.last_seen_at,
         expires_at: record.expires_at,
     };
@@ -166,8 +167,9 @@ pub async fn register(
         bound: true,
         watched: true,
     };
+    let role = record.role;
     if let Decision::End(reason) =
-        policy::decide(lifetimes, super::limits(config), same_device, now)
+        policy::decide(lifetimes, super::limits(config), role, same_device, now)
     {
         super::end(conn, record.user_id, record.public_id, reason, client, now).await?;
         return Ok(Registered::Ended(reason));
@@ -283,6 +285,7 @@ pub async fn refresh(
     // the device's key is stronger evidence of the same device, and the browser's refresh
     // request need not carry the headers its pages do.
     let lifetimes = Lifetimes {
+        created_at: record.created_at,
         last_seen_at: record.last_seen_at,
         expires_at: record.expires_at,
     };
@@ -290,8 +293,9 @@ pub async fn refresh(
         bound: true,
         watched: true,
     };
+    let role = record.role;
     if let Decision::End(reason) =
-        policy::decide(lifetimes, super::limits(config), same_device, now)
+        policy::decide(lifetimes, super::limits(config), role, same_device, now)
     {
         super::end(conn, record.user_id, public_id, reason, client, now).await?;
         return Ok(Refreshed::Ended(Some(reason)));

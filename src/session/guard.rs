@@ -226,7 +226,8 @@ async fn check(request: &Request<'_>) -> Check {
     };
     match validated {
         Ok(Validated::Live(session)) => {
-            let deadline = policy::idle_deadline(session.lifetimes(), super::limits(config));
+            let deadline =
+                policy::idle_deadline(session.lifetimes(), super::limits(config), session.role);
             let idle = IdleCountdown {
                 seconds_left: (deadline - now).whole_seconds().max(0),
                 warning_secs: config.idle_warning_secs,

@@ -59,6 +59,7 @@ pub struct LiveSession {
 impl LiveSession {
     pub fn lifetimes(&self) -> Lifetimes {
         Lifetimes {
+            created_at: self.created_at,
             last_seen_at: self.last_seen_at,
             expires_at: self.expires_at,
         }
@@ -82,14 +83,20 @@ pub struct Started {
     pub public_id: Uuid,
 }
 
-/// When a browser session's lookup writes last-seen (see `policy::touch_window`).
+/// When a browser session's lookup writes last-seen (see `policy::touch_window`): the lookup
+/// reads the role in the same statement, and applies the window of the role it reads.
 pub(crate) fn browser_touch(config: &SessionConfig, now: OffsetDateTime) -> store::Touch {
-    let (seen_before, seen_after) = policy::touch_window(limits(config), now);
+    let user = policy::touch_window(limits(config), Role::User, now);
+    let admin = policy::touch_window(limits(config), Role::Admin, now);
     store::Touch {
         kind: SessionKind::Browser,
         now,
-        seen_before,
-        seen_after: Some(seen_after),
+        seen_before: user.seen_before,
+        seen_after: Some(user.seen_after),
+        admin: Some(store::AdminTouch {
+            seen_after: admin.seen_after,
+            created_after: admin.created_after,
+        }),
     }
 }
 
@@ -97,6 +104,8 @@ pub fn limits(config: &SessionConfig) -> Limits {
     Limits {
         idle_timeout: config.idle_timeout(),
         touch_interval: config.touch_interval(),
+        admin_idle_timeout: config.admin_idle_timeout(),
+        admin_absolute_timeout: config.admin_absolute_timeout(),
     }
 }
 
@@ -126,7 +135,19 @@ pub async fn start(
     if let Some(previous) = presented {
         store::revoke(tx, &previous.key(), Reason::SignedOut, now).await?;
     }
-    let new_device = store::is_new_device(tx, user_id, &client.user_agent).await?;
+    let novelty =
+        store::sign_in_novelty(tx, user_id, &client.user_agent, &client.fingerprint).await?;
+    // A new device on a new network right after failed guesses: perhaps the guesser got in.
+    let suspicious = novelty.new_device
+        && novelty.new_network
+        && events::count_since(
+            tx,
+            user_id,
+            EventKind::SignInFailed,
+            now - config.suspicious_sign_in_window(),
+        )
+        .await?
+            >= i64::from(config.suspicious_sign_in_failures);
     let token = SessionToken::generate();
     let public_id = store::insert(
         tx,
@@ -148,10 +169,23 @@ pub async fn start(
         now,
     )
     .await?;
-    if new_device {
+    if novelty.new_device {
         events::record(
             tx,
             NewEvent::new(user_id, EventKind::NewDevice, Some(public_id), client),
+            now,
+        )
+        .await?;
+    }
+    if suspicious {
+        events::record(
+            tx,
+            NewEvent::new(
+                user_id,
+                EventKind::SuspiciousSignIn,
+                Some(public_id),
+                client,
+            ),
             now,
         )
         .await?;
@@ -216,6 +250,7 @@ async fn validate_once(
         return Ok(Some(Validated::Ended(Reason::BoundCookieExpired)));
     }
     let lifetimes = Lifetimes {
+        created_at: record.created_at,
         last_seen_at: record.last_seen_at,
         expires_at: record.expires_at,
     };
@@ -223,58 +258,71 @@ async fn validate_once(
         bound: record.fingerprint_bind == client.fingerprint.bind,
         watched: record.fingerprint_watch == client.fingerprint.watch,
     };
-    let (touch, watched_changed) = match policy::decide(lifetimes, limits(config), fingerprint, now)
-    {
-        Decision::End(reason) => {
-            end(conn, record.user_id, record.public_id, reason, client, now).await?;
-            if reason == Reason::FingerprintMismatch {
-                rocket::warn!(
-                    "session {} ended: binding fingerprint changed",
-                    key.log_id()
-                );
+    // The role as read by this very statement: a promotion or demotion applies from now on.
+    let role = record.role;
+    let (touch, watched_changed) =
+        match policy::decide(lifetimes, limits(config), role, fingerprint, now) {
+            Decision::End(reason) => {
+                end(conn, record.user_id, record.public_id, reason, client, now).await?;
+                if reason == Reason::FingerprintMismatch {
+                    rocket::warn!(
+                        "session {} ended: binding fingerprint changed",
+                        key.log_id()
+                    );
+                }
+                return Ok(Some(Validated::Ended(reason)));
             }
-            return Ok(Some(Validated::Ended(reason)));
-        }
-        Decision::Continue {
-            touch,
-            watched_changed,
-        } => (touch, watched_changed),
-    };
+            Decision::Continue {
+                touch,
+                watched_changed,
+            } => (touch, watched_changed),
+        };
     if touch && !record.touched {
         return Ok(None);
     }
 
     let mut confirmed_until = record.confirmed_until;
-    let still_live = if watched_changed {
+    if watched_changed {
         confirmed_until = None;
+        // A change of network is already a transaction of its own (the change and its event);
+        // noticing a cookie used from two networks by turns is part of the same statement.
+        let alternation = store::Alternation {
+            changed_after: now - config.network_alternation_window(),
+            max_returns: i32::try_from(config.network_alternations_max).unwrap_or(i32::MAX),
+        };
         let mut tx = conn.begin().await?;
-        let updated =
-            store::record_network_change(&mut tx, key, &client.fingerprint, &client.ip, now)
-                .await?;
-        if updated {
-            let event = NewEvent::new(
-                record.user_id,
-                EventKind::NetworkChanged,
-                Some(record.public_id),
-                client,
-            );
-            events::record(&mut tx, event, now).await?;
-        }
+        let change = store::record_network_change(
+            &mut tx,
+            key,
+            &client.fingerprint,
+            &client.ip,
+            &alternation,
+            now,
+        )
+        .await?;
+        let kind = match change {
+            Some(store::NetworkChange::Kept) => EventKind::NetworkChanged,
+            Some(store::NetworkChange::Ended) => EventKind::NetworkAlternation,
+            // Ended between our read and our write (a sign-out elsewhere): honour the tombstone.
+            None => return Ok(Some(Validated::Ended(Reason::Revoked))),
+        };
+        let event = NewEvent::new(record.user_id, kind, Some(record.public_id), client);
+        events::record(&mut tx, event, now).await?;
         tx.commit().await?;
-        updated
-    } else {
-        true
-    };
-    if !still_live {
-        // Ended between our read and our write (a sign-out elsewhere): honour the tombstone.
-        return Ok(Some(Validated::Ended(Reason::Revoked)));
+        if change == Some(store::NetworkChange::Ended) {
+            rocket::warn!(
+                "session {} ended: used from two networks by turns",
+                key.log_id()
+            );
+            return Ok(Some(Validated::Ended(Reason::NetworkAlternation)));
+        }
     }
     Ok(Some(Validated::Live(Box::new(LiveSession {
         key: *key,
         public_id: record.public_id,
         user_id: record.user_id,
         username: record.username,
-        role: record.role,
+        role,
         created_at: record.created_at,
         last_seen_at: if touch || watched_changed {
             now
@@ -366,10 +414,31 @@ pub async fn end_others(
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> sqlx::Result<usize> {
-    let ended = end_all_for_user(tx, session.user_id, Some(session.public_id), reason, now).await?;
+    end_others_of(
+        tx,
+        session.user_id,
+        session.public_id,
+        reason,
+        kind,
+        client,
+        now,
+    )
+    .await
+}
+
+/// `end_others` for the session or API token family with public id `keep` of `user_id`.
+pub async fn end_others_of(
+    tx: &mut PgConnection,
+    user_id: i64,
+    keep: Uuid,
+    reason: Reason,
+    kind: EventKind,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> sqlx::Result<usize> {
+    let ended = end_all_for_user(tx, user_id, Some(keep), reason, now).await?;
     for public_id in &ended {
-        let event =
-            NewEvent::new(session.user_id, kind, Some(*public_id), client).by(session.public_id);
+        let event = NewEvent::new(user_id, kind, Some(*public_id), client).by(keep);
         events::record(tx, event, now).await?;
     }
     Ok(ended.len())

@@ -3,11 +3,15 @@
 use time::{Duration, OffsetDateTime};
 
 use super::reason::Reason;
+use crate::users::Role;
 
 /// The times that decide whether a session lives on.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
+    /// Sign-in time: an administrator's shorter absolute lifetime counts from it.
+    pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
+    /// The absolute expiry written at sign-in (`absolute_timeout_secs`), never extended.
     pub expires_at: OffsetDateTime,
 }
 
@@ -16,6 +20,36 @@ pub struct Lifetimes {
 pub struct Limits {
     pub idle_timeout: Duration,
     pub touch_interval: Duration,
+    /// An administrator's idle timeout, when shorter than everyone's (`admin_idle_timeout_secs`).
+    pub admin_idle_timeout: Duration,
+    /// An administrator's absolute lifetime from sign-in (`admin_absolute_timeout_secs`).
+    pub admin_absolute_timeout: Duration,
+}
+
+impl Limits {
+    /// The idle timeout for a session whose account has `role` now. A role's own limit only ever
+    /// tightens the general one: no setting makes an administrator's session outlive a user's.
+    pub fn idle_timeout(&self, role: Role) -> Duration {
+        match role {
+            Role::User => self.idle_timeout,
+            Role::Admin => self.admin_idle_timeout.min(self.idle_timeout),
+        }
+    }
+
+    /// When a session that began at `created_at` and was given `expires_at` at sign-in ends,
+    /// however active, for an account whose role is `role` now. A promotion mid-session brings
+    /// the end forward at the next request; a demotion moves it back, never past `expires_at`.
+    pub fn absolute_expiry(
+        &self,
+        role: Role,
+        created_at: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> OffsetDateTime {
+        match role {
+            Role::User => expires_at,
+            Role::Admin => (created_at + self.admin_absolute_timeout).min(expires_at),
+        }
+    }
 }
 
 /// How the request's fingerprint compares with the one recorded at sign-in.
@@ -36,7 +70,8 @@ pub enum Decision {
     End(Reason),
 }
 
-/// Decides a live (not revoked) session's fate at `now`.
+/// Decides a live (not revoked) session's fate at `now`, for an account whose role is `role` as
+/// read on this request (so a promotion or demotion applies at the next request).
 ///
 /// Absolute expiry wins over idleness (the stronger statement), and both over the fingerprint.
 /// Idleness is measured from `last_seen_at`, which is written at most once per touch interval:
@@ -44,14 +79,15 @@ pub enum Decision {
 pub fn decide(
     lifetimes: Lifetimes,
     limits: Limits,
+    role: Role,
     fingerprint: FingerprintMatch,
     now: OffsetDateTime,
 ) -> Decision {
-    if now >= lifetimes.expires_at {
+    if now >= limits.absolute_expiry(role, lifetimes.created_at, lifetimes.expires_at) {
         return Decision::End(Reason::SessionExpired);
     }
     let idle_for = now - lifetimes.last_seen_at;
-    if idle_for >= limits.idle_timeout {
+    if idle_for >= limits.idle_timeout(role) {
         return Decision::End(Reason::IdleTimeout);
     }
     if !fingerprint.bound {
@@ -63,17 +99,42 @@ pub fn decide(
     }
 }
 
-/// The last-seen times for which a request at `now` writes last-seen, as `decide` has it: at or
-/// before the first (the touch interval has passed), after the second (not idle past the
-/// timeout). The lookup writes in the statement that reads the row, before `decide` has seen it.
-pub fn touch_window(limits: Limits, now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
-    (now - limits.touch_interval, now - limits.idle_timeout)
+/// For which sessions a request at `now` writes last-seen, as `decide` has it for `role`.
+/// The lookup writes in the statement that reads the row (and the role), before `decide` has
+/// seen it, so it applies this window to the role it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TouchWindow {
+    /// Last seen at or before this: the touch interval has passed.
+    pub seen_before: OffsetDateTime,
+    /// Last seen after this: not idle past the role's timeout.
+    pub seen_after: OffsetDateTime,
+    /// Signed in after this: not past the role's absolute lifetime (the row's own expiry is
+    /// checked by the lookup anyway).
+    pub created_after: OffsetDateTime,
+}
+
+pub fn touch_window(limits: Limits, role: Role, now: OffsetDateTime) -> TouchWindow {
+    let absolute = match role {
+        Role::User => Duration::MAX,
+        Role::Admin => limits.admin_absolute_timeout,
+    };
+    TouchWindow {
+        seen_before: now - limits.touch_interval,
+        seen_after: now - limits.idle_timeout(role),
+        created_after: now
+            .checked_sub(absolute)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    }
 }
 
 /// When the idle timeout will end the session if no request comes first, as far as the
 /// server can promise (see `decide`).
-pub fn idle_deadline(lifetimes: Lifetimes, limits: Limits) -> OffsetDateTime {
-    (lifetimes.last_seen_at + limits.idle_timeout).min(lifetimes.expires_at)
+pub fn idle_deadline(lifetimes: Lifetimes, limits: Limits, role: Role) -> OffsetDateTime {
+    (lifetimes.last_seen_at + limits.idle_timeout(role)).min(limits.absolute_expiry(
+        role,
+        lifetimes.created_at,
+        lifetimes.expires_at,
+    ))
 }
 
 /// Whether the presented token of a session may be used at `now`. An unbound session's token
@@ -104,11 +165,15 @@ mod tests {
     const LIMITS: Limits = Limits {
         idle_timeout: Duration::minutes(30),
         touch_interval: Duration::minutes(1),
+        admin_idle_timeout: Duration::minutes(15),
+        admin_absolute_timeout: Duration::hours(4),
     };
     const SAME: FingerprintMatch = FingerprintMatch {
         bound: true,
         watched: true,
     };
+    const USER: Role = Role::User;
+    const ADMIN: Role = Role::Admin;
 
     fn at(minutes_after_sign_in: i64) -> OffsetDateTime {
         SIGN_IN + Duration::minutes(minutes_after_sign_in)
@@ -132,10 +197,15 @@ mod tests {
             touch: true,
             watched_changed: false,
         };
-        // (last seen, absolute expiry, now, fingerprint) -> decision; minutes after sign-in.
+        let idle = Decision::End(Reason::IdleTimeout);
+        let expired = Decision::End(Reason::SessionExpired);
+        // (role, last seen, absolute expiry, now, fingerprint) -> decision; minutes after sign-in.
+        // The role is the one read on the request: a session that began as a user's and is an
+        // administrator's now is judged by the administrator's limits, and the other way round.
         let table = [
-            (0, 720, 0, SAME, keep),
+            (USER, 0, 720, 0, SAME, keep),
             (
+                USER,
                 0,
                 720,
                 0,
@@ -145,51 +215,92 @@ mod tests {
                     watched_changed: true,
                 },
             ),
-            (0, 720, 1, SAME, touch),
-            (10, 720, 10, SAME, keep),
-            (10, 720, 39, SAME, touch),
-            (10, 720, 40, SAME, Decision::End(Reason::IdleTimeout)),
-            (10, 720, 41, new_browser, Decision::End(Reason::IdleTimeout)),
+            (USER, 0, 720, 1, SAME, touch),
+            (USER, 10, 720, 10, SAME, keep),
+            (USER, 10, 720, 39, SAME, touch),
+            (USER, 10, 720, 40, SAME, idle),
+            (USER, 10, 720, 41, new_browser, idle),
             (
+                USER,
                 0,
                 720,
                 29,
                 new_browser,
                 Decision::End(Reason::FingerprintMismatch),
             ),
-            (715, 720, 719, SAME, touch),
-            (719, 720, 720, SAME, Decision::End(Reason::SessionExpired)),
-            (700, 720, 800, SAME, Decision::End(Reason::SessionExpired)),
+            (USER, 715, 720, 719, SAME, touch),
+            (USER, 719, 720, 720, SAME, expired),
+            (USER, 700, 720, 800, SAME, expired),
+            // An administrator: 15 minutes idle, 4 hours from sign-in.
+            (ADMIN, 0, 720, 14, SAME, touch),
+            (ADMIN, 0, 720, 15, SAME, idle),
+            (ADMIN, 10, 720, 24, SAME, touch),
+            (ADMIN, 10, 720, 25, SAME, idle),
+            (ADMIN, 230, 720, 239, SAME, touch),
+            (ADMIN, 239, 720, 240, SAME, expired),
+            (ADMIN, 239, 720, 241, SAME, expired),
+            // A user idle for 20 minutes lives on; promoted, the same session ends at once.
+            (USER, 100, 720, 120, SAME, touch),
+            (ADMIN, 100, 720, 120, SAME, idle),
+            // Five hours in: alive as a user, past an administrator's lifetime.
+            (USER, 299, 720, 300, SAME, touch),
+            (ADMIN, 299, 720, 300, SAME, expired),
+            // The row's own expiry still bounds an administrator (a short absolute_timeout_secs).
+            (ADMIN, 55, 60, 60, SAME, expired),
         ];
-        for (last_seen, expires, now, fingerprint, expected) in table {
+        for (role, last_seen, expires, now, fingerprint, expected) in table {
             let lifetimes = Lifetimes {
+                created_at: SIGN_IN,
                 last_seen_at: at(last_seen),
                 expires_at: at(expires),
             };
             assert_eq!(
-                decide(lifetimes, LIMITS, fingerprint, at(now)),
+                decide(lifetimes, LIMITS, role, fingerprint, at(now)),
                 expected,
-                "last seen {last_seen}, expires {expires}, now {now}, {fingerprint:?}"
+                "{role:?}, last seen {last_seen}, expires {expires}, now {now}, {fingerprint:?}"
             );
         }
     }
 
     #[test]
+    fn a_role_limit_only_ever_tightens_the_general_one() {
+        let loose = Limits {
+            admin_idle_timeout: Duration::hours(2),
+            admin_absolute_timeout: Duration::days(2),
+            ..LIMITS
+        };
+        assert_eq!(loose.idle_timeout(ADMIN), LIMITS.idle_timeout);
+        assert_eq!(loose.absolute_expiry(ADMIN, at(0), at(720)), at(720));
+    }
+
+    #[test]
     fn the_touch_window_writes_exactly_when_decide_says_touch() {
-        let now = at(45);
-        let (seen_before, seen_after) = touch_window(LIMITS, now);
-        for seconds in 0..=45 * 60 {
-            let last_seen_at = SIGN_IN + Duration::seconds(seconds);
-            let lifetimes = Lifetimes {
-                last_seen_at,
-                expires_at: at(720),
-            };
-            let touch = matches!(
-                decide(lifetimes, LIMITS, SAME, now),
-                Decision::Continue { touch: true, .. }
-            );
-            let in_window = seen_after < last_seen_at && last_seen_at <= seen_before;
-            assert_eq!(in_window, touch, "last seen {seconds} s after sign-in");
+        for role in [USER, ADMIN] {
+            for now in [at(45), at(245)] {
+                let window = touch_window(LIMITS, role, now);
+                for seconds in (0..=245 * 60).step_by(7) {
+                    let last_seen_at = SIGN_IN + Duration::seconds(seconds);
+                    if last_seen_at > now {
+                        break;
+                    }
+                    let lifetimes = Lifetimes {
+                        created_at: SIGN_IN,
+                        last_seen_at,
+                        expires_at: at(720),
+                    };
+                    let touch = matches!(
+                        decide(lifetimes, LIMITS, role, SAME, now),
+                        Decision::Continue { touch: true, .. }
+                    );
+                    let in_window = window.seen_after < last_seen_at
+                        && last_seen_at <= window.seen_before
+                        && SIGN_IN > window.created_after;
+                    assert_eq!(
+                        in_window, touch,
+                        "{role:?}, now {now}, last seen {seconds} s after sign-in"
+                    );
+                }
+            }
         }
     }
 
@@ -240,14 +351,23 @@ mod tests {
     #[test]
     fn the_idle_deadline_never_passes_the_absolute_expiry() {
         let fresh = Lifetimes {
+            created_at: SIGN_IN,
             last_seen_at: at(0),
             expires_at: at(720),
         };
-        assert_eq!(idle_deadline(fresh, LIMITS), at(30));
+        assert_eq!(idle_deadline(fresh, LIMITS, USER), at(30));
+        assert_eq!(idle_deadline(fresh, LIMITS, ADMIN), at(15));
         let late = Lifetimes {
+            created_at: SIGN_IN,
             last_seen_at: at(700),
             expires_at: at(720),
         };
-        assert_eq!(idle_deadline(late, LIMITS), at(720));
+        assert_eq!(idle_deadline(late, LIMITS, USER), at(720));
+        let late_admin = Lifetimes {
+            created_at: SIGN_IN,
+            last_seen_at: at(230),
+            expires_at: at(720),
+        };
+        assert_eq!(idle_deadline(late_admin, LIMITS, ADMIN), at(240));
     }
 }

@@ -1,6 +1,7 @@
 //! The background reaper: deletes session rows one grace period after their absolute expiry,
 //! throttle counts (sign-in failures, re-checks, sign-ups) once they have left the throttle window,
-//! and DBSC challenges too old to answer.
+//! DBSC challenges too old to answer, and security events past their retention (cutting their
+//! addresses to a network prefix first).
 
 use rocket::fairing::AdHoc;
 use rocket::tokio::time::{Duration, MissedTickBehavior, interval};
@@ -10,6 +11,7 @@ use super::{dbsc, store};
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::Db;
+use crate::events;
 use crate::throttle;
 use rocket_db_pools::Database;
 
@@ -28,6 +30,46 @@ pub async fn reap_once(
         total += deleted;
         if deleted < batch as u64 {
             return Ok(total);
+        }
+    }
+}
+
+/// What one retention pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Events older than `event_retention_days`, deleted.
+    pub deleted: u64,
+    /// Events older than `address_retention_days` whose address was cut to its network.
+    pub cut: u64,
+}
+
+/// Deletes security events older than `event_retention_days` and cuts the addresses of those
+/// older than `address_retention_days` to their network prefix, in batches of
+/// `reaper_batch_size` that each commit on their own, so requests never wait behind one long
+/// statement and any number of instances can run it side by side.
+pub async fn expire_events(
+    conn: &mut PgConnection,
+    config: &SessionConfig,
+    clock: &AppClock,
+) -> sqlx::Result<Retention> {
+    let now = clock.now();
+    let batch = i64::from(config.reaper_batch_size);
+    let mut done = Retention::default();
+    // Deleted first: no work is spent cutting what is about to go.
+    loop {
+        let deleted =
+            events::delete_older_than(conn, now - config.event_retention(), batch).await?;
+        done.deleted += deleted;
+        if deleted < batch as u64 {
+            break;
+        }
+    }
+    loop {
+        let cut =
+            events::cut_addresses_older_than(conn, now - config.address_retention(), batch).await?;
+        done.cut += cut;
+        if cut < batch as u64 {
+            return Ok(done);
         }
     }
 }
@@ -65,6 +107,9 @@ pub fn stage() -> AdHoc {
                                 Ok(0) => {}
                                 Ok(deleted) => rocket::info!("reaper deleted {deleted} expired sessions"),
                                 Err(error) => rocket::warn!("reaper failed (will retry): {error}"),
+                            }
+                            if let Err(error) = expire_events(&mut conn, &config, &clock).await {
+                                rocket::warn!("reaper could not expire old security events (will retry): {error}");
                             }
                             if let Err(error) = throttle::forget_old(&mut conn, &config, clock.now()).await {
                                 rocket::warn!("reaper could not delete old sign-in failures (will retry): {error}");

@@ -13,6 +13,7 @@ crate::codes::text_codes! {
         PasswordChanged = "password_changed",
         SessionLimit = "session_limit",
         BoundCookieExpired = "bound_cookie_expired",
+        NetworkAlternation = "network_alternation",
     }
 }
 
@@ -50,6 +51,12 @@ impl Reason {
             Reason::BoundCookieExpired => {
                 "This sign-in is bound to a device, and its cookie was not renewed by that device in time. \
                  Please sign in again."
+                    .to_owned()
+            }
+            Reason::NetworkAlternation => {
+                "You were signed out because this session was used from two networks by turns, \
+                 as happens when someone else has a copy of it. Sign in again, and check your \
+                 security activity; if you see anything you did not do, change your password."
                     .to_owned()
             }
         }

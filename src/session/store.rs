@@ -53,12 +53,21 @@ pub struct SessionRecord {
 /// its absolute expiry (nor its access token's, nor a device-bound token's deadline: a copied
 /// cookie must not keep a session alive), last seen at or before `seen_before` (the touch
 /// interval has passed) and, when given, after `seen_after` (not idle past its timeout: such a
-/// session is ended, not touched).
+/// session is ended, not touched) and, for an account whose role is `admin` at that moment,
+/// inside `admin` (the administrator's shorter limits).
 pub struct Touch {
     pub kind: SessionKind,
     pub now: OffsetDateTime,
     pub seen_before: OffsetDateTime,
     pub seen_after: Option<OffsetDateTime>,
+    pub admin: Option<AdminTouch>,
+}
+
+/// An administrator's session is touched only when last seen after `seen_after` and signed in
+/// after `created_after`.
+pub struct AdminTouch {
+    pub seen_after: OffsetDateTime,
+    pub created_after: OffsetDateTime,
 }
 
 /// What a new session row needs.
@@ -129,11 +138,14 @@ pub async fn find_with_user(
     sqlx::query_as!(
         SessionRecord,
         r#"WITH touched AS (
-               UPDATE sessions SET last_seen_at = $2
-               WHERE key = $1 AND kind = $3 AND revoked_at IS NULL
-                 AND expires_at > $2 AND (access_expires_at IS NULL OR access_expires_at > $2)
-                 AND (bound_until IS NULL OR bound_until > $2)
-                 AND last_seen_at <= $4 AND ($5::timestamptz IS NULL OR last_seen_at > $5)
+               UPDATE sessions s SET last_seen_at = $2
+               FROM users tu
+               WHERE s.key = $1 AND tu.id = s.user_id AND s.kind = $3 AND s.revoked_at IS NULL
+                 AND s.expires_at > $2 AND (s.access_expires_at IS NULL OR s.access_expires_at > $2)
+                 AND (s.bound_until IS NULL OR s.bound_until > $2)
+                 AND s.last_seen_at <= $4 AND ($5::timestamptz IS NULL OR s.last_seen_at > $5)
+                 AND ($6::timestamptz IS NULL OR tu.role <> 'admin'
+                      OR (s.last_seen_at > $6 AND s.created_at > $7))
                RETURNING 1)
            SELECT s.public_id, s.user_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at,
                   s.expires_at, s.confirmed_until, s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch,
@@ -147,31 +159,74 @@ pub async fn find_with_user(
         touch.kind as _,
         touch.seen_before,
         touch.seen_after,
+        touch.admin.as_ref().map(|admin| admin.seen_after),
+        touch.admin.as_ref().map(|admin| admin.created_after),
     )
     .fetch_optional(conn)
     .await
 }
 
+/// When a change of network is a quick return to the network the session has just left.
+pub struct Alternation {
+    /// A return counts when the change before it came after this.
+    pub changed_after: OffsetDateTime,
+    /// This many quick returns in a row end the session.
+    pub max_returns: i32,
+}
+
+/// What a change of network did to the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkChange {
+    /// Kept, on the new network, without privileged confirmation.
+    Kept,
+    /// Ended with `network_alternation`: it came back to the network it had just left
+    /// `max_returns` times in a row, each within the window, like a cookie used from two places.
+    Ended,
+}
+
 /// The watched fingerprint changed (a new network): keep the session, adopt the new values,
-/// and drop privileged confirmation, which must not follow a cookie to a new network.
+/// and drop privileged confirmation, which must not follow a cookie to a new network. In the
+/// same statement: remember the network left, count a quick return to the one before, and end
+/// the session (tombstone `network_alternation`) at the `max_returns`th return in a row.
+/// `None`: the session had ended meanwhile.
 pub async fn record_network_change(
     conn: &mut PgConnection,
     key: &SessionKey,
     fingerprint: &Fingerprint,
     ip: &str,
+    alternation: &Alternation,
     now: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query!(
-        "UPDATE sessions SET fingerprint_watch = $2, ip = $3, last_seen_at = $4, confirmed_until = NULL
-         WHERE key = $1 AND revoked_at IS NULL",
+) -> sqlx::Result<Option<NetworkChange>> {
+    // Every SET expression reads the row as it was before this statement (re-read if a concurrent
+    // write came first), so the three CASEs agree on whether this change is a quick return.
+    let ended = sqlx::query_scalar!(
+        r#"UPDATE sessions SET fingerprint_watch = $2, ip = $3, last_seen_at = $4, confirmed_until = NULL,
+                               previous_watch = fingerprint_watch, watch_changed_at = $4,
+                               network_returns = CASE WHEN previous_watch = $2 AND watch_changed_at > $5
+                                                      THEN network_returns + 1 ELSE 0 END,
+                               revoked_at = CASE WHEN previous_watch = $2 AND watch_changed_at > $5
+                                                      AND network_returns + 1 >= $6 THEN $4::timestamptz END,
+                               revoke_reason = CASE WHEN previous_watch = $2 AND watch_changed_at > $5
+                                                      AND network_returns + 1 >= $6 THEN $7::text END
+           WHERE key = $1 AND revoked_at IS NULL
+           RETURNING revoked_at IS NOT NULL AS "ended!""#,
         key.as_bytes(),
         &fingerprint.watch[..],
         ip,
         now,
+        alternation.changed_after,
+        alternation.max_returns,
+        Reason::NetworkAlternation as _,
     )
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(result.rows_affected() == 1)
+    Ok(ended.map(|ended| {
+        if ended {
+            NetworkChange::Ended
+        } else {
+            NetworkChange::Kept
+        }
+    }))
 }
 
 /// Ends a session by its public id, which no rotation changes, keeping a tombstone. Returns the
@@ -428,18 +483,32 @@ pub async fn revoke_beyond_cap(
     .await
 }
 
-/// A sign-in from a User-Agent this account has no session row with (live, ended or tombstoned),
-/// when it has rows with others: the account's first device is not news.
-pub async fn is_new_device(
+/// What is new about a sign-in, against the account's session rows (live, ended or tombstoned).
+/// The account's first device is not news.
+#[derive(Debug, Clone, Copy)]
+pub struct Novelty {
+    /// No row has this User-Agent.
+    pub new_device: bool,
+    /// No row is, or was just before, on this network (the watched fingerprint).
+    pub new_network: bool,
+}
+
+pub async fn sign_in_novelty(
     conn: &mut PgConnection,
     user_id: i64,
     user_agent: &str,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
+    fingerprint: &Fingerprint,
+) -> sqlx::Result<Novelty> {
+    sqlx::query_as!(
+        Novelty,
         r#"SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
-              AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND user_agent = $2) AS "new_device!""#,
+                  AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND user_agent = $2) AS "new_device!",
+                  EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
+                  AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1
+                                  AND (fingerprint_watch = $3 OR previous_watch = $3)) AS "new_network!""#,
         user_id,
         user_agent,
+        &fingerprint.watch[..],
     )
     .fetch_one(conn)
     .await
@@ -526,22 +595,30 @@ pub struct RefreshRecord {
     pub expires_at: OffsetDateTime,
     pub revoked: bool,
     pub disabled: bool,
+    /// How many times the family was refreshed after `refreshed_since` (see `find_refresh_token`).
+    pub recent_refreshes: i64,
 }
 
-/// The refresh token with this key, used or not (a used one is evidence of theft).
+/// The refresh token with this key, used or not (a used one is evidence of theft), with the
+/// number of refreshes of its family since `refreshed_since`: each refresh issued one refresh
+/// token of a later generation, so they are counted in the same statement.
 pub async fn find_refresh_token(
     conn: &mut PgConnection,
     key: &SessionKey,
+    refreshed_since: OffsetDateTime,
 ) -> sqlx::Result<Option<RefreshRecord>> {
     sqlx::query_as!(
         RefreshRecord,
         r#"SELECT r.family, r.generation, r.used_at, s.user_id, s.expires_at,
-                  s.revoked_at IS NOT NULL AS "revoked!", u.disabled
+                  s.revoked_at IS NOT NULL AS "revoked!", u.disabled,
+                  (SELECT count(*) FROM refresh_tokens f
+                   WHERE f.family = r.family AND f.generation > 0 AND f.issued_at > $2) AS "recent_refreshes!"
            FROM refresh_tokens r
            JOIN sessions s ON s.public_id = r.family
            JOIN users u ON u.id = s.user_id
            WHERE r.key = $1"#,
         key.as_bytes(),
+        refreshed_since,
     )
     .fetch_optional(conn)
     .await
@@ -626,10 +703,12 @@ pub struct BoundRecord {
     pub key: Vec<u8>,
     pub user_id: i64,
     pub kind: SessionKind,
+    pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub revoke_reason: Option<Reason>,
     pub dbsc_key: Option<Vec<u8>>,
+    pub role: Role,
     pub disabled: bool,
 }
 
@@ -640,8 +719,8 @@ pub async fn find_by_public_id(
 ) -> sqlx::Result<Option<BoundRecord>> {
     sqlx::query_as!(
         BoundRecord,
-        r#"SELECT s.key, s.user_id, s.kind AS "kind: SessionKind", s.last_seen_at, s.expires_at,
-                  s.revoke_reason AS "revoke_reason: Reason", s.dbsc_key, u.disabled
+        r#"SELECT s.key, s.user_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at, s.expires_at,
+                  s.revoke_reason AS "revoke_reason: Reason", s.dbsc_key, u.role AS "role: Role", u.disabled
            FROM sessions s JOIN users u ON u.id = s.user_id
            WHERE s.public_id = $1"#,
         public_id,

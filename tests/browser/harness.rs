@@ -92,6 +92,11 @@ impl Browser {
         .await
     }
 
+    /// A browser that sends this User-Agent: another kind of device, as the app sees it.
+    pub async fn launch_as(user_agent: &str) -> Browser {
+        Browser::launch_with(vec![format!("--user-agent={user_agent}")], None).await
+    }
+
     async fn launch_with(extra_args: Vec<String>, tz: Option<&str>) -> Browser {
         let port = free_port();
         let mut driver = Command::new(program("CHROMEDRIVER", "/usr/bin/chromedriver"));

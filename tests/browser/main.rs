@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod anomalies;
 mod dbsc;
 mod devices;
 mod endings;

@@ -340,6 +340,7 @@ async fn a_late_write_after_sign_out_does_not_bring_the_session_back() {
         now: app.clock_now(),
         seen_before: app.clock_now(),
         seen_after: None,
+        admin: None,
     };
     assert!(
         !store::find_with_user(&mut conn, &key, &touch)
@@ -352,16 +353,22 @@ async fn a_late_write_after_sign_out_does_not_bring_the_session_back() {
         bind: [0; 32],
         watch: [1; 32],
     };
-    assert!(
-        !store::record_network_change(
+    let alternation = store::Alternation {
+        changed_after: app.clock_now(),
+        max_returns: 1,
+    };
+    assert_eq!(
+        store::record_network_change(
             &mut conn,
             &key,
             &fingerprint,
             "203.0.113.9",
+            &alternation,
             app.clock_now()
         )
         .await
-        .unwrap()
+        .unwrap(),
+        None
     );
     assert!(
         !store::revoke(&mut conn, &key, Reason::IdleTimeout, app.clock_now())

@@ -4,7 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod anomalies;
 mod api;
+mod api_devices;
 mod bad_input;
 mod codes;
 mod contract;
@@ -18,5 +20,7 @@ mod outage;
 mod pages;
 mod races;
 mod request_path;
+mod retention;
+mod roles;
 mod test_hooks;
 mod throttle;

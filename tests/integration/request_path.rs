@@ -296,3 +296,72 @@ async fn a_transaction_dropped_half_way_releases_its_locks_when_its_connection_r
         "the pool goes on serving"
     );
 }
+
+#[rocket::async_test]
+async fn noticing_a_cookie_used_from_two_networks_costs_no_statement_beyond_recording_the_change() {
+    let app = TestApp::with(|figment| figment.merge(("sessions.idle_timeout_secs", 1800))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let mut alice = Device::with(&client, crate::support::http::CHROME_LINUX, "198.51.100.7");
+    alice.sign_in("alice", PASSWORD).await;
+    assert_eq!(alice.get("/account/password").await.status, Status::Ok);
+    let statements = Statements::start(&app).await;
+
+    // A change of network was, before the detection, the lookup and a transaction around the
+    // change and its event: BEGIN, UPDATE, INSERT, COMMIT. Every change still is, whether it is
+    // a new network, a quick return counted, or the return that ends the session.
+    let max_returns = i64::from(app.config().network_alternations_max);
+    let mut before = statements.count().await;
+    for change in 0..=max_returns {
+        app.advance_secs(5);
+        alice.ip = if change % 2 == 0 {
+            "203.0.113.66"
+        } else {
+            "198.51.100.7"
+        }
+        .parse()
+        .unwrap();
+        let reply = alice.get("/account/password").await;
+        let after = statements.count().await;
+        assert_eq!(after - before, 5, "change {change}: {}", reply.status);
+        before = after;
+        if change < max_returns {
+            assert_eq!(reply.status, Status::Ok, "change {change}");
+        } else {
+            assert_eq!(
+                reply.location(),
+                "/login?reason=network_alternation&next=%2Faccount%2Fpassword"
+            );
+        }
+    }
+}
+
+#[rocket::async_test]
+async fn counting_recent_refreshes_costs_a_refresh_no_statement() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let script = Device::with(&client, "curl/8.5.0", "192.0.2.44");
+    let reply = script
+        .post_json(
+            "/api/token",
+            &serde_json::json!({ "username": "alice", "password": PASSWORD }),
+        )
+        .await;
+    let mut refresh = reply.json()["refresh_token"].as_str().unwrap().to_owned();
+    let statements = Statements::start(&app).await;
+    for _ in 0..3 {
+        let before = statements.count().await;
+        let reply = script
+            .post_json(
+                "/api/token/refresh",
+                &serde_json::json!({ "refresh_token": refresh }),
+            )
+            .await;
+        assert_eq!(reply.status, Status::Ok);
+        refresh = reply.json()["refresh_token"].as_str().unwrap().to_owned();
+        // BEGIN, the token (with the family's recent refreshes), the compare-and-swap, the old
+        // token marked used, the new one, COMMIT: as before the count was added.
+        assert_eq!(statements.count().await - before, 6);
+    }
+}
