@@ -6,6 +6,7 @@ use rocket::http::Status;
 use secure_sessions::users::Role;
 use serde_json::json;
 
+use crate::support::html::{select_in, text_of};
 use crate::support::http::{CHROME_LINUX, Device, FIREFOX_WINDOWS, Reply};
 use crate::support::{PASSWORD, TestApp};
 
@@ -287,14 +288,6 @@ async fn an_api_client_refreshing_as_its_access_tokens_expire_runs_for_days() {
 }
 
 /// The first activity entry on the account page: its `<li>` and text.
-fn first_event(page: &Reply) -> String {
-    let start = page
-        .body
-        .find("data-testid=\"security-event\"")
-        .expect("an activity entry");
-    let end = start + page.body[start..].find("</li>").expect("end of entry");
-    page.body[start..end].to_owned()
-}
 
 #[rocket::async_test]
 async fn a_sign_in_from_a_new_device_and_network_right_after_failed_guesses_is_shown_first() {
@@ -320,16 +313,25 @@ async fn a_sign_in_from_a_new_device_and_network_right_after_failed_guesses_is_s
     let kinds = app.event_kinds(alice_id).await;
     assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 1, "{kinds:?}");
     let page = laptop.get("/account").await;
-    let first = first_event(&page);
-    assert!(first.contains("data-flagged=\"true\""), "{first}");
+    let html = page.html();
+    let first = *html
+        .testids("security-event")
+        .first()
+        .expect("an activity entry");
+    let text = text_of(first);
+    assert_eq!(first.value().attr("data-flagged"), Some("true"), "{text}");
     assert!(
-        first.contains(
+        text.contains(
             "Signed in from a new device and a new network right after failed sign-in attempts"
         ),
-        "{first}"
+        "{text}"
     );
-    assert!(first.contains("data-testid=\"not-me\""), "{first}");
-    assert!(first.contains(THIEF), "{first}");
+    assert_eq!(
+        select_in(first, r#"[data-testid="not-me"]"#).len(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains(THIEF), "{text}");
 }
 
 #[rocket::async_test]
@@ -367,5 +369,12 @@ async fn an_owner_who_mistypes_or_signs_in_from_a_known_place_is_not_flagged() {
     let kinds = app.event_kinds(alice_id).await;
     assert_eq!(kinds_of(&kinds, "sign_in_failed"), 8, "{kinds:?}");
     assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 0, "{kinds:?}");
-    assert!(!phone.get("/account").await.body.contains("data-flagged"));
+    assert!(
+        phone
+            .get("/account")
+            .await
+            .html()
+            .select("[data-flagged]")
+            .is_empty()
+    );
 }
