@@ -1,7 +1,6 @@
 //! What the app records about the client behind a request: address, browser and fingerprint.
 
 use rocket::Request;
-use rocket::request::{FromRequest, Outcome};
 
 use crate::config::SessionConfig;
 use crate::session::fingerprint::Fingerprint;
@@ -32,18 +31,5 @@ impl ClientInfo {
                 &config.fingerprint_watch,
             ),
         }
-    }
-}
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for &'r ClientInfo {
-    type Error = std::convert::Infallible;
-
-    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let config = request
-            .rocket()
-            .state::<SessionConfig>()
-            .expect("session settings are managed at ignite");
-        Outcome::Success(request.local_cache(|| ClientInfo::of(request, config)))
     }
 }

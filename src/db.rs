@@ -20,10 +20,10 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::error::AppError;
 
-/// The app's database. Handlers take `&State<Db>` (request guards, `Db::fetch`) and ask
-/// [`Db::connection`] for a pooled connection where they need one, never across argon2 work (a
-/// slow hash must not hold a connection the next request waits for); an unreachable database
-/// is a 503.
+/// The app's database. Handlers take a connection from it through `RequestContext::connection`
+/// when they need one, not as a `Connection<Db>` guard: Rocket resolves request guards before it
+/// reads the body, so a slow client would hold a connection while it sends, and a guard's
+/// connection would stay out while argon2 runs.
 #[derive(Database)]
 #[database("main")]
 pub struct Db(PgPool);

@@ -5,6 +5,7 @@ pub mod client;
 pub mod clock;
 pub mod codes;
 pub mod config;
+pub mod context;
 pub mod csrf;
 pub mod db;
 pub mod demo;

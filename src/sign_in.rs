@@ -4,14 +4,12 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::client::ClientInfo;
-use crate::config::SessionConfig;
-use crate::db::Db;
+use crate::context::RequestContext;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::session::AuthenticatedUser;
 use crate::throttle::{self, Admission, Attempt, RetryAfter};
-use crate::users::{self, CheckedCredentials, Password, PasswordHasher, Username};
+use crate::users::{self, CheckedCredentials, Password, Username};
 
 pub enum Verdict {
     /// The right password for an enabled account, as of `credentials.version`. Act on it in a
@@ -32,12 +30,9 @@ pub enum Verdict {
 }
 
 pub async fn check_password(
-    db: &Db,
-    hasher: &PasswordHasher,
-    config: &SessionConfig,
+    ctx: &RequestContext<'_>,
     username: &str,
     password: String,
-    client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
     // One canonical form for the throttle and the lookup. Text that cannot be a username names
@@ -45,10 +40,10 @@ pub async fn check_password(
     let username = Username::parse(username).ok();
     // Before any argon2 work: a flood of guesses costs the server one query each.
     let admission = throttle::begin_sign_in(
-        &mut *db.connection().await?,
-        config,
+        &mut *ctx.connection().await?,
+        ctx.config,
         username.as_ref(),
-        &client.ip,
+        &ctx.client.ip,
         now,
     )
     .await?;
@@ -63,11 +58,11 @@ pub async fn check_password(
     };
 
     // The pooled connection is released while argon2 runs, so slow hashing cannot drain the pool.
-    let account = users::store::find_credentials(&mut *db.connection().await?, &username).await?;
+    let account = users::store::find_credentials(&mut *ctx.connection().await?, &username).await?;
     let stored_hash = account
         .as_ref()
         .map(|account| account.password_hash.clone());
-    let password_matches = hasher.verify(&password, stored_hash).await?;
+    let password_matches = ctx.hasher.verify(&password, stored_hash).await?;
     match account {
         Some(account) if password_matches && !account.disabled => Ok(Verdict::Accepted {
             credentials: account.checked(),
@@ -76,8 +71,13 @@ pub async fn check_password(
         account => {
             // A wrong password and an unknown name do the same work before the answer.
             let account_id = account.map(|account| account.id);
-            events::record_sign_in_failure(&mut *db.connection().await?, account_id, client, now)
-                .await?;
+            events::record_sign_in_failure(
+                &mut *ctx.connection().await?,
+                account_id,
+                ctx.client,
+                now,
+            )
+            .await?;
             Ok(Verdict::Rejected)
         }
     }
@@ -88,19 +88,16 @@ pub async fn check_password(
 /// guesses nor strangers' failed sign-ins may lock the owner's own session out. A wrong password
 /// is recorded as `confirm_failed`.
 pub async fn check_own_password(
-    db: &Db,
-    hasher: &PasswordHasher,
-    config: &SessionConfig,
+    ctx: &RequestContext<'_>,
     user: &AuthenticatedUser,
     password: String,
-    client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
     let session = SignedIn {
         user_id: user.user_id(),
         session: user.session_public_id(),
     };
-    check_session_password(db, hasher, config, session, password, client, now).await
+    check_session_password(ctx, session, password, now).await
 }
 
 /// The session (browser session or API token family) whose owner's password is checked again.
@@ -113,29 +110,30 @@ pub struct SignedIn {
 /// `check_own_password` for any signed-in session, browser or API token family (ending devices
 /// over the API): the same per-session budget, the same `confirm_failed` record.
 pub async fn check_session_password(
-    db: &Db,
-    hasher: &PasswordHasher,
-    config: &SessionConfig,
+    ctx: &RequestContext<'_>,
     signed_in: SignedIn,
     password: String,
-    client: &ClientInfo,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
-    let attempt =
-        match throttle::begin_recheck(&mut *db.connection().await?, config, signed_in.session, now)
-            .await?
-        {
-            Admission::Admitted(attempt) => attempt,
-            Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
-        };
+    let attempt = match throttle::begin_recheck(
+        &mut *ctx.connection().await?,
+        ctx.config,
+        signed_in.session,
+        now,
+    )
+    .await?
+    {
+        Admission::Admitted(attempt) => attempt,
+        Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
+    };
     let account =
-        users::store::find_credentials_by_id(&mut *db.connection().await?, signed_in.user_id)
+        users::store::find_credentials_by_id(&mut *ctx.connection().await?, signed_in.user_id)
             .await?;
     let stored_hash = account
         .as_ref()
         .map(|account| account.password_hash.clone());
     let matches = match Password::parse(password) {
-        Ok(password) => hasher.verify(&password, stored_hash).await?,
+        Ok(password) => ctx.hasher.verify(&password, stored_hash).await?,
         Err(_) => false,
     };
     if let Some(account) = account.filter(|_| matches) {
@@ -148,8 +146,8 @@ pub async fn check_session_password(
         signed_in.user_id,
         EventKind::ConfirmFailed,
         Some(signed_in.session),
-        client,
+        ctx.client,
     );
-    events::record(&mut *db.connection().await?, event, now).await?;
+    events::record(&mut *ctx.connection().await?, event, now).await?;
     Ok(Verdict::Rejected)
 }

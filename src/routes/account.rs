@@ -4,16 +4,15 @@
 use askama::Template;
 use rocket::http::CookieJar;
 use rocket::response::Redirect;
-use rocket::{Route, State, get, post, routes, uri};
+use rocket::{Route, get, post, routes, uri};
 use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::password;
 use crate::client::ClientInfo;
-use crate::clock::AppClock;
+use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
-use crate::db::Db;
 use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
@@ -79,11 +78,10 @@ fn kind_name(kind: SessionKind) -> &'static str {
 pub async fn page(
     user: &AuthenticatedUser,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Page<AccountPage>> {
-    let now = clock.now();
-    let mut conn = db.connection().await?;
+    let now = ctx.now();
+    let mut conn = ctx.connection().await?;
     let devices = store::list_live_for_user(&mut conn, user.user_id(), now).await?;
     let recent = events::recent_for_user(&mut conn, user.user_id(), RECENT_EVENTS).await?;
 
@@ -202,19 +200,17 @@ pub(crate) async fn sign_out(
 async fn sign_out_from_page(
     user: &AuthenticatedUser,
     action: PendingAction,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Result<Redirect, ConfirmationRequired>> {
-    let now = clock.now();
-    let mut conn = db.connection().await?;
+    let now = ctx.now();
+    let mut conn = ctx.connection().await?;
     if !user.is_confirmed() {
         store::set_pending_action(&mut conn, user.session_public_id(), &action.code(), now).await?;
         return Ok(Err(ConfirmationRequired));
     }
     let mut tx = conn.begin().await?;
-    let notice = sign_out(&mut tx, user, action, client, now).await?;
+    let notice = sign_out(&mut tx, user, action, ctx.client, now).await?;
     tx.commit().await?;
     cookies.add(notice.cookie());
     Ok(Ok(Redirect::to(uri!(page))))
@@ -226,13 +222,11 @@ pub async fn revoke_one(
     user: &AuthenticatedUser,
     id: Uuid,
     _csrf: CsrfForm,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Result<Redirect, ConfirmationRequired>> {
     let action = PendingAction::SignOut(id);
-    sign_out_from_page(user, action, client, cookies, db, clock).await
+    sign_out_from_page(user, action, cookies, ctx).await
 }
 
 /// Signs every other device and API token family out. Needs a recent confirmation.
@@ -240,13 +234,11 @@ pub async fn revoke_one(
 pub async fn revoke_others(
     user: &AuthenticatedUser,
     _csrf: CsrfForm,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Result<Redirect, ConfirmationRequired>> {
     let action = PendingAction::SignOutOthers;
-    sign_out_from_page(user, action, client, cookies, db, clock).await
+    sign_out_from_page(user, action, cookies, ctx).await
 }
 
 #[derive(Template)]
@@ -258,8 +250,8 @@ pub struct NotMePage {
 
 /// "This wasn't me": explains what will happen. Reached only after re-entering the password.
 #[get("/account/not-me")]
-pub fn not_me_page(user: ConfirmedUser<'_>) -> Page<NotMePage> {
-    let ConfirmedUser(user) = user;
+pub fn not_me_page(confirmed: ConfirmedUser<'_>) -> Page<NotMePage> {
+    let user = confirmed.user();
     Page(NotMePage {
         nav: Some(Nav::of(user)),
         csrf_token: user.csrf_token().to_owned(),
@@ -269,16 +261,14 @@ pub fn not_me_page(user: ConfirmedUser<'_>) -> Page<NotMePage> {
 /// "This wasn't me": every other device and token signed out, then on to a new password.
 #[post("/account/not-me", data = "<_csrf>")]
 pub async fn not_me(
-    user: ConfirmedUser<'_>,
+    confirmed: ConfirmedUser<'_>,
     _csrf: CsrfForm,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Redirect> {
-    let ConfirmedUser(user) = user;
-    let now = clock.now();
-    let mut conn = db.connection().await?;
+    let user = confirmed.user();
+    let (now, client) = (ctx.now(), ctx.client);
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     let ended = session::end_others(
         &mut tx,

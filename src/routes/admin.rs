@@ -3,14 +3,12 @@
 
 use askama::Template;
 use rocket::http::{CookieJar, Status};
-use rocket::response::Redirect;
-use rocket::{Route, State, get, post, routes, uri};
+use rocket::response::{self, Redirect, Responder};
+use rocket::{Request, Route, get, post, routes, uri};
 use sqlx::Connection;
 
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
+use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
-use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page};
@@ -33,11 +31,10 @@ pub struct AdminPage {
 pub async fn page(
     admin: AdminUser<'_>,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Page<AdminPage>> {
-    let AdminUser(admin) = admin;
-    let users = store::users_with_live_sessions(&mut *db.connection().await?, clock.now()).await?;
+    let admin = admin.user();
+    let users = store::users_with_live_sessions(&mut *ctx.connection().await?, ctx.now()).await?;
     Ok(Page(AdminPage {
         nav: Some(Nav::of(admin)),
         notice: Notice::take(cookies),
@@ -47,8 +44,25 @@ pub async fn page(
     }))
 }
 
-/// What an admin action did: `Err(404)` when there is no such user, `Err(400)` for acting on oneself.
-type AdminOutcome = AppResult<Result<Redirect, Status>>;
+/// What an admin request about one account answers: its page or redirect, or a refusal that
+/// the status's catcher explains, as for any other 4xx.
+pub enum AdminAnswer<R> {
+    Done(R),
+    /// No account has this id: 404.
+    NoSuchUser,
+    /// An admin may not disable or enable their own account: 400.
+    OwnAccount,
+}
+
+impl<'r, R: Responder<'r, 'static>> Responder<'r, 'static> for AdminAnswer<R> {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        match self {
+            AdminAnswer::Done(answer) => answer.respond_to(request),
+            AdminAnswer::NoSuchUser => Err(Status::NotFound),
+            AdminAnswer::OwnAccount => Err(Status::BadRequest),
+        }
+    }
+}
 
 #[derive(Template)]
 #[template(path = "admin_disable.html")]
@@ -65,18 +79,17 @@ pub struct DisablePage {
 pub async fn disable_page(
     admin: AdminUser<'_>,
     id: i64,
-    db: &State<Db>,
-    clock: &State<AppClock>,
-) -> AppResult<Result<Page<DisablePage>, Status>> {
-    let AdminUser(admin) = admin;
+    ctx: RequestContext<'_>,
+) -> AppResult<AdminAnswer<Page<DisablePage>>> {
+    let admin = admin.user();
     if id == admin.user_id() {
-        return Ok(Err(Status::BadRequest));
+        return Ok(AdminAnswer::OwnAccount);
     }
-    let users = store::users_with_live_sessions(&mut *db.connection().await?, clock.now()).await?;
+    let users = store::users_with_live_sessions(&mut *ctx.connection().await?, ctx.now()).await?;
     let Some(user) = users.into_iter().find(|user| user.id == id) else {
-        return Ok(Err(Status::NotFound));
+        return Ok(AdminAnswer::NoSuchUser);
     };
-    Ok(Ok(Page(DisablePage {
+    Ok(AdminAnswer::Done(Page(DisablePage {
         nav: Some(Nav::of(admin)),
         id,
         username: user.username,
@@ -91,12 +104,10 @@ pub async fn disable(
     admin: AdminUser<'_>,
     id: i64,
     csrf: CsrfForm,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    clock: &State<AppClock>,
-) -> AdminOutcome {
-    set_disabled(admin, id, true, csrf, client, cookies, db, clock).await
+    ctx: RequestContext<'_>,
+) -> AppResult<AdminAnswer<Redirect>> {
+    set_disabled(admin, id, true, csrf, cookies, ctx).await
 }
 
 #[post("/admin/users/<id>/enable", data = "<csrf>")]
@@ -104,34 +115,30 @@ pub async fn enable(
     admin: AdminUser<'_>,
     id: i64,
     csrf: CsrfForm,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    clock: &State<AppClock>,
-) -> AdminOutcome {
-    set_disabled(admin, id, false, csrf, client, cookies, db, clock).await
+    ctx: RequestContext<'_>,
+) -> AppResult<AdminAnswer<Redirect>> {
+    set_disabled(admin, id, false, csrf, cookies, ctx).await
 }
 
 /// Takes the checked form as proof: only a request from the admin's own page can get here.
-#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 async fn set_disabled(
-    AdminUser(admin): AdminUser<'_>,
+    admin: AdminUser<'_>,
     id: i64,
     disabled: bool,
     _csrf: CsrfForm,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    clock: &State<AppClock>,
-) -> AdminOutcome {
+    ctx: RequestContext<'_>,
+) -> AppResult<AdminAnswer<Redirect>> {
+    let admin = admin.user();
     if id == admin.user_id() {
-        return Ok(Err(Status::BadRequest));
+        return Ok(AdminAnswer::OwnAccount);
     }
-    let now = clock.now();
-    let mut conn = db.connection().await?;
+    let now = ctx.now();
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     let Some(username) = users::store::set_disabled(&mut tx, id, disabled).await? else {
-        return Ok(Err(Status::NotFound));
+        return Ok(AdminAnswer::NoSuchUser);
     };
     let (kind, notice) = if disabled {
         let ended = session::end_all_for_user(&mut tx, id, None, Reason::Revoked, now).await?;
@@ -146,13 +153,13 @@ async fn set_disabled(
             Notice::AccountEnabled { username },
         )
     };
-    let event = NewEvent::new(id, kind, None, client)
+    let event = NewEvent::new(id, kind, None, ctx.client)
         .by(admin.session_public_id())
         .detail(format!("by {}", admin.username()));
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
     cookies.add(notice.cookie());
-    Ok(Ok(Redirect::to(uri!(page))))
+    Ok(AdminAnswer::Done(Redirect::to(uri!(page))))
 }
 
 /// Signs every session and API token of an account out (the admin's own current one excepted).
@@ -161,21 +168,19 @@ pub async fn revoke_sessions(
     admin: AdminUser<'_>,
     id: i64,
     _csrf: CsrfForm,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    clock: &State<AppClock>,
-) -> AdminOutcome {
-    let AdminUser(admin) = admin;
-    let now = clock.now();
-    let mut conn = db.connection().await?;
+    ctx: RequestContext<'_>,
+) -> AppResult<AdminAnswer<Redirect>> {
+    let admin = admin.user();
+    let now = ctx.now();
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     let Some(username) = users::store::username(&mut tx, id).await? else {
-        return Ok(Err(Status::NotFound));
+        return Ok(AdminAnswer::NoSuchUser);
     };
     let keep = (id == admin.user_id()).then(|| admin.session_public_id());
     let ended = session::end_all_for_user(&mut tx, id, keep, Reason::Revoked, now).await?;
-    let event = NewEvent::new(id, EventKind::SessionsRevokedByAdmin, None, client)
+    let event = NewEvent::new(id, EventKind::SessionsRevokedByAdmin, None, ctx.client)
         .by(admin.session_public_id())
         .detail(format!("{} sessions, by {}", ended.len(), admin.username()));
     events::record(&mut tx, event, now).await?;
@@ -185,7 +190,7 @@ pub async fn revoke_sessions(
         ended: ended.len(),
     };
     cookies.add(notice.cookie());
-    Ok(Ok(Redirect::to(uri!(page))))
+    Ok(AdminAnswer::Done(Redirect::to(uri!(page))))
 }
 
 pub fn routes() -> Vec<Route> {

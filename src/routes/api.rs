@@ -12,16 +12,13 @@ use rocket::data::{self, Data, FromData};
 use rocket::http::{Header, Status};
 use rocket::serde::json::Json;
 use rocket::serde::{Deserialize, Serialize};
-use rocket::{Request, Responder, Route, State, delete, get, post, routes};
+use rocket::{Request, Responder, Route, delete, get, post, routes};
 use sqlx::Connection;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
-use crate::config::SessionConfig;
-use crate::db::Db;
+use crate::context::RequestContext;
 use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
@@ -30,7 +27,6 @@ use crate::session::token::SessionToken;
 use crate::session::{self, ApiUser, Reason, store};
 use crate::sign_in::{self, SignedIn, Verdict};
 use crate::throttle::{self, Attempt};
-use crate::users::PasswordHasher;
 
 /// A JSON request body. Any other content type is refused (415) before a byte is read, which also
 /// keeps cross-site HTML forms (they cannot send JSON) away from these endpoints. Malformed JSON
@@ -141,39 +137,32 @@ impl TokenResponse {
 #[post("/api/token", data = "<credentials>")]
 pub async fn issue_tokens(
     credentials: ApiJson<Credentials>,
-    client: &ClientInfo,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<TokenResponse> {
     let ApiJson(Credentials { username, password }) = credentials;
-    let now = clock.now();
-    let (credentials, attempt) = match sign_in::check_password(
-        db, hasher, config, &username, password, client, now,
-    )
-    .await?
-    {
-        Verdict::Accepted {
-            credentials,
-            attempt,
-        } => (credentials, attempt),
-        Verdict::Rejected => return Ok(TokenResponse::refused("invalid_credentials")),
-        Verdict::Throttled(retry_after) => {
-            let body = Json(ErrorBody {
-                error: "too_many_attempts",
-            });
-            return Ok(TokenResponse::Throttled {
-                body,
-                retry_after: retry_after.header(),
-            });
-        }
-    };
+    let now = ctx.now();
+    let (credentials, attempt) =
+        match sign_in::check_password(&ctx, &username, password, now).await? {
+            Verdict::Accepted {
+                credentials,
+                attempt,
+            } => (credentials, attempt),
+            Verdict::Rejected => return Ok(TokenResponse::refused("invalid_credentials")),
+            Verdict::Throttled(retry_after) => {
+                let body = Json(ErrorBody {
+                    error: "too_many_attempts",
+                });
+                return Ok(TokenResponse::Throttled {
+                    body,
+                    retry_after: retry_after.header(),
+                });
+            }
+        };
 
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
-    let Some(pair) = api::issue(&mut tx, credentials, client, config, now).await? else {
+    let Some(pair) = api::issue(&mut tx, credentials, ctx.client, ctx.config, now).await? else {
         // The credentials changed while the password was being checked: it proves nothing now.
         return Ok(TokenResponse::refused("invalid_credentials"));
     };
@@ -184,21 +173,18 @@ pub async fn issue_tokens(
 #[post("/api/token/refresh", data = "<request>")]
 pub async fn refresh_tokens(
     request: ApiJson<RefreshRequest>,
-    client: &ClientInfo,
-    db: &State<Db>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<TokenResponse> {
     // A malformed value cannot be a token we issued: the same answer as an unknown one.
     let Some(presented) = SessionToken::parse(&request.0.refresh_token) else {
         return Ok(TokenResponse::refused("invalid_grant"));
     };
-    let now = clock.now();
+    let now = ctx.now();
     match api::refresh(
-        &mut *db.connection().await?,
+        &mut *ctx.connection().await?,
         &presented,
-        client,
-        config,
+        ctx.client,
+        ctx.config,
         now,
     )
     .await?
@@ -225,17 +211,12 @@ pub fn me(user: &ApiUser) -> Json<Me> {
 
 /// Ends the family of the presented access token: it, its refresh token and any later ones.
 #[post("/api/logout")]
-pub async fn logout(
-    user: &ApiUser,
-    client: &ClientInfo,
-    db: &State<Db>,
-    clock: &State<AppClock>,
-) -> AppResult<Status> {
+pub async fn logout(user: &ApiUser, ctx: RequestContext<'_>) -> AppResult<Status> {
     api::end(
-        &mut *db.connection().await?,
+        &mut *ctx.connection().await?,
         user.session(),
-        client,
-        clock.now(),
+        ctx.client,
+        ctx.now(),
     )
     .await?;
     Ok(Status::NoContent)
@@ -272,16 +253,12 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 /// The account's live devices, most recently active first.
 #[get("/api/sessions")]
-pub async fn list_sessions(
-    user: &ApiUser,
-    db: &State<Db>,
-    clock: &State<AppClock>,
-) -> AppResult<Json<DeviceList>> {
+pub async fn list_sessions(user: &ApiUser, ctx: RequestContext<'_>) -> AppResult<Json<DeviceList>> {
     let current = user.session().public_id;
     let devices = store::list_live_for_user(
-        &mut *db.connection().await?,
+        &mut *ctx.connection().await?,
         user.session().user_id,
-        clock.now(),
+        ctx.now(),
     )
     .await?;
     let sessions = devices
@@ -339,10 +316,7 @@ impl DeviceResponse {
 async fn recheck(
     user: &ApiUser,
     password: String,
-    client: &ClientInfo,
-    db: &Db,
-    hasher: &PasswordHasher,
-    config: &SessionConfig,
+    ctx: &RequestContext<'_>,
     now: OffsetDateTime,
 ) -> AppResult<Result<Attempt, DeviceResponse>> {
     let signed_in = SignedIn {
@@ -350,9 +324,7 @@ async fn recheck(
         session: user.session().public_id,
     };
     Ok(
-        match sign_in::check_session_password(db, hasher, config, signed_in, password, client, now)
-            .await?
-        {
+        match sign_in::check_session_password(ctx, signed_in, password, now).await? {
             Verdict::Accepted { attempt, .. } => Ok(attempt),
             Verdict::Rejected => Err(DeviceResponse::refused(
                 Status::Forbidden,
@@ -371,16 +343,11 @@ async fn recheck(
 /// Ends one other device of the account. Another account's device, an unknown or malformed id
 /// and an ended device are all `404 no_such_session`: nothing is revoked, nothing is told.
 #[delete("/api/sessions/<id>", data = "<body>")]
-#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn revoke_session(
     user: &ApiUser,
     id: &str,
     body: ApiJson<PasswordBody>,
-    client: &ClientInfo,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<DeviceResponse> {
     let Ok(id) = Uuid::parse_str(id) else {
         return Ok(DeviceResponse::refused(Status::NotFound, "no_such_session"));
@@ -390,13 +357,13 @@ pub async fn revoke_session(
         // Its own family ends with `POST /api/logout`, which needs no password.
         return Ok(DeviceResponse::refused(Status::Conflict, "current_session"));
     }
-    let now = clock.now();
-    let attempt = match recheck(user, body.0.password, client, db, hasher, config, now).await? {
+    let now = ctx.now();
+    let attempt = match recheck(user, body.0.password, &ctx, now).await? {
         Ok(attempt) => attempt,
         Err(refusal) => return Ok(refusal),
     };
     let user_id = user.session().user_id;
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
     // Scoped to this account: another user's id matches no row, and so ends nothing.
@@ -404,7 +371,7 @@ pub async fn revoke_session(
         tx.commit().await?; // the right password still resets the budget
         return Ok(DeviceResponse::refused(Status::NotFound, "no_such_session"));
     }
-    let event = NewEvent::new(user_id, EventKind::SessionRevoked, Some(id), client).by(family);
+    let event = NewEvent::new(user_id, EventKind::SessionRevoked, Some(id), ctx.client).by(family);
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
     Ok(DeviceResponse::Ended(Status::NoContent))
@@ -412,22 +379,17 @@ pub async fn revoke_session(
 
 /// Ends every other device and token family of the account; this family goes on.
 #[post("/api/sessions/revoke-others", data = "<body>")]
-#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn revoke_other_sessions(
     user: &ApiUser,
     body: ApiJson<PasswordBody>,
-    client: &ClientInfo,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<DeviceResponse> {
-    let now = clock.now();
-    let attempt = match recheck(user, body.0.password, client, db, hasher, config, now).await? {
+    let now = ctx.now();
+    let attempt = match recheck(user, body.0.password, &ctx, now).await? {
         Ok(attempt) => attempt,
         Err(refusal) => return Ok(refusal),
     };
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
     let revoked = session::end_others_of(
@@ -436,7 +398,7 @@ pub async fn revoke_other_sessions(
         user.session().public_id,
         Reason::Revoked,
         EventKind::SessionRevoked,
-        client,
+        ctx.client,
         now,
     )
     .await?;

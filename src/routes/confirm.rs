@@ -4,16 +4,14 @@
 use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{FromForm, Responder, Route, State, get, post, routes, uri};
+use rocket::{FromForm, Responder, Route, get, post, routes, uri};
 use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 
 use super::{account, login};
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
 use crate::config::SessionConfig;
+use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
-use crate::db::Db;
 use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
@@ -24,7 +22,6 @@ use crate::session::pending::{PENDING_ACTION_LIFETIME, PendingAction};
 use crate::session::{self, AuthenticatedUser, Reason, store};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
-use crate::users::PasswordHasher;
 
 #[derive(Template)]
 #[template(path = "confirm.html")]
@@ -108,12 +105,10 @@ pub enum ConfirmResponse {
 pub async fn page(
     user: &AuthenticatedUser,
     next: Option<&str>,
-    db: &State<Db>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Page<ConfirmPage>> {
-    let page = ConfirmPage::new(user, next, config)
-        .with_pending_action(&mut *db.connection().await?, user, clock.now())
+    let page = ConfirmPage::new(user, next, ctx.config)
+        .with_pending_action(&mut *ctx.connection().await?, user, ctx.now())
         .await?;
     Ok(Page(page))
 }
@@ -127,38 +122,23 @@ pub struct ConfirmForm {
 }
 
 #[post("/confirm", data = "<form>")]
-#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
     user: &AuthenticatedUser,
     form: CsrfForm<ConfirmForm>,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<ConfirmResponse> {
-    let now = clock.now();
+    let (now, config, client) = (ctx.now(), ctx.config, ctx.client);
     let form_again =
         async |error: Option<String>, throttled: Option<String>| -> AppResult<Page<ConfirmPage>> {
             let mut page = ConfirmPage::new(user, form.next.as_deref(), config)
-                .with_pending_action(&mut *db.connection().await?, user, now)
+                .with_pending_action(&mut *ctx.connection().await?, user, now)
                 .await?;
             page.error = error;
             page.throttled = throttled;
             Ok(Page(page))
         };
-    let attempt = match sign_in::check_own_password(
-        db,
-        hasher,
-        config,
-        user,
-        form.password.clone(),
-        client,
-        now,
-    )
-    .await?
-    {
+    let attempt = match sign_in::check_own_password(&ctx, user, form.password.clone(), now).await? {
         Verdict::Accepted { attempt, .. } => attempt,
         Verdict::Rejected => {
             return Ok(ConfirmResponse::Page(
@@ -174,7 +154,7 @@ pub async fn submit(
         }
     };
 
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     // A new token as privilege rises: a token seen before the confirmation is worth less than this one.
     let Some(token) = session::rotate(

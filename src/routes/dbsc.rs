@@ -10,13 +10,11 @@ use rocket::http::{CookieJar, Header, Status};
 use rocket::request::{FromRequest, Outcome};
 use rocket::response::{self, Responder};
 use rocket::serde::json::{Json, Value, json};
-use rocket::{Request, Route, State, post, routes, uri};
+use rocket::{Request, Route, post, routes, uri};
 use uuid::Uuid;
 
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
 use crate::config::SessionConfig;
-use crate::db::Db;
+use crate::context::RequestContext;
 use crate::error::AppResult;
 use crate::session::Reason;
 use crate::session::cookie::{
@@ -144,21 +142,19 @@ fn configuration(public_id: Uuid, config: &SessionConfig) -> Value {
 #[post("/session/dbsc/register")]
 pub async fn register(
     headers: DbscHeaders<'_>,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<DbscResponse> {
+    let (config, client) = (ctx.config, ctx.client);
     let token = presented_token(cookies, config);
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let registered = dbsc::register(
         &mut conn,
         token.as_ref(),
         headers.response,
         client,
         config,
-        clock.now(),
+        ctx.now(),
     )
     .await?;
     Ok(match registered {
@@ -184,12 +180,10 @@ pub async fn register(
 #[post("/session/dbsc/refresh")]
 pub async fn refresh(
     headers: DbscHeaders<'_>,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<DbscResponse> {
+    let (config, client) = (ctx.config, ctx.client);
     let Some(public_id) = headers.session_id.and_then(parse_session_id) else {
         let message = "Sec-Secure-Session-Id must name a session".to_owned();
         return Ok(DbscResponse::error(
@@ -198,14 +192,14 @@ pub async fn refresh(
             message,
         ));
     };
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let refreshed = dbsc::refresh(
         &mut conn,
         public_id,
         headers.response,
         client,
         config,
-        clock.now(),
+        ctx.now(),
     )
     .await?;
     Ok(match refreshed {

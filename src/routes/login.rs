@@ -3,14 +3,11 @@
 use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{FromForm, Responder, Route, State, get, post, routes};
+use rocket::{FromForm, Responder, Route, get, post, routes};
 use sqlx::Connection;
 
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
-use crate::config::SessionConfig;
+use crate::context::RequestContext;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
-use crate::db::Db;
 use crate::error::{AppError, AppResult};
 use crate::html::{FormErrors, Nav, Page, When};
 use crate::local_path::LocalPath;
@@ -18,7 +15,6 @@ use crate::session::cookie::{presented_token, session_cookie};
 use crate::session::{self, AuthenticatedUser, Reason, SessionError};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
-use crate::users::PasswordHasher;
 
 /// The one message for every credential failure: it never says which part was wrong.
 const CREDENTIALS_REJECTED: &str = "Incorrect username or password.";
@@ -70,7 +66,7 @@ pub fn page(
     next: Option<&str>,
     user: Result<&AuthenticatedUser, SessionError>,
     csrf: &PreSessionCsrf,
-    config: &State<SessionConfig>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<LoginResponse> {
     match user {
         Ok(_) => Ok(LoginResponse::Redirect(Redirect::to(
@@ -80,7 +76,7 @@ pub fn page(
             let mut page = LoginPage::new(csrf, next);
             page.reason_message = reason
                 .and_then(Reason::from_code)
-                .map(|reason| reason.message(config.max_sessions_per_user));
+                .map(|reason| reason.message(ctx.config.max_sessions_per_user));
             Ok(LoginResponse::Page(Page(page)))
         }
         // Whether this visitor is signed in is unknown: a 503, not a sign-in form for someone signed in.
@@ -96,16 +92,11 @@ pub struct LoginForm {
 }
 
 #[post("/login", data = "<form>")]
-#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
     form: PreSessionCsrfForm<LoginForm>,
     csrf: &PreSessionCsrf,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<LoginResponse> {
     // The username typed stays in the form; the password never comes back.
     let form_again = |errors: FormErrors| {
@@ -121,17 +112,8 @@ pub async fn submit(
         errors.field("password", CREDENTIALS_REJECTED);
         Page(form_again(errors))
     };
-    let now = clock.now();
-    let verdict = sign_in::check_password(
-        db,
-        hasher,
-        config,
-        &form.username,
-        form.password.clone(),
-        client,
-        now,
-    )
-    .await?;
+    let now = ctx.now();
+    let verdict = sign_in::check_password(&ctx, &form.username, form.password.clone(), now).await?;
     let (credentials, attempt) = match verdict {
         Verdict::Accepted {
             credentials,
@@ -150,15 +132,15 @@ pub async fn submit(
         }
     };
 
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
     let Some(started) = session::start(
         &mut tx,
         credentials,
-        presented_token(cookies, config),
-        client,
-        config,
+        presented_token(cookies, ctx.config),
+        ctx.client,
+        ctx.config,
         now,
     )
     .await?
@@ -170,7 +152,7 @@ pub async fn submit(
     };
     tx.commit().await?;
 
-    cookies.add(session_cookie(config, &started.token));
+    cookies.add(session_cookie(ctx.config, &started.token));
     Ok(LoginResponse::Redirect(Redirect::to(
         LocalPath::or_account(form.next.as_deref())
             .as_str()

@@ -2,15 +2,12 @@
 
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{Responder, Route, State, post, routes, uri};
+use rocket::{Responder, Route, post, routes, uri};
 
 use super::login;
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
-use crate::config::SessionConfig;
+use crate::context::RequestContext;
 use crate::csrf::{CsrfForm, FormRefused};
-use crate::db::Db;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::session::cookie::cleared_session_cookie;
 use crate::session::{self, AuthenticatedUser, Reason, SessionError};
 
@@ -26,17 +23,14 @@ pub async fn logout(
     user: Result<&AuthenticatedUser, SessionError>,
     // Taken as a `Result`: with no live session there is no token to check, and nothing to end.
     form: Result<CsrfForm, FormRefused>,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<SignedOut> {
     match user {
         Ok(user) => {
             // Only a form from one of this session's own pages signs it out.
             form?;
-            let mut conn = db.connection().await?;
+            let mut conn = ctx.connection().await?;
             let session = user.session();
             // By its public id: a rotation of this session in another tab must not make it miss.
             session::end(
@@ -44,16 +38,16 @@ pub async fn logout(
                 session.user_id,
                 session.public_id,
                 Reason::SignedOut,
-                client,
-                clock.now(),
+                ctx.client,
+                ctx.now(),
             )
             .await?;
         }
         // Already signed out (or never signed in): there is nothing to destroy, say so all the same.
         Err(SessionError::Ended(_)) => {}
-        Err(_) => return Err(crate::error::AppError::SessionCheckFailed),
+        Err(_) => return Err(AppError::SessionCheckFailed),
     }
-    cookies.add(cleared_session_cookie(config));
+    cookies.add(cleared_session_cookie(ctx.config));
     Ok(SignedOut {
         redirect: Redirect::to(uri!(login::page(
             Some(Reason::SignedOut.code()),

@@ -5,15 +5,12 @@
 use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{FromForm, Responder, Route, State, get, post, routes, uri};
+use rocket::{FromForm, Responder, Route, get, post, routes, uri};
 use sqlx::Connection;
 
 use super::login;
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
-use crate::config::SessionConfig;
+use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
-use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{FormErrors, Nav, Page};
@@ -22,7 +19,7 @@ use crate::session::cookie::issued_cookie;
 use crate::session::{self, AuthenticatedUser, Reason};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
-use crate::users::{self, Password, PasswordHasher};
+use crate::users::{self, Password};
 
 #[derive(Template)]
 #[template(path = "password.html")]
@@ -105,47 +102,42 @@ fn validate_new(form: &PasswordForm, username: &str) -> Result<Password, FormErr
 }
 
 #[post("/account/password", data = "<form>")]
-#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
     user: &AuthenticatedUser,
     form: CsrfForm<PasswordForm>,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<PasswordResponse> {
-    let now = clock.now();
+    let (now, config, client) = (ctx.now(), ctx.config, ctx.client);
     let new_password = match validate_new(&form, user.username()) {
         Ok(password) => password,
         Err(errors) => return Ok(PasswordResponse::Page(form_page(user, errors))),
     };
     let current = form.current_password.clone();
-    let (credentials, attempt) =
-        match sign_in::check_own_password(db, hasher, config, user, current, client, now).await? {
-            Verdict::Accepted {
-                credentials,
-                attempt,
-            } => (credentials, attempt),
-            Verdict::Rejected => {
-                let mut errors = FormErrors::default();
-                errors.field("current_password", "Your current password is not correct.");
-                return Ok(PasswordResponse::Page(form_page(user, errors)));
-            }
-            Verdict::Throttled(retry_after) => {
-                let mut errors = FormErrors::default();
-                errors.form(retry_after.message());
-                let page = form_page(user, errors);
-                return Ok(PasswordResponse::Throttled {
-                    page,
-                    retry_after: retry_after.header(),
-                });
-            }
-        };
-    let new_hash = hasher.hash(&new_password).await?;
+    let (credentials, attempt) = match sign_in::check_own_password(&ctx, user, current, now).await?
+    {
+        Verdict::Accepted {
+            credentials,
+            attempt,
+        } => (credentials, attempt),
+        Verdict::Rejected => {
+            let mut errors = FormErrors::default();
+            errors.field("current_password", "Your current password is not correct.");
+            return Ok(PasswordResponse::Page(form_page(user, errors)));
+        }
+        Verdict::Throttled(retry_after) => {
+            let mut errors = FormErrors::default();
+            errors.form(retry_after.message());
+            let page = form_page(user, errors);
+            return Ok(PasswordResponse::Throttled {
+                page,
+                retry_after: retry_after.header(),
+            });
+        }
+    };
+    let new_hash = ctx.hasher.hash(&new_password).await?;
 
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
     if !users::store::lock_if_current(&mut tx, credentials).await? {

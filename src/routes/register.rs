@@ -3,22 +3,19 @@
 use askama::Template;
 use rocket::http::{CookieJar, Header};
 use rocket::response::Redirect;
-use rocket::{FromForm, Responder, Route, State, get, post, routes, uri};
+use rocket::{FromForm, Responder, Route, get, post, routes, uri};
 use sqlx::Connection;
 
 use super::account;
-use crate::client::ClientInfo;
-use crate::clock::AppClock;
-use crate::config::SessionConfig;
+use crate::context::RequestContext;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
-use crate::db::Db;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{FormErrors, Nav, Page};
 use crate::session;
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::throttle::{self, Admission};
-use crate::users::{self, CheckedCredentials, Password, PasswordHasher, Role, Username};
+use crate::users::{self, CheckedCredentials, Password, Role, Username};
 
 #[derive(Template)]
 #[template(path = "register.html")]
@@ -92,16 +89,11 @@ fn validate(form: &RegisterForm) -> Result<(Username, Password), FormErrors> {
 }
 
 #[post("/register", data = "<form>")]
-#[allow(clippy::too_many_arguments)] // each guard is one piece of proof or state the handler needs
 pub async fn submit(
     form: PreSessionCsrfForm<RegisterForm>,
     csrf: &PreSessionCsrf,
-    client: &ClientInfo,
     cookies: &CookieJar<'_>,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    config: &State<SessionConfig>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<RegisterResponse> {
     // The username typed stays in the form; passwords never come back.
     let form_again = |errors: FormErrors| {
@@ -115,10 +107,15 @@ pub async fn submit(
         Ok(valid) => valid,
         Err(errors) => return refuse(errors),
     };
-    let now = clock.now();
+    let now = ctx.now();
     // Counted before the argon2 work, which a flood of sign-ups would otherwise buy for free.
-    if let Admission::Throttled(retry_after) =
-        throttle::begin_sign_up(&mut *db.connection().await?, config, &client.ip, now).await?
+    if let Admission::Throttled(retry_after) = throttle::begin_sign_up(
+        &mut *ctx.connection().await?,
+        ctx.config,
+        &ctx.client.ip,
+        now,
+    )
+    .await?
     {
         let mut errors = FormErrors::default();
         errors.form(retry_after.message());
@@ -128,9 +125,9 @@ pub async fn submit(
             retry_after: retry_after.header(),
         });
     }
-    let password_hash = hasher.hash(&password).await?;
+    let password_hash = ctx.hasher.hash(&password).await?;
 
-    let mut conn = db.connection().await?;
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     let Some(user_id) =
         users::store::create(&mut tx, &username, &password_hash, Role::User, now).await?
@@ -139,12 +136,12 @@ pub async fn submit(
         errors.field("username", "That username is taken. Please choose another.");
         return refuse(errors);
     };
-    let created = NewEvent::new(user_id, EventKind::Registered, None, client);
+    let created = NewEvent::new(user_id, EventKind::Registered, None, ctx.client);
     events::record(&mut tx, created, now).await?;
     let credentials = CheckedCredentials::new_account(user_id);
-    let presented = presented_token(cookies, config);
+    let presented = presented_token(cookies, ctx.config);
     let Some(started) =
-        session::start(&mut tx, credentials, presented, client, config, now).await?
+        session::start(&mut tx, credentials, presented, ctx.client, ctx.config, now).await?
     else {
         // Unreachable in practice: no one else can change an account this transaction created.
         let mut errors = FormErrors::default();
@@ -153,7 +150,7 @@ pub async fn submit(
     };
     tx.commit().await?;
 
-    cookies.add(session_cookie(config, &started.token));
+    cookies.add(session_cookie(ctx.config, &started.token));
     Ok(RegisterResponse::Redirect(Redirect::to(uri!(
         account::page
     ))))

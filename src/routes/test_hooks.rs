@@ -13,14 +13,13 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::api::ApiJson;
-use crate::client::ClientInfo;
 use crate::clock::AppClock;
-use crate::db::Db;
+use crate::context::RequestContext;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::session::{self, Reason, store};
 use crate::test_hooks::{self, LoopbackClient};
-use crate::users::{self, Password, PasswordHasher, Role, Username};
+use crate::users::{self, Password, Role, Username};
 
 /// A JSON answer with its status; refusals carry a stable `error` code.
 type Answer = (Status, Json<Value>);
@@ -72,9 +71,7 @@ pub struct NewUser {
 async fn create_user(
     _client: LoopbackClient,
     body: ApiJson<NewUser>,
-    db: &State<Db>,
-    hasher: &State<PasswordHasher>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Answer> {
     let ApiJson(NewUser {
         username,
@@ -112,9 +109,9 @@ async fn create_user(
             ));
         }
     };
-    let password_hash = hasher.hash(&password).await?;
-    let mut conn = db.connection().await?;
-    match users::store::create(&mut conn, &username, &password_hash, role, clock.now()).await? {
+    let password_hash = ctx.hasher.hash(&password).await?;
+    let mut conn = ctx.connection().await?;
+    match users::store::create(&mut conn, &username, &password_hash, role, ctx.now()).await? {
         Some(id) => {
             let body = json!({ "id": id, "username": username.as_str(), "role": role.code() });
             Ok((Status::Created, Json(body)))
@@ -142,12 +139,10 @@ pub struct RevokeRequest {
 async fn revoke_sessions(
     _client: LoopbackClient,
     body: ApiJson<RevokeRequest>,
-    client: &ClientInfo,
-    db: &State<Db>,
-    clock: &State<AppClock>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Answer> {
-    let now = clock.now();
-    let mut conn = db.connection().await?;
+    let (now, client) = (ctx.now(), ctx.client);
+    let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     let revoked = match body.0 {
         RevokeRequest {
@@ -216,9 +211,9 @@ pub struct Nothing {}
 async fn reset(
     _client: LoopbackClient,
     _body: ApiJson<Nothing>,
-    db: &State<Db>,
+    ctx: RequestContext<'_>,
 ) -> AppResult<Status> {
-    test_hooks::erase_all_data(&mut *db.connection().await?).await?;
+    test_hooks::erase_all_data(&mut *ctx.connection().await?).await?;
     Ok(Status::NoContent)
 }
 

@@ -2,6 +2,7 @@
 
 use rocket::Request;
 use rocket::http::{Method, Status};
+use rocket::outcome::try_outcome;
 use rocket::request::{FromRequest, Outcome};
 use rocket::response::{self, Responder};
 use time::OffsetDateTime;
@@ -118,21 +119,31 @@ impl<'r> Responder<'r, 'static> for ConfirmationRequired {
 
 /// Proof of a live session whose owner re-entered their password within `confirm_window_secs`.
 /// Required to sign other devices out: a stolen cookie alone cannot sign the owner out everywhere.
-pub struct ConfirmedUser<'r>(pub &'r AuthenticatedUser);
+/// Only its guard builds one (the field is private).
+pub struct ConfirmedUser<'r>(&'r AuthenticatedUser);
 
 /// Proof of a confirmed session of a user whose role is `admin` right now (read on this request).
-pub struct AdminUser<'r>(pub &'r AuthenticatedUser);
+/// Only its guard builds one (the field is private).
+pub struct AdminUser<'r>(&'r AuthenticatedUser);
+
+impl<'r> ConfirmedUser<'r> {
+    pub fn user(&self) -> &'r AuthenticatedUser {
+        self.0
+    }
+}
+
+impl<'r> AdminUser<'r> {
+    pub fn user(&self) -> &'r AuthenticatedUser {
+        self.0
+    }
+}
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for ConfirmedUser<'r> {
     type Error = SessionError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let user = match request.guard::<&AuthenticatedUser>().await {
-            Outcome::Success(user) => user,
-            Outcome::Error(error) => return Outcome::Error(error),
-            Outcome::Forward(status) => return Outcome::Forward(status),
-        };
+        let user = try_outcome!(request.guard::<&AuthenticatedUser>().await);
         if user.is_confirmed() {
             Outcome::Success(ConfirmedUser(user))
         } else {
@@ -147,21 +158,14 @@ impl<'r> FromRequest<'r> for AdminUser<'r> {
     type Error = SessionError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let user = match request.guard::<&AuthenticatedUser>().await {
-            Outcome::Success(user) => user,
-            Outcome::Error(error) => return Outcome::Error(error),
-            Outcome::Forward(status) => return Outcome::Forward(status),
-        };
+        let user = try_outcome!(request.guard::<&AuthenticatedUser>().await);
         // The role first: a non-admin is not asked for a password it cannot use here.
         if user.role() != Role::Admin {
             request.local_cache(|| Refusal::NotAdmin);
             return Outcome::Error((Status::Forbidden, SessionError::NotAdmin));
         }
-        match request.guard::<ConfirmedUser<'r>>().await {
-            Outcome::Success(ConfirmedUser(user)) => Outcome::Success(AdminUser(user)),
-            Outcome::Error(error) => Outcome::Error(error),
-            Outcome::Forward(status) => Outcome::Forward(status),
-        }
+        let confirmed = try_outcome!(request.guard::<ConfirmedUser<'r>>().await);
+        Outcome::Success(AdminUser(confirmed.user()))
     }
 }
 

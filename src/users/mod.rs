@@ -1,10 +1,12 @@
 //! Accounts: usernames, passwords and roles.
 
+pub mod hashing;
 pub mod password;
 pub mod store;
 pub mod username;
 
-pub use password::{Password, PasswordHasher};
+pub use hashing::PasswordHasher;
+pub use password::Password;
 pub use username::Username;
 
 /// What a password check proved: the password was right for this account while its credentials
