@@ -114,7 +114,8 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
-    fn parse(raw: &str) -> RawResponse {
+    /// Parses a whole answer as read from the socket.
+    pub fn parse(raw: &str) -> RawResponse {
         let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
         let status = head
             .split(' ')
