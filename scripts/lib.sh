@@ -122,6 +122,65 @@ ensure_browser() {
     export CHROMIUM CHROMEDRIVER
 }
 
+# The versions of cargo-audit and cargo-deny that scripts/audit runs (and pins in
+# scripts/audit-tools.txt for the prebuilt ones).
+AUDIT_VERSION=0.22.2
+DENY_VERSION=0.20.2
+
+# Where the audit tools are installed once and kept: a cache that outlives the
+# clone (CI's fresh clone included) on the same machine.
+audit_tools_dir() {
+    echo "${SS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/secure-sessions/tools}"
+}
+
+# True if cargo-audit and cargo-deny of the pinned versions are on the PATH.
+audit_tools_present() {
+    [[ $(cargo-audit --version 2>/dev/null) == "cargo-audit $AUDIT_VERSION" ]] &&
+        [[ $(cargo-deny --version 2>/dev/null) == "cargo-deny $DENY_VERSION" ]]
+}
+
+# Make sure cargo-audit and cargo-deny (the pinned versions) are on the PATH,
+# installing them once into audit_tools_dir where missing. On Linux x86_64
+# they come prebuilt, as hash-pinned Python wheels (seconds); elsewhere they
+# are built with `cargo install --locked` (about 10 minutes of CPU, once).
+# Prints one line saying which, on standard error.
+ensure_audit_tools() {
+    local dir
+    dir=$(audit_tools_dir)
+    export PATH="$dir/bin:$PATH"
+    if audit_tools_present; then
+        say "supply chain: using cargo-audit $AUDIT_VERSION and cargo-deny $DENY_VERSION ($(dirname "$(command -v cargo-deny)"))"
+        return 0
+    fi
+    mkdir -p "$dir/bin"
+    if [[ $(uname -sm) == "Linux x86_64" ]] && python3 -m pip --version >/dev/null 2>&1; then
+        say "supply chain: installing prebuilt cargo-audit $AUDIT_VERSION and cargo-deny $DENY_VERSION into $dir (once)"
+        local wheels
+        wheels=$(mktemp -d)
+        # Downloading (not installing) needs no virtual environment; --require-hashes refuses
+        # any file but the pinned ones.
+        python3 -m pip download -q --no-deps --only-binary=:all: --require-hashes \
+            -r scripts/audit-tools.txt -d "$wheels" >&2 &&
+            python3 - "$wheels" "$dir/bin" <<'PY'
+import pathlib, sys, zipfile
+wheels, bin_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+for wheel in wheels.glob("*.whl"):
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            if ".data/scripts/" in name:
+                target = bin_dir / name.rsplit("/", 1)[1]
+                target.write_bytes(archive.read(name))
+                target.chmod(0o755)
+PY
+        rm -rf "$wheels"
+    fi
+    if ! audit_tools_present; then
+        say "supply chain: building cargo-audit $AUDIT_VERSION and cargo-deny $DENY_VERSION into $dir (once; about 10 minutes of CPU)"
+        cargo install --locked --quiet --root "$dir" "cargo-audit@$AUDIT_VERSION" "cargo-deny@$DENY_VERSION" >&2
+    fi
+    audit_tools_present || die "cargo-audit $AUDIT_VERSION and cargo-deny $DENY_VERSION are not usable after installing"
+}
+
 # The accessibility checker the browser tests run on every page they look at:
 # axe-core, from its npm package, pinned. Fetched once into target/axe-core/
 # (npm verifies the package's integrity); AXE_CORE_JS names the script.

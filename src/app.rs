@@ -64,6 +64,7 @@ pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
         .attach(settings_stage())
         .attach(test_hooks::stage())
         .attach(Db::init())
+        .attach(db::RequestsInFlight)
         .attach(db::migrations_stage())
         .attach(demo::stage())
         .attach(session::reaper::stage())

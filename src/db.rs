@@ -3,17 +3,17 @@
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use rocket::fairing::{self, AdHoc};
+use rocket::fairing::{self, AdHoc, Fairing, Info, Kind};
 use rocket::figment::Figment;
 use rocket::tokio::runtime::Handle;
-use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use rocket::tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use rocket::tokio::time::{sleep, timeout};
-use rocket::{Build, Rocket};
+use rocket::{Build, Data, Orbit, Request, Response, Rocket};
 use rocket_db_pools::Database;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
@@ -32,6 +32,10 @@ pub struct Db(PgPool);
 /// before it is answered 503. Short, because while the database is down every request waits
 /// this long; long enough for a burst of requests to queue for a connection.
 pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 1000;
+
+/// How long closing the pool waits for requests in flight before Rocket has lifted off and
+/// said its own `shutdown.grace` (2 s by default).
+const DEFAULT_DRAIN_LIMIT_SECS: u64 = 2;
 
 /// A connection that waited in the pool longer than this is pinged before it is handed out: the
 /// server (or a firewall on the way) may have closed it meanwhile. Under load no connection waits
@@ -53,7 +57,11 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PgPool(Arc<Shared>);
 
 struct Shared {
-    options: PgConnectOptions,
+    /// The servers to connect to (`databases.main.urls`, else just `url`), in order of preference.
+    hosts: Vec<PgConnectOptions>,
+    /// The host that last gave a primary connection: tried first, so that after a failover the
+    /// dead host costs one refused connection attempt per new connection at most.
+    preferred: AtomicUsize,
     /// One permit per connection in use: at most `max_connections` exist.
     permits: Arc<Semaphore>,
     /// Connections waiting for a request, the most recently used last.
@@ -66,6 +74,15 @@ struct Shared {
     /// say) makes every connection that was checked out before then suspect: each is pinged
     /// before its next use, instead of failing one request each.
     breakages: AtomicU64,
+    /// Returned connections still finishing what their last user left pending. One of them may
+    /// be waiting on a server that has gone (its failure, and so `breakages`, comes later): until
+    /// they settle, idle connections are pinged before use.
+    settling: AtomicUsize,
+    /// Requests being answered (counted by `RequestsInFlight`): closing waits for them.
+    in_flight: AtomicUsize,
+    drained: Notify,
+    /// How long closing waits for requests in flight: Rocket's `shutdown.grace`.
+    drain_limit_secs: AtomicU64,
 }
 
 struct Idle {
@@ -86,26 +103,43 @@ pub struct PooledConnection {
 
 impl PgPool {
     /// A pool with rocket_db_pools' settings (`url`, `max_connections`, `idle_timeout`,
-    /// `min_connections`: idle connections kept past `idle_timeout`, none opened ahead of need),
-    /// handing out connections within `acquire_timeout`. Waits up to `connect_timeout` for the
-    /// database to answer, so that one that cannot be reached stops the launch.
+    /// `min_connections`: idle connections kept past `idle_timeout`, none opened ahead of need)
+    /// on the servers at `urls` (in order of preference), handing out connections within
+    /// `acquire_timeout`. Waits up to `connect_timeout` for the database to answer, so that one
+    /// that cannot be reached stops the launch.
     pub async fn connect(
         config: &rocket_db_pools::Config,
+        urls: &[String],
         acquire_timeout: Duration,
     ) -> sqlx::Result<PgPool> {
-        let mut options: PgConnectOptions = config.url.parse()?;
-        if options.get_application_name().is_none() {
-            // Named in pg_stat_activity, so an operator (or a test) can tell its connections apart.
-            options = options.application_name("secure-sessions");
+        if urls.is_empty() {
+            return Err(sqlx::Error::Configuration(
+                "no database URL: set databases.main.url (or DATABASE_URL) or databases.main.urls"
+                    .into(),
+            ));
+        }
+        let mut hosts = Vec::with_capacity(urls.len());
+        for url in urls {
+            let mut options: PgConnectOptions = url.parse()?;
+            if options.get_application_name().is_none() {
+                // Named in pg_stat_activity, so an operator (or a test) can tell its connections apart.
+                options = options.application_name("secure-sessions");
+            }
+            hosts.push(options);
         }
         let pool = PgPool(Arc::new(Shared {
-            options,
+            hosts,
+            preferred: AtomicUsize::new(0),
             permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
             idle: Mutex::new(Vec::new()),
             acquire_timeout,
             idle_timeout: config.idle_timeout.map(Duration::from_secs),
             min_idle: config.min_connections.unwrap_or(0) as usize,
             breakages: AtomicU64::new(0),
+            settling: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            drained: Notify::new(),
+            drain_limit_secs: AtomicU64::new(DEFAULT_DRAIN_LIMIT_SECS),
         }));
         pool.wait_for_database(Duration::from_secs(config.connect_timeout))
             .await?;
@@ -145,15 +179,39 @@ impl PgPool {
             .map_err(|_| sqlx::Error::PoolClosed)?;
         while let Some(mut idle) = self.0.take_idle() {
             let breakages = self.0.breakages.load(Ordering::Acquire);
-            let suspect = idle.since.elapsed() > PING_AFTER_IDLE || idle.breakages != breakages;
+            let suspect = idle.since.elapsed() > PING_AFTER_IDLE
+                || idle.breakages != breakages
+                || self.0.settling.load(Ordering::Acquire) > 0;
             if !suspect || idle.conn.ping().await.is_ok() {
                 return Ok(self.0.hand_out(idle.conn, breakages, permit));
             }
             self.0.found_broken();
         }
         let breakages = self.0.breakages.load(Ordering::Acquire);
-        let conn = self.0.options.connect().await?;
+        let conn = self.0.open().await?;
         Ok(self.0.hand_out(conn, breakages, permit))
+    }
+
+    /// Closes the pool once no request is in flight (waiting at most Rocket's shutdown grace
+    /// period): a request that began before the shutdown, a sign-in hashing its password say,
+    /// still gets the connections it needs to finish.
+    pub async fn close_when_drained(&self) {
+        let limit = Duration::from_secs(self.0.drain_limit_secs.load(Ordering::Acquire));
+        let drained = async {
+            loop {
+                let notified = self.0.drained.notified();
+                if self.0.in_flight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let requests_left = match timeout(limit, drained).await {
+            Ok(()) => 0,
+            Err(_) => self.0.in_flight.load(Ordering::Acquire),
+        };
+        self.close().await;
+        rocket::info!("database pool closed ({requests_left} requests still in flight)");
     }
 
     /// Closes every idle connection; connections in use close when they come back.
@@ -171,6 +229,51 @@ impl Shared {
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         // A panic while holding the lock leaves the list itself intact.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new connection to the first host, starting from the preferred one, that accepts it
+    /// and is a primary. With several hosts, one in recovery (a standby) is passed over: its
+    /// reads may lag behind the primary (a revoked session would still look live) and it
+    /// refuses every write. A single host is trusted to be the primary as configured.
+    async fn open(&self) -> sqlx::Result<PgConnection> {
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for offset in 0..self.hosts.len() {
+            let index = (first + offset) % self.hosts.len();
+            match self.open_primary(&self.hosts[index]).await {
+                Ok(conn) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(conn);
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("a pool has at least one host"))
+    }
+
+    async fn open_primary(&self, options: &PgConnectOptions) -> sqlx::Result<PgConnection> {
+        let mut conn = options.connect().await?;
+        if self.hosts.len() == 1 {
+            return Ok(conn);
+        }
+        let in_recovery = sqlx::query_scalar!(r#"SELECT pg_is_in_recovery() AS "in_recovery!""#)
+            .fetch_one(&mut conn)
+            .await?;
+        if !in_recovery {
+            return Ok(conn);
+        }
+        // A failure to say goodbye changes nothing: the connection is not used either way.
+        let _ = conn.close().await;
+        // An I/O error, like a host that refuses connections: the request gets 503, and the
+        // start waits for a primary within `connect_timeout`.
+        Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            format!(
+                "{}:{} is a standby (in recovery), not the primary",
+                options.get_host(),
+                options.get_port()
+            ),
+        )))
     }
 
     /// The most recently used idle connection, after dropping those idle past `idle_timeout`.
@@ -238,11 +341,13 @@ impl Drop for PooledConnection {
                     return;
                 };
                 let (pool, breakages) = (Arc::clone(&self.pool), self.breakages);
+                pool.settling.fetch_add(1, Ordering::AcqRel);
                 runtime.spawn(async move {
                     match timeout(FINISH_TIMEOUT, conn.flush()).await {
                         Ok(Ok(())) => pool.put_back(conn, breakages),
                         _ => pool.found_broken(),
                     }
+                    pool.settling.fetch_sub(1, Ordering::AcqRel);
                     drop(permit);
                 });
             }
@@ -277,7 +382,12 @@ impl rocket_db_pools::Pool for PgPool {
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
         let configuration =
             |error: rocket::figment::Error| sqlx::Error::Configuration(error.into());
-        let config: rocket_db_pools::Config = figment.extract().map_err(configuration)?;
+        // rocket_db_pools requires `url`, which a configuration with `urls` may leave out.
+        let config: rocket_db_pools::Config = figment
+            .clone()
+            .join(("url", ""))
+            .extract()
+            .map_err(configuration)?;
         let acquire_timeout_ms: u64 = if figment.contains("acquire_timeout_ms") {
             figment
                 .extract_inner("acquire_timeout_ms")
@@ -290,15 +400,26 @@ impl rocket_db_pools::Pool for PgPool {
                 "acquire_timeout_ms must be positive".into(),
             ));
         }
-        PgPool::connect(&config, Duration::from_millis(acquire_timeout_ms)).await
+        // `urls`, when given, replaces `url`: the same database on several servers, the
+        // primary first, its standbys after it.
+        let urls: Vec<String> = if figment.contains("urls") {
+            figment.extract_inner("urls").map_err(configuration)?
+        } else if config.url.is_empty() {
+            Vec::new()
+        } else {
+            vec![config.url.clone()]
+        };
+        PgPool::connect(&config, &urls, Duration::from_millis(acquire_timeout_ms)).await
     }
 
     async fn get(&self) -> Result<Self::Connection, Self::Error> {
         self.acquire().await
     }
 
+    /// rocket_db_pools calls this as soon as a shutdown is requested, while Rocket still
+    /// finishes the requests in flight: they are let through first.
     async fn close(&self) {
-        PgPool::close(self).await;
+        self.close_when_drained().await;
     }
 }
 
@@ -313,6 +434,42 @@ impl Db {
             .acquire()
             .await
             .map_err(AppError::DatabaseUnavailable)
+    }
+}
+
+/// Counts the requests in flight, so that a shutdown closes the pool only once they are answered
+/// (`PgPool::close_when_drained`), and tells the pool how long Rocket lets them run.
+pub struct RequestsInFlight;
+
+#[rocket::async_trait]
+impl Fairing for RequestsInFlight {
+    fn info(&self) -> Info {
+        Info {
+            name: "Requests in flight",
+            kind: Kind::Liftoff | Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
+        if let Some(db) = Db::fetch(rocket) {
+            let grace = u64::from(rocket.config().shutdown.grace);
+            db.pool().0.drain_limit_secs.store(grace, Ordering::Release);
+        }
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
+        if let Some(db) = Db::fetch(request.rocket()) {
+            db.pool().0.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, _: &mut Response<'r>) {
+        if let Some(db) = Db::fetch(request.rocket()) {
+            let shared = &db.pool().0;
+            if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                shared.drained.notify_waiters();
+            }
+        }
     }
 }
 

@@ -17,7 +17,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn parse(raw: String) -> Answer {
+    pub fn parse(raw: String) -> Answer {
         let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
         let status = head
             .split(' ')

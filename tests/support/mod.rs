@@ -1,5 +1,5 @@
-//! Test support shared by the integration and browser suites: a fresh PostgreSQL database per
-//! test (copied from a migrated template) and the app built on it.
+//! Test support shared by the integration, browser and fault suites: a fresh PostgreSQL database
+//! per test (copied from a migrated template), the app built on it, clusters a test can break.
 #![allow(dead_code)] // each suite uses its own subset
 
 pub mod binary;

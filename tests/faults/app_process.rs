@@ -1,0 +1,159 @@
+//! The app process killed (SIGKILL) and stopped (SIGTERM) under load: sessions live in
+//! PostgreSQL, so every one outlives the process; a stop lets what is in flight finish.
+
+use std::time::{Duration, Instant};
+
+use rocket::tokio;
+
+use crate::harness::*;
+use crate::support::PASSWORD;
+use crate::support::binary::Answer;
+use crate::support::cluster::Cluster;
+use crate::support::http::encode;
+
+/// Rocket's shutdown periods in the SIGTERM test: `grace` for requests in flight to finish (the
+/// pool closes after them), then `mercy` for their answers to be written out. Rocket.toml sets
+/// 2 s and 3 s; the test gives more grace, since 16 sign-ins hashing one at a time on a loaded
+/// 2-core machine can take longer than 2 s, and a request still running after `grace` is cut.
+const GRACE_SECS: u64 = 10;
+const MERCY_SECS: u64 = 3;
+/// The longest a SIGTERM may take to end the process: grace, mercy, and the second Rocket adds.
+const EXIT_BOUND: Duration = Duration::from_secs(GRACE_SECS + MERCY_SECS + 1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_app_killed_and_restarted_keeps_every_session() {
+    let cluster = Cluster::start();
+    let url = cluster.url("postgres");
+    let settings = AppSettings::new(&[&url]);
+    let mut app = AppProcess::start(&settings).await;
+    let users = create_users(&url).await;
+    let cookies = sign_in_all(app.port, &users).await;
+
+    let port = app.port;
+    let load = Load::start(&cookies, move |_, _| port);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    app.kill();
+    let restarted = AppProcess::start_on(&settings, port).await;
+    let up = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let records = load.stop().await;
+
+    assert_never_wrong(&records);
+    assert!(
+        records
+            .iter()
+            .any(|r| matches!(r.outcome, Outcome::NoAnswer(_))),
+        "the kill was seen: some requests got no answer"
+    );
+    assert_all_served_from(&records, up, "after the restart");
+    assert_sessions_work(restarted.port, &cookies, Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_sign_ins_in_flight_refuses_new_connections_closes_the_pool_and_exits_0() {
+    let cluster = Cluster::start();
+    let url = cluster.url("postgres");
+    // One password hash at a time, so that sign-ins queue behind each other.
+    let settings = AppSettings::new(&[&url])
+        .with(
+            "ROCKET_SESSIONS",
+            "{seed_demo_users=false,max_sessions_per_user=100000,max_concurrent_hashes=1}",
+        )
+        .with(
+            "ROCKET_SHUTDOWN",
+            &format!("{{grace={GRACE_SECS},mercy={MERCY_SECS}}}"),
+        );
+    let mut app = AppProcess::start(&settings).await;
+    let users = create_users(&url).await;
+    let port = app.port;
+
+    // Every client's sign-in form first, then all the sign-ins sent at once: most are still
+    // queued for the hasher when the signal arrives.
+    let mut forms = Vec::new();
+    for user in &users {
+        let form = request(port, "GET", "/login", &[], "").await.unwrap();
+        let body = format!(
+            "username={user}&password={}&csrf_token={}",
+            encode(PASSWORD),
+            encode(&form.hidden("csrf_token"))
+        );
+        let headers = [
+            format!("Cookie: __Host-csrf={}", form.cookie("__Host-csrf")),
+            "Content-Type: application/x-www-form-urlencoded".to_owned(),
+        ];
+        forms.push((headers, body));
+    }
+    let (sent, mut all_sent) = tokio::sync::mpsc::channel(CLIENTS);
+    let sign_ins: Vec<_> = forms
+        .into_iter()
+        .map(|(headers, body)| {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let answer =
+                    request_announced(port, "POST", "/login", &headers, &body, Some(sent)).await;
+                let cookie = |a: &Answer| {
+                    a.head
+                        .contains("__Host-sid=")
+                        .then(|| a.cookie("__Host-sid"))
+                };
+                answer.map(|a| (a.status, cookie(&a), Instant::now()))
+            })
+        })
+        .collect();
+    for _ in 0..CLIENTS {
+        all_sent.recv().await.expect("every sign-in sent");
+    }
+    // Time for Rocket to accept and read every request: a connection it has not read from when
+    // the shutdown begins is closed like a new one. Hashing one at a time takes longer.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    app.signal("TERM");
+    let signalled = Instant::now();
+
+    // A new connection once the shutdown has begun is refused (or closed unanswered).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late = request(port, "GET", "/healthz", &[], "").await;
+    assert!(
+        late.is_err(),
+        "a connection after SIGTERM was served: {}",
+        late.map(|a| a.status).unwrap_or(0)
+    );
+
+    let mut cookies = Vec::new();
+    let mut answered_after_the_signal = 0;
+    for sign_in in sign_ins {
+        let (status, cookie, answered) = sign_in.await.unwrap().unwrap_or_else(|failure| {
+            panic!(
+                "a sign-in in flight was not answered ({failure}): {}",
+                app.log()
+            )
+        });
+        assert_eq!(status, 303, "a sign-in in flight finished");
+        cookies.push(cookie.expect("with its session cookie"));
+        answered_after_the_signal += usize::from(answered > signalled);
+    }
+    assert!(
+        answered_after_the_signal > 0,
+        "some sign-ins were still in flight at the signal"
+    );
+    let status = app.exit_within(EXIT_BOUND).await;
+    let elapsed = signalled.elapsed();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit 0 within {EXIT_BOUND:?} (took {elapsed:?}): {}",
+        app.log()
+    );
+    assert!(
+        app.log()
+            .contains("database pool closed (0 requests still in flight)"),
+        "the pool was closed after the requests: {}",
+        app.log()
+    );
+    let lingering = cluster
+        .psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'secure-sessions'");
+    assert_eq!(lingering.trim(), "0", "no connection of the app is left");
+
+    // The sessions those sign-ins made work in the next process.
+    let next = AppProcess::start_on(&settings, port).await;
+    assert_sessions_work(next.port, &cookies, Duration::ZERO).await;
+}
