@@ -1,6 +1,7 @@
 //! Anomaly detection: a session used from two networks by turns, an API token family refreshed
 //! far faster than it needs, and a sign-in from a new device and network right after failed
-//! guesses. Thresholds are settings; a phone moving between Wi-Fi and mobile data never trips them.
+//! guesses, in a browser or over the token API. Thresholds are settings; a phone moving between
+//! Wi-Fi and mobile data never trips them.
 
 use rocket::http::Status;
 use secure_sessions::users::Role;
@@ -377,4 +378,84 @@ async fn an_owner_who_mistypes_or_signs_in_from_a_known_place_is_not_flagged() {
             .select("[data-flagged]")
             .is_empty()
     );
+}
+
+#[rocket::async_test]
+async fn a_token_api_sign_in_from_a_new_device_and_network_right_after_failed_guesses_is_shown_first()
+ {
+    let app = app_with_production_timeouts().await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::with(&client, CHROME_LINUX, HOME_WIFI);
+    laptop.sign_in("alice", PASSWORD).await;
+
+    // Someone guesses over the token API from elsewhere, and gets a token.
+    let script = Device::with(&client, "python-requests/2.32", THIEF);
+    for guess in ["password1", "alice2024", "letmein!!"] {
+        app.advance_secs(MINUTE);
+        let refused = script
+            .post_json(
+                "/api/token",
+                &json!({ "username": "alice", "password": guess }),
+            )
+            .await;
+        assert_eq!(refused.status, Status::Unauthorized);
+    }
+    app.advance_secs(MINUTE);
+    tokens(
+        &script
+            .post_json(
+                "/api/token",
+                &json!({ "username": "alice", "password": PASSWORD }),
+            )
+            .await,
+    );
+    // Later activity would push it down a list ordered by time.
+    app.advance_secs(MINUTE);
+    laptop.sign_out().await;
+    laptop.sign_in("alice", PASSWORD).await;
+
+    let kinds = app.event_kinds(alice_id).await;
+    assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 1, "{kinds:?}");
+    let page = laptop.get("/account").await;
+    let first = first_event(&page);
+    assert!(first.contains("data-flagged=\"true\""), "{first}");
+    assert!(
+        first.contains(
+            "Signed in from a new device and a new network right after failed sign-in attempts"
+        ),
+        "{first}"
+    );
+    assert!(first.contains("data-testid=\"not-me\""), "{first}");
+    assert!(first.contains(THIEF), "{first}");
+}
+
+#[rocket::async_test]
+async fn a_token_api_sign_in_without_failed_guesses_before_it_is_not_flagged() {
+    let app = app_with_production_timeouts().await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::with(&client, CHROME_LINUX, HOME_WIFI);
+    laptop.sign_in("alice", PASSWORD).await;
+    // Two typos, then the owner's new script on a new network: not enough failures.
+    let script = Device::with(&client, "python-requests/2.32", OFFICE_WIFI);
+    for typo in ["typo one", "typo two"] {
+        script
+            .post_json(
+                "/api/token",
+                &json!({ "username": "alice", "password": typo }),
+            )
+            .await;
+    }
+    tokens(
+        &script
+            .post_json(
+                "/api/token",
+                &json!({ "username": "alice", "password": PASSWORD }),
+            )
+            .await,
+    );
+    let kinds = app.event_kinds(alice_id).await;
+    assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 0, "{kinds:?}");
+    assert!(!laptop.get("/account").await.body.contains("data-flagged"));
 }
