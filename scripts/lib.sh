@@ -207,20 +207,22 @@ ensure_axe() {
 
 # Print the first TCP port >= START on which nothing listens on 127.0.0.1.
 # Bash opens a connection with the special file /dev/tcp/HOST/PORT: if the
-# connection is accepted, the port is taken. (Something could still take the
-# port between this check and its use; pg_cluster_start retries for that.)
+# connection is accepted, the port is taken. Something could still take the
+# port between this check and its use: pg_cluster_start retries with the next
+# free port; scripts/e2e and scripts/bench fail, saying the app did not start.
 free_port() {
     local port=${1:?usage: free_port START}
-    [[ $port =~ ^[0-9]+$ ]] || die "free_port: not a port number: $port"
+    [[ $port =~ ^[0-9]+$ ]] && (( port >= 1 && port <= 65535 )) ||
+        die "free_port: not a TCP port number (1 to 65535): $port"
     while (( port <= 65535 )); do
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0
         fi
-        say "port $port is in use; trying the next one"
+        say "port $port is taken on 127.0.0.1; trying the next one"
         port=$((port + 1))
     done
-    die "free_port: no free TCP port at or above $1"
+    die "free_port: every TCP port from $1 to 65535 is taken on 127.0.0.1"
 }
 
 # ---------------------------------------------------------------- PostgreSQL --

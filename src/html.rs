@@ -4,7 +4,9 @@ use askama::Template;
 use rocket::Request;
 use rocket::response::content::RawHtml;
 use rocket::response::{self, Responder};
-use time::{Duration, OffsetDateTime};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{Duration, OffsetDateTime, UtcOffset};
 
 use crate::error::AppError;
 use crate::session::AuthenticatedUser;
@@ -100,6 +102,15 @@ impl FormErrors {
     }
 }
 
+/// How pages show a moment: "22 Nov 2026, 14:05 UTC" (day, short month name, year, 24-hour
+/// time).
+const READABLE_TIME: &[BorrowedFormatItem<'static>] =
+    format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute] UTC");
+
+/// The same moment for machines (`<time datetime>`): "2026-11-22T14:05:30Z".
+const ISO_TIME: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+
 /// A moment as a page shows it: in UTC, labelled, and machine-readable so that
 /// static/local-time.js can show it in the reader's own time zone.
 pub struct When {
@@ -111,33 +122,24 @@ pub struct When {
 
 impl When {
     pub fn at(at: OffsetDateTime) -> When {
-        let utc = at.to_offset(time::UtcOffset::UTC);
         When {
-            text: format_time(utc),
-            iso: format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                utc.year(),
-                u8::from(utc.month()),
-                utc.day(),
-                utc.hour(),
-                utc.minute(),
-                utc.second()
-            ),
+            text: format_time(at),
+            iso: in_utc(at, ISO_TIME),
         }
     }
 }
 
 /// "22 Nov 2026, 14:05 UTC".
 pub fn format_time(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{} {} {}, {:02}:{:02} UTC",
-        at.day(),
-        &at.month().to_string()[..3],
-        at.year(),
-        at.hour(),
-        at.minute()
-    )
+    in_utc(at, READABLE_TIME)
+}
+
+/// `at` in UTC, whatever offset it carries, as `format` describes it.
+fn in_utc(at: OffsetDateTime, format: &[BorrowedFormatItem<'_>]) -> String {
+    let at = at.to_offset(UtcOffset::UTC);
+    // Formatting fails only for a component the value lacks, and an OffsetDateTime has them
+    // all; were it ever to fail, the page shows the plain form rather than failing.
+    at.format(format).unwrap_or_else(|_| at.to_string())
 }
 
 /// "just now", "3 minutes ago", "2 hours ago", "5 days ago".
@@ -165,6 +167,10 @@ mod tests {
         let now = datetime!(2026-11-22 14:05:30 UTC);
         assert_eq!(format_time(now), "22 Nov 2026, 14:05 UTC");
         assert_eq!(When::at(now).iso, "2026-11-22T14:05:30Z");
+        // Single digits, and another offset shown in UTC.
+        let early = datetime!(2026-03-05 00:07:09.5 +02:00);
+        assert_eq!(format_time(early), "4 Mar 2026, 22:07 UTC");
+        assert_eq!(When::at(early).iso, "2026-03-04T22:07:09Z");
         let cases = [
             (Duration::seconds(5), "just now"),
             (Duration::minutes(1), "1 minute ago"),

@@ -140,7 +140,10 @@ pub async fn submit(
     let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
     throttle::succeeded(&mut tx, attempt).await?;
-    if !users::store::lock_if_current(&mut tx, credentials).await? {
+    if users::store::lock_if_current(&mut tx, credentials)
+        .await?
+        .is_none()
+    {
         // The password checked was replaced, or every device signed out, while it was being
         // checked: nothing is committed.
         let mut errors = FormErrors::default();

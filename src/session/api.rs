@@ -58,6 +58,17 @@ pub enum Refreshed {
     Refused,
 }
 
+/// When a family signed in at `created_at` with absolute expiry `expires_at` ends for an account
+/// whose role is `role` now: an administrator's within `admin_absolute_timeout_secs` of sign-in.
+fn family_expiry(
+    config: &SessionConfig,
+    role: Role,
+    created_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+) -> OffsetDateTime {
+    super::limits(config).absolute_expiry(role, created_at, expires_at)
+}
+
 /// Starts a family for a user who has just proved who they are, inside the caller's transaction.
 ///
 /// `None`, with nothing written: the credentials checked are no longer current (the password
@@ -72,12 +83,15 @@ pub async fn issue(
     config: &SessionConfig,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<TokenPair>> {
-    if !users::store::lock_if_current(tx, credentials).await? {
+    let Some(role) = users::store::lock_if_current(tx, credentials).await? else {
         return Ok(None);
-    }
+    };
     let user_id = credentials.user_id;
-    // The refresh lifetime is the family's absolute expiry: refreshing never extends it.
-    let expires_at = now + config.refresh_token_lifetime();
+    // The same judgement as a browser's sign-in: a guesser who got the password may use either.
+    let news = super::sign_in_news(tx, user_id, client, config, now).await?;
+    // The refresh lifetime is the family's absolute expiry: refreshing never extends it. An
+    // administrator's family lives no longer than an administrator's browser session.
+    let expires_at = family_expiry(config, role, now, now + config.refresh_token_lifetime());
     let pair = TokenPair::generate(now, expires_at, config);
     let family = store::insert(
         tx,
@@ -102,6 +116,8 @@ pub async fn issue(
         now,
     )
     .await?;
+    // A new app is announced by `api_token_issued` itself; only the flag is added.
+    news.flag(tx, user_id, family, client, now).await?;
     // The newest family wins, as at the browser cap: the least recently used beyond it end now.
     let cap = i64::from(config.max_api_families_per_user);
     for evicted in store::revoke_beyond_cap(tx, user_id, SessionKind::Api, cap, now).await? {
@@ -155,7 +171,9 @@ pub async fn refresh(
         }
         return Ok(Refreshed::Refused);
     }
-    if token.revoked || token.disabled || now >= token.expires_at {
+    // The role as read by this very statement: a promotion shortens the family from now on.
+    let expires_at = family_expiry(config, token.role, token.created_at, token.expires_at);
+    if token.revoked || token.disabled || now >= expires_at {
         return Ok(Refreshed::Refused);
     }
     if token.recent_refreshes >= i64::from(config.max_refreshes_per_access_lifetime) {
@@ -188,7 +206,7 @@ pub async fn refresh(
         return Ok(Refreshed::Refused);
     }
 
-    let pair = TokenPair::generate(now, token.expires_at, config);
+    let pair = TokenPair::generate(now, expires_at, config);
     // The compare-and-swap on the generation: of any number of concurrent refreshes with this
     // token, exactly one moves the family on; the others change nothing and are refused.
     let advanced = store::advance_api_family(
@@ -197,6 +215,7 @@ pub async fn refresh(
         token.generation,
         &pair.access_token.key(),
         pair.access_expires_at,
+        expires_at,
         now,
     )
     .await?;

@@ -111,6 +111,68 @@ pub fn limits(config: &SessionConfig) -> Limits {
     }
 }
 
+/// What is news about a sign-in, judged against the account's history before its row is
+/// written: the browser's and the token API's sign-ins both go through it (`start`, `api::issue`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SignInNews {
+    /// No session row of the account has this User-Agent.
+    pub new_device: bool,
+    /// A new device on a new network right after failed guesses: perhaps the guesser got in.
+    pub suspicious: bool,
+}
+
+/// Judges a sign-in of `user_id` by `client`, inside the caller's transaction and before the new
+/// row is inserted (else the sign-in would find itself and never be new).
+pub(crate) async fn sign_in_news(
+    tx: &mut PgConnection,
+    user_id: i64,
+    client: &ClientInfo,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> sqlx::Result<SignInNews> {
+    let novelty =
+        store::sign_in_novelty(tx, user_id, &client.user_agent, &client.fingerprint).await?;
+    // The failures are counted only when the rest already points at a stranger.
+    let suspicious = novelty.new_device
+        && novelty.new_network
+        && events::count_since(
+            tx,
+            user_id,
+            EventKind::SignInFailed,
+            now - config.suspicious_sign_in_window(),
+        )
+        .await?
+            >= i64::from(config.suspicious_sign_in_failures);
+    Ok(SignInNews {
+        new_device: novelty.new_device,
+        suspicious,
+    })
+}
+
+impl SignInNews {
+    /// Records `suspicious_sign_in` for the session or token family `public_id` just created,
+    /// when the sign-in is suspicious: the account page lists it first, with "This wasn't me".
+    pub(crate) async fn flag(
+        self,
+        tx: &mut PgConnection,
+        user_id: i64,
+        public_id: Uuid,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> sqlx::Result<()> {
+        if !self.suspicious {
+            return Ok(());
+        }
+        let event = NewEvent::new(
+            user_id,
+            EventKind::SuspiciousSignIn,
+            Some(public_id),
+            client,
+        );
+        events::record(tx, event, now).await
+    }
+}
+
 /// Starts a browser session for a user who has just proved who they are, inside the caller's
 /// transaction, and destroys the session the browser came with (`presented`), if any.
 ///
@@ -130,26 +192,14 @@ pub async fn start(
     config: &SessionConfig,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<Started>> {
-    if !users::store::lock_if_current(tx, credentials).await? {
+    let Some(role) = users::store::lock_if_current(tx, credentials).await? else {
         return Ok(None);
-    }
+    };
     let user_id = credentials.user_id;
     if let Some(previous) = presented {
         store::revoke(tx, &previous.key(), Reason::SignedOut, now).await?;
     }
-    let novelty =
-        store::sign_in_novelty(tx, user_id, &client.user_agent, &client.fingerprint).await?;
-    // A new device on a new network right after failed guesses: perhaps the guesser got in.
-    let suspicious = novelty.new_device
-        && novelty.new_network
-        && events::count_since(
-            tx,
-            user_id,
-            EventKind::SignInFailed,
-            now - config.suspicious_sign_in_window(),
-        )
-        .await?
-            >= i64::from(config.suspicious_sign_in_failures);
+    let news = sign_in_news(tx, user_id, client, config, now).await?;
     let token = SessionToken::generate();
     let public_id = store::insert(
         tx,
@@ -158,7 +208,9 @@ pub async fn start(
             user_id,
             kind: store::NewKind::Browser,
             now,
-            expires_at: now + config.absolute_timeout(),
+            // The role's own deadline, so an administrator's row expires (and its tombstone is
+            // reaped) on time; the role read on each request still tightens it after a promotion.
+            expires_at: limits(config).absolute_expiry(role, now, now + config.absolute_timeout()),
             fingerprint: &client.fingerprint,
             ip: &client.ip,
             user_agent: &client.user_agent,
@@ -171,7 +223,7 @@ pub async fn start(
         now,
     )
     .await?;
-    if novelty.new_device {
+    if news.new_device {
         events::record(
             tx,
             NewEvent::new(user_id, EventKind::NewDevice, Some(public_id), client),
@@ -179,19 +231,7 @@ pub async fn start(
         )
         .await?;
     }
-    if suspicious {
-        events::record(
-            tx,
-            NewEvent::new(
-                user_id,
-                EventKind::SuspiciousSignIn,
-                Some(public_id),
-                client,
-            ),
-            now,
-        )
-        .await?;
-    }
+    news.flag(tx, user_id, public_id, client, now).await?;
     // The newest sign-in wins: the least recently used sessions beyond the cap end now.
     let cap = i64::from(config.max_sessions_per_user);
     for evicted in store::revoke_beyond_cap(tx, user_id, SessionKind::Browser, cap, now).await? {

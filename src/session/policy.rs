@@ -11,7 +11,8 @@ pub struct Lifetimes {
     /// Sign-in time: an administrator's shorter absolute lifetime counts from it.
     pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
-    /// The absolute expiry written at sign-in (`absolute_timeout_secs`), never extended.
+    /// The absolute expiry written at sign-in (`absolute_timeout_secs`, or the shorter
+    /// `admin_absolute_timeout_secs` for an administrator), never extended.
     pub expires_at: OffsetDateTime,
 }
 

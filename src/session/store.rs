@@ -542,24 +542,29 @@ pub async fn users_with_live_sessions(
 }
 
 /// The refresh compare-and-swap: moves a live API family from `generation` to the next, with a
-/// new access token (the old one stops working in the same statement). `false`: a concurrent
-/// refresh won, or the family ended or expired meanwhile.
+/// new access token (the old one stops working in the same statement), and brings its absolute
+/// expiry forward to `family_expires_at` if that is sooner (never later: an administrator's
+/// limit, once applied, stays). `false`: a concurrent refresh won, or the family ended or expired
+/// meanwhile.
 pub async fn advance_api_family(
     conn: &mut PgConnection,
     family: Uuid,
     generation: i32,
     access_key: &SessionKey,
     access_expires_at: OffsetDateTime,
+    family_expires_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let result = sqlx::query!(
-        "UPDATE sessions SET key = $3, generation = generation + 1, access_expires_at = $4, last_seen_at = $5
+        "UPDATE sessions SET key = $3, generation = generation + 1, access_expires_at = $4, last_seen_at = $5,
+                             expires_at = LEAST(expires_at, $6)
          WHERE public_id = $1 AND generation = $2 AND revoked_at IS NULL AND expires_at > $5",
         family,
         generation,
         access_key.as_bytes(),
         access_expires_at,
         now,
+        family_expires_at,
     )
     .execute(conn)
     .await?;
@@ -592,9 +597,13 @@ pub struct RefreshRecord {
     pub generation: i32,
     pub used_at: Option<OffsetDateTime>,
     pub user_id: i64,
+    /// The family's sign-in time: an administrator's shorter lifetime counts from it.
+    pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub revoked: bool,
     pub disabled: bool,
+    /// The account's role now: an administrator's family lives `admin_absolute_timeout_secs`.
+    pub role: Role,
     /// How many times the family was refreshed after `refreshed_since` (see `find_refresh_token`).
     pub recent_refreshes: i64,
 }
@@ -609,8 +618,8 @@ pub async fn find_refresh_token(
 ) -> sqlx::Result<Option<RefreshRecord>> {
     sqlx::query_as!(
         RefreshRecord,
-        r#"SELECT r.family, r.generation, r.used_at, s.user_id, s.expires_at,
-                  s.revoked_at IS NOT NULL AS "revoked!", u.disabled,
+        r#"SELECT r.family, r.generation, r.used_at, s.user_id, s.created_at, s.expires_at,
+                  s.revoked_at IS NOT NULL AS "revoked!", u.disabled, u.role AS "role: Role",
                   (SELECT count(*) FROM refresh_tokens f
                    WHERE f.family = r.family AND f.generation > 0 AND f.issued_at > $2) AS "recent_refreshes!"
            FROM refresh_tokens r

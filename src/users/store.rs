@@ -76,8 +76,9 @@ pub async fn create(
 }
 
 /// Locks the user's row until the transaction ends, if the account is still enabled and its
-/// credentials are still those `checked` was made against. `false`: a password change, a disable
-/// or "sign out everywhere" committed since the check, which therefore proves nothing now.
+/// credentials are still those `checked` was made against, and returns its role as of the lock
+/// (a new session's limits depend on it). `None`: a password change, a disable or "sign out
+/// everywhere" committed since the check, which therefore proves nothing now.
 ///
 /// The row lock makes everything that creates or ends a user's sessions take turns: sign-ins
 /// (and with them the session caps) and every change that moves the version on. If such a
@@ -85,15 +86,15 @@ pub async fn create(
 pub async fn lock_if_current(
     conn: &mut PgConnection,
     checked: CheckedCredentials,
-) -> sqlx::Result<bool> {
-    let current = sqlx::query_scalar!(
-        "SELECT id FROM users WHERE id = $1 AND credentials_version = $2 AND NOT disabled FOR UPDATE",
+) -> sqlx::Result<Option<Role>> {
+    sqlx::query_scalar!(
+        r#"SELECT role AS "role: Role" FROM users
+           WHERE id = $1 AND credentials_version = $2 AND NOT disabled FOR UPDATE"#,
         checked.user_id,
         checked.version,
     )
     .fetch_optional(conn)
-    .await?;
-    Ok(current.is_some())
+    .await
 }
 
 /// Moves the account's credentials version on (and takes its row lock): every password check

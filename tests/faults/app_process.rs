@@ -7,9 +7,9 @@ use rocket::tokio;
 
 use crate::harness::*;
 use crate::support::PASSWORD;
-use crate::support::binary::Answer;
 use crate::support::cluster::Cluster;
-use crate::support::http::encode;
+use crate::support::http::form_body;
+use crate::support::raw::RawResponse;
 
 /// Rocket's shutdown periods in the SIGTERM test: `grace` for requests in flight to finish (the
 /// pool closes after them), then `mercy` for their answers to be written out. Rocket.toml sets
@@ -72,11 +72,11 @@ async fn sigterm_finishes_sign_ins_in_flight_refuses_new_connections_closes_the_
     let mut forms = Vec::new();
     for user in &users {
         let form = request(port, "GET", "/login", &[], "").await.unwrap();
-        let body = format!(
-            "username={user}&password={}&csrf_token={}",
-            encode(PASSWORD),
-            encode(&form.hidden("csrf_token"))
-        );
+        let body = form_body(&[
+            ("username", user),
+            ("password", PASSWORD),
+            ("csrf_token", &form.html().csrf_token()),
+        ]);
         let headers = [
             format!("Cookie: __Host-csrf={}", form.cookie("__Host-csrf")),
             "Content-Type: application/x-www-form-urlencoded".to_owned(),
@@ -91,7 +91,7 @@ async fn sigterm_finishes_sign_ins_in_flight_refuses_new_connections_closes_the_
             tokio::spawn(async move {
                 let answer =
                     request_announced(port, "POST", "/login", &headers, &body, Some(sent)).await;
-                let cookie = |a: &Answer| {
+                let cookie = |a: &RawResponse| {
                     a.head
                         .contains("__Host-sid=")
                         .then(|| a.cookie("__Host-sid"))

@@ -9,6 +9,7 @@ use rocket::tokio;
 
 use crate::harness::*;
 use crate::support::cluster::Cluster;
+use crate::support::http::form_body;
 
 /// How soon after the promotion every request must be served again.
 const RECOVERY: Duration = Duration::from_secs(5);
@@ -74,7 +75,7 @@ async fn a_standby_listed_first_is_passed_over_for_the_primary() {
     let page = account(port, &cookies[0]).await.unwrap();
     let cookie = format!("Cookie: __Host-sid={}", cookies[0]);
     let form = "Content-Type: application/x-www-form-urlencoded".to_owned();
-    let body = format!("csrf_token={}", page.hidden("csrf_token"));
+    let body = form_body(&[("csrf_token", &page.html().csrf_token())]);
     let signed_out = request(port, "POST", "/logout", &[cookie, form], &body).await;
     assert_eq!(signed_out.unwrap().status, 303);
     let after = account(port, &cookies[0]).await.unwrap();

@@ -12,8 +12,8 @@ use rocket::tokio::io::{AsyncReadExt, AsyncWriteExt};
 use rocket::tokio::net::TcpStream;
 use secure_sessions::users::Role;
 
-use crate::support::binary::Answer;
-use crate::support::http::{CHROME_LINUX, encode};
+use crate::support::http::{CHROME_LINUX, form_body};
+use crate::support::raw::{RawRequest, RawResponse};
 use crate::support::{PASSWORD, TestApp, random_secret_key};
 
 /// How many clients keep the app busy in every test.
@@ -170,7 +170,7 @@ pub async fn request(
     path: &str,
     headers: &[String],
     body: &str,
-) -> Result<Answer, String> {
+) -> Result<RawResponse, String> {
     request_announced(port, method, path, headers, body, None).await
 }
 
@@ -182,24 +182,18 @@ pub async fn request_announced(
     headers: &[String],
     body: &str,
     sent: Option<tokio::sync::mpsc::Sender<()>>,
-) -> Result<Answer, String> {
-    let mut raw = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         User-Agent: {CHROME_LINUX}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for header in headers {
-        raw.push_str(header);
-        raw.push_str("\r\n");
-    }
-    raw.push_str("\r\n");
-    raw.push_str(body);
+) -> Result<RawResponse, String> {
+    let raw = RawRequest::new(method, path)
+        .header(format!("User-Agent: {CHROME_LINUX}"))
+        .headers(headers.iter().cloned())
+        .body(body)
+        .to_bytes(port);
     let exchange = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
         stream
-            .write_all(raw.as_bytes())
+            .write_all(&raw)
             .await
             .map_err(|e| format!("write: {e}"))?;
         if let Some(sent) = sent {
@@ -213,9 +207,7 @@ pub async fn request_announced(
         if response.is_empty() {
             return Err("closed without an answer".to_owned());
         }
-        Ok(Answer::parse(
-            String::from_utf8_lossy(&response).into_owned(),
-        ))
+        Ok(RawResponse::parse(&String::from_utf8_lossy(&response)))
     };
     tokio::time::timeout(REQUEST_LIMIT, exchange)
         .await
@@ -229,11 +221,11 @@ pub async fn sign_in(port: u16, username: &str) -> Result<String, String> {
     if form.status != 200 {
         return Err(format!("GET /login: {}", form.status));
     }
-    let body = format!(
-        "username={username}&password={}&csrf_token={}",
-        encode(PASSWORD),
-        encode(&form.hidden("csrf_token"))
-    );
+    let body = form_body(&[
+        ("username", username),
+        ("password", PASSWORD),
+        ("csrf_token", &form.html().csrf_token()),
+    ]);
     let headers = [
         format!("Cookie: __Host-csrf={}", form.cookie("__Host-csrf")),
         "Content-Type: application/x-www-form-urlencoded".to_owned(),
@@ -247,7 +239,7 @@ pub async fn sign_in(port: u16, username: &str) -> Result<String, String> {
 }
 
 /// `GET /account` with a session cookie.
-pub async fn account(port: u16, cookie: &str) -> Result<Answer, String> {
+pub async fn account(port: u16, cookie: &str) -> Result<RawResponse, String> {
     request(
         port,
         "GET",

@@ -9,6 +9,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::harness::*;
 use crate::support::cluster::Cluster;
+use crate::support::http::form_body;
 
 /// Expired sessions planted for the reapers: several batches each.
 const EXPIRED: i64 = 2_000;
@@ -41,6 +42,7 @@ async fn two_instances_see_each_others_revocations_at_once_and_reap_without_conf
                     let cookie = sign_in(signing_in, &user).await.expect("sign-in");
                     let page = account(other, &cookie).await.expect("an answer");
                     assert_eq!(page.status, 200, "the other instance knows the session");
+                    let body = form_body(&[("csrf_token", &page.html().csrf_token())]);
                     let signed_out = request(
                         other,
                         "POST",
@@ -49,7 +51,7 @@ async fn two_instances_see_each_others_revocations_at_once_and_reap_without_conf
                             format!("Cookie: __Host-sid={cookie}"),
                             "Content-Type: application/x-www-form-urlencoded".to_owned(),
                         ],
-                        &format!("csrf_token={}", page.hidden("csrf_token")),
+                        &body,
                     )
                     .await
                     .expect("an answer");

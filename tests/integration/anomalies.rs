@@ -1,11 +1,13 @@
 //! Anomaly detection: a session used from two networks by turns, an API token family refreshed
 //! far faster than it needs, and a sign-in from a new device and network right after failed
-//! guesses. Thresholds are settings; a phone moving between Wi-Fi and mobile data never trips them.
+//! guesses, in a browser or over the token API. Thresholds are settings; a phone moving between
+//! Wi-Fi and mobile data never trips them.
 
 use rocket::http::Status;
 use secure_sessions::users::Role;
 use serde_json::json;
 
+use crate::support::html::{select_in, text_of};
 use crate::support::http::{CHROME_LINUX, Device, FIREFOX_WINDOWS, Reply};
 use crate::support::{PASSWORD, TestApp};
 
@@ -287,14 +289,6 @@ async fn an_api_client_refreshing_as_its_access_tokens_expire_runs_for_days() {
 }
 
 /// The first activity entry on the account page: its `<li>` and text.
-fn first_event(page: &Reply) -> String {
-    let start = page
-        .body
-        .find("data-testid=\"security-event\"")
-        .expect("an activity entry");
-    let end = start + page.body[start..].find("</li>").expect("end of entry");
-    page.body[start..end].to_owned()
-}
 
 #[rocket::async_test]
 async fn a_sign_in_from_a_new_device_and_network_right_after_failed_guesses_is_shown_first() {
@@ -320,16 +314,25 @@ async fn a_sign_in_from_a_new_device_and_network_right_after_failed_guesses_is_s
     let kinds = app.event_kinds(alice_id).await;
     assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 1, "{kinds:?}");
     let page = laptop.get("/account").await;
-    let first = first_event(&page);
-    assert!(first.contains("data-flagged=\"true\""), "{first}");
+    let html = page.html();
+    let first = *html
+        .testids("security-event")
+        .first()
+        .expect("an activity entry");
+    let text = text_of(first);
+    assert_eq!(first.value().attr("data-flagged"), Some("true"), "{text}");
     assert!(
-        first.contains(
+        text.contains(
             "Signed in from a new device and a new network right after failed sign-in attempts"
         ),
-        "{first}"
+        "{text}"
     );
-    assert!(first.contains("data-testid=\"not-me\""), "{first}");
-    assert!(first.contains(THIEF), "{first}");
+    assert_eq!(
+        select_in(first, r#"[data-testid="not-me"]"#).len(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains(THIEF), "{text}");
 }
 
 #[rocket::async_test]
@@ -367,5 +370,101 @@ async fn an_owner_who_mistypes_or_signs_in_from_a_known_place_is_not_flagged() {
     let kinds = app.event_kinds(alice_id).await;
     assert_eq!(kinds_of(&kinds, "sign_in_failed"), 8, "{kinds:?}");
     assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 0, "{kinds:?}");
-    assert!(!phone.get("/account").await.body.contains("data-flagged"));
+    assert!(
+        phone
+            .get("/account")
+            .await
+            .html()
+            .select("[data-flagged]")
+            .is_empty()
+    );
+}
+
+#[rocket::async_test]
+async fn a_token_api_sign_in_from_a_new_device_and_network_right_after_failed_guesses_is_shown_first()
+ {
+    let app = app_with_production_timeouts().await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::with(&client, CHROME_LINUX, HOME_WIFI);
+    laptop.sign_in("alice", PASSWORD).await;
+
+    // Someone guesses over the token API from elsewhere, and gets a token.
+    let script = Device::with(&client, "python-requests/2.32", THIEF);
+    for guess in ["password1", "alice2024", "letmein!!"] {
+        app.advance_secs(MINUTE);
+        let refused = script
+            .post_json(
+                "/api/token",
+                &json!({ "username": "alice", "password": guess }),
+            )
+            .await;
+        assert_eq!(refused.status, Status::Unauthorized);
+    }
+    app.advance_secs(MINUTE);
+    tokens(
+        &script
+            .post_json(
+                "/api/token",
+                &json!({ "username": "alice", "password": PASSWORD }),
+            )
+            .await,
+    );
+    // Later activity would push it down a list ordered by time.
+    app.advance_secs(MINUTE);
+    laptop.sign_out().await;
+    laptop.sign_in("alice", PASSWORD).await;
+
+    let kinds = app.event_kinds(alice_id).await;
+    assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 1, "{kinds:?}");
+    let page = laptop.get("/account").await;
+    let html = page.html();
+    let first = *html
+        .testids("security-event")
+        .first()
+        .expect("an activity entry");
+    let text = text_of(first);
+    assert_eq!(first.value().attr("data-flagged"), Some("true"), "{text}");
+    assert!(
+        text.contains(
+            "Signed in from a new device and a new network right after failed sign-in attempts"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        select_in(first, r#"[data-testid="not-me"]"#).len(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains(THIEF), "{text}");
+}
+
+#[rocket::async_test]
+async fn a_token_api_sign_in_without_failed_guesses_before_it_is_not_flagged() {
+    let app = app_with_production_timeouts().await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::with(&client, CHROME_LINUX, HOME_WIFI);
+    laptop.sign_in("alice", PASSWORD).await;
+    // Two typos, then the owner's new script on a new network: not enough failures.
+    let script = Device::with(&client, "python-requests/2.32", OFFICE_WIFI);
+    for typo in ["typo one", "typo two"] {
+        script
+            .post_json(
+                "/api/token",
+                &json!({ "username": "alice", "password": typo }),
+            )
+            .await;
+    }
+    tokens(
+        &script
+            .post_json(
+                "/api/token",
+                &json!({ "username": "alice", "password": PASSWORD }),
+            )
+            .await,
+    );
+    let kinds = app.event_kinds(alice_id).await;
+    assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 0, "{kinds:?}");
+    assert!(!laptop.get("/account").await.body.contains("data-flagged"));
 }

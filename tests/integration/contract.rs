@@ -22,7 +22,7 @@ const EVERY_OTHER_FIELD: [(&str, &str); 7] = [
 fn assert_refused_as_forged(reply: &Reply, what: &str) {
     assert_eq!(reply.status, Status::Forbidden, "{what}: {}", reply.body);
     assert!(
-        reply.body.contains("did not come from this site"),
+        reply.shows("did not come from this site"),
         "{what}: {}",
         reply.body
     );

@@ -7,7 +7,8 @@ use secure_sessions::config::SessionConfig;
 use secure_sessions::users::Role;
 
 use crate::support::binary::RunningApp;
-use crate::support::http::encode;
+use crate::support::http::CHROME_LINUX;
+use crate::support::raw::RawRequest;
 use crate::support::{PASSWORD, TestApp, random_secret_key};
 
 #[rocket::async_test]
@@ -32,11 +33,16 @@ async fn the_binary_without_a_configuration_file_starts_with_safe_defaults() {
 
     // Sign in claiming another address through the headers a proxy would set.
     let spoofed = [
-        "X-Real-IP: 203.0.113.7".to_owned(),
-        "X-Forwarded-For: 203.0.113.8".to_owned(),
-        "Forwarded: for=203.0.113.9".to_owned(),
+        "X-Real-IP: 203.0.113.7",
+        "X-Forwarded-For: 203.0.113.8",
+        "Forwarded: for=203.0.113.9",
     ];
-    let form = binary.request("GET", "/login", &spoofed, "").await;
+    let chrome = format!("User-Agent: {CHROME_LINUX}");
+    let form = RawRequest::get("/login")
+        .header(chrome.as_str())
+        .headers(spoofed)
+        .send(binary.port)
+        .await;
     assert_eq!(form.status, 200, "{}", form.head);
     assert_eq!(
         form.header("Server"),
@@ -44,21 +50,24 @@ async fn the_binary_without_a_configuration_file_starts_with_safe_defaults() {
         "no Server banner: {}",
         form.head
     );
-    assert!(
-        form.header("Strict-Transport-Security").is_some(),
+    assert_eq!(
+        form.header("Strict-Transport-Security"),
+        Some("max-age=63072000; includeSubDomains"),
         "HSTS in the release profile: {}",
         form.head
     );
     let csrf_cookie = form.cookie("__Host-csrf");
-    let body = format!(
-        "username=alice&password={}&csrf_token={}",
-        encode(PASSWORD),
-        encode(&form.hidden("csrf_token"))
-    );
-    let mut headers = spoofed.to_vec();
-    headers.push(format!("Cookie: __Host-csrf={csrf_cookie}"));
-    headers.push("Content-Type: application/x-www-form-urlencoded".to_owned());
-    let signed_in = binary.request("POST", "/login", &headers, &body).await;
+    let signed_in = RawRequest::post("/login")
+        .header(chrome.as_str())
+        .headers(spoofed)
+        .header(format!("Cookie: __Host-csrf={csrf_cookie}"))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("csrf_token", &form.html().csrf_token()),
+        ])
+        .send(binary.port)
+        .await;
     assert_eq!(
         signed_in.status,
         303,
@@ -96,13 +105,11 @@ async fn the_binary_without_a_configuration_file_starts_with_safe_defaults() {
     let padding = "x".repeat(20 * 1024);
     let oversized =
         format!(r#"{{"username":"alice","password":"{PASSWORD}","padding":"{padding}"}}"#);
-    let refused = binary
-        .request(
-            "POST",
-            "/api/token",
-            &["Content-Type: application/json".to_owned()],
-            &oversized,
-        )
+    let refused = RawRequest::post("/api/token")
+        .header(chrome)
+        .header("Content-Type: application/json")
+        .body(oversized)
+        .send(binary.port)
         .await;
     assert_eq!(refused.status, 413, "{}", refused.head);
     assert_eq!(refused.json()["error"], "too_large");

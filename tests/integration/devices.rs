@@ -75,10 +75,12 @@ async fn signing_another_device_out_needs_a_recent_password_confirmation() {
         kinds.ends_with(&["confirmed".into(), "session_revoked".into()]),
         "{kinds:?}"
     );
-    let page = laptop.get("/account").await;
-    let entry = page
-        .body
-        .split("data-testid=\"security-event\"")
+    let entry = laptop
+        .get("/account")
+        .await
+        .html()
+        .testid_texts("security-event")
+        .into_iter()
         .find(|entry| entry.contains("A device was signed out from another device"))
         .expect("the revocation is in the activity log");
     assert!(
@@ -233,7 +235,7 @@ async fn changing_the_password_signs_out_every_other_device_and_rotates_this_one
             &fields("nope nope", NEW_PASSWORD, NEW_PASSWORD),
         )
         .await;
-    assert!(wrong.body.contains("Your current password is not correct."));
+    assert!(wrong.shows("Your current password is not correct."));
     let weak = laptop
         .post_from(
             "/account/password",
@@ -241,7 +243,7 @@ async fn changing_the_password_signs_out_every_other_device_and_rotates_this_one
             &fields(PASSWORD, "password1", "password1"),
         )
         .await;
-    assert!(weak.body.contains("too easy to guess"));
+    assert!(weak.shows("too easy to guess"));
     let mismatch = laptop
         .post_from(
             "/account/password",
@@ -249,7 +251,7 @@ async fn changing_the_password_signs_out_every_other_device_and_rotates_this_one
             &fields(PASSWORD, NEW_PASSWORD, "something else entirely"),
         )
         .await;
-    assert!(mismatch.body.contains("do not match"));
+    assert!(mismatch.shows("do not match"));
     assert_eq!(
         phone.get("/account").await.status,
         Status::Ok,
@@ -403,8 +405,7 @@ async fn a_sixth_sign_in_signs_out_the_least_recently_used_device() {
         devices[2]
             .get("/account")
             .await
-            .body
-            .contains("too many devices signed in")
+            .shows("too many devices signed in")
     );
 }
 
@@ -519,7 +520,7 @@ async fn the_admin_page_needs_the_admin_role_now_and_a_recent_confirmation() {
     alice.sign_in("alice", PASSWORD).await;
     let refused = alice.get("/admin").await;
     assert_eq!(refused.status, Status::Forbidden);
-    assert!(refused.body.contains("Administrators only"));
+    assert!(refused.shows("Administrators only"));
 
     let admin = Device::new(&client);
     admin.sign_in("root", PASSWORD).await;
@@ -594,7 +595,7 @@ async fn an_admin_can_disable_an_account_sign_it_out_everywhere_and_enable_it_ag
             .as_deref(),
         Some("Incorrect username or password.")
     );
-    assert!(admin.get("/admin").await.body.contains("Disabled"));
+    assert!(admin.get("/admin").await.shows("Disabled"));
 
     admin
         .post_from("/admin", &format!("/admin/users/{alice_id}/enable"), &[])

@@ -119,8 +119,13 @@ async fn the_account_page_shows_who_you_are_and_when_this_session_signed_in() {
     let expected = secure_sessions::html::format_time(app.clock_now());
     assert_eq!(page.testid_text("signed-in-at"), Some(expected));
     assert_eq!(page.count_testid("session-row"), 1);
-    assert!(page.body.contains("data-current=\"true\""));
-    assert!(page.body.contains("Chrome on Linux"));
+    assert_eq!(
+        page.html()
+            .select(r#"[data-testid="session-row"][data-current="true"]"#)
+            .len(),
+        1
+    );
+    assert!(page.shows("Chrome on Linux"));
 }
 
 #[rocket::async_test]
@@ -165,7 +170,7 @@ async fn a_next_that_leaves_the_site_falls_back_to_the_account_page() {
         let login = alice
             .get(&format!(
                 "/login?next={}",
-                crate::support::http::encode(next)
+                crate::support::http::form_encode(next)
             ))
             .await;
         assert!(!login.body.contains("evil.example"), "next={next}");
@@ -328,7 +333,7 @@ async fn forms_without_the_right_csrf_token_are_refused_with_403() {
             )
             .await;
         assert_eq!(reply.status, Status::Forbidden, "token {token:?}");
-        assert!(reply.body.contains("did not come from this site"));
+        assert!(reply.shows("did not come from this site"));
     }
     let register = alice
         .post_form(
@@ -421,7 +426,7 @@ async fn registration_explains_what_is_wrong() {
             .await;
         assert_eq!(reply.status, Status::Ok, "{username}/{password}");
         assert!(
-            reply.body.contains(message),
+            reply.shows(message),
             "expected {message:?} for {username}/{password}: {}",
             reply.body
         );
@@ -478,6 +483,35 @@ async fn every_response_carries_the_security_headers_and_pages_are_not_stored() 
             reply.header("Strict-Transport-Security"),
             None,
             "no HSTS outside the release profile"
+        );
+    }
+}
+
+#[rocket::async_test]
+async fn in_the_release_profile_every_response_tells_browsers_to_keep_to_https() {
+    // The release profile as the app's own configuration stack defines it (the code's safe
+    // defaults and Rocket.toml), on the real routes and the real header fairing.
+    let app = TestApp::with(|figment| figment.select("release")).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    assert_eq!(
+        alice.sign_in("alice", PASSWORD).await.status,
+        Status::SeeOther
+    );
+    for path in [
+        "/login",
+        "/account",
+        "/no-such-page",
+        "/healthz",
+        "/static/app.css",
+    ] {
+        let reply = alice.get(path).await;
+        assert_eq!(
+            reply.header("Strict-Transport-Security"),
+            Some("max-age=63072000; includeSubDomains"),
+            "{path}: {}",
+            reply.status
         );
     }
 }
@@ -565,7 +599,12 @@ async fn the_device_list_names_each_browser() {
     desktop.sign_in("alice", PASSWORD).await;
     let page = laptop.get("/account").await;
     assert_eq!(page.count_testid("session-row"), 2);
-    assert!(page.body.contains("Chrome on Linux") && page.body.contains("198.51.100.7"));
-    assert!(page.body.contains("Firefox on Windows") && page.body.contains("203.0.113.9"));
-    assert_eq!(page.body.matches("data-current=\"true\"").count(), 1);
+    assert!(page.shows("Chrome on Linux") && page.shows("198.51.100.7"));
+    assert!(page.shows("Firefox on Windows") && page.shows("203.0.113.9"));
+    assert_eq!(
+        page.html()
+            .select(r#"[data-testid="session-row"][data-current="true"]"#)
+            .len(),
+        1
+    );
 }

@@ -4,9 +4,17 @@
 use secure_sessions::session::token::SessionToken;
 use secure_sessions::users::Role;
 
+use serde_json::json;
+
 use crate::support::binary::RunningApp;
-use crate::support::http::encode;
+use crate::support::http::{CHROME_LINUX, form_encode};
+use crate::support::raw::RawRequest;
 use crate::support::{PASSWORD, TestApp};
+
+/// A request as Chrome on Linux sends it (the fingerprint binds the User-Agent).
+fn chrome(request: RawRequest) -> RawRequest {
+    request.header(format!("User-Agent: {CHROME_LINUX}"))
+}
 
 #[rocket::async_test]
 async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
@@ -22,83 +30,56 @@ async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
     .await;
 
     // A browser: the sign-in form, signing in, the account page, signing out.
-    let form = app_process.request("GET", "/login", &[], "").await;
+    let port = app_process.port;
+    let form = chrome(RawRequest::get("/login")).send(port).await;
     let csrf_cookie = form.cookie("__Host-csrf");
-    let csrf_field = form.hidden("csrf_token");
-    let body = format!(
-        "username=alice&password={}&csrf_token={}",
-        encode(PASSWORD),
-        encode(&csrf_field)
-    );
-    let headers = [
-        format!("Cookie: __Host-csrf={csrf_cookie}"),
-        "Content-Type: application/x-www-form-urlencoded".into(),
-    ];
-    let signed_in = app_process.request("POST", "/login", &headers, &body).await;
+    let csrf_field = form.html().csrf_token();
+    let signed_in = chrome(RawRequest::post("/login"))
+        .header(format!("Cookie: __Host-csrf={csrf_cookie}"))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf_field),
+        ])
+        .send(port)
+        .await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.head);
     let session = signed_in.cookie("__Host-sid");
-    let account = app_process
-        .request(
-            "GET",
-            "/account",
-            &[format!("Cookie: __Host-sid={session}")],
-            "",
-        )
+    let account = chrome(RawRequest::get("/account"))
+        .header(format!("Cookie: __Host-sid={session}"))
+        .send(port)
         .await;
     assert_eq!(account.status, 200);
-    let session_csrf = account.hidden("csrf_token");
+    let session_csrf = account.html().csrf_token();
 
     // An API client: tokens, a refresh, and a reuse of the spent refresh token.
-    let json = ["Content-Type: application/json".to_owned()];
-    let credentials = format!(r#"{{"username":"alice","password":"{PASSWORD}"}}"#);
-    let first = app_process
-        .request("POST", "/api/token", &json, &credentials)
+    let first = chrome(RawRequest::post("/api/token"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send(port)
         .await
         .json();
     let (access, refresh) = (
         first["access_token"].as_str().unwrap().to_owned(),
         first["refresh_token"].as_str().unwrap().to_owned(),
     );
-    let me = app_process
-        .request(
-            "GET",
-            "/api/me",
-            &[format!("Authorization: Bearer {access}")],
-            "",
-        )
+    let me = chrome(RawRequest::get("/api/me"))
+        .header(format!("Authorization: Bearer {access}"))
+        .send(port)
         .await;
     assert_eq!(me.status, 200);
-    let second = app_process
-        .request(
-            "POST",
-            "/api/token/refresh",
-            &json,
-            &format!(r#"{{"refresh_token":"{refresh}"}}"#),
-        )
-        .await
-        .json();
-    let reuse = app_process
-        .request(
-            "POST",
-            "/api/token/refresh",
-            &json,
-            &format!(r#"{{"refresh_token":"{refresh}"}}"#),
-        )
-        .await;
+    let refresh_with = |token: &str| {
+        chrome(RawRequest::post("/api/token/refresh")).json(&json!({"refresh_token": token}))
+    };
+    let second = refresh_with(&refresh).send(port).await.json();
+    let reuse = refresh_with(&refresh).send(port).await;
     assert_eq!(reuse.status, 401);
 
-    let logout_body = format!("csrf_token={}", encode(&session_csrf));
-    let logout_headers = [
-        format!("Cookie: __Host-sid={session}"),
-        "Content-Type: application/x-www-form-urlencoded".into(),
-    ];
-    assert_eq!(
-        app_process
-            .request("POST", "/logout", &logout_headers, &logout_body)
-            .await
-            .status,
-        303
-    );
+    let signed_out = chrome(RawRequest::post("/logout"))
+        .header(format!("Cookie: __Host-sid={session}"))
+        .form(&[("csrf_token", &session_csrf)])
+        .send(port)
+        .await;
+    assert_eq!(signed_out.status, 303);
 
     app_process.stop();
     let logged = app_process.log();
@@ -139,8 +120,8 @@ async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
             "{what} appears in the log"
         );
         assert!(
-            !logged.contains(&encode(secret)),
-            "{what} appears (percent-encoded) in the log"
+            !logged.contains(&form_encode(secret)),
+            "{what} appears (form-encoded) in the log"
         );
     }
     // The reuse warning names the token by the first 8 hex digits of its hash, and no more.

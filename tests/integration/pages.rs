@@ -2,9 +2,12 @@
 //! confirmation is carried out once after it; errors sit at their fields; reason messages,
 //! notices, the admin's "Disable", error pages while signed in.
 
+use std::collections::BTreeMap;
+
 use rocket::http::Status;
 use secure_sessions::users::Role;
 
+use crate::support::html::{attributes_of, select_in, text_of};
 use crate::support::http::{Device, FIREFOX_WINDOWS};
 use crate::support::{PASSWORD, TestApp};
 
@@ -16,12 +19,12 @@ async fn live_sessions(app: &TestApp, user_id: i64) -> i64 {
         .unwrap()
 }
 
-/// The value of the hidden field `name` in a page.
-fn hidden(body: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = body.find(&marker)? + marker.len();
-    let end = start + body[start..].find('"')?;
-    Some(body[start..end].to_owned())
+/// An element's attributes, written out, to compare with the whole set a tag must have.
+fn attributes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
 }
 
 #[rocket::async_test]
@@ -49,14 +52,15 @@ async fn sign_out_all_others_resumes_once_after_the_confirmation_and_says_how_ma
     // The confirmation page names the action it is for, and its form carries it.
     let page = laptop.get("/confirm?next=%2Faccount").await;
     assert_eq!(page.count_testid("confirm-action"), 1);
-    assert!(
-        page.body
-            .contains("<strong>sign out all your other devices</strong>"),
+    assert_eq!(
+        page.html()
+            .texts(r#"[data-testid="confirm-action"] strong"#),
+        ["sign out all your other devices"],
         "{}",
         page.body
     );
     assert_eq!(
-        hidden(&page.body, "action").as_deref(),
+        page.html().field("action").as_deref(),
         Some("sign_out_others")
     );
     let form = [
@@ -137,8 +141,14 @@ async fn a_waiting_sign_out_resumes_only_from_the_form_that_named_it_and_only_fo
     // Asked for, then confirmed on the way to another page: not carried out, and forgotten.
     laptop.post_from("/account", &revoke, &[]).await;
     let page = laptop.get("/confirm?next=%2Faccount").await;
-    assert!(page.body.contains("<strong>sign out Firefox on Windows"));
-    let code = hidden(&page.body, "action").expect("the action");
+    let action = page
+        .html()
+        .texts(r#"[data-testid="confirm-action"] strong"#);
+    assert!(
+        action[0].starts_with("sign out Firefox on Windows"),
+        "{action:?}"
+    );
+    let code = page.html().field("action").expect("the action");
     assert_eq!(code, format!("sign_out:{phone_id}"));
     let form = [
         ("password", PASSWORD),
@@ -260,19 +270,41 @@ async fn a_wrong_password_is_marked_at_its_field_and_the_username_stays() {
             ],
         )
         .await;
+    let page = reply.html();
     assert!(
-        reply.body.contains("<title>Error: Sign in"),
+        page.texts("title")[0].starts_with("Error: Sign in"),
         "{}",
         reply.body
     );
-    assert!(reply.body.contains(
-        "<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required aria-invalid=\"true\" aria-describedby=\"password-error\" autofocus>"
-    ), "{}", reply.body);
-    assert!(reply.body.contains(
-        "<p class=\"field-error\" id=\"password-error\" data-testid=\"login-error\">Incorrect username or password.</p>"
-    ));
-    assert!(
-        reply.body.contains("value=\"alice\">"),
+    let password = page.select("input#password")[0];
+    assert_eq!(
+        attributes_of(password),
+        attributes(&[
+            ("id", "password"),
+            ("name", "password"),
+            ("type", "password"),
+            ("autocomplete", "current-password"),
+            ("required", ""),
+            ("aria-invalid", "true"),
+            ("aria-describedby", "password-error"),
+            ("autofocus", ""),
+        ]),
+        "{}",
+        reply.body
+    );
+    let error = page.select("p#password-error")[0];
+    assert_eq!(
+        attributes_of(error),
+        attributes(&[
+            ("class", "field-error"),
+            ("id", "password-error"),
+            ("data-testid", "login-error"),
+        ])
+    );
+    assert_eq!(text_of(error), "Incorrect username or password.");
+    assert_eq!(
+        page.field("username").as_deref(),
+        Some("alice"),
         "the username stays"
     );
     assert!(
@@ -295,7 +327,7 @@ async fn registration_says_what_is_wrong_with_a_name_at_its_field() {
         ("bob smith", "Spaces are not allowed in a username."),
         (
             "bø",
-            "Only the letters a to z (without accents), digits, &#39;.&#39;, &#39;_&#39; and &#39;-&#39; are allowed in a username.",
+            "Only the letters a to z (without accents), digits, '.', '_' and '-' are allowed in a username.",
         ),
         (
             "bo",
@@ -316,17 +348,19 @@ async fn registration_says_what_is_wrong_with_a_name_at_its_field() {
                 ],
             )
             .await;
-        assert!(
-            reply.body.contains(&format!(
-                "<p class=\"field-error\" id=\"username-error\">{problem}</p>"
-            )),
-            "{username:?}: {}",
-            reply.body
+        let page = reply.html();
+        let error = page.select("p#username-error");
+        assert_eq!(error.len(), 1, "{username:?}: {}", reply.body);
+        assert_eq!(
+            attributes_of(error[0]),
+            attributes(&[("class", "field-error"), ("id", "username-error")])
         );
-        assert!(reply.body.contains(
-            "aria-invalid=\"true\" aria-describedby=\"username-error username-rules\" autofocus>"
-        ));
-        assert!(reply.body.contains("<title>Error: Create an account"));
+        assert_eq!(text_of(error[0]), problem, "{username:?}");
+        let field = attributes_of(page.select("input#username")[0]);
+        assert_eq!(field["aria-invalid"], "true");
+        assert_eq!(field["aria-describedby"], "username-error username-rules");
+        assert!(field.contains_key("autofocus"));
+        assert!(page.texts("title")[0].starts_with("Error: Create an account"));
         assert!(!reply.body.contains(strong), "passwords never come back");
     }
 }
@@ -364,9 +398,16 @@ async fn a_throttled_sign_in_says_when_the_form_can_be_used_again() {
     }
     let throttled = alice.sign_in("alice", PASSWORD).await;
     assert_eq!(throttled.status, Status::TooManyRequests);
-    let retry = throttled.testid_text("retry-at").expect("when to retry");
-    assert_eq!(retry, "You can try again from");
-    assert!(throttled.body.contains("UTC</time>."), "{}", throttled.body);
+    let page = throttled.html();
+    let at = page.select(r#"[data-testid="retry-at"] time"#);
+    assert_eq!(at.len(), 1, "{}", throttled.body);
+    let when = text_of(at[0]);
+    assert!(when.ends_with(" UTC"), "{when}");
+    assert!(at[0].value().attr("datetime").is_some());
+    assert_eq!(
+        page.testid_text("retry-at"),
+        Some(format!("You can try again from {when}."))
+    );
 }
 
 #[rocket::async_test]
@@ -382,17 +423,30 @@ async fn disable_asks_first_then_reports_what_it_did() {
     admin.confirm(PASSWORD).await;
 
     let admin_page = admin.get("/admin").await;
-    assert!(admin_page.body.contains(&format!(
-        "<a class=\"button danger\" href=\"/admin/users/{alice_id}/disable\" data-testid=\"admin-disable\">Disable<span class=\"visually-hidden\"> alice</span></a>"
-    )));
+    let href = format!("/admin/users/{alice_id}/disable");
+    let html = admin_page.html();
+    let disable = html.select(&format!(r#"a[href="{href}"]"#));
+    assert_eq!(disable.len(), 1, "{}", admin_page.body);
+    assert_eq!(
+        attributes_of(disable[0]),
+        attributes(&[
+            ("class", "button danger"),
+            ("href", &href),
+            ("data-testid", "admin-disable"),
+        ])
+    );
+    assert_eq!(text_of(disable[0]), "Disable alice");
+    assert_eq!(
+        html.texts(&format!(r#"a[href="{href}"] span.visually-hidden"#)),
+        ["alice"]
+    );
     assert!(
-        admin_page
-            .body
-            .contains("<th scope=\"row\" data-label=\"Username\">alice</th>")
+        html.texts(r#"th[scope="row"][data-label="Username"]"#)
+            .contains(&"alice".to_owned())
     );
     let ask = admin.get(&format!("/admin/users/{alice_id}/disable")).await;
     assert_eq!(ask.status, Status::Ok);
-    assert!(ask.body.contains("<h1>Disable alice?</h1>"));
+    assert_eq!(ask.html().texts("h1"), ["Disable alice?"]);
     assert_eq!(
         live_sessions(&app, alice_id).await,
         1,
@@ -420,7 +474,8 @@ async fn a_page_that_is_not_there_keeps_the_signed_in_header() {
     let missing = alice.get("/no/such/page").await;
     assert_eq!(missing.status, Status::NotFound);
     assert_eq!(missing.count_testid("logout"), 1);
-    assert!(missing.body.contains("Signed in as <strong>alice</strong>"));
+    assert_eq!(missing.html().texts(".who strong"), ["alice"]);
+    assert_eq!(missing.html().texts(".who"), ["Signed in as alice"]);
     let missing = visitor.get("/no/such/page").await;
     assert_eq!(missing.status, Status::NotFound);
     assert_eq!(missing.count_testid("logout"), 0);
@@ -440,15 +495,30 @@ async fn this_wasnt_me_is_offered_on_what_others_did_not_on_this_devices_own_sig
         .await;
     let page = laptop.get("/account").await;
     assert_eq!(page.count_testid("security-event"), 3, "{}", page.body);
+    let html = page.html();
     assert_eq!(
-        page.body
-            .matches("Signed in from a new device</span>")
+        html.texts(".what")
+            .iter()
+            .filter(|what| what.ends_with("Signed in from a new device"))
             .count(),
         1
     );
     // Offered on the failed attempt and on the other browser's sign-in, not on this one's.
     assert_eq!(page.count_testid("not-me"), 2, "{}", page.body);
-    assert!(page.body.contains("This wasn't me<span class=\"visually-hidden\">: Failed sign-in attempt (wrong password), <time datetime="));
+    // Each link says, to a screen reader, which entry it disowns.
+    let failed = html
+        .testids("not-me")
+        .into_iter()
+        .find(|link| text_of(*link).contains("Failed sign-in attempt (wrong password)"))
+        .expect("a link on the failed attempt");
+    assert!(text_of(failed).starts_with("This wasn't me"));
+    let hidden = select_in(failed, "span.visually-hidden")[0];
+    assert!(
+        text_of(hidden).starts_with(": Failed sign-in attempt (wrong password),"),
+        "{}",
+        text_of(hidden)
+    );
+    assert_eq!(select_in(hidden, "time[datetime]").len(), 1);
 }
 
 async fn is_disabled(app: &TestApp, user_id: i64) -> bool {

@@ -78,8 +78,8 @@ async fn old_events_are_deleted_and_older_addresses_cut_to_their_network_in_batc
     let page = cafe.get("/account").await;
     assert!(!page.body.contains("203.0.113"), "{}", page.body);
     assert!(!page.body.contains("198.51.100.9"));
-    assert!(page.body.contains("198.51.100.0/24"));
-    assert!(page.body.contains("192.0.2.33"));
+    assert!(page.shows("198.51.100.0/24"));
+    assert!(page.shows("192.0.2.33"));
 
     // A second pass finds nothing to do; a day later, nothing new is old enough either.
     assert_eq!(expire(&app).await, Retention::default());

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::support::http::{CHROME_LINUX, Device, FIREFOX_WINDOWS, Reply};
-use crate::support::server::raw_http;
+use crate::support::raw::RawRequest;
 use crate::support::{PASSWORD, TestApp};
 
 fn test_mode(figment: Figment) -> Figment {
@@ -388,25 +388,17 @@ async fn the_app_binary_warns_loudly_in_test_mode_and_refuses_it_in_the_release_
     assert!(up, "the app did not start: {said}");
 
     // Its clock is real time plus what the suite adds.
-    let body = r#"{"secs":1800}"#;
-    let request = format!(
-        "POST /__test/clock/advance HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let answer = raw_http(port, request.as_bytes()).await;
+    let answer = RawRequest::post("/__test/clock/advance")
+        .json(&json!({"secs": 1800}))
+        .send(port)
+        .await;
     drop(running);
     let said = std::fs::read_to_string(&log_path).unwrap();
     std::fs::remove_file(&log_path).ok();
 
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let now = answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .and_then(|body| serde_json::from_str::<Value>(body).ok())
-        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.head);
     let now = OffsetDateTime::parse(
-        now["now"].as_str().unwrap(),
+        answer.json()["now"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339,
     )
     .unwrap();
@@ -556,14 +548,13 @@ async fn a_created_user_signs_in_with_its_password_and_role() {
 
 /// A device's own session id, as its account page shows it.
 async fn own_session_id(device: &Device<'_>) -> String {
-    let page = device.get("/account").await;
-    let row = page
-        .body
-        .find("data-current=\"true\"")
-        .expect("this device's row");
-    let marker = "data-session-id=\"";
-    let start = row + page.body[row..].find(marker).unwrap() + marker.len();
-    page.body[start..start + 36].to_owned()
+    let page = device.get("/account").await.html();
+    let rows = page.select(r#"[data-testid="session-row"][data-current="true"]"#);
+    let row = rows.first().expect("this device's row");
+    row.value()
+        .attr("data-session-id")
+        .expect("a session id")
+        .to_owned()
 }
 
 #[rocket::async_test]

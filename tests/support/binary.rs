@@ -1,76 +1,9 @@
-//! The real app binary as its own process (what an operator runs), and raw HTTP to it.
+//! The real app binary as its own process (what an operator runs); talk to it with
+//! `raw::RawRequest` on its `port`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-use serde_json::Value;
-
-use super::http::CHROME_LINUX;
-use super::server::raw_http;
-
-/// A response as (status, headers, body).
-pub struct Answer {
-    pub status: u16,
-    pub head: String,
-    pub body: String,
-}
-
-impl Answer {
-    pub fn parse(raw: String) -> Answer {
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        Answer {
-            status,
-            head: head.to_owned(),
-            body: body.to_owned(),
-        }
-    }
-
-    /// The value of a response header (the first one of that name).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim())
-        })
-    }
-
-    /// The raw value of a cookie the response sets.
-    pub fn cookie(&self, name: &str) -> String {
-        let prefix = format!("set-cookie: {name}=");
-        let line = self
-            .head
-            .lines()
-            .find(|line| line.to_lowercase().starts_with(&prefix.to_lowercase()))
-            .expect(name);
-        line[prefix.len()..].split(';').next().unwrap().to_owned()
-    }
-
-    /// The whole `Set-Cookie` line of a cookie the response sets.
-    pub fn set_cookie_line(&self, name: &str) -> String {
-        let prefix = format!("set-cookie: {name}=").to_lowercase();
-        self.head
-            .lines()
-            .find(|line| line.to_lowercase().starts_with(&prefix))
-            .expect(name)
-            .to_owned()
-    }
-
-    /// The value of a hidden form field on the page.
-    pub fn hidden(&self, field: &str) -> String {
-        let marker = format!("name=\"{field}\" value=\"");
-        let start = self.body.find(&marker).expect(field) + marker.len();
-        self.body[start..start + self.body[start..].find('"').unwrap()].to_owned()
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("JSON expected: {}", self.body))
-    }
-}
 
 /// The app binary, running; stopped (and its log deleted) however the test ends.
 pub struct RunningApp {
@@ -121,32 +54,6 @@ impl RunningApp {
     pub fn stop(&mut self) {
         self.process.kill().ok();
         self.process.wait().ok();
-    }
-
-    /// One request over a fresh connection, as a Chrome on Linux would send it, with these
-    /// extra header lines.
-    pub async fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[String],
-        body: &str,
-    ) -> Answer {
-        let mut raw = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
-            self.port
-        );
-        raw.push_str(&format!(
-            "User-Agent: {CHROME_LINUX}\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-        for header in headers {
-            raw.push_str(header);
-            raw.push_str("\r\n");
-        }
-        raw.push_str("\r\n");
-        raw.push_str(body);
-        Answer::parse(raw_http(self.port, raw.as_bytes()).await)
     }
 }
 

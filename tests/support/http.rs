@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use rocket::http::{ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::{Client, LocalRequest};
 
+use super::html::Document;
+
 pub const CHROME_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 pub const FIREFOX_WINDOWS: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:132.0) Gecko/20100101 Firefox/132.0";
@@ -43,13 +45,19 @@ impl Reply {
             .find(|cookie| cookie.name() == name)
     }
 
-    /// The value of a `data-testid` element's text (first match), for simple page assertions.
+    /// The body, parsed as HTML.
+    pub fn html(&self) -> Document {
+        Document::parse(&self.body)
+    }
+
+    /// The text of the first `data-testid` element (see [`Document::testid_text`]).
     pub fn testid_text(&self, testid: &str) -> Option<String> {
-        let marker = format!("data-testid=\"{testid}\"");
-        let start = self.body.find(&marker)?;
-        let open_end = start + self.body[start..].find('>')? + 1;
-        let close = open_end + self.body[open_end..].find('<')?;
-        Some(self.body[open_end..close].trim().to_owned())
+        self.html().testid_text(testid)
+    }
+
+    /// Whether the page says `words` (see [`Document::shows`]).
+    pub fn shows(&self, words: &str) -> bool {
+        self.html().shows(words)
     }
 
     /// The body as JSON; panics (with the body) when it is not.
@@ -67,21 +75,12 @@ impl Reply {
     }
 
     pub fn count_testid(&self, testid: &str) -> usize {
-        self.body
-            .matches(&format!("data-testid=\"{testid}\""))
-            .count()
+        self.html().count_testid(testid)
     }
 
     /// The hidden CSRF field of the (first) form on the page.
     pub fn csrf_token(&self) -> String {
-        let marker = "name=\"csrf_token\" value=\"";
-        let start = self
-            .body
-            .find(marker)
-            .unwrap_or_else(|| panic!("no csrf_token in page: {}", self.body))
-            + marker.len();
-        let end = start + self.body[start..].find('"').expect("closing quote");
-        self.body[start..end].to_owned()
+        self.html().csrf_token()
     }
 }
 
@@ -190,11 +189,7 @@ impl<'c> Device<'c> {
         path: &str,
         fields: &[(&str, &str)],
     ) -> impl Future<Output = Reply> + use<'s, 'c> {
-        let body = fields
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
+        let body = form_body(fields);
         self.send(
             self.request(rocket::http::Method::Post, path)
                 .header(ContentType::Form)
@@ -236,7 +231,7 @@ impl<'c> Device<'c> {
         let page = self.get(login_url).await;
         assert_eq!(page.status, Status::Ok, "login page: {}", page.body);
         let csrf = page.csrf_token();
-        let next = hidden_field(&page.body, "next");
+        let next = page.html().field("next");
         let mut fields = vec![
             ("username", username),
             ("password", password),
@@ -261,33 +256,16 @@ impl<'c> Device<'c> {
     }
 }
 
-fn hidden_field(body: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = body.find(&marker)? + marker.len();
-    let end = start + body[start..].find('"')?;
-    Some(html_unescape(&body[start..end]))
+/// A form body, `application/x-www-form-urlencoded` as a browser encodes it.
+pub fn form_body(fields: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
 }
 
-fn html_unescape(value: &str) -> String {
-    value
-        .replace("&#x2f;", "/")
-        .replace("&#47;", "/")
-        .replace("&amp;", "&")
-        .replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-}
-
-/// Percent-encodes a form value (everything but unreserved characters).
-pub fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// One value as a form body carries it (`a b&c` is `a+b%26c`).
+pub fn form_encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 impl Device<'_> {
@@ -301,14 +279,15 @@ impl Device<'_> {
     pub async fn confirm_at(&self, confirm_url: &str, password: &str) -> Reply {
         let page = self.get(confirm_url).await;
         let csrf = page.csrf_token();
-        let next = hidden_field(&page.body, "next").unwrap_or_default();
+        let page = page.html();
+        let next = page.field("next").unwrap_or_default();
         let mut fields = vec![
             ("password", password),
             ("csrf_token", csrf.as_str()),
             ("next", next.as_str()),
         ];
         // The action the page names, when one waits for this confirmation.
-        let action = hidden_field(&page.body, "action");
+        let action = page.field("action");
         if let Some(action) = action.as_deref() {
             fields.push(("action", action));
         }
@@ -317,16 +296,16 @@ impl Device<'_> {
 
     /// The public ids of the account page's device rows, and which is this device.
     pub async fn devices(&self) -> Vec<(String, bool)> {
-        let page = self.get("/account").await;
-        page.body
-            .split("data-testid=\"session-row\"")
-            .skip(1)
+        let page = self.get("/account").await.html();
+        page.testids("session-row")
+            .into_iter()
             .map(|row| {
-                let current = row.trim_start().starts_with("data-current=\"true\"");
-                let marker = "data-session-id=\"";
-                let start = row.find(marker).expect("session id") + marker.len();
-                let end = start + row[start..].find('"').expect("quote");
-                (row[start..end].to_owned(), current)
+                let row = row.value();
+                let public_id = row.attr("data-session-id").expect("a session id");
+                (
+                    public_id.to_owned(),
+                    row.attr("data-current") == Some("true"),
+                )
             })
             .collect()
     }

@@ -1,11 +1,40 @@
 //! Test support shared by the integration, browser and fault suites: a fresh PostgreSQL database
 //! per test (copied from a migrated template), the app built on it, clusters a test can break.
+//!
+//! One way to do each thing; reach for these rather than writing another:
+//!
+//! - the app: `TestApp::new()` / `TestApp::with(|figment| ...)` (test profile, test clock, fresh
+//!   database; `figment.select("release")` for the release profile); `app.client()` for
+//!   Rocket's local client, `app.serve()` for a real socket (`server::Server`),
+//!   `binary::RunningApp::start` for the app binary as its own process.
+//! - a browser-like client over the local client: `http::Device` (`get`, `post_form`,
+//!   `post_from`, `sign_in`, `confirm`, `devices`, cookies kept as a browser keeps them); what
+//!   comes back is an `http::Reply`.
+//! - reading pages: `reply.html()` parses the body (`html::Document`, on the `scraper` crate):
+//!   `testid_text`, `testid_texts`, `count_testid`, `testids` (elements), `select(css)`,
+//!   `texts(css)`, `field(name)` (a form field's value), `csrf_token()`, `text()` and
+//!   `shows(words)` (what the page says, entities decoded); for one element, `html::text_of`,
+//!   `html::attributes_of` and `html::select_in`. `Reply` has shortcuts for the common
+//!   ones (`reply.testid_text`, `reply.count_testid`, `reply.csrf_token`, `reply.shows`). Search
+//!   `reply.body` as a string only to prove that something is absent from every byte sent (a
+//!   password, a stack trace).
+//! - form bodies: `http::form_body(&[(name, value), ...])` and one value `http::form_encode(v)`
+//!   (`form_urlencoded`, as a browser encodes a form); `Device::post_form` and
+//!   `RawRequest::form` use them.
+//! - raw HTTP, for bytes no client library sends and for the app binary:
+//!   `raw::RawRequest::get(path).header("Cookie: ...").send(port).await` (also `post`, `new`,
+//!   `headers`, `form`, `json`, `body`) gives a `raw::RawResponse` (`status`, `head`, `body`,
+//!   `header`, `location`, `cookie`, `set_cookie`, `set_cookie_line`, `html()`, `json()`).
+//!   `port` is `Server::port` or `RunningApp::port`.
+//! - a DBSC client key: `dbsc::DbscKey`; a PostgreSQL cluster of a test's own: `cluster`.
 #![allow(dead_code)] // each suite uses its own subset
 
 pub mod binary;
 pub mod cluster;
 pub mod dbsc;
+pub mod html;
 pub mod http;
+pub mod raw;
 pub mod server;
 
 use std::sync::{Arc, LazyLock};
