@@ -585,7 +585,7 @@ async fn an_admin_action_asked_after_the_confirmation_lapsed_resumes_once_and_sa
         page.body
     );
     let code = format!("admin_sign_out:{carol_id}");
-    assert_eq!(hidden(&page.body, "action"), Some(code.clone()));
+    assert_eq!(page.html().field("action"), Some(code.clone()));
     let form = [
         ("password", PASSWORD),
         ("csrf_token", &page.csrf_token()),
@@ -704,7 +704,7 @@ async fn a_waiting_admin_action_cannot_be_pointed_at_another_account() {
     post_from_stale_admin_page(&admin, &csrf, &disable).await;
     let page = admin.get("/confirm?next=%2Fadmin").await;
     assert_eq!(
-        hidden(&page.body, "action"),
+        page.html().field("action"),
         Some(format!("admin_disable:{alice_id}"))
     );
     // The confirmation form edited to name bob instead.
@@ -751,7 +751,7 @@ async fn a_demoted_administrators_waiting_action_does_not_run() {
     let sign_out = format!("/admin/users/{carol_id}/revoke-sessions");
     post_from_stale_admin_page(&admin, &csrf, &sign_out).await;
     let page = admin.get("/confirm?next=%2Fadmin").await;
-    let code = hidden(&page.body, "action").expect("the action is named");
+    let code = page.html().field("action").expect("the action is named");
 
     // Demoted while the confirmation page is open.
     sqlx::query("UPDATE users SET role = 'user' WHERE id = $1")
