@@ -7,7 +7,7 @@
 
 /// Declares a `Copy` enum whose variants are stored as the given text codes:
 ///
-/// ```ignore
+/// ```text
 /// text_codes! {
 ///     /// What a session is.
 ///     pub enum SessionKind {
