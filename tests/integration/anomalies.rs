@@ -288,7 +288,32 @@ async fn an_api_client_refreshing_as_its_access_tokens_expire_runs_for_days() {
     );
 }
 
-/// The first activity entry on the account page: its `<li>` and text.
+/// One `suspicious_sign_in` was recorded, and the owner's `/account` lists it first: flagged,
+/// explained, from the thief's address, with "This wasn't me".
+async fn assert_flagged_first(app: &TestApp, user_id: i64, owner: &Device<'_>) {
+    let kinds = app.event_kinds(user_id).await;
+    assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 1, "{kinds:?}");
+    let page = owner.get("/account").await;
+    let html = page.html();
+    let first = *html
+        .testids("security-event")
+        .first()
+        .expect("an activity entry");
+    let text = text_of(first);
+    assert_eq!(first.value().attr("data-flagged"), Some("true"), "{text}");
+    assert!(
+        text.contains(
+            "Signed in from a new device and a new network right after failed sign-in attempts"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        select_in(first, r#"[data-testid="not-me"]"#).len(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains(THIEF), "{text}");
+}
 
 #[rocket::async_test]
 async fn a_sign_in_from_a_new_device_and_network_right_after_failed_guesses_is_shown_first() {
@@ -311,28 +336,7 @@ async fn a_sign_in_from_a_new_device_and_network_right_after_failed_guesses_is_s
     laptop.sign_out().await;
     laptop.sign_in("alice", PASSWORD).await;
 
-    let kinds = app.event_kinds(alice_id).await;
-    assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 1, "{kinds:?}");
-    let page = laptop.get("/account").await;
-    let html = page.html();
-    let first = *html
-        .testids("security-event")
-        .first()
-        .expect("an activity entry");
-    let text = text_of(first);
-    assert_eq!(first.value().attr("data-flagged"), Some("true"), "{text}");
-    assert!(
-        text.contains(
-            "Signed in from a new device and a new network right after failed sign-in attempts"
-        ),
-        "{text}"
-    );
-    assert_eq!(
-        select_in(first, r#"[data-testid="not-me"]"#).len(),
-        1,
-        "{text}"
-    );
-    assert!(text.contains(THIEF), "{text}");
+    assert_flagged_first(&app, alice_id, &laptop).await;
 }
 
 #[rocket::async_test]
@@ -415,28 +419,7 @@ async fn a_token_api_sign_in_from_a_new_device_and_network_right_after_failed_gu
     laptop.sign_out().await;
     laptop.sign_in("alice", PASSWORD).await;
 
-    let kinds = app.event_kinds(alice_id).await;
-    assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 1, "{kinds:?}");
-    let page = laptop.get("/account").await;
-    let html = page.html();
-    let first = *html
-        .testids("security-event")
-        .first()
-        .expect("an activity entry");
-    let text = text_of(first);
-    assert_eq!(first.value().attr("data-flagged"), Some("true"), "{text}");
-    assert!(
-        text.contains(
-            "Signed in from a new device and a new network right after failed sign-in attempts"
-        ),
-        "{text}"
-    );
-    assert_eq!(
-        select_in(first, r#"[data-testid="not-me"]"#).len(),
-        1,
-        "{text}"
-    );
-    assert!(text.contains(THIEF), "{text}");
+    assert_flagged_first(&app, alice_id, &laptop).await;
 }
 
 #[rocket::async_test]

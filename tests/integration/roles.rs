@@ -14,6 +14,8 @@ use crate::support::{PASSWORD, TestApp};
 
 const MINUTE: i64 = 60;
 const HOUR: i64 = 60 * MINUTE;
+/// Alice's browser: another device than the administrator's, on the same machine.
+const ALICE_BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0";
 
 /// The production timeouts (the test profile shortens them to seconds).
 async fn app_with_production_timeouts() -> TestApp {
@@ -61,11 +63,7 @@ async fn an_administrator_idle_for_fifteen_minutes_is_signed_out_and_a_user_is_n
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let admin = Device::new(&client);
-    let alice = Device::with(
-        &client,
-        "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
-        "127.0.0.1",
-    );
+    let alice = Device::with(&client, ALICE_BROWSER, "127.0.0.1");
     admin.sign_in("root", PASSWORD).await;
     alice.sign_in("alice", PASSWORD).await;
 
@@ -102,11 +100,7 @@ async fn an_administrator_session_ends_four_hours_after_sign_in_however_active()
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let admin = Device::new(&client);
-    let alice = Device::with(
-        &client,
-        "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
-        "127.0.0.1",
-    );
+    let alice = Device::with(&client, ALICE_BROWSER, "127.0.0.1");
     admin.sign_in("root", PASSWORD).await;
     alice.sign_in("alice", PASSWORD).await;
 
@@ -149,11 +143,7 @@ async fn a_user_promoted_mid_session_gets_the_administrator_limits_at_the_next_r
 
     // Promoted five hours into a session (well within a user's twelve): it ends at once.
     let bob_id = app.create_user("bob", Role::User).await;
-    let bob = Device::with(
-        &client,
-        "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
-        "127.0.0.1",
-    );
+    let bob = Device::with(&client, ALICE_BROWSER, "127.0.0.1");
     bob.sign_in("bob", PASSWORD).await;
     for _ in 0..30 {
         app.advance_secs(10 * MINUTE);
@@ -215,11 +205,7 @@ async fn an_administrator_session_row_expires_and_is_reaped_on_the_administrator
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let admin = Device::new(&client);
-    let alice = Device::with(
-        &client,
-        "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
-        "127.0.0.1",
-    );
+    let alice = Device::with(&client, ALICE_BROWSER, "127.0.0.1");
     admin.sign_in("root", PASSWORD).await;
     alice.sign_in("alice", PASSWORD).await;
     let token = admin.session_cookie().expect("a session cookie");
