@@ -257,7 +257,7 @@ pub async fn validate(
     };
     // A second look only when the first one's write lost a race, as for browser sessions.
     for _ in 0..2 {
-        let Some(record) = store::find_with_user(conn, &key, &touch).await? else {
+        let Some(record) = store::find_with_user(conn, &key, &touch, None).await? else {
             return Ok(None);
         };
         let live = record.kind == SessionKind::Api

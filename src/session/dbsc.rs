@@ -38,25 +38,23 @@ fn new_challenge() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes())
 }
 
-/// The registration challenge to offer on a page of `session`: none once it is bound; the one
-/// already on offer while it is fresh; otherwise a new one, written to its row.
-pub async fn offer(
-    pool: &PgPool,
-    session: &LiveSession,
-    now: OffsetDateTime,
-) -> sqlx::Result<Option<String>> {
+/// A new registration challenge for the session lookup of a page to put on offer, in the same
+/// statement, if the session has none fresh (`store::find_with_user`).
+pub fn offer_if_stale(now: OffsetDateTime) -> store::OfferIfStale {
+    store::OfferIfStale {
+        challenge: new_challenge(),
+        stale_from: policy::offer_stale_from(CHALLENGE_LIFETIME, now),
+    }
+}
+
+/// The registration challenge a page of `session` offers: the one on offer while it is fresh
+/// (the lookup renewed it if it was not), none once the session is bound.
+pub fn offer(session: &LiveSession, now: OffsetDateTime) -> Option<String> {
     if session.is_bound() {
-        return Ok(None);
+        return None;
     }
-    if let Some((challenge, offered_at)) = &session.dbsc_offer
-        && policy::offer_is_fresh(Some(*offered_at), CHALLENGE_LIFETIME, now)
-    {
-        return Ok(Some(challenge.clone()));
-    }
-    let challenge = new_challenge();
-    let offered =
-        store::offer_dbsc(&mut *pool.acquire().await?, &session.key, &challenge, now).await?;
-    Ok(offered.then_some(challenge))
+    let (challenge, offered_at) = session.dbsc_offer.as_ref()?;
+    policy::offer_is_fresh(Some(*offered_at), CHALLENGE_LIFETIME, now).then(|| challenge.clone())
 }
 
 /// Why a registration or a refresh was refused. Nothing about the session changed.
@@ -142,7 +140,7 @@ pub async fn register(
     let key = token.key();
     // A registration is a request of the session like any other: it may write last-seen too.
     let Some(record) =
-        store::find_with_user(conn, &key, &super::browser_touch(config, now)).await?
+        store::find_with_user(conn, &key, &super::browser_touch(config, now), None).await?
     else {
         return Ok(Registered::Ended(Reason::LoginRequired));
     };

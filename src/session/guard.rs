@@ -250,8 +250,13 @@ async fn check(request: &Request<'_>) -> Check {
     let client = request.local_cache(|| ClientInfo::of(request, config));
 
     let now = clock.now();
+    // A page offers the browser to bind this session to a key of its own (DBSC); the lookup
+    // renews a stale offer in its own statement.
+    let offer = (request.method() == Method::Get).then(|| dbsc::offer_if_stale(now));
     let validated = match db.pool().acquire().await {
-        Ok(mut conn) => super::validate(&mut conn, &token, client, config, now).await,
+        Ok(mut conn) => {
+            super::validate(&mut conn, &token, client, config, offer.as_ref(), now).await
+        }
         Err(error) => Err(error),
     };
     match validated {
@@ -271,8 +276,10 @@ async fn check(request: &Request<'_>) -> Check {
             if has_ended_note(cookies, config) {
                 cookies.add(cleared_ended_note(config)); // about an earlier session: stale now
             }
-            if request.method() == Method::Get {
-                offer_binding(request, db, &session, now).await;
+            if offer.is_some()
+                && let Some(challenge) = dbsc::offer(&session, now)
+            {
+                request.local_cache(|| Offer(Some(challenge)));
             }
             Check::Live(AuthenticatedUser {
                 session,
@@ -290,20 +297,5 @@ async fn check(request: &Request<'_>) -> Check {
             rocket::warn!("session check failed: {}", AppError::from(error));
             Check::Failed(SessionError::Unavailable)
         }
-    }
-}
-
-/// Offers the browser to bind this session to a key of its own (DBSC) on the page it asked
-/// for, if the session is not bound yet. Best effort: a failure here never fails the page.
-async fn offer_binding(request: &Request<'_>, db: &Db, session: &LiveSession, now: OffsetDateTime) {
-    match dbsc::offer(db.pool(), session, now).await {
-        Ok(Some(challenge)) => {
-            request.local_cache(|| Offer(Some(challenge)));
-        }
-        Ok(None) => {}
-        Err(error) => rocket::warn!(
-            "could not offer a device-bound session: {}",
-            AppError::from(error)
-        ),
     }
 }

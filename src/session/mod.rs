@@ -243,19 +243,21 @@ pub async fn start(
 }
 
 /// Checks a presented token against its row, the account and the policy, writing last-seen in
-/// the same statement when it is due; ends the session (with its security event, in one
-/// transaction) when the policy says so.
+/// the same statement when it is due (and renewing a stale device-binding offer with `offer`,
+/// for a page); ends the session (with its security event, in one transaction) when the policy
+/// says so.
 pub async fn validate(
     conn: &mut PgConnection,
     token: &SessionToken,
     client: &ClientInfo,
     config: &SessionConfig,
+    offer: Option<&store::OfferIfStale>,
     now: OffsetDateTime,
 ) -> sqlx::Result<Validated> {
     let key = token.key();
     // A second look only when the first one's write lost a race (see `validate_once`).
     for _ in 0..2 {
-        if let Some(validated) = validate_once(conn, &key, client, config, now).await? {
+        if let Some(validated) = validate_once(conn, &key, client, config, offer, now).await? {
             return Ok(validated);
         }
     }
@@ -271,9 +273,11 @@ async fn validate_once(
     key: &SessionKey,
     client: &ClientInfo,
     config: &SessionConfig,
+    offer: Option<&store::OfferIfStale>,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<Validated>> {
-    let Some(record) = store::find_with_user(conn, key, &browser_touch(config, now)).await? else {
+    let touch = browser_touch(config, now);
+    let Some(record) = store::find_with_user(conn, key, &touch, offer).await? else {
         return Ok(Some(Validated::Ended(Reason::LoginRequired)));
     };
     if let Some(reason) = record.revoke_reason {
@@ -374,7 +378,10 @@ async fn validate_once(
         expires_at: record.expires_at,
         confirmed_until,
         bound_csrf: record.bound_csrf,
-        dbsc_offer: record.dbsc_offer.zip(record.dbsc_offered_at),
+        dbsc_offer: match record.new_offer {
+            Some(challenge) => Some((challenge, now)),
+            None => record.dbsc_offer.zip(record.dbsc_offered_at),
+        },
     }))))
 }
 

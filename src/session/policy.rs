@@ -154,7 +154,13 @@ pub fn offer_is_fresh(
     lifetime: Duration,
     now: OffsetDateTime,
 ) -> bool {
-    offered_at.is_some_and(|at| now - at < lifetime / 2 && at <= now)
+    offered_at.is_some_and(|at| at > offer_stale_from(lifetime, now) && at <= now)
+}
+
+/// An offer made at or before this moment is stale at `now` (the lookup renews it in SQL; see
+/// `offer_is_fresh`).
+pub fn offer_stale_from(lifetime: Duration, now: OffsetDateTime) -> OffsetDateTime {
+    now - lifetime / 2
 }
 
 #[cfg(test)]

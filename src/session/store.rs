@@ -47,6 +47,8 @@ pub struct SessionRecord {
     pub disabled: bool,
     /// This lookup wrote `last_seen_at` (see `Touch`); the other fields are as they were before.
     pub touched: bool,
+    /// The registration challenge this lookup put on offer in place of `dbsc_offer`, if it did.
+    pub new_offer: Option<String>,
 }
 
 /// When a lookup also writes last-seen: for a session of `kind` that is neither revoked nor past
@@ -123,35 +125,45 @@ pub async fn insert(conn: &mut PgConnection, session: &NewSession<'_>) -> sqlx::
     Ok(public_id)
 }
 
-/// The session and its user's current role and status, revoked or not (a tombstone tells why),
-/// and last-seen written when `touch` says so: one statement, one round trip per request.
+/// A registration challenge to put on offer if the session has none fresh (see `find_with_user`).
+pub struct OfferIfStale {
+    pub challenge: String,
+    /// The offer on the row is stale if made at or before this.
+    pub stale_from: OffsetDateTime,
+}
+
+/// The session and its user's current role and status, revoked or not (a tombstone tells why):
+/// one statement, one round trip per request. In the same statement, and only when due, it
+/// writes last-seen as `touch` says, and for a live unbound session puts `offer` on offer
+/// when the one on the row is missing or stale (`SessionRecord::new_offer`).
 ///
-/// Both parts see the row as it was when the statement began, so the record shows the old
-/// last-seen. The write re-checks its conditions on the newest row: if the session was revoked,
-/// rotated or touched by a concurrent request meanwhile, it writes nothing and `touched` is
-/// false. It never brings a revoked session back.
+/// The writes are the database functions of migration 0017, called from CASE branches so a
+/// request that writes nothing costs a plain SELECT. The record shows the row as it was when
+/// the statement began (the old last-seen). Each write re-checks its conditions on the newest
+/// row: if the session was revoked, rotated or written by a concurrent request meanwhile, it
+/// writes nothing (`touched` is false, `new_offer` is `None`). It never brings a revoked
+/// session back.
 pub async fn find_with_user(
     conn: &mut PgConnection,
     key: &SessionKey,
     touch: &Touch,
+    offer: Option<&OfferIfStale>,
 ) -> sqlx::Result<Option<SessionRecord>> {
     sqlx::query_as!(
         SessionRecord,
-        r#"WITH touched AS (
-               UPDATE sessions s SET last_seen_at = $2
-               FROM users tu
-               WHERE s.key = $1 AND tu.id = s.user_id AND s.kind = $3 AND s.revoked_at IS NULL
-                 AND s.expires_at > $2 AND (s.access_expires_at IS NULL OR s.access_expires_at > $2)
-                 AND (s.bound_until IS NULL OR s.bound_until > $2)
-                 AND s.last_seen_at <= $4 AND ($5::timestamptz IS NULL OR s.last_seen_at > $5)
-                 AND ($6::timestamptz IS NULL OR tu.role <> 'admin'
-                      OR (s.last_seen_at > $6 AND s.created_at > $7))
-               RETURNING 1)
-           SELECT s.public_id, s.user_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at,
+        r#"SELECT s.public_id, s.user_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at,
                   s.expires_at, s.confirmed_until, s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch,
                   s.revoke_reason AS "revoke_reason: Reason", s.bound_until, s.bound_csrf, s.dbsc_offer,
                   s.dbsc_offered_at, u.username, u.role AS "role: Role", u.disabled,
-                  EXISTS (SELECT FROM touched) AS "touched!"
+                  CASE WHEN s.revoked_at IS NULL AND s.last_seen_at <= $4
+                       THEN coalesce(touch_session($1, $2, $3, $4, $5, $6, $7), false)
+                       ELSE false
+                  END AS "touched!",
+                  CASE WHEN $8::text IS NOT NULL AND s.kind = $3 AND s.revoked_at IS NULL
+                            AND s.dbsc_key IS NULL
+                            AND (s.dbsc_offered_at IS NULL OR s.dbsc_offered_at <= $9 OR s.dbsc_offered_at > $2)
+                       THEN offer_dbsc_challenge($1, $8, $2, $3, $9)
+                  END AS new_offer
            FROM sessions s JOIN users u ON u.id = s.user_id
            WHERE s.key = $1"#,
         key.as_bytes(),
@@ -161,6 +173,8 @@ pub async fn find_with_user(
         touch.seen_after,
         touch.admin.as_ref().map(|admin| admin.seen_after),
         touch.admin.as_ref().map(|admin| admin.created_after),
+        offer.map(|offer| offer.challenge.as_str()),
+        offer.map(|offer| offer.stale_from),
     )
     .fetch_optional(conn)
     .await
@@ -647,27 +661,6 @@ pub async fn mark_refresh_token_used(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Puts a new registration challenge on offer for an unbound browser session. `false`: the
-/// session ended or was bound meanwhile.
-pub async fn offer_dbsc(
-    conn: &mut PgConnection,
-    key: &SessionKey,
-    challenge: &str,
-    now: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query!(
-        "UPDATE sessions SET dbsc_offer = $2, dbsc_offered_at = $3
-         WHERE key = $1 AND kind = $4 AND revoked_at IS NULL AND dbsc_key IS NULL",
-        key.as_bytes(),
-        challenge,
-        now,
-        SessionKind::Browser as _,
-    )
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
 }
 
 /// What binding a session to a device's key writes.

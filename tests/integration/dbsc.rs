@@ -206,6 +206,47 @@ async fn pages_of_an_unbound_session_offer_binding_and_nothing_else_does() {
 }
 
 #[rocket::async_test]
+async fn pages_opened_at_once_all_offer_the_one_challenge_on_offer() {
+    // Every page of a new session finds no offer and asks for one in the same statement: one
+    // write wins, and a page whose write lost must not offer a challenge that cannot bind.
+    const ROUNDS: usize = 12;
+    const PAGES: usize = 8;
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let mut failures = Vec::new();
+    for round in 0..ROUNDS {
+        let alice = Device::new(&client);
+        alice.sign_in("alice", PASSWORD).await;
+        let pages = join_all((0..PAGES).map(|_| alice.get("/account"))).await;
+        assert!(pages.iter().all(|page| page.status == Status::Ok));
+        let key = SessionToken::parse(&alice.session_cookie().unwrap())
+            .unwrap()
+            .key();
+        let on_offer: String =
+            sqlx::query_scalar("/* test */ SELECT dbsc_offer FROM sessions WHERE key = $1")
+                .bind(key.as_bytes())
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        let offered: Vec<String> = pages
+            .iter()
+            .filter_map(|page| page.header("Secure-Session-Registration"))
+            .map(|offer| parse_offer(offer).1)
+            .collect();
+        if offered.is_empty() || offered.iter().any(|challenge| *challenge != on_offer) {
+            failures.push(format!(
+                "round {round}: {} pages offered {offered:?}, on offer {on_offer}",
+                offered.len()
+            ));
+        }
+        // Sessions beyond the cap would end the oldest: keep one at a time.
+        alice.sign_out().await;
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[rocket::async_test]
 async fn registration_binds_the_session_answers_its_configuration_and_sets_a_short_lived_cookie() {
     let app = TestApp::new().await;
     let user_id = app.create_user("alice", Role::User).await;

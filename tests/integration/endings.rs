@@ -343,7 +343,7 @@ async fn a_late_write_after_sign_out_does_not_bring_the_session_back() {
         admin: None,
     };
     assert!(
-        !store::find_with_user(&mut conn, &key, &touch)
+        !store::find_with_user(&mut conn, &key, &touch, None)
             .await
             .unwrap()
             .unwrap()

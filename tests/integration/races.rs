@@ -126,9 +126,16 @@ async fn change_password(device: &Device<'_>, csrf: &str) -> Reply {
 /// Validates a token as a request's guard would, and returns the live session.
 async fn validated(app: &TestApp, token: &SessionToken, client: &ClientInfo) -> LiveSession {
     let mut conn = app.pool.acquire().await.unwrap();
-    match session::validate(&mut conn, token, client, &app.config(), app.clock_now())
-        .await
-        .unwrap()
+    match session::validate(
+        &mut conn,
+        token,
+        client,
+        &app.config(),
+        None,
+        app.clock_now(),
+    )
+    .await
+    .unwrap()
     {
         Validated::Live(session) => *session,
         Validated::Ended(reason) => panic!("the session ended: {reason:?}"),
@@ -417,7 +424,7 @@ async fn ending_a_session_finds_it_after_a_concurrent_rotation() {
         "the sign-out ended the session"
     );
     let mut conn = app.pool.acquire().await.unwrap();
-    let after = session::validate(&mut conn, &rotated, &client, &app.config(), now)
+    let after = session::validate(&mut conn, &rotated, &client, &app.config(), None, now)
         .await
         .unwrap();
     assert!(
@@ -572,7 +579,7 @@ async fn a_session_ended_by_its_guard_ends_even_when_its_token_rotates_meanwhile
     let config = app.config();
     let check = async {
         let mut conn = app.pool.acquire().await.unwrap();
-        session::validate(&mut conn, &token, &thief, &config, app.clock_now())
+        session::validate(&mut conn, &token, &thief, &config, None, app.clock_now())
             .await
             .unwrap()
     };
