@@ -17,10 +17,13 @@ use crate::users::PasswordHasher;
 use crate::{demo, routes, session, test_hooks};
 
 /// The configuration, each layer over the one before: Rocket's defaults, this app's safe
-/// defaults, Rocket.toml, `ROCKET_*` variables, and `DATABASE_URL` when set. (Rocket's own
+/// defaults and its sizes for this machine, Rocket.toml, `ROCKET_*` variables, and `DATABASE_URL`
+/// when set. (Rocket's own
 /// `Config::figment()` with the safe defaults slotted in above Rocket's.)
 pub fn figment() -> Figment {
-    let figment = with_safe_defaults(Figment::from(rocket::Config::default()))
+    let defaults =
+        sized_for_this_machine(with_safe_defaults(Figment::from(rocket::Config::default())));
+    let figment = defaults
         .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
         .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
         .select(Profile::from_env_or(
@@ -48,6 +51,19 @@ fn with_safe_defaults(rocket_defaults: Figment) -> Figment {
         .merge(("ident", false))
         // The release profile is served behind TLS: browsers are told to keep to HTTPS.
         .merge(Serialized::default("sessions.hsts", true).profile("release"))
+}
+
+/// Threads and connections for a machine whose cores the app shares with PostgreSQL (Rocket's
+/// defaults assume it has them to itself). Half the cores run async workers: Rocket 0.5 runs each
+/// request in a task of its own beside its connection's, so more workers mostly add hand-offs
+/// between threads. Twice the cores in connections: PostgreSQL cannot run more statements at
+/// once, and more backends only add context switches. Measured in README, "Benchmark"; give the
+/// app `workers` = cores when the database has a machine of its own.
+fn sized_for_this_machine(defaults: Figment) -> Figment {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    defaults
+        .merge(("workers", (cores / 2).max(1)))
+        .merge(("databases.main.max_connections", 2 * cores))
 }
 
 /// The app on the system clock (in test mode, on one the suite can move): what `main` launches.

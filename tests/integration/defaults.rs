@@ -115,3 +115,23 @@ async fn the_binary_without_a_configuration_file_starts_with_safe_defaults() {
     assert_eq!(refused.json()["error"], "too_large");
     assert_eq!(refused.header("Server"), None);
 }
+
+/// The app shares its cores with PostgreSQL: half of them run async workers and the pool holds
+/// twice as many connections (README, "Benchmark"), unless Rocket.toml or the environment says
+/// otherwise. On this project's 2-core machine, Rocket's own sizes (a worker per core, four
+/// connections per worker) served about a fifth fewer session-path requests.
+#[test]
+fn threads_and_connections_are_sized_for_the_cores_the_app_shares_with_postgresql() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let figment = secure_sessions::app::figment();
+    assert_eq!(
+        figment.extract_inner::<usize>("workers").unwrap(),
+        (cores / 2).max(1)
+    );
+    assert_eq!(
+        figment
+            .extract_inner::<usize>("databases.main.max_connections")
+            .unwrap(),
+        2 * cores
+    );
+}
