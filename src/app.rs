@@ -8,6 +8,7 @@ use rocket::figment::{Figment, Profile};
 use rocket::shield::Shield;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
+use std::process::ExitCode;
 
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
@@ -66,11 +67,34 @@ fn sized_for_this_machine(defaults: Figment) -> Figment {
         .merge(("databases.main.max_connections", 2 * cores))
 }
 
-/// The app on the system clock (in test mode, on one the suite can move): what `main` launches.
-pub fn rocket() -> Rocket<Build> {
+/// Runs the app on the system clock (in test mode, on one the suite can move) until it shuts
+/// down: `main`. Rocket's `#[launch]` would size the async runtime from Rocket's own
+/// configuration sources, which never see `sized_for_this_machine`; so the runtime is built here,
+/// as Rocket builds it, from this app's figment. A configuration error is Rocket's to report, at
+/// launch.
+pub fn run() -> ExitCode {
     let figment = figment();
+    let setting = |key: &str, default| figment.extract_inner(key).unwrap_or(default);
+    let runtime = rocket::tokio::runtime::Builder::new_multi_thread()
+        .thread_name("rocket-worker-thread")
+        .worker_threads(setting("workers", 1).max(1))
+        .max_blocking_threads(setting("max_blocking", 512).max(1))
+        .enable_all()
+        .build()
+        .expect("the operating system gives the async runtime its threads");
+    let force_end = figment.extract_inner("shutdown.force").unwrap_or(true);
     let clock = test_hooks::clock_for(&figment);
-    build(figment, clock)
+    let launched = runtime.block_on(build(figment, clock).launch());
+    if force_end {
+        runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    }
+    match launched {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            rocket::error!("{}", error.pretty_print());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The app on any configuration and clock: tests pass their own of both.

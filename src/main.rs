@@ -1,6 +1,5 @@
 //! Launches the app; everything else lives in the library so tests can build it too.
 
-#[rocket::launch]
-fn rocket() -> _ {
-    secure_sessions::app::rocket()
+fn main() -> std::process::ExitCode {
+    secure_sessions::app::run()
 }

@@ -57,7 +57,7 @@ pub fn stage() -> AdHoc {
         }
         if !rocket.state::<AppClock>().is_some_and(AppClock::is_movable) {
             // A suite that cannot move the clock would wait out real timeouts: say so at once.
-            rocket::error!("test_hooks needs a clock that can move (app::rocket() builds one)");
+            rocket::error!("test_hooks needs a clock that can move (app::run() builds one)");
             return Err(rocket);
         }
         eprintln!("{WARNING}");
