@@ -84,7 +84,12 @@ pub fn run() -> ExitCode {
         .expect("the operating system gives the async runtime its threads");
     let force_end = figment.extract_inner("shutdown.force").unwrap_or(true);
     let clock = test_hooks::clock_for(&figment);
-    let launched = runtime.block_on(build(figment, clock).launch());
+    // Rocket's launch banner shows the configured `workers`; this is the runtime's own count.
+    let workers = runtime.metrics().num_workers();
+    let app = build(figment, clock).attach(AdHoc::on_liftoff("Async runtime", move |_| {
+        Box::pin(async move { rocket::info!("async worker threads: {workers}") })
+    }));
+    let launched = runtime.block_on(app.launch());
     if force_end {
         runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     }

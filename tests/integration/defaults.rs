@@ -135,3 +135,26 @@ fn threads_and_connections_are_sized_for_the_cores_the_app_shares_with_postgresq
         2 * cores
     );
 }
+
+/// The sizes reach the running binary: Rocket's `#[launch]` would build the async runtime from
+/// its own configuration sources, which never see them.
+#[rocket::async_test]
+async fn the_binary_runs_half_the_cores_in_async_workers() {
+    let app = TestApp::new().await;
+    let binary = RunningApp::start(|command| {
+        command
+            .env("DATABASE_URL", &app.database_url)
+            .env("ROCKET_SECRET_KEY", random_secret_key());
+    })
+    .await;
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let expected = format!("async worker threads: {}", (cores / 2).max(1));
+    // Logged at liftoff, a moment after the port opens.
+    for _ in 0..50 {
+        if binary.log().contains("async worker threads:") {
+            break;
+        }
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(binary.log().contains(&expected), "{}", binary.log());
+}
