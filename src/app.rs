@@ -70,14 +70,23 @@ fn sized_for_this_machine(defaults: Figment) -> Figment {
 /// Runs the app on the system clock (in test mode, on one the suite can move) until it shuts
 /// down: `main`. Rocket's `#[launch]` would size the async runtime from Rocket's own
 /// configuration sources, which never see `sized_for_this_machine`; so the runtime is built here,
-/// as Rocket builds it, from this app's figment. A configuration error is Rocket's to report, at
-/// launch.
+/// as Rocket builds it, from this app's figment; one worker gets tokio's single-threaded
+/// scheduler, which has no hand-offs between threads to pay for (README, "Benchmark"). A
+/// configuration error is Rocket's to report, at launch.
 pub fn run() -> ExitCode {
     let figment = figment();
     let setting = |key: &str, default| figment.extract_inner(key).unwrap_or(default);
-    let runtime = rocket::tokio::runtime::Builder::new_multi_thread()
+    let workers = setting("workers", 1).max(1);
+    let mut builder = if workers == 1 {
+        // The worker is `main`'s own thread, inside `block_on`.
+        rocket::tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = rocket::tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    let runtime = builder
         .thread_name("rocket-worker-thread")
-        .worker_threads(setting("workers", 1).max(1))
         .max_blocking_threads(setting("max_blocking", 512).max(1))
         .enable_all()
         .build()
