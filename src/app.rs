@@ -18,9 +18,9 @@ use crate::users::PasswordHasher;
 use crate::{demo, routes, session, test_hooks};
 
 /// The configuration, each layer over the one before: Rocket's defaults, this app's safe
-/// defaults and its sizes for this machine, Rocket.toml, `ROCKET_*` variables, and `DATABASE_URL`
-/// when set. (Rocket's own
-/// `Config::figment()` with the safe defaults slotted in above Rocket's.)
+/// defaults and its sizes for this machine, Rocket.toml, `ROCKET_*` variables, and
+/// `DATABASE_URL` when set. (Rocket's own `Config::figment()` with the app's defaults slotted in
+/// above Rocket's.)
 pub fn figment() -> Figment {
     let defaults =
         sized_for_this_machine(with_safe_defaults(Figment::from(rocket::Config::default())));
