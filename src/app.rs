@@ -94,9 +94,9 @@ pub fn run() -> ExitCode {
     let force_end = figment.extract_inner("shutdown.force").unwrap_or(true);
     let clock = test_hooks::clock_for(&figment);
     // Rocket's launch banner shows the configured `workers`; this is the runtime's own count.
-    let workers = runtime.metrics().num_workers();
+    let running_workers = runtime.metrics().num_workers();
     let app = build(figment, clock).attach(AdHoc::on_liftoff("Async runtime", move |_| {
-        Box::pin(async move { rocket::info!("async worker threads: {workers}") })
+        Box::pin(async move { rocket::info!("async worker threads: {running_workers}") })
     }));
     let launched = runtime.block_on(app.launch());
     if force_end {
