@@ -137,9 +137,9 @@ pub struct OfferIfStale {
 /// writes last-seen as `touch` says, and for a live unbound session puts `offer` on offer
 /// when the one on the row is missing or stale (`SessionRecord::new_offer`).
 ///
-/// The writes are the database functions of migrations 0017 and 0018, called from CASE branches so a
-/// request that writes nothing costs a plain SELECT. The record shows the row as it was when
-/// the statement began (the old last-seen). Each write re-checks its conditions on the newest
+/// The writes are the database functions of migrations 0017 and 0018, called from CASE branches
+/// so a request that writes nothing costs a plain SELECT. The record shows the row as it was
+/// when the statement began (the old last-seen). Each write re-checks its conditions on the newest
 /// row: if the session was revoked, rotated or written by a concurrent request meanwhile, it
 /// writes nothing (`touched` is false, `new_offer` is `None`). It never brings a revoked
 /// session back.
