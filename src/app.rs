@@ -159,8 +159,14 @@ fn settings_stage() -> AdHoc {
             .and_then(|c| c.validate().map(|()| c))
         {
             Ok(config) => {
-                let hasher = PasswordHasher::new(config.max_concurrent_hashes as usize);
-                Ok(rocket.manage(config).manage(hasher))
+                let threads = config.max_concurrent_hashes as usize;
+                match PasswordHasher::new(threads, config.hashing_cgroup.as_deref()) {
+                    Ok(hasher) => Ok(rocket.manage(config).manage(hasher)),
+                    Err(error) => {
+                        rocket::error!("the hashing threads could not start: {error}");
+                        Err(rocket)
+                    }
+                }
             }
             Err(error) => {
                 rocket::error!("invalid [sessions] settings: {error}");

@@ -1,6 +1,7 @@
 //! The `sessions` settings table of `Rocket.toml`, read once at ignite.
 
 use rocket::serde::Deserialize;
+use std::path::PathBuf;
 use time::Duration;
 
 /// Every knob of the session design. Durations are whole seconds with the unit in the name.
@@ -48,6 +49,10 @@ pub struct SessionConfig {
     /// Bound on argon2 hashes running at once (each takes 19 MiB and a core). Default: one per
     /// core, since more hashing threads than cores add memory, not speed.
     pub max_concurrent_hashes: u32,
+    /// A cgroup directory (cgroup v2 threaded, or v1 `cpu`) that the hashing threads join at
+    /// start. Given a low CPU weight by the operator, it keeps a sign-in flood off the cores the
+    /// session path and PostgreSQL need (README, "Benchmark"). None: they stay with the app's.
+    pub hashing_cgroup: Option<PathBuf>,
     /// Create the demo accounts at start. Ignored by release builds.
     pub seed_demo_users: bool,
     /// Send Strict-Transport-Security (release profile: served behind TLS).
@@ -108,6 +113,7 @@ impl Default for SessionConfig {
             address_retention_days: 30,
             max_concurrent_hashes: std::thread::available_parallelism()
                 .map_or(1, |cores| cores.get() as u32),
+            hashing_cgroup: None,
             seed_demo_users: false,
             hsts: false,
             access_token_secs: 15 * 60,
@@ -236,6 +242,13 @@ impl SessionConfig {
         }
         if self.reaper_batch_size == 0 {
             return Err("reaper_batch_size must be positive".into());
+        }
+        if self
+            .hashing_cgroup
+            .as_ref()
+            .is_some_and(|dir| !dir.is_absolute())
+        {
+            return Err("hashing_cgroup must be an absolute path".into());
         }
         if !self.cookie_name.starts_with("__Host-") {
             return Err(

@@ -6,6 +6,8 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rocket::tokio::sync::oneshot;
+use std::io;
+use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, mpsc};
 
 use super::Password;
@@ -41,15 +43,27 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 impl PasswordHasher {
-    /// Starts the hashing threads; they end when the hasher is dropped.
-    pub fn new(threads: usize) -> Self {
+    /// Starts the hashing threads; they end when the hasher is dropped. With `cgroup`, each
+    /// thread first joins that cgroup (`SessionConfig::hashing_cgroup`), and a thread that cannot
+    /// is an error: an operator who asked for the separation gets it or a failed launch.
+    pub fn new(threads: usize, cgroup: Option<&Path>) -> io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
+        let (started, starts) = mpsc::channel::<io::Result<()>>();
         for index in 0..threads {
             let receiver = Arc::clone(&receiver);
+            let cgroup = cgroup.map(Path::to_path_buf);
+            let started = started.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
                 .spawn(move || {
+                    let joined = cgroup.as_deref().map_or(Ok(()), join_cgroup);
+                    let failed = joined.is_err();
+                    // `new` waits for this answer, so the send cannot fail.
+                    let _ = started.send(joined);
+                    if failed {
+                        return;
+                    }
                     let mut worker = Worker::new();
                     // The lock is held only while taking a job, never while hashing.
                     let next = || {
@@ -61,10 +75,15 @@ impl PasswordHasher {
                     while let Ok(job) = next() {
                         job(&mut worker);
                     }
-                })
-                .expect("the operating system starts a hashing thread");
+                })?;
         }
-        PasswordHasher { jobs: sender }
+        for _ in 0..threads {
+            // On an error the hasher is dropped here, and the threads that did start end.
+            starts
+                .recv()
+                .map_err(|_| io::Error::other("a hashing thread ended before it could start"))??;
+        }
+        Ok(PasswordHasher { jobs: sender })
     }
 
     pub async fn hash(&self, password: &Password) -> Result<String, AppError> {
@@ -107,6 +126,25 @@ impl PasswordHasher {
             .await
             .map_err(|_| AppError::PasswordHash("a hashing thread failed".into()))?
     }
+}
+
+/// Moves the calling thread into the cgroup at `dir`: cgroup v2 lists a threaded cgroup's
+/// threads in `cgroup.threads`, v1 in `tasks`. Both take the kernel's thread id, which
+/// `/proc/thread-self` names (`<pid>/task/<tid>`).
+fn join_cgroup(dir: &Path) -> io::Result<()> {
+    let thread_self = std::fs::read_link("/proc/thread-self")?;
+    let tid = thread_self
+        .file_name()
+        .and_then(|name| name.to_str())
+        .ok_or_else(|| io::Error::other("/proc/thread-self names no thread id"))?;
+    let v2_list = dir.join("cgroup.threads");
+    let list = if v2_list.exists() {
+        v2_list
+    } else {
+        dir.join("tasks")
+    };
+    std::fs::write(&list, tid)
+        .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", list.display())))
 }
 
 /// One hashing thread's argon2id and the work area it reuses.
@@ -200,7 +238,7 @@ mod tests {
 
     #[rocket::async_test]
     async fn a_hash_verifies_only_its_own_password() {
-        let hasher = PasswordHasher::new(2);
+        let hasher = PasswordHasher::new(2, None).unwrap();
         let right = Password::parse("violet tractor mango".into()).unwrap();
         let wrong = Password::parse("violet tractor mangos".into()).unwrap();
         let hash = hasher.hash(&right).await.unwrap();
@@ -255,7 +293,7 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let hasher = PasswordHasher::new(1);
+            let hasher = PasswordHasher::new(1, None).unwrap();
             let password = Password::parse("violet tractor mango".into()).unwrap();
             let hashing = rocket::tokio::spawn(async move { hasher.hash(&password).await });
             let mut turns = 0;
@@ -270,6 +308,19 @@ mod tests {
                 "the async thread ran {turns} turns during a hash"
             );
         });
+    }
+
+    #[test]
+    fn a_cgroup_that_cannot_be_joined_stops_the_hasher_with_its_path() {
+        let missing = std::env::temp_dir().join(format!("no-such-cgroup-{}", std::process::id()));
+        let Err(error) = PasswordHasher::new(2, Some(&missing)) else {
+            panic!("the hasher started without joining {}", missing.display());
+        };
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        assert!(
+            error.to_string().contains(&*missing.to_string_lossy()),
+            "{error}"
+        );
     }
 
     #[test]

@@ -187,7 +187,8 @@ async fn apply(app: &TestApp, tx: &mut Transaction<'_, Postgres>, change: Change
     let now = app.clock_now();
     match change {
         Change::Password => {
-            let hash = PasswordHasher::new(1)
+            let hash = PasswordHasher::new(1, None)
+                .unwrap()
                 .hash(&Password::parse(NEW_PASSWORD.into()).unwrap())
                 .await
                 .unwrap();

@@ -13,10 +13,54 @@ pub struct RunningApp {
 }
 
 impl RunningApp {
-    /// Starts the app binary on a free port (`ROCKET_PORT`), with its output in a log file, after
-    /// `configure` has set its environment and working directory; waits until it accepts
-    /// connections and panics with its log if it does not.
+    /// Starts the app binary (`spawn`) and waits until it accepts connections; panics with its
+    /// log if it does not.
     pub async fn start(configure: impl FnOnce(&mut Command)) -> RunningApp {
+        let app = RunningApp::spawn(configure);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", app.port)).is_ok() {
+                return app;
+            }
+            rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the app did not start: {}", app.log());
+    }
+
+    /// Runs the app binary, configured by `configure`, expecting it to refuse to launch: returns
+    /// what it wrote once it has exited, and panics if it is still running after 10 seconds.
+    pub async fn refused(configure: impl FnOnce(&mut Command)) -> String {
+        let mut app = RunningApp::spawn(configure);
+        for _ in 0..100 {
+            if let Some(status) = app.process.try_wait().expect("poll the app binary") {
+                assert!(!status.success(), "the app exited cleanly: {}", app.log());
+                return app.log();
+            }
+            rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the app is still running: {}", app.log());
+    }
+
+    /// The app's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Everything the app has written to standard output and standard error so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Stops the app; its log stays readable.
+    pub fn stop(&mut self) {
+        self.process.kill().ok();
+        self.process.wait().ok();
+    }
+}
+
+impl RunningApp {
+    /// The app binary on a free port (`ROCKET_PORT`), with its output in a log file, after
+    /// `configure` has set its environment and working directory.
+    fn spawn(configure: impl FnOnce(&mut Command)) -> RunningApp {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -31,29 +75,11 @@ impl RunningApp {
             .env("ROCKET_PORT", port.to_string())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
-        let app = RunningApp {
+        RunningApp {
             process: command.spawn().expect("start the app binary"),
             port,
             log_path,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return app;
-            }
-            rocket::tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("the app did not start: {}", app.log());
-    }
-
-    /// Everything the app has written to standard output and standard error so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// Stops the app; its log stays readable.
-    pub fn stop(&mut self) {
-        self.process.kill().ok();
-        self.process.wait().ok();
     }
 }
 

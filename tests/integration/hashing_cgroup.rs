@@ -1,0 +1,173 @@
+//! `hashing_cgroup`: the argon2 threads join a cgroup the operator chose, so that a sign-in flood
+//! can be given less of the CPU than the session path (README, "Benchmark"). The real binary, a
+//! real cgroup: under cgroup v1's `cpu` controller and as a threaded child in cgroup v2.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use secure_sessions::users::Role;
+
+use crate::support::binary::RunningApp;
+use crate::support::http::CHROME_LINUX;
+use crate::support::raw::RawRequest;
+use crate::support::{PASSWORD, TestApp, random_secret_key};
+
+/// A cgroup made for one test, removed when dropped (once the app's threads have left it).
+struct TestCgroup {
+    dir: PathBuf,
+}
+
+impl TestCgroup {
+    /// A new cgroup under the mount of `filesystem` ("cgroup" with `option`, or "cgroup2").
+    fn create(filesystem: &str, option: &str) -> TestCgroup {
+        let mounts = std::fs::read_to_string("/proc/mounts").expect("read /proc/mounts");
+        let mount = mounts
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|fields| {
+                fields.len() > 3
+                    && fields[2] == filesystem
+                    && (option.is_empty() || fields[3].split(',').any(|o| o == option))
+            })
+            .unwrap_or_else(|| panic!("this test needs a {filesystem} {option} mount"))[1]
+            .to_owned();
+        let dir = Path::new(&mount).join(format!(
+            "secure-sessions-test-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir(&dir)
+            .unwrap_or_else(|e| panic!("this test creates {} (as root): {e}", dir.display()));
+        if filesystem == "cgroup2" {
+            // Threads of one process may sit in different cgroups only in threaded mode.
+            std::fs::write(dir.join("cgroup.type"), "threaded").expect("make the cgroup threaded");
+        }
+        TestCgroup { dir }
+    }
+
+    /// The thread ids in the cgroup.
+    fn threads(&self) -> BTreeSet<u32> {
+        let v2_list = self.dir.join("cgroup.threads");
+        let list = if v2_list.exists() {
+            v2_list
+        } else {
+            self.dir.join("tasks")
+        };
+        std::fs::read_to_string(list)
+            .expect("read the cgroup's threads")
+            .lines()
+            .map(|tid| tid.parse().expect("a thread id"))
+            .collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // The kernel refuses to remove a cgroup until the exited app's threads have left it.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// The ids of the process's threads whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> BTreeSet<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("list the app's threads")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let tid = path.file_name()?.to_str()?.parse().ok()?;
+            name.starts_with(prefix).then_some(tid)
+        })
+        .collect()
+}
+
+fn chrome(request: RawRequest) -> RawRequest {
+    request.header(format!("User-Agent: {CHROME_LINUX}"))
+}
+
+/// The binary with its hashing threads in `cgroup`: exactly they are there, and a sign-in, which
+/// hashes on them, works.
+async fn hashing_threads_join(cgroup: TestCgroup) {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let binary = RunningApp::start(|command| {
+        command
+            .env("DATABASE_URL", &app.database_url)
+            .env("ROCKET_SECRET_KEY", random_secret_key())
+            .env(
+                "ROCKET_SESSIONS",
+                format!("{{hashing_cgroup=\"{}\"}}", cgroup.dir.display()),
+            );
+    })
+    .await;
+
+    let hashing = threads_named(binary.pid(), "argon2-");
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(hashing.len(), cores, "one hashing thread per core");
+    assert_eq!(cgroup.threads(), hashing, "{}", binary.log());
+
+    let form = chrome(RawRequest::get("/login")).send(binary.port).await;
+    let signed_in = chrome(RawRequest::post("/login"))
+        .header(format!(
+            "Cookie: __Host-csrf={}",
+            form.cookie("__Host-csrf")
+        ))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("csrf_token", &form.html().csrf_token()),
+        ])
+        .send(binary.port)
+        .await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.head);
+    assert!(!signed_in.cookie("__Host-sid").is_empty());
+}
+
+#[rocket::async_test]
+async fn hashing_threads_join_a_cgroup_v1_cpu_group() {
+    hashing_threads_join(TestCgroup::create("cgroup", "cpu")).await;
+}
+
+#[rocket::async_test]
+async fn hashing_threads_join_a_cgroup_v2_threaded_group() {
+    hashing_threads_join(TestCgroup::create("cgroup2", "")).await;
+}
+
+/// An operator who asked for the separation gets it, or an app that does not start and says why.
+#[rocket::async_test]
+async fn a_hashing_cgroup_that_cannot_be_joined_stops_the_launch() {
+    let app = TestApp::new().await;
+    let missing =
+        std::env::temp_dir().join(format!("no-such-cgroup-{}", uuid::Uuid::new_v4().simple()));
+    let log = RunningApp::refused(|command| {
+        command
+            .env("DATABASE_URL", &app.database_url)
+            .env("ROCKET_SECRET_KEY", random_secret_key())
+            .env(
+                "ROCKET_SESSIONS",
+                format!("{{hashing_cgroup=\"{}\"}}", missing.display()),
+            );
+    })
+    .await;
+    assert!(log.contains("the hashing threads could not start"), "{log}");
+    assert!(
+        log.contains(&format!("{}/tasks", missing.display())),
+        "{log}"
+    );
+
+    let log = RunningApp::refused(|command| {
+        command
+            .env("DATABASE_URL", &app.database_url)
+            .env("ROCKET_SECRET_KEY", random_secret_key())
+            .env("ROCKET_SESSIONS", "{hashing_cgroup=\"hashing\"}");
+    })
+    .await;
+    assert!(
+        log.contains("hashing_cgroup must be an absolute path"),
+        "{log}"
+    );
+}
