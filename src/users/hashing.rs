@@ -6,7 +6,8 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rocket::tokio::sync::oneshot;
-use std::io;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, mpsc};
 
@@ -78,7 +79,7 @@ impl PasswordHasher {
                 })?;
         }
         for _ in 0..threads {
-            // On an error the hasher is dropped here, and the threads that did start end.
+            // On an error the job queue closes as this returns: the threads that started end.
             starts
                 .recv()
                 .map_err(|_| io::Error::other("a hashing thread ended before it could start"))??;
@@ -143,7 +144,11 @@ fn join_cgroup(dir: &Path) -> io::Result<()> {
     } else {
         dir.join("tasks")
     };
-    std::fs::write(&list, tid)
+    // Opened, never created: a directory that is not a cgroup has no such file, and says so.
+    OpenOptions::new()
+        .write(true)
+        .open(&list)
+        .and_then(|mut file| file.write_all(tid.as_bytes()))
         .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", list.display())))
 }
 
@@ -320,6 +325,20 @@ mod tests {
         assert!(
             error.to_string().contains(&*missing.to_string_lossy()),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_cgroup_is_not_written_to() {
+        let dir = std::env::temp_dir().join(format!("not-a-cgroup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let result = PasswordHasher::new(1, Some(&dir));
+        let written = dir.join("tasks").exists();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(result.is_err(), "the hasher started in a plain directory");
+        assert!(
+            !written,
+            "the hasher created a tasks file in a plain directory"
         );
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use secure_sessions::users::Role;
 
@@ -85,6 +86,17 @@ fn threads_named(pid: u32, prefix: &str) -> BTreeSet<u32> {
         .collect()
 }
 
+/// The binary's environment: the test's database, and `hashing_cgroup` naming `dir`.
+fn with_hashing_cgroup<'a>(app: &'a TestApp, dir: &Path) -> impl FnOnce(&mut Command) + 'a {
+    let sessions = format!("{{hashing_cgroup=\"{}\"}}", dir.display());
+    move |command| {
+        command
+            .env("DATABASE_URL", &app.database_url)
+            .env("ROCKET_SECRET_KEY", random_secret_key())
+            .env("ROCKET_SESSIONS", sessions);
+    }
+}
+
 fn chrome(request: RawRequest) -> RawRequest {
     request.header(format!("User-Agent: {CHROME_LINUX}"))
 }
@@ -94,16 +106,7 @@ fn chrome(request: RawRequest) -> RawRequest {
 async fn hashing_threads_join(cgroup: TestCgroup) {
     let app = TestApp::new().await;
     app.create_user("alice", Role::User).await;
-    let binary = RunningApp::start(|command| {
-        command
-            .env("DATABASE_URL", &app.database_url)
-            .env("ROCKET_SECRET_KEY", random_secret_key())
-            .env(
-                "ROCKET_SESSIONS",
-                format!("{{hashing_cgroup=\"{}\"}}", cgroup.dir.display()),
-            );
-    })
-    .await;
+    let binary = RunningApp::start(with_hashing_cgroup(&app, &cgroup.dir)).await;
 
     let hashing = threads_named(binary.pid(), "argon2-");
     let cores = std::thread::available_parallelism().unwrap().get();
@@ -143,29 +146,14 @@ async fn a_hashing_cgroup_that_cannot_be_joined_stops_the_launch() {
     let app = TestApp::new().await;
     let missing =
         std::env::temp_dir().join(format!("no-such-cgroup-{}", uuid::Uuid::new_v4().simple()));
-    let log = RunningApp::refused(|command| {
-        command
-            .env("DATABASE_URL", &app.database_url)
-            .env("ROCKET_SECRET_KEY", random_secret_key())
-            .env(
-                "ROCKET_SESSIONS",
-                format!("{{hashing_cgroup=\"{}\"}}", missing.display()),
-            );
-    })
-    .await;
+    let log = RunningApp::refused(with_hashing_cgroup(&app, &missing)).await;
     assert!(log.contains("the hashing threads could not start"), "{log}");
     assert!(
         log.contains(&format!("{}/tasks", missing.display())),
         "{log}"
     );
 
-    let log = RunningApp::refused(|command| {
-        command
-            .env("DATABASE_URL", &app.database_url)
-            .env("ROCKET_SECRET_KEY", random_secret_key())
-            .env("ROCKET_SESSIONS", "{hashing_cgroup=\"hashing\"}");
-    })
-    .await;
+    let log = RunningApp::refused(with_hashing_cgroup(&app, Path::new("hashing"))).await;
     assert!(
         log.contains("hashing_cgroup must be an absolute path"),
         "{log}"
