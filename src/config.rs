@@ -51,7 +51,7 @@ pub struct SessionConfig {
     pub max_concurrent_hashes: u32,
     /// A cgroup directory (cgroup v2 threaded, or v1 `cpu`) that the hashing threads join at
     /// start. Given a low CPU weight by the operator, it keeps a sign-in flood off the cores the
-    /// session path and PostgreSQL need (README, "Benchmark"). None: they stay with the app's.
+    /// session path and PostgreSQL need (README, "Configuration"). None: they stay with the app's.
     pub hashing_cgroup: Option<PathBuf>,
     /// Create the demo accounts at start. Ignored by release builds.
     pub seed_demo_users: bool,
