@@ -1,5 +1,5 @@
 //! `hashing_cgroup`: the argon2 threads join a cgroup the operator chose, so that a sign-in flood
-//! can be given less of the CPU than the session path (README, "Benchmark"). The real binary, a
+//! can be given less of the CPU than the session path (README, "Configuration"). The real binary, a
 //! real cgroup: under cgroup v1's `cpu` controller and as a threaded child in cgroup v2.
 
 use std::collections::BTreeSet;
@@ -16,6 +16,8 @@ use crate::support::{PASSWORD, TestApp, random_secret_key};
 /// A cgroup made for one test, removed when dropped (once the app's threads have left it).
 struct TestCgroup {
     dir: PathBuf,
+    /// The file listing its threads: `cgroup.threads` (v2) or `tasks` (v1).
+    threads_list: PathBuf,
 }
 
 impl TestCgroup {
@@ -38,22 +40,19 @@ impl TestCgroup {
         ));
         std::fs::create_dir(&dir)
             .unwrap_or_else(|e| panic!("this test creates {} (as root): {e}", dir.display()));
-        if filesystem == "cgroup2" {
+        let threads_list = if filesystem == "cgroup2" {
             // Threads of one process may sit in different cgroups only in threaded mode.
             std::fs::write(dir.join("cgroup.type"), "threaded").expect("make the cgroup threaded");
-        }
-        TestCgroup { dir }
+            dir.join("cgroup.threads")
+        } else {
+            dir.join("tasks")
+        };
+        TestCgroup { dir, threads_list }
     }
 
     /// The thread ids in the cgroup.
     fn threads(&self) -> BTreeSet<u32> {
-        let v2_list = self.dir.join("cgroup.threads");
-        let list = if v2_list.exists() {
-            v2_list
-        } else {
-            self.dir.join("tasks")
-        };
-        std::fs::read_to_string(list)
+        std::fs::read_to_string(&self.threads_list)
             .expect("read the cgroup's threads")
             .lines()
             .map(|tid| tid.parse().expect("a thread id"))

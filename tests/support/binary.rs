@@ -55,9 +55,7 @@ impl RunningApp {
         self.process.kill().ok();
         self.process.wait().ok();
     }
-}
 
-impl RunningApp {
     /// The app binary on a free port (`ROCKET_PORT`), with its output in a log file, after
     /// `configure` has set its environment and working directory.
     fn spawn(configure: impl FnOnce(&mut Command)) -> RunningApp {
