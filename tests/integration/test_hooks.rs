@@ -2,8 +2,7 @@
 //! release profile without a second switch, loud at start, direct loopback clients only — and
 //! what each hook does.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use rocket::error::ErrorKind;
 use rocket::figment::Figment;
@@ -14,6 +13,7 @@ use secure_sessions::users::Role;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::support::binary::RunningApp;
 use crate::support::http::{CHROME_LINUX, Device, FIREFOX_WINDOWS, Reply};
 use crate::support::raw::RawRequest;
 use crate::support::{PASSWORD, TestApp};
@@ -283,39 +283,23 @@ async fn test_mode_refuses_to_start_in_the_release_profile_without_the_second_sw
     assert_eq!(reply.status, Status::NotFound);
 }
 
-/// The app binary, stopped however the test ends.
-struct RunningApp(std::process::Child);
-
-impl Drop for RunningApp {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
+/// Sets the app binary's environment: `app`'s database and secret key, in `profile`, with
+/// `sessions` as its `[sessions]` settings.
+fn app_binary<'a>(
+    app: &'a TestApp,
+    profile: &'a str,
+    sessions: &'a str,
+) -> impl FnOnce(&mut Command) + 'a {
+    move |command| {
+        command
+            .env("DATABASE_URL", &app.database_url)
+            .env("ROCKET_PROFILE", profile)
+            .env(
+                "ROCKET_SECRET_KEY",
+                app.figment.extract_inner::<String>("secret_key").unwrap(),
+            )
+            .env("ROCKET_SESSIONS", sessions);
     }
-}
-
-fn app_binary(app: &TestApp, profile: &str, sessions: &str, port: u16) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_secure-sessions"));
-    command
-        .env("DATABASE_URL", &app.database_url)
-        .env("ROCKET_PROFILE", profile)
-        .env("ROCKET_PORT", port.to_string())
-        .env(
-            "ROCKET_SECRET_KEY",
-            app.figment.extract_inner::<String>("secret_key").unwrap(),
-        )
-        .env("ROCKET_SESSIONS", sessions)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[rocket::async_test]
@@ -323,42 +307,7 @@ async fn the_app_binary_warns_loudly_in_test_mode_and_refuses_it_in_the_release_
     let app = TestApp::new().await;
 
     // The release profile: the binary stops at once, saying why.
-    let mut refused = RunningApp(
-        app_binary(&app, "release", "{test_hooks=true}", free_port())
-            .spawn()
-            .unwrap(),
-    );
-    let mut status = None;
-    for _ in 0..200 {
-        status = refused.0.try_wait().unwrap();
-        if status.is_some() {
-            break;
-        }
-        rocket::tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut said = String::new();
-    if status.is_some() {
-        use std::io::Read;
-        refused
-            .0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut said)
-            .unwrap();
-        refused
-            .0
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut said)
-            .unwrap();
-    }
-    drop(refused);
-    assert!(
-        status.is_some_and(|status| !status.success()),
-        "the release profile must not start in test mode: {status:?}"
-    );
+    let said = RunningApp::refused(app_binary(&app, "release", "{test_hooks=true}")).await;
     assert!(
         said.contains("test_hooks is on in the release profile: refusing to start"),
         "{said}"
@@ -366,35 +315,20 @@ async fn the_app_binary_warns_loudly_in_test_mode_and_refuses_it_in_the_release_
 
     // The test profile (whose log level shows warnings and errors only): it starts, and says
     // loudly what it is, whatever the log level.
-    let port = free_port();
-    let log_path =
-        std::env::temp_dir().join(format!("ss-hooks-{}.txt", uuid::Uuid::new_v4().simple()));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut command = app_binary(&app, "test", "{test_hooks=true}", port);
-    command
-        .env("ROCKET_LOG_LEVEL", "off")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
-    let running = RunningApp(command.spawn().expect("start the app binary"));
-    let mut up = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
-        }
-        rocket::tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let said = std::fs::read_to_string(&log_path).unwrap_or_default();
-    assert!(up, "the app did not start: {said}");
+    let configure = app_binary(&app, "test", "{test_hooks=true}");
+    let mut running = RunningApp::start(|command| {
+        configure(command);
+        command.env("ROCKET_LOG_LEVEL", "off");
+    })
+    .await;
 
     // Its clock is real time plus what the suite adds.
     let answer = RawRequest::post("/__test/clock/advance")
         .json(&json!({"secs": 1800}))
-        .send(port)
+        .send(running.port)
         .await;
-    drop(running);
-    let said = std::fs::read_to_string(&log_path).unwrap();
-    std::fs::remove_file(&log_path).ok();
+    running.stop();
+    let said = running.log();
 
     assert_eq!(answer.status, 200, "{}", answer.head);
     let now = OffsetDateTime::parse(
