@@ -221,7 +221,7 @@ pub async fn submit(
     };
     tx.commit().await?;
 
-    cookies.add(issued_cookie(config, &token, user.session().is_bound()));
+    cookies.add(issued_cookie(config, &token, user.session(), now));
     if let Some(notice) = resumed {
         cookies.add(notice.cookie());
     }

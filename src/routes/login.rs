@@ -152,7 +152,12 @@ pub async fn submit(
     };
     tx.commit().await?;
 
-    cookies.add(session_cookie(ctx.config, &started.token));
+    cookies.add(session_cookie(
+        ctx.config,
+        &started.token,
+        started.expires_at,
+        now,
+    ));
     Ok(LoginResponse::Redirect(Redirect::to(
         LocalPath::or_account(form.next.as_deref())
             .as_str()

@@ -178,7 +178,7 @@ pub async fn submit(
     events::record(&mut tx, event, now).await?;
     tx.commit().await?;
 
-    cookies.add(issued_cookie(config, &token, user.session().is_bound()));
+    cookies.add(issued_cookie(config, &token, user.session(), now));
     // Rendered, not redirected, so the page can say what happened; its forms carry the new token's CSRF value.
     let mut nav = Nav::of(user);
     nav.csrf_token = token.csrf_token();

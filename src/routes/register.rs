@@ -150,7 +150,12 @@ pub async fn submit(
     };
     tx.commit().await?;
 
-    cookies.add(session_cookie(ctx.config, &started.token));
+    cookies.add(session_cookie(
+        ctx.config,
+        &started.token,
+        started.expires_at,
+        now,
+    ));
     Ok(RegisterResponse::Redirect(Redirect::to(uri!(
         account::page
     ))))

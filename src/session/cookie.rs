@@ -2,8 +2,9 @@
 //! why its device-bound session ended.
 
 use rocket::http::{Cookie, CookieJar, SameSite};
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
+use super::LiveSession;
 use super::reason::Reason;
 use super::token::SessionToken;
 use crate::config::SessionConfig;
@@ -19,11 +20,17 @@ fn host_only(name: String, value: String) -> Cookie<'static> {
         .build()
 }
 
-/// The session cookie of a session that is not device-bound. It outlives the session by the
-/// tombstone grace, so a browser still presents an expired token and learns `session_expired`.
-pub fn session_cookie(config: &SessionConfig, token: &SessionToken) -> Cookie<'static> {
+/// The session cookie of a session that is not device-bound and ends, however active, at
+/// `ends_at` (an administrator's sooner). It outlives the session by the tombstone grace, so a
+/// browser still presents an expired token and learns `session_expired`, and no longer.
+pub fn session_cookie(
+    config: &SessionConfig,
+    token: &SessionToken,
+    ends_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Cookie<'static> {
     let mut cookie = host_only(config.cookie_name.clone(), token.expose());
-    cookie.set_max_age(config.absolute_timeout() + config.tombstone_grace());
+    cookie.set_max_age((ends_at - now).max(Duration::ZERO) + config.tombstone_grace());
     cookie
 }
 
@@ -35,12 +42,17 @@ pub fn bound_session_cookie(config: &SessionConfig, token: &SessionToken) -> Coo
     cookie
 }
 
-/// The cookie for a token just issued to a session, bound or not.
-pub fn issued_cookie(config: &SessionConfig, token: &SessionToken, bound: bool) -> Cookie<'static> {
-    if bound {
+/// The cookie for a token just issued to a live session, bound or not.
+pub fn issued_cookie(
+    config: &SessionConfig,
+    token: &SessionToken,
+    session: &LiveSession,
+    now: OffsetDateTime,
+) -> Cookie<'static> {
+    if session.is_bound() {
         bound_session_cookie(config, token)
     } else {
-        session_cookie(config, token)
+        session_cookie(config, token, session.ends_at(config), now)
     }
 }
 

@@ -67,6 +67,12 @@ impl LiveSession {
         }
     }
 
+    /// When the session ends however active: its absolute expiry, brought forward for an
+    /// administrator (the role as read on this request).
+    pub fn ends_at(&self, config: &SessionConfig) -> OffsetDateTime {
+        limits(config).absolute_expiry(self.role, self.created_at, self.expires_at)
+    }
+
     /// Bound to a key on the device (DBSC): its tokens are short-lived and renewed by signed refreshes.
     pub fn is_bound(&self) -> bool {
         self.bound_csrf.is_some()
@@ -83,6 +89,8 @@ pub enum Validated {
 pub struct Started {
     pub token: SessionToken,
     pub public_id: Uuid,
+    /// When it ends however active (an administrator's sooner).
+    pub expires_at: OffsetDateTime,
 }
 
 /// When a browser session's lookup writes last-seen (see `policy::touch_window`): the lookup
@@ -201,6 +209,9 @@ pub async fn start(
     }
     let news = sign_in_news(tx, user_id, client, config, now).await?;
     let token = SessionToken::generate();
+    // The role's own deadline, so an administrator's row expires (and its tombstone is reaped)
+    // on time; the role read on each request still tightens it after a promotion.
+    let expires_at = limits(config).absolute_expiry(role, now, now + config.absolute_timeout());
     let public_id = store::insert(
         tx,
         &store::NewSession {
@@ -208,9 +219,7 @@ pub async fn start(
             user_id,
             kind: store::NewKind::Browser,
             now,
-            // The role's own deadline, so an administrator's row expires (and its tombstone is
-            // reaped) on time; the role read on each request still tightens it after a promotion.
-            expires_at: limits(config).absolute_expiry(role, now, now + config.absolute_timeout()),
+            expires_at,
             fingerprint: &client.fingerprint,
             ip: &client.ip,
             user_agent: &client.user_agent,
@@ -239,7 +248,11 @@ pub async fn start(
             NewEvent::new(user_id, EventKind::SessionLimit, Some(evicted), client).by(public_id);
         events::record(tx, event, now).await?;
     }
-    Ok(Some(Started { token, public_id }))
+    Ok(Some(Started {
+        token,
+        public_id,
+        expires_at,
+    }))
 }
 
 /// Checks a presented token against its row, the account and the policy, writing last-seen in

@@ -154,6 +154,46 @@ async fn a_user_promoted_mid_session_gets_the_administrator_limits_at_the_next_r
     assert_signed_out(&bob.get("/account").await, "session_expired");
 }
 
+/// The Max-Age of the session cookie `reply` sets, in seconds.
+fn cookie_lifetime(reply: &Reply) -> i64 {
+    let cookie = reply.set_cookie("__Host-sid").expect("a session cookie");
+    cookie.max_age().expect("a Max-Age").whole_seconds()
+}
+
+#[rocket::async_test]
+async fn a_session_cookie_lives_as_long_as_its_session_and_the_grace_not_a_user_sign_in() {
+    let app = app_with_production_timeouts().await;
+    app.create_user("root", Role::Admin).await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let admin = Device::new(&client);
+    let alice = Device::with(&client, ALICE_BROWSER, "127.0.0.1");
+    let grace = i64::from(app.config().tombstone_grace_secs);
+    let signed_in = admin.sign_in("root", PASSWORD).await;
+    assert_eq!(cookie_lifetime(&signed_in), 4 * HOUR + grace);
+    let signed_in = alice.sign_in("alice", PASSWORD).await;
+    assert_eq!(cookie_lifetime(&signed_in), 12 * HOUR + grace);
+
+    // An hour of clicks later, a new token (re-entering the password rotates it) ends with the
+    // session, not an administrator's lifetime from now.
+    for _ in 0..6 {
+        app.advance_secs(10 * MINUTE);
+        assert_eq!(admin.get("/account").await.status, Status::Ok);
+        assert_eq!(alice.get("/account").await.status, Status::Ok);
+    }
+    assert_eq!(
+        cookie_lifetime(&admin.confirm(PASSWORD).await),
+        3 * HOUR + grace
+    );
+    // A user promoted an hour into her session: her next token ends on the administrator's
+    // deadline from her sign-in.
+    set_role(&app, alice_id, "admin").await;
+    assert_eq!(
+        cookie_lifetime(&alice.confirm(PASSWORD).await),
+        3 * HOUR + grace
+    );
+}
+
 #[rocket::async_test]
 async fn an_administrator_demoted_mid_session_gets_a_user_idle_limit_but_not_a_longer_sign_in() {
     let app = app_with_production_timeouts().await;
