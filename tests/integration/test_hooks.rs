@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::support::binary::RunningApp;
 use crate::support::http::{CHROME_LINUX, Device, FIREFOX_WINDOWS, Reply};
 use crate::support::raw::RawRequest;
-use crate::support::{PASSWORD, TestApp};
+use crate::support::{PASSWORD, TestApp, random_secret_key};
 
 fn test_mode(figment: Figment) -> Figment {
     figment.merge(("sessions.test_hooks", true))
@@ -294,10 +294,7 @@ fn app_binary<'a>(
         command
             .env("DATABASE_URL", &app.database_url)
             .env("ROCKET_PROFILE", profile)
-            .env(
-                "ROCKET_SECRET_KEY",
-                app.figment.extract_inner::<String>("secret_key").unwrap(),
-            )
+            .env("ROCKET_SECRET_KEY", random_secret_key())
             .env("ROCKET_SESSIONS", sessions);
     }
 }
