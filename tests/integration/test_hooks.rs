@@ -283,8 +283,8 @@ async fn test_mode_refuses_to_start_in_the_release_profile_without_the_second_sw
     assert_eq!(reply.status, Status::NotFound);
 }
 
-/// Sets the app binary's environment: `app`'s database and secret key, in `profile`, with
-/// `sessions` as its `[sessions]` settings.
+/// Sets the app binary's environment: `app`'s database and a secret key of its own, in `profile`,
+/// with `sessions` as its `[sessions]` settings.
 fn app_binary<'a>(
     app: &'a TestApp,
     profile: &'a str,
