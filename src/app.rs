@@ -159,11 +159,10 @@ fn settings_stage() -> AdHoc {
             .and_then(|c| c.validate().map(|()| c))
         {
             Ok(config) => {
-                let threads = config.max_concurrent_hashes as usize;
-                match PasswordHasher::new(threads, config.hashing_cgroup.as_deref()) {
+                match PasswordHasher::start(config.hashing_binary(), config.hashing_settings()) {
                     Ok(hasher) => Ok(rocket.manage(config).manage(hasher)),
                     Err(error) => {
-                        rocket::error!("the hashing threads could not start: {error}");
+                        rocket::error!("the hashing process could not start: {error}");
                         Err(rocket)
                     }
                 }

@@ -1,8 +1,10 @@
 //! The `sessions` settings table of `Rocket.toml`, read once at ignite.
 
 use rocket::serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use time::Duration;
+
+use crate::users::hashing::HashingSettings;
 
 /// Every knob of the session design. Durations are whole seconds with the unit in the name.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,10 +51,17 @@ pub struct SessionConfig {
     /// Bound on argon2 hashes running at once (each takes 19 MiB and a core). Default: one per
     /// core, since more hashing threads than cores add memory, not speed.
     pub max_concurrent_hashes: u32,
+    /// The niceness (0 to 19) of the hashing process's scheduling group, which it has because it
+    /// runs in a session of its own: the higher, the more a sign-in flood yields the cores to the
+    /// session path and PostgreSQL (README, "Configuration").
+    pub hashing_nice: u8,
     /// A cgroup directory (cgroup v2 threaded, or v1 `cpu`) that the hashing threads join at
     /// start. Given a low CPU weight by the operator, it keeps a sign-in flood off the cores the
     /// session path and PostgreSQL need (README, "Configuration"). None: they stay with the app's.
     pub hashing_cgroup: Option<PathBuf>,
+    /// The binary started as the hashing process, with the argument `hash-passwords`. None: this
+    /// app's own binary. Test suites name the app's binary here, since theirs is a test runner.
+    pub hashing_program: Option<PathBuf>,
     /// Create the demo accounts at start. Ignored by release builds.
     pub seed_demo_users: bool,
     /// Send Strict-Transport-Security (release profile: served behind TLS).
@@ -113,7 +122,9 @@ impl Default for SessionConfig {
             address_retention_days: 30,
             max_concurrent_hashes: std::thread::available_parallelism()
                 .map_or(1, |cores| cores.get() as u32),
+            hashing_nice: 19,
             hashing_cgroup: None,
+            hashing_program: None,
             seed_demo_users: false,
             hsts: false,
             access_token_secs: 15 * 60,
@@ -191,6 +202,24 @@ impl SessionConfig {
         Duration::seconds(self.bound_cookie_secs.into())
     }
 
+    /// How the hashing process runs (`users::hashing`).
+    pub fn hashing_settings(&self) -> HashingSettings {
+        HashingSettings {
+            threads: self.max_concurrent_hashes as usize,
+            nice: self.hashing_nice,
+            cgroup: self.hashing_cgroup.clone(),
+        }
+    }
+
+    /// The binary started as the hashing process: `hashing_program`, or this app's own.
+    /// `/proc/self/exe` names the running binary even after a deploy has replaced its file, so
+    /// the two processes are always the same version.
+    pub fn hashing_binary(&self) -> &Path {
+        self.hashing_program
+            .as_deref()
+            .unwrap_or(Path::new("/proc/self/exe"))
+    }
+
     /// Rejects settings that would make the design's guarantees false.
     pub fn validate(&self) -> Result<(), String> {
         if self.idle_timeout_secs == 0
@@ -249,6 +278,16 @@ impl SessionConfig {
             .is_some_and(|dir| !dir.is_absolute())
         {
             return Err("hashing_cgroup must be an absolute path".into());
+        }
+        if self
+            .hashing_program
+            .as_ref()
+            .is_some_and(|program| !program.is_absolute())
+        {
+            return Err("hashing_program must be an absolute path".into());
+        }
+        if self.hashing_nice > 19 {
+            return Err("hashing_nice must be between 0 and 19".into());
         }
         if !self.cookie_name.starts_with("__Host-") {
             return Err(

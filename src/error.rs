@@ -20,6 +20,9 @@ pub enum AppError {
     Template(#[from] askama::Error),
     #[error("password hashing failed: {0}")]
     PasswordHash(String),
+    /// The hashing process ended before it answered, or a new one could not start.
+    #[error("the password hashing process is unavailable")]
+    HashingUnavailable,
 }
 
 impl From<sqlx::Error> for AppError {
@@ -47,9 +50,9 @@ fn is_unavailable_sqlstate(code: std::borrow::Cow<'_, str>) -> bool {
 impl AppError {
     pub fn status(&self) -> Status {
         match self {
-            AppError::DatabaseUnavailable(_) | AppError::SessionCheckFailed => {
-                Status::ServiceUnavailable
-            }
+            AppError::DatabaseUnavailable(_)
+            | AppError::SessionCheckFailed
+            | AppError::HashingUnavailable => Status::ServiceUnavailable,
             AppError::FormRefused(refused) => refused.status(),
             AppError::Database(_) | AppError::Template(_) | AppError::PasswordHash(_) => {
                 Status::InternalServerError

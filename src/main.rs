@@ -7,5 +7,10 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    secure_sessions::app::run()
+    use secure_sessions::users::hashing::{HashingSettings, process};
+    // The app runs its password hashing in a second process of this same binary.
+    match HashingSettings::from_args(std::env::args_os().skip(1)) {
+        Some(settings) => process::serve(settings),
+        None => secure_sessions::app::run(),
+    }
 }

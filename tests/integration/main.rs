@@ -15,6 +15,7 @@ mod defaults;
 mod devices;
 mod endings;
 mod foundation;
+mod hashing;
 mod hashing_cgroup;
 mod logs;
 mod outage;

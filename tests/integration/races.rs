@@ -15,13 +15,13 @@ use secure_sessions::session::fingerprint::Fingerprint;
 use secure_sessions::session::token::SessionToken;
 use secure_sessions::session::{self, LiveSession, Reason, Validated, api, store};
 use secure_sessions::throttle::{self, Admission};
-use secure_sessions::users::{self, CheckedCredentials, Password, PasswordHasher, Role};
+use secure_sessions::users::{self, CheckedCredentials, Password, Role};
 use serde_json::json;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::support::http::{CHROME_LINUX, Device, Reply};
-use crate::support::{PASSWORD, TestApp};
+use crate::support::{PASSWORD, TestApp, password_hasher};
 
 const NEW_PASSWORD: &str = "violet tractor mango seventeen";
 
@@ -187,8 +187,7 @@ async fn apply(app: &TestApp, tx: &mut Transaction<'_, Postgres>, change: Change
     let now = app.clock_now();
     match change {
         Change::Password => {
-            let hash = PasswordHasher::new(1, None)
-                .unwrap()
+            let hash = password_hasher(1)
                 .hash(&Password::parse(NEW_PASSWORD.into()).unwrap())
                 .await
                 .unwrap();

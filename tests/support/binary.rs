@@ -45,6 +45,13 @@ impl RunningApp {
         self.process.id()
     }
 
+    /// The process id of the app's hashing process (a child of the app's, started with
+    /// `hash-passwords`); panics if there is none.
+    pub fn hashing_process(&self) -> u32 {
+        hashing_process_of(self.pid())
+            .unwrap_or_else(|| panic!("no hashing process: {}", self.log()))
+    }
+
     /// Everything the app has written to standard output and standard error so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -86,4 +93,25 @@ impl Drop for RunningApp {
         self.stop();
         std::fs::remove_file(&self.log_path).ok();
     }
+}
+
+/// The running hashing process among `app`'s children, if any.
+pub fn hashing_process_of(app: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After "pid (name) ": the state, then the parent's id.
+            let mut fields = stat
+                .rsplit_once(") ")
+                .map_or("", |(_, rest)| rest)
+                .split(' ');
+            let running = fields.next().is_some_and(|state| state != "Z");
+            let parent = fields.next().and_then(|ppid| ppid.parse::<u32>().ok());
+            let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            running
+                && parent == Some(app)
+                && command.split(|&byte| byte == 0).nth(1) == Some(b"hash-passwords".as_slice())
+        })
 }

@@ -61,6 +61,21 @@ static PASSWORD_HASH: LazyLock<String> = LazyLock::new(|| {
         .to_string()
 });
 
+/// The app's password hasher, outside an app: its hashing process started from the app's binary,
+/// with `threads` hashing threads.
+pub fn password_hasher(threads: usize) -> users::PasswordHasher {
+    let settings = users::hashing::HashingSettings {
+        threads,
+        nice: 0,
+        cgroup: None,
+    };
+    users::PasswordHasher::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_secure-sessions")),
+        settings,
+    )
+    .expect("the hashing process starts")
+}
+
 /// The PostgreSQL server to test against: `scripts/test` starts one and sets this.
 pub fn server_url() -> String {
     std::env::var("DATABASE_URL")
@@ -196,7 +211,12 @@ impl TestApp {
             // connections: let them wait rather than shed load (the outage test sets the default).
             .merge(("databases.main.acquire_timeout_ms", 10_000))
             // The test profile is not `debug`, so Rocket wants a real key for private cookies.
-            .merge(("secret_key", random_secret_key()));
+            .merge(("secret_key", random_secret_key()))
+            // The app hashes in a second process of its own binary; this test runner is not it.
+            .merge((
+                "sessions.hashing_program",
+                env!("CARGO_BIN_EXE_secure-sessions"),
+            ));
         let figment = configure(figment);
         let pool = PgPool::connect(&database_url)
             .await

@@ -1,0 +1,147 @@
+//! argon2id with the OWASP parameters (m = 19 MiB, t = 2, p = 1), one work area per thread.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use std::sync::LazyLock;
+
+/// A hash of a password nobody knows: an unknown username costs the same work as a known one.
+pub static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    Worker::new()
+        .hash(b"no account has this password")
+        .expect("argon2 hashes with its default parameters")
+});
+
+/// One hashing thread's argon2id and the work area it reuses.
+pub struct Worker {
+    argon2: Argon2<'static>,
+    memory: Vec<Block>,
+}
+
+impl Worker {
+    /// The work area is allocated at the first hash, not at start.
+    pub fn new() -> Self {
+        Worker {
+            argon2: Argon2::default(),
+            memory: Vec::new(),
+        }
+    }
+
+    /// The work area for `params`, grown (once) when they need more than it holds.
+    fn memory_for(&mut self, params: &Params) -> &mut [Block] {
+        if params.block_count() > self.memory.len() {
+            self.memory.resize(params.block_count(), Block::default());
+        }
+        &mut self.memory
+    }
+
+    /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`) for a fresh random salt.
+    pub fn hash(&mut self, password: &[u8]) -> Result<String, String> {
+        let salt = SaltString::generate(&mut OsRng);
+        let mut salt_buffer = [0u8; Salt::MAX_LENGTH];
+        let salt_bytes = salt
+            .as_salt()
+            .decode_b64(&mut salt_buffer)
+            .map_err(hash_error)?;
+        let argon2 = self.argon2.clone();
+        let memory = self.memory_for(argon2.params());
+        let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+            argon2
+                .hash_password_into_with_memory(password, salt_bytes, out, &mut *memory)
+                .map_err(password_hash::Error::from)
+        })
+        .map_err(hash_error)?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(argon2.params()).map_err(hash_error)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// Recomputes a stored PHC hash with its own parameters and compares in constant time
+    /// (`Output`'s equality is constant-time).
+    pub fn verify(&mut self, password: &[u8], stored: &str) -> Result<bool, String> {
+        let phc = PasswordHash::new(stored).map_err(hash_error)?;
+        let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+            return Err("a stored hash lacks its salt or output".into());
+        };
+        let algorithm = Algorithm::try_from(phc.algorithm).map_err(hash_error)?;
+        let version = phc
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .map_err(hash_error)?
+            .unwrap_or_default();
+        let params = Params::try_from(&phc).map_err(hash_error)?;
+        // A hash made with more memory than ours (an older, stronger setting) grows the area once.
+        let memory = self.memory_for(&params);
+        let argon2 = Argon2::new(algorithm, version, params);
+        let mut salt_buffer = [0u8; Salt::MAX_LENGTH];
+        let salt_bytes = salt.decode_b64(&mut salt_buffer).map_err(hash_error)?;
+        let computed = Output::init_with(expected.len(), |out| {
+            argon2
+                .hash_password_into_with_memory(password, salt_bytes, out, &mut *memory)
+                .map_err(password_hash::Error::from)
+        })
+        .map_err(hash_error)?;
+        Ok(computed == expected)
+    }
+}
+
+fn hash_error(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_interoperate_with_the_argon2_crates_own_hasher() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let mut worker = Worker::new();
+        let ours = worker.hash(b"violet tractor mango").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"violet tractor mango", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"violet tractor mangos", &parsed)
+                .is_err()
+        );
+
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"violet tractor mango", &salt)
+            .unwrap()
+            .to_string();
+        assert!(worker.verify(b"violet tractor mango", &theirs).unwrap());
+        assert!(!worker.verify(b"violet tractor mangos", &theirs).unwrap());
+        // A hash with more memory than ours still verifies (the work area grows).
+        let stronger = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(32 * 1024, 2, 1, None).unwrap(),
+        );
+        let strong = stronger
+            .hash_password(b"violet tractor mango", &salt)
+            .unwrap()
+            .to_string();
+        assert!(worker.verify(b"violet tractor mango", &strong).unwrap());
+    }
+
+    #[test]
+    fn a_malformed_stored_hash_is_an_error_not_a_match() {
+        assert!(
+            Worker::new()
+                .verify(b"violet tractor mango", "not a phc string")
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! Password hashing, in a process of its own: the app's binary started again with
+//! `hash-passwords` (`process`), in a session of its own, so the kernel gives a sign-in flood's
+//! argon2 work a scheduling group apart from the session path (README, "Configuration").
+//! `PasswordHasher` is the app's side: it sends each request over a pipe (`wire`) and starts a
+//! new process when the last one has ended.
+//!
+//! Inside that process, each hashing thread reuses one work area (`argon`), instead of
+//! `spawn_blocking` with the argon2 crate's own `PasswordHasher`: the benchmark says it is faster.
+
+mod argon;
+pub mod process;
+mod wire;
+
+use std::collections::HashMap;
+use std::io::{self, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::Duration;
+
+use rocket::tokio::sync::oneshot;
+
+pub use process::{HASH_PASSWORDS, HashingSettings};
+use wire::{Answer, Request};
+
+use super::Password;
+use crate::error::AppError;
+
+/// How long a new hashing process may take to say it is ready.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Hashes and verifies passwords with argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1) in
+/// the hashing process, on `HashingSettings::threads` threads there, so a sign-in flood queues
+/// there instead of starving the async workers.
+///
+/// Each thread owns one 19 MiB work area and reuses it for every hash, so memory stays at
+/// `threads` × 19 MiB. (Allocating it per hash, as `argon2`'s `PasswordHasher` does, let glibc
+/// keep ~200 MiB per thread: measured 427 MiB resident after 400 sign-ins on 4 threads.)
+///
+/// Why not `spawn_blocking`, a semaphore and the argon2 crate's own `PasswordHasher` and
+/// `PasswordVerifier`, with glibc told to return each work area (`mallopt(M_MMAP_THRESHOLD,
+/// 1 MiB)`)? Built and measured against this pool (`scripts/bench --quick`, three alternating
+/// runs each, 2 shared cores at load 11 to 17): every hash then maps a fresh 19 MiB, faults it
+/// in and unmaps it, and a sign-in cost 37.3 to 52.9 ms of CPU (median 37.7) against
+/// 24.7 to 36.3 (median 28.3) here, 1.33 × the median; sign-ins per second alone 7, 13, 15
+/// against 18, 19, 8 here, and during the flood 7, 7, 12 against 18, 20, 14. It did win at
+/// rest: 24 MB resident after load against 63 to 65, with the same peak (62 to 63 MB against
+/// 63 to 65). Speed decides: the pool stays. README, "Benchmark", has the runs.
+pub struct PasswordHasher {
+    requests: mpsc::Sender<(Request, oneshot::Sender<Answer>)>,
+}
+
+impl PasswordHasher {
+    /// Starts the hashing process, `program` run with `settings`, and waits until it is ready;
+    /// an error (a cgroup its threads cannot join, a program that is not this app) stops the
+    /// launch. A process that ends later is replaced at the next request.
+    pub fn start(program: &Path, settings: HashingSettings) -> io::Result<Self> {
+        let first = HashingProcess::start(program, &settings)?;
+        let (requests, incoming) = mpsc::channel();
+        let program = program.to_owned();
+        std::thread::Builder::new()
+            .name("hashing-supervisor".into())
+            .spawn(move || supervise(incoming, first, &program, &settings))?;
+        Ok(PasswordHasher { requests })
+    }
+
+    pub async fn hash(&self, password: &Password) -> Result<String, AppError> {
+        let request = Request::Hash {
+            password: password.expose().to_owned(),
+        };
+        match self.ask(request).await? {
+            Answer::Hashed(phc) => Ok(phc),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `stored` is `None` for an unknown user: a dummy hash is verified instead, and fails.
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<String>,
+    ) -> Result<bool, AppError> {
+        let request = Request::Verify {
+            password: password.expose().to_owned(),
+            stored,
+        };
+        match self.ask(request).await? {
+            Answer::Verified(matches) => Ok(matches),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn ask(&self, request: Request) -> Result<Answer, AppError> {
+        let (done, answer) = oneshot::channel();
+        self.requests
+            .send((request, done))
+            .map_err(|_| AppError::HashingUnavailable)?;
+        match answer.await {
+            Ok(Answer::Failed(reason)) => Err(AppError::PasswordHash(reason)),
+            Ok(answer) => Ok(answer),
+            // The process ended before it answered, or a new one could not start.
+            Err(_) => Err(AppError::HashingUnavailable),
+        }
+    }
+}
+
+fn unexpected(answer: Answer) -> AppError {
+    AppError::PasswordHash(format!("the hashing process answered {answer:?}"))
+}
+
+/// The supervisor thread: sends each request to the running hashing process, first starting a
+/// new one if the last has ended. Ends, and stops the process, when the app drops the hasher.
+fn supervise(
+    incoming: mpsc::Receiver<(Request, oneshot::Sender<Answer>)>,
+    first: HashingProcess,
+    program: &Path,
+    settings: &HashingSettings,
+) {
+    let mut current = Some(first);
+    while let Ok((request, done)) = incoming.recv() {
+        if !current.as_mut().is_some_and(HashingProcess::is_running) {
+            // Dropping the ended process reaps it.
+            current = HashingProcess::start(program, settings)
+                .inspect_err(|error| {
+                    rocket::error!("the hashing process could not restart: {error}")
+                })
+                .ok();
+            if current.is_some() {
+                rocket::warn!("the hashing process had ended; a new one has started");
+            }
+        }
+        // Without a process, `done` is dropped here and the request fails as unavailable.
+        if let Some(process) = current.as_mut() {
+            process.send(&request, done);
+        }
+    }
+}
+
+/// A running hashing process: its input, and the requests it has not answered yet.
+struct HashingProcess {
+    child: Child,
+    input: ChildStdin,
+    waiting: Waiting,
+    next_id: u64,
+}
+
+/// The requests sent and not yet answered, by id; `None` once the process's output has ended
+/// (whatever was waiting then has been failed).
+type Waiting = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Answer>>>>>;
+
+impl HashingProcess {
+    /// Runs `program` with `settings` and waits for its first answer: `Ready`, or why not.
+    fn start(program: &Path, settings: &HashingSettings) -> io::Result<Self> {
+        let mut child = Command::new(program)
+            .args(settings.to_args())
+            // It needs nothing of the app's environment, which holds the app's secrets.
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|error| describe(program, error))?;
+        let input = child.stdin.take().expect("stdin is piped");
+        let output = child.stdout.take().expect("stdout is piped");
+        let waiting: Waiting = Arc::new(Mutex::new(Some(HashMap::new())));
+        let (ready, first_answer) = mpsc::sync_channel(1);
+        let answers_waiting = Arc::clone(&waiting);
+        let reader = std::thread::Builder::new()
+            .name("hashing-answers".into())
+            .spawn(move || {
+                let mut output = BufReader::new(output);
+                let first = wire::read_answer(&mut output);
+                let started = matches!(first, Ok(Some((0, Answer::Ready))));
+                let _ = ready.send(first);
+                if started {
+                    deliver_answers(&mut output, &answers_waiting);
+                }
+                // The output has ended: whoever still waits gets a dropped sender.
+                answers_waiting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+            });
+        let process = HashingProcess {
+            child,
+            input,
+            waiting,
+            next_id: 1,
+        };
+        reader?;
+        match first_answer.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(Some((0, Answer::Ready)))) => Ok(process),
+            Ok(Ok(Some((_, Answer::Failed(reason))))) => Err(io::Error::other(reason)),
+            Ok(Ok(Some((_, answer)))) => Err(describe(
+                program,
+                io::Error::other(format!("its first answer was {answer:?}")),
+            )),
+            Ok(Ok(None)) => Err(describe(program, io::Error::other("it ended at once"))),
+            Ok(Err(error)) => Err(describe(program, error)),
+            Err(_) => Err(describe(
+                program,
+                io::Error::other(format!("not ready after {START_TIMEOUT:?}")),
+            )),
+        }
+    }
+
+    /// Whether the process still runs and reads (a process that ended is reaped here).
+    fn is_running(&mut self) -> bool {
+        let reading = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        reading && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `request`; `done` gets the answer, or is dropped if the process ends first.
+    fn send(&mut self, request: &Request, done: oneshot::Sender<Answer>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        match self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            Some(waiting) => waiting.insert(id, done),
+            None => return,
+        };
+        // A failed write means the process has gone; its reader then drops `done`.
+        let _ = wire::write_request(&mut self.input, id, request);
+    }
+}
+
+impl Drop for HashingProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Hands each answer to the request waiting for it, until the output ends or breaks.
+fn deliver_answers(output: &mut impl io::Read, waiting: &Waiting) {
+    while let Ok(Some((id, answer))) = wire::read_answer(output) {
+        let done = waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+            .and_then(|waiting| waiting.remove(&id));
+        // The requester may have gone away (a closed connection); nothing to tell then.
+        if let Some(done) = done {
+            let _ = done.send(answer);
+        }
+    }
+}
+
+fn describe(program: &Path, error: io::Error) -> io::Error {
+    io::Error::new(
+        error.kind(),
+        format!(
+            "{} did not start as the hashing process: {error}",
+            program.display()
+        ),
+    )
+}
