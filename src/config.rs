@@ -122,7 +122,7 @@ impl Default for SessionConfig {
             address_retention_days: 30,
             max_concurrent_hashes: std::thread::available_parallelism()
                 .map_or(1, |cores| cores.get() as u32),
-            hashing_nice: 19,
+            hashing_nice: 0,
             hashing_cgroup: None,
             hashing_program: None,
             seed_demo_users: false,
