@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rocket::tokio::sync::oneshot;
 
-pub use process::{HASH_PASSWORDS, HashingSettings};
+pub use process::HashingSettings;
 use wire::{Answer, Request};
 
 use super::Password;
@@ -32,20 +32,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Hashes and verifies passwords with argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1) in
 /// the hashing process, on `HashingSettings::threads` threads there, so a sign-in flood queues
 /// there instead of starving the async workers.
-///
-/// Each thread owns one 19 MiB work area and reuses it for every hash, so memory stays at
-/// `threads` × 19 MiB. (Allocating it per hash, as `argon2`'s `PasswordHasher` does, let glibc
-/// keep ~200 MiB per thread: measured 427 MiB resident after 400 sign-ins on 4 threads.)
-///
-/// Why not `spawn_blocking`, a semaphore and the argon2 crate's own `PasswordHasher` and
-/// `PasswordVerifier`, with glibc told to return each work area (`mallopt(M_MMAP_THRESHOLD,
-/// 1 MiB)`)? Built and measured against this pool (`scripts/bench --quick`, three alternating
-/// runs each, 2 shared cores at load 11 to 17): every hash then maps a fresh 19 MiB, faults it
-/// in and unmaps it, and a sign-in cost 37.3 to 52.9 ms of CPU (median 37.7) against
-/// 24.7 to 36.3 (median 28.3) here, 1.33 × the median; sign-ins per second alone 7, 13, 15
-/// against 18, 19, 8 here, and during the flood 7, 7, 12 against 18, 20, 14. It did win at
-/// rest: 24 MB resident after load against 63 to 65, with the same peak (62 to 63 MB against
-/// 63 to 65). Speed decides: the pool stays. README, "Benchmark", has the runs.
 pub struct PasswordHasher {
     requests: mpsc::Sender<(Request, oneshot::Sender<Answer>)>,
 }
