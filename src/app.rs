@@ -158,19 +158,26 @@ fn settings_stage() -> AdHoc {
             .map_err(|e| e.to_string())
             .and_then(|c| c.validate().map(|()| c))
         {
-            Ok(config) => {
-                match PasswordHasher::start(config.hashing_binary(), config.hashing_settings()) {
-                    Ok(hasher) => Ok(rocket.manage(config).manage(hasher)),
-                    Err(error) => {
-                        rocket::error!("the hashing process could not start: {error}");
-                        Err(rocket)
-                    }
+            Ok(config) => match start_hasher(&config).await {
+                Ok(hasher) => Ok(rocket.manage(config).manage(hasher)),
+                Err(error) => {
+                    rocket::error!("the hashing process could not start: {error}");
+                    Err(rocket)
                 }
-            }
+            },
             Err(error) => {
                 rocket::error!("invalid [sessions] settings: {error}");
                 Err(rocket)
             }
         }
     })
+}
+
+/// Starts the hashing process, waiting for it to be ready off the async thread.
+async fn start_hasher(config: &SessionConfig) -> std::io::Result<PasswordHasher> {
+    let program = config.hashing_binary().to_owned();
+    let settings = config.hashing_settings();
+    rocket::tokio::task::spawn_blocking(move || PasswordHasher::start(&program, settings))
+        .await
+        .map_err(std::io::Error::other)?
 }

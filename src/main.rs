@@ -10,7 +10,11 @@ fn main() -> std::process::ExitCode {
     use secure_sessions::users::hashing::{HashingSettings, process};
     // The app runs its password hashing in a second process of this same binary.
     match HashingSettings::from_args(std::env::args_os().skip(1)) {
-        Some(settings) => process::serve(settings),
         None => secure_sessions::app::run(),
+        Some(Ok(settings)) => process::serve(settings),
+        Some(Err(error)) => {
+            eprintln!("{error}");
+            std::process::ExitCode::from(2)
+        }
     }
 }

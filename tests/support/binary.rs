@@ -101,17 +101,46 @@ pub fn hashing_process_of(app: u32) -> Option<u32> {
         .ok()?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .find(|&pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // After "pid (name) ": the state, then the parent's id.
-            let mut fields = stat
-                .rsplit_once(") ")
-                .map_or("", |(_, rest)| rest)
-                .split(' ');
-            let running = fields.next().is_some_and(|state| state != "Z");
-            let parent = fields.next().and_then(|ppid| ppid.parse::<u32>().ok());
             let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            running
-                && parent == Some(app)
+            process_stat(pid).is_some_and(|stat| stat.parent == app && stat.state != 'Z')
                 && command.split(|&byte| byte == 0).nth(1) == Some(b"hash-passwords".as_slice())
         })
+}
+
+/// What `/proc/<pid>/stat` says of a process.
+pub struct ProcessStat {
+    /// `R`, `S`, ...; `Z` for a zombie: ended, not yet reaped.
+    pub state: char,
+    pub parent: u32,
+    pub session: u32,
+}
+
+pub fn process_stat(pid: u32) -> Option<ProcessStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "pid (name) ": state, parent, process group, session.
+    let (_, fields) = stat.rsplit_once(") ")?;
+    let mut fields = fields.split(' ');
+    Some(ProcessStat {
+        state: fields.next()?.chars().next()?,
+        parent: fields.next()?.parse().ok()?,
+        session: fields.nth(1)?.parse().ok()?,
+    })
+}
+
+/// Whether `pid` has ended: gone, or a zombie nobody has reaped yet.
+pub fn has_ended(pid: u32) -> bool {
+    process_stat(pid).is_none_or(|stat| stat.state == 'Z')
+}
+
+/// The ids of the process's threads whose name starts with `prefix`.
+pub fn threads_named(pid: u32, prefix: &str) -> std::collections::BTreeSet<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("list the process's threads")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let tid = path.file_name()?.to_str()?.parse().ok()?;
+            name.starts_with(prefix).then_some(tid)
+        })
+        .collect()
 }

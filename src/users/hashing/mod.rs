@@ -16,7 +16,7 @@ use std::io::{self, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rocket::tokio::sync::oneshot;
 
@@ -28,6 +28,15 @@ use crate::error::AppError;
 
 /// How long a new hashing process may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a sign-in waits for its hash before it gets the "briefly unavailable" page: far
+/// beyond a queue a flood fills at full hashing speed, so only a process that stopped answering
+/// (frozen, stopped by a signal) reaches it.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After a hashing process failed to start, the next attempt waits this long; the requests in
+/// between fail at once instead of each trying again.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// Hashes and verifies passwords with argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1) in
 /// the hashing process, on `HashingSettings::threads` threads there, so a sign-in flood queues
@@ -81,11 +90,12 @@ impl PasswordHasher {
         self.requests
             .send((request, done))
             .map_err(|_| AppError::HashingUnavailable)?;
-        match answer.await {
-            Ok(Answer::Failed(reason)) => Err(AppError::PasswordHash(reason)),
-            Ok(answer) => Ok(answer),
-            // The process ended before it answered, or a new one could not start.
-            Err(_) => Err(AppError::HashingUnavailable),
+        match rocket::tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+            Ok(Ok(Answer::Failed(reason))) => Err(AppError::PasswordHash(reason)),
+            Ok(Ok(answer)) => Ok(answer),
+            // The process ended before it answered, a new one could not start, or it stopped
+            // answering.
+            Ok(Err(_)) | Err(_) => Err(AppError::HashingUnavailable),
         }
     }
 }
@@ -103,19 +113,23 @@ fn supervise(
     settings: &HashingSettings,
 ) {
     let mut current = Some(first);
+    let mut failed_start: Option<Instant> = None;
     while let Ok((request, done)) = incoming.recv() {
-        if !current.as_mut().is_some_and(HashingProcess::is_running) {
+        let may_start = failed_start.is_none_or(|at| at.elapsed() >= RESTART_PAUSE);
+        if !current.as_mut().is_some_and(HashingProcess::is_serving) && may_start {
             // Dropping the ended process reaps it.
             current = HashingProcess::start(program, settings)
                 .inspect_err(|error| {
                     rocket::error!("the hashing process could not restart: {error}")
                 })
                 .ok();
+            failed_start = current.is_none().then(Instant::now);
             if current.is_some() {
                 rocket::warn!("the hashing process had ended; a new one has started");
             }
         }
-        // Without a process, `done` is dropped here and the request fails as unavailable.
+        // Without a process that serves, `done` is dropped (here or by the process's reader)
+        // and the request fails as unavailable.
         if let Some(process) = current.as_mut() {
             process.send(&request, done);
         }
@@ -146,7 +160,7 @@ impl HashingProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|error| describe(program, error))?;
+            .map_err(|error| not_started(program, error))?;
         let input = child.stdin.take().expect("stdin is piped");
         let output = child.stdout.take().expect("stdout is piped");
         let waiting: Waiting = Arc::new(Mutex::new(Some(HashMap::new())));
@@ -178,21 +192,21 @@ impl HashingProcess {
         match first_answer.recv_timeout(START_TIMEOUT) {
             Ok(Ok(Some((0, Answer::Ready)))) => Ok(process),
             Ok(Ok(Some((_, Answer::Failed(reason))))) => Err(io::Error::other(reason)),
-            Ok(Ok(Some((_, answer)))) => Err(describe(
+            Ok(Ok(Some((_, answer)))) => Err(not_started(
                 program,
                 io::Error::other(format!("its first answer was {answer:?}")),
             )),
-            Ok(Ok(None)) => Err(describe(program, io::Error::other("it ended at once"))),
-            Ok(Err(error)) => Err(describe(program, error)),
-            Err(_) => Err(describe(
+            Ok(Ok(None)) => Err(not_started(program, io::Error::other("it ended at once"))),
+            Ok(Err(error)) => Err(not_started(program, error)),
+            Err(_) => Err(not_started(
                 program,
                 io::Error::other(format!("not ready after {START_TIMEOUT:?}")),
             )),
         }
     }
 
-    /// Whether the process still runs and reads (a process that ended is reaped here).
-    fn is_running(&mut self) -> bool {
+    /// Whether the process still runs and its answers still arrive.
+    fn is_serving(&mut self) -> bool {
         let reading = self
             .waiting
             .lock()
@@ -205,6 +219,14 @@ impl HashingProcess {
     fn send(&mut self, request: &Request, done: oneshot::Sender<Answer>) {
         let id = self.next_id;
         self.next_id += 1;
+        let frame = match wire::request_frame(id, request) {
+            Ok(frame) => frame,
+            // A stored hash too long for a frame (a damaged row): this request fails, not others.
+            Err(error) => {
+                let _ = done.send(Answer::Failed(error.to_string()));
+                return;
+            }
+        };
         match self
             .waiting
             .lock()
@@ -215,10 +237,12 @@ impl HashingProcess {
             None => return,
         };
         // A failed write means the process has gone; its reader then drops `done`.
-        let _ = wire::write_request(&mut self.input, id, request);
+        let _ = wire::send_frame(&mut self.input, &frame);
     }
 }
 
+/// Stops the process at once (what it still holds has nobody waiting, or fails as unavailable)
+/// and reaps it.
 impl Drop for HashingProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -241,7 +265,7 @@ fn deliver_answers(output: &mut impl io::Read, waiting: &Waiting) {
     }
 }
 
-fn describe(program: &Path, error: io::Error) -> io::Error {
+fn not_started(program: &Path, error: io::Error) -> io::Error {
     io::Error::new(
         error.kind(),
         format!(

@@ -7,7 +7,7 @@ use std::fs::OpenOptions;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, mpsc};
 
 use super::argon::{DUMMY_HASH, Worker};
 use super::wire::{self, Answer, Request};
@@ -38,18 +38,28 @@ impl HashingSettings {
         args
     }
 
-    /// The settings, when `args` (the program's, after its name) start the hashing process.
-    pub fn from_args(mut args: impl Iterator<Item = OsString>) -> Option<Self> {
+    /// `None` when `args` (the program's, after its name) do not start the hashing process;
+    /// otherwise its settings, or what is wrong with them.
+    pub fn from_args(mut args: impl Iterator<Item = OsString>) -> Option<Result<Self, String>> {
         if args.next()? != HASH_PASSWORDS {
             return None;
         }
-        let threads = args.next()?.to_str()?.parse().ok()?;
-        let nice = args.next()?.to_str()?.parse().ok()?;
+        let threads = args
+            .next()
+            .and_then(|arg| arg.to_str()?.parse::<usize>().ok());
+        let nice = args.next().and_then(|arg| arg.to_str()?.parse::<u8>().ok());
         let cgroup = args.next().map(PathBuf::from);
-        Some(HashingSettings {
-            threads,
-            nice,
-            cgroup,
+        Some(match (threads, nice) {
+            (Some(threads), Some(nice)) if threads > 0 && nice <= 19 && args.next().is_none() => {
+                Ok(HashingSettings {
+                    threads,
+                    nice,
+                    cgroup,
+                })
+            }
+            _ => Err(format!(
+                "usage: {HASH_PASSWORDS} <threads, 1 or more> <niceness, 0 to 19> [<cgroup>]"
+            )),
         })
     }
 }
@@ -58,16 +68,17 @@ impl HashingSettings {
 /// a `Failed` answer (the app's launch reports it) and ends the process.
 pub fn serve(settings: HashingSettings) -> ExitCode {
     // A thread that panics would leave its request unanswered: end the process instead, so the
-    // app sees it go, fails what was in flight and starts another.
+    // app sees it go, fails what was in flight and starts another. (`exit`, not `abort`: an
+    // abort may leave a core dump, and this process's memory holds passwords.)
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         report(info);
-        std::process::abort();
+        std::process::exit(101);
     }));
     let output = Arc::new(Mutex::new(BufWriter::new(io::stdout())));
     let answer = |id, answer: &Answer| {
         let mut output = output.lock().unwrap_or_else(PoisonError::into_inner);
-        wire::write_answer(&mut *output, id, answer)
+        wire::answer_frame(id, answer).and_then(|frame| wire::send_frame(&mut *output, &frame))
     };
     let jobs = match start(&settings, &output) {
         Ok(jobs) => jobs,
@@ -87,7 +98,8 @@ pub fn serve(settings: HashingSettings) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            // The app closed the stream: the threads finish what they hold, then the process ends.
+            // The app has ended (it stops a process it replaces with SIGKILL, so this is the app's
+            // own end): nobody waits for what is still queued.
             Ok(None) => return ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("the hashing process stops: {error}");
@@ -97,11 +109,14 @@ pub fn serve(settings: HashingSettings) -> ExitCode {
     }
 }
 
-/// Leaves the app's scheduling group, then starts the threads; the sender feeds them requests.
+/// Keeps passwords out of core dumps, leaves the app's scheduling group, then starts the
+/// threads; the sender feeds them requests.
 fn start(
     settings: &HashingSettings,
     output: &Arc<Mutex<BufWriter<io::Stdout>>>,
 ) -> io::Result<mpsc::Sender<(u64, Request)>> {
+    // Not dumpable: no core dump, and no other process of the same user may read its memory.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
     leave_the_apps_scheduling_group(settings.nice)?;
     let (sender, receiver) = mpsc::channel::<(u64, Request)>();
     let receiver = Arc::new(Mutex::new(receiver));
@@ -130,10 +145,11 @@ fn start(
                         .recv()
                 };
                 while let Ok((id, request)) = next() {
-                    let answer = work(&mut worker, request);
+                    let frame = wire::answer_frame(id, &work(&mut worker, request))
+                        .expect("a PHC string or an argon2 error fits a frame");
                     let mut output = output.lock().unwrap_or_else(PoisonError::into_inner);
                     // The app has gone: its closed input ends the process soon.
-                    if wire::write_answer(&mut *output, id, &answer).is_err() {
+                    if wire::send_frame(&mut *output, &frame).is_err() {
                         return;
                     }
                 }
@@ -144,6 +160,9 @@ fn start(
             .recv()
             .map_err(|_| io::Error::other("a hashing thread ended before it could start"))??;
     }
+    // Made now, not at the first unknown username: otherwise that sign-in would take two hashes
+    // after every start, and its time would tell that the name is unknown.
+    LazyLock::force(&DUMMY_HASH);
     Ok(sender)
 }
 
@@ -220,10 +239,26 @@ mod tests {
             },
         ] {
             let parsed = HashingSettings::from_args(settings.to_args().into_iter());
-            assert_eq!(parsed, Some(settings));
+            assert_eq!(parsed, Some(Ok(settings)));
         }
         let app = ["--help"].map(OsString::from).into_iter();
         assert_eq!(HashingSettings::from_args(app), None);
         assert_eq!(HashingSettings::from_args(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn a_malformed_hashing_command_line_is_an_error_not_the_app() {
+        for args in [
+            &["hash-passwords"][..],
+            &["hash-passwords", "two", "0"],
+            &["hash-passwords", "2"],
+            &["hash-passwords", "0", "0"],
+            &["hash-passwords", "2", "20"],
+            &["hash-passwords", "2", "0", "/cgroup", "more"],
+        ] {
+            let args = args.iter().map(OsString::from);
+            let parsed = HashingSettings::from_args(args);
+            assert!(matches!(parsed, Some(Err(_))), "{parsed:?}");
+        }
     }
 }

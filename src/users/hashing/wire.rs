@@ -15,7 +15,6 @@ const MAX_STRING_BYTES: u32 = 64 * 1024;
 const ABSENT: u32 = u32::MAX;
 
 /// What the app asks of the hashing process.
-#[derive(Clone)]
 pub enum Request {
     Hash {
         password: String,
@@ -58,24 +57,25 @@ const MATCHES: u8 = 3;
 const DOES_NOT_MATCH: u8 = 4;
 const FAILED: u8 = 5;
 
-pub fn write_request(out: &mut impl Write, id: u64, request: &Request) -> io::Result<()> {
+/// A request's frame, whole: a string too long for a frame is an `InvalidInput` error, and
+/// nothing is written.
+pub fn request_frame(id: u64, request: &Request) -> io::Result<Vec<u8>> {
     let mut frame = id.to_le_bytes().to_vec();
     match request {
         Request::Hash { password } => {
             frame.push(HASH);
-            put_string(&mut frame, password);
+            put_string(&mut frame, password)?;
         }
         Request::Verify { password, stored } => {
             frame.push(VERIFY);
-            put_string(&mut frame, password);
+            put_string(&mut frame, password)?;
             match stored {
-                Some(stored) => put_string(&mut frame, stored),
+                Some(stored) => put_string(&mut frame, stored)?,
                 None => frame.extend_from_slice(&ABSENT.to_le_bytes()),
             }
         }
     }
-    out.write_all(&frame)?;
-    out.flush()
+    Ok(frame)
 }
 
 /// The next request, or `None` when the app has closed the stream between frames.
@@ -99,7 +99,8 @@ pub fn read_request(input: &mut impl Read) -> io::Result<Option<(u64, Request)>>
     Ok(Some((id, request)))
 }
 
-pub fn write_answer(out: &mut impl Write, id: u64, answer: &Answer) -> io::Result<()> {
+/// An answer's frame, whole (see `request_frame`).
+pub fn answer_frame(id: u64, answer: &Answer) -> io::Result<Vec<u8>> {
     let (kind, text) = match answer {
         Answer::Ready => (READY, ""),
         Answer::Hashed(phc) => (HASHED, phc.as_str()),
@@ -109,8 +110,13 @@ pub fn write_answer(out: &mut impl Write, id: u64, answer: &Answer) -> io::Resul
     };
     let mut frame = id.to_le_bytes().to_vec();
     frame.push(kind);
-    put_string(&mut frame, text);
-    out.write_all(&frame)?;
+    put_string(&mut frame, text)?;
+    Ok(frame)
+}
+
+/// Writes a frame and flushes it: the other side waits for it.
+pub fn send_frame(out: &mut impl Write, frame: &[u8]) -> io::Result<()> {
+    out.write_all(frame)?;
     out.flush()
 }
 
@@ -132,13 +138,19 @@ pub fn read_answer(input: &mut impl Read) -> io::Result<Option<(u64, Answer)>> {
     Ok(Some((id, answer)))
 }
 
-fn put_string(frame: &mut Vec<u8>, text: &str) {
+fn put_string(frame: &mut Vec<u8>, text: &str) -> io::Result<()> {
     let length = u32::try_from(text.len())
         .ok()
         .filter(|&length| length <= MAX_STRING_BYTES)
-        .expect("passwords and PHC strings are far shorter than a frame's limit");
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a string of {} bytes does not fit a frame", text.len()),
+            )
+        })?;
     frame.extend_from_slice(&length.to_le_bytes());
     frame.extend_from_slice(text.as_bytes());
+    Ok(())
 }
 
 /// A frame's id, or `None` at a clean end of the stream (nothing read).
@@ -196,26 +208,21 @@ mod tests {
 
     #[test]
     fn requests_and_answers_cross_the_stream_unchanged() {
-        let mut stream = Vec::new();
         let odd = "a \0 password\nwith ✓ any bytes".to_owned();
-        write_request(
-            &mut stream,
-            7,
-            &Request::Hash {
-                password: odd.clone(),
-            },
-        )
-        .unwrap();
+        let hash = Request::Hash {
+            password: odd.clone(),
+        };
+        let mut stream = request_frame(7, &hash).unwrap();
         let verify = Request::Verify {
             password: odd.clone(),
             stored: Some("$argon2id$v=19$...".into()),
         };
-        write_request(&mut stream, 8, &verify).unwrap();
+        stream.extend(request_frame(8, &verify).unwrap());
         let unknown = Request::Verify {
             password: String::new(),
             stored: None,
         };
-        write_request(&mut stream, 9, &unknown).unwrap();
+        stream.extend(request_frame(9, &unknown).unwrap());
 
         let mut input = stream.as_slice();
         let Some((7, Request::Hash { password })) = read_request(&mut input).unwrap() else {
@@ -245,7 +252,7 @@ mod tests {
         ];
         let mut stream = Vec::new();
         for (id, answer) in answers.iter().enumerate() {
-            write_answer(&mut stream, id as u64, answer).unwrap();
+            stream.extend(answer_frame(id as u64, answer).unwrap());
         }
         let mut input = stream.as_slice();
         for (id, answer) in answers.into_iter().enumerate() {
@@ -258,15 +265,10 @@ mod tests {
 
     #[test]
     fn a_stream_cut_mid_frame_or_claiming_a_huge_string_is_an_error() {
-        let mut stream = Vec::new();
-        write_request(
-            &mut stream,
-            1,
-            &Request::Hash {
-                password: "violet".into(),
-            },
-        )
-        .unwrap();
+        let violet = Request::Hash {
+            password: "violet".into(),
+        };
+        let stream = request_frame(1, &violet).unwrap();
         for cut in 1..stream.len() {
             assert!(read_request(&mut &stream[..cut]).is_err(), "cut at {cut}");
         }
@@ -275,5 +277,16 @@ mod tests {
         huge.extend_from_slice(&(MAX_STRING_BYTES + 1).to_le_bytes());
         let error = read_request(&mut huge.as_slice()).err().unwrap();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_string_too_long_for_a_frame_is_refused_before_anything_is_sent() {
+        let stored = "$".repeat(MAX_STRING_BYTES as usize + 1);
+        let verify = Request::Verify {
+            password: "violet tractor mango".into(),
+            stored: Some(stored),
+        };
+        let error = request_frame(3, &verify).err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
     }
 }
