@@ -11,7 +11,9 @@ use rocket::tokio::time::{sleep, timeout};
 use rustix::process::{Pid, Signal, kill_process};
 use secure_sessions::users::{Password, Role};
 
-use crate::support::binary::{RunningApp, has_ended, process_stat, threads_named};
+use crate::support::binary::{
+    RunningApp, has_ended, hashing_process_of, process_stat, threads_named,
+};
 use crate::support::http::CHROME_LINUX;
 use crate::support::raw::{RawRequest, RawResponse};
 use crate::support::{PASSWORD, TestApp, password_hasher, random_secret_key};
@@ -140,6 +142,31 @@ async fn a_hashing_process_that_dies_fails_only_what_it_held_and_is_replaced() {
         "{}",
         binary.log()
     );
+}
+
+/// A hashing process that dies while nobody signs in is replaced anyway: the next sign-in finds
+/// a new one ready, and never sees the death.
+#[rocket::async_test]
+async fn a_hashing_process_that_dies_is_replaced_before_the_next_sign_in() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let binary = RunningApp::start(with_sessions(&app, "{}")).await;
+    let first = binary.hashing_process();
+    kill_process(Pid::from_raw(first as i32).unwrap(), Signal::KILL).unwrap();
+    let mut replaced = None;
+    for _ in 0..50 {
+        replaced = hashing_process_of(binary.pid()).filter(|&pid| pid != first);
+        if replaced.is_some() {
+            break;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    let second = replaced.expect("no new hashing process within 5 s");
+    assert!(has_ended(first), "the dead process was not reaped");
+
+    let signed_in = sign_in(binary.port, "alice").await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.head);
+    assert_eq!(binary.hashing_process(), second);
 }
 
 /// However the app ends, its hashing process does not outlive it.

@@ -34,6 +34,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// (frozen, stopped by a signal) reaches it.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the supervisor looks whether the hashing process still serves, when no request
+/// comes to make it look.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
 /// After a hashing process failed to start, the next attempt waits this long; the requests in
 /// between fail at once instead of each trying again.
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
@@ -104,8 +108,9 @@ fn unexpected(answer: Answer) -> AppError {
     AppError::PasswordHash(format!("the hashing process answered {answer:?}"))
 }
 
-/// The supervisor thread: sends each request to the running hashing process, first starting a
-/// new one if the last has ended. Ends, and stops the process, when the app drops the hasher.
+/// The supervisor thread: sends each request to the running hashing process. A process that
+/// has ended is replaced within `WATCH_INTERVAL`, so the next sign-in finds a new one ready.
+/// Ends, and stops the process, when the app drops the hasher.
 fn supervise(
     incoming: mpsc::Receiver<(Request, oneshot::Sender<Answer>)>,
     first: HashingProcess,
@@ -114,7 +119,11 @@ fn supervise(
 ) {
     let mut current = Some(first);
     let mut failed_start: Option<Instant> = None;
-    while let Ok((request, done)) = incoming.recv() {
+    loop {
+        let next = incoming.recv_timeout(WATCH_INTERVAL);
+        if let Err(mpsc::RecvTimeoutError::Disconnected) = next {
+            return;
+        }
         let may_start = failed_start.is_none_or(|at| at.elapsed() >= RESTART_PAUSE);
         if !current.as_mut().is_some_and(HashingProcess::is_serving) && may_start {
             // Dropping the ended process reaps it.
@@ -130,7 +139,7 @@ fn supervise(
         }
         // Without a process that serves, `done` is dropped (here or by the process's reader)
         // and the request fails as unavailable.
-        if let Some(process) = current.as_mut() {
+        if let (Ok((request, done)), Some(process)) = (next, current.as_mut()) {
             process.send(&request, done);
         }
     }
