@@ -29,9 +29,9 @@ use crate::error::AppError;
 /// How long a new hashing process may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a sign-in waits for its hash before it gets the "briefly unavailable" page: far
-/// beyond a queue a flood fills at full hashing speed, so only a process that stopped answering
-/// (frozen, stopped by a signal) reaches it.
+/// How long a sign-in waits for its hash before it gets the "briefly unavailable" page. At about
+/// 100 hashes a second on two cores that is a queue of thousands, so mostly a process that stopped
+/// answering (frozen, stopped by a signal) reaches it; a deeper flood sheds its overflow here.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the supervisor looks whether the hashing process still serves, when no request
