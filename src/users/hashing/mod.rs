@@ -52,7 +52,7 @@ pub struct PasswordHasher {
 impl PasswordHasher {
     /// Starts the hashing process, `program` run with `settings`, and waits until it is ready;
     /// an error (a cgroup its threads cannot join, a program that is not this app) stops the
-    /// launch. A process that ends later is replaced at the next request.
+    /// launch. A process that ends later is replaced by the supervisor (`supervise`).
     pub fn start(program: &Path, settings: HashingSettings) -> io::Result<Self> {
         let first = HashingProcess::start(program, &settings)?;
         let (requests, incoming) = mpsc::channel();
