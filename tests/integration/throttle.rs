@@ -354,7 +354,7 @@ async fn an_unknown_username_takes_as_long_to_refuse_as_a_wrong_password() {
             elapsed
         }
     };
-    // Warm up both paths (the dummy hash is made on first use, the pool fills).
+    // Warm up both paths (each hashing thread grows its work area at its first hash, the pool fills).
     for _ in 0..3 {
         timed("nobody").await;
         timed("alice").await;
