@@ -208,6 +208,39 @@ async fn an_over_long_password_is_refused_without_hashing() {
     assert_eq!(hashed.status, Status::InternalServerError);
 }
 
+/// The app speaks HTTP/1.1 only, the one protocol its tests cover. Rocket's HTTP/2, on by default,
+/// took any client that opened with HTTP/2's preface, and Rocket sets it up with no limit on
+/// streams and 16 MiB header lists.
+#[rocket::async_test]
+async fn a_client_opening_with_the_http2_preface_gets_no_http2() {
+    use rocket::tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use rocket::tokio::net::TcpStream;
+    use rocket::tokio::time::{Duration, timeout};
+
+    let app = TestApp::new().await;
+    let server = app.serve().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .expect("connect to the app");
+    // How an HTTP/2 client without TLS begins (RFC 9113, 3.3): the preface, then its SETTINGS
+    // frame (empty: length 0, type 4, no flags, stream 0).
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("send the preface");
+    let mut reply = Vec::new();
+    timeout(Duration::from_secs(10), stream.read_to_end(&mut reply))
+        .await
+        .expect("the app closes the connection (an HTTP/2 server keeps it open)")
+        .expect("read the reply");
+    // An HTTP/2 server answers with a SETTINGS frame of its own and keeps the connection open;
+    // HTTP/1.1 cannot parse the preface, and hyper closes the connection without a word.
+    assert!(
+        reply.is_empty(),
+        "the app answered HTTP/2's preface: {reply:?}"
+    );
+}
+
 #[rocket::async_test]
 async fn unknown_pages_get_a_friendly_404() {
     let app = TestApp::new().await;
