@@ -1,4 +1,4 @@
-//! `GET /floor` on Rocket 0.5, configured as the app is: one worker, no logging.
+//! `GET /floor` on Rocket 0.5, built and configured as the app is: no HTTP/2, one worker, no logging.
 
 use framework_floor::{BODY, port, runtime};
 use rocket::{Config, get, routes};
