@@ -47,6 +47,24 @@ async fn sign_in(port: u16, username: &str) -> RawResponse {
         .await
 }
 
+/// The app's hashing process once it is another than `old`, looking for 5 s.
+async fn replacement_of(binary: &RunningApp, old: u32) -> Option<u32> {
+    for _ in 0..50 {
+        let current = hashing_process_of(binary.pid()).filter(|&pid| pid != old);
+        if current.is_some() {
+            return current;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Sends `signal` to the process `pid`, which the test knows to be running (or a zombie).
+fn signal(pid: u32, signal: Signal) {
+    kill_process(Pid::from_raw(pid as i32).expect("a process id"), signal)
+        .unwrap_or_else(|error| panic!("signal {signal:?} to {pid}: {error}"));
+}
+
 fn session_of(pid: u32) -> u32 {
     process_stat(pid).expect("a running process").session
 }
@@ -116,7 +134,7 @@ async fn a_hashing_process_that_dies_fails_only_what_it_held_and_is_replaced() {
     };
     // One hashing thread works through 16 sign-ins one at a time: kill it after the first.
     let mut statuses = vec![next_reply(&mut flood).await.unwrap().status];
-    kill_process(Pid::from_raw(first as i32).unwrap(), Signal::KILL).unwrap();
+    signal(first, Signal::KILL);
     while let Some(reply) = next_reply(&mut flood).await {
         if reply.status == 503 {
             assert!(
@@ -152,21 +170,71 @@ async fn a_hashing_process_that_dies_is_replaced_before_the_next_sign_in() {
     app.create_user("alice", Role::User).await;
     let binary = RunningApp::start(with_sessions(&app, "{}")).await;
     let first = binary.hashing_process();
-    kill_process(Pid::from_raw(first as i32).unwrap(), Signal::KILL).unwrap();
-    let mut replaced = None;
-    for _ in 0..50 {
-        replaced = hashing_process_of(binary.pid()).filter(|&pid| pid != first);
-        if replaced.is_some() {
-            break;
-        }
-        sleep(Duration::from_millis(100)).await;
-    }
-    let second = replaced.expect("no new hashing process within 5 s");
+    signal(first, Signal::KILL);
+    let second = replacement_of(&binary, first)
+        .await
+        .expect("no new hashing process within 5 s");
     assert!(has_ended(first), "the dead process was not reaped");
 
     let signed_in = sign_in(binary.port, "alice").await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.head);
     assert_eq!(binary.hashing_process(), second);
+}
+
+/// SIGKILLs `pid` when the test ends if it is still `app`'s child: a stopped process reads no
+/// end of input, so a failing run would otherwise leave it behind.
+struct KillIfStillChild {
+    app: u32,
+    pid: u32,
+}
+
+impl Drop for KillIfStillChild {
+    fn drop(&mut self) {
+        if process_stat(self.pid).is_some_and(|stat| stat.parent == self.app) {
+            // Not `signal`: the app may reap it in between, and a drop must not panic.
+            let _ = kill_process(Pid::from_raw(self.pid as i32).unwrap(), Signal::KILL);
+        }
+    }
+}
+
+/// A hashing process that stops answering (here, stopped by SIGSTOP) is replaced once it has held
+/// a request for 30 s without answering: that sign-in gets the friendly 503 page, the stopped
+/// process is killed and reaped, and the next sign-in is served by a new one.
+#[rocket::async_test]
+async fn a_hashing_process_that_stops_answering_is_replaced() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let binary = RunningApp::start(with_sessions(&app, "{}")).await;
+    let first = binary.hashing_process();
+    signal(first, Signal::STOP);
+    let _cleanup = KillIfStillChild {
+        app: binary.pid(),
+        pid: first,
+    };
+
+    let held = timeout(Duration::from_secs(60), sign_in(binary.port, "alice"))
+        .await
+        .expect("a sign-in hung on the stopped process");
+    assert_eq!(held.status, 503, "{}", held.head);
+    assert!(held.body.contains("try again in a moment"), "{}", held.body);
+    let second = replacement_of(&binary, first)
+        .await
+        .expect("no new hashing process within 5 s of the 503");
+    assert!(
+        has_ended(first),
+        "the stopped process was not killed and reaped"
+    );
+
+    let signed_in = sign_in(binary.port, "alice").await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.head);
+    assert_eq!(binary.hashing_process(), second);
+    assert!(
+        binary
+            .log()
+            .contains("stopped answering; a new one has started"),
+        "{}",
+        binary.log()
+    );
 }
 
 /// However the app ends, its hashing process does not outlive it.

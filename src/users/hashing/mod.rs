@@ -32,6 +32,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a sign-in waits for its hash before it gets the "briefly unavailable" page. At about
 /// 100 hashes a second on two cores that is a queue of thousands, so mostly a process that stopped
 /// answering (frozen, stopped by a signal) reaches it; a deeper flood sheds its overflow here.
+/// A process that has held requests this long without answering any is replaced.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the supervisor looks whether the hashing process still serves, when no request
@@ -109,8 +110,8 @@ fn unexpected(answer: Answer) -> AppError {
 }
 
 /// The supervisor thread: sends each request to the running hashing process. A process that
-/// has ended is replaced within `WATCH_INTERVAL`, so the next sign-in finds a new one ready.
-/// Ends, and stops the process, when the app drops the hasher.
+/// has ended, or stopped answering, is replaced within `WATCH_INTERVAL`, so the next sign-in
+/// finds a new one ready. Ends, and stops the process, when the app drops the hasher.
 fn supervise(
     incoming: mpsc::Receiver<(Request, oneshot::Sender<Answer>)>,
     first: HashingProcess,
@@ -125,8 +126,13 @@ fn supervise(
             return;
         }
         let may_start = failed_start.is_none_or(|at| at.elapsed() >= RESTART_PAUSE);
-        if !current.as_mut().is_some_and(HashingProcess::is_serving) && may_start {
-            // Dropping the ended process reaps it.
+        let trouble = current
+            .as_mut()
+            .map_or(Some("could not start"), HashingProcess::trouble);
+        if let Some(trouble) = trouble
+            && may_start
+        {
+            // Dropping the old process stops and reaps it.
             current = HashingProcess::start(program, settings)
                 .inspect_err(|error| {
                     rocket::error!("the hashing process could not restart: {error}")
@@ -134,7 +140,7 @@ fn supervise(
                 .ok();
             failed_start = current.is_none().then(Instant::now);
             if current.is_some() {
-                rocket::warn!("the hashing process had ended; a new one has started");
+                rocket::warn!("the hashing process {trouble}; a new one has started");
             }
         }
         // Without a process that serves, `done` is dropped (here or by the process's reader)
@@ -153,9 +159,16 @@ struct HashingProcess {
     next_id: u64,
 }
 
-/// The requests sent and not yet answered, by id; `None` once the process's output has ended
-/// (whatever was waiting then has been failed).
-type Waiting = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Answer>>>>>;
+/// The requests sent and not yet answered; `None` once the process's output has ended (whatever
+/// was waiting then has been failed).
+type Waiting = Arc<Mutex<Option<Unanswered>>>;
+
+struct Unanswered {
+    by_id: HashMap<u64, oneshot::Sender<Answer>>,
+    /// The last answer, or the request that ended a time with nothing waiting: how long the
+    /// process has held requests without answering any.
+    progress_at: Instant,
+}
 
 impl HashingProcess {
     /// Runs `program` with `settings` and waits for its first answer: `Ready`, or why not.
@@ -172,7 +185,10 @@ impl HashingProcess {
             .map_err(|error| not_started(program, error))?;
         let input = child.stdin.take().expect("stdin is piped");
         let output = child.stdout.take().expect("stdout is piped");
-        let waiting: Waiting = Arc::new(Mutex::new(Some(HashMap::new())));
+        let waiting: Waiting = Arc::new(Mutex::new(Some(Unanswered {
+            by_id: HashMap::new(),
+            progress_at: Instant::now(),
+        })));
         let (ready, first_answer) = mpsc::sync_channel(1);
         let answers_waiting = Arc::clone(&waiting);
         let reader = std::thread::Builder::new()
@@ -214,14 +230,23 @@ impl HashingProcess {
         }
     }
 
-    /// Whether the process still runs and its answers still arrive.
-    fn is_serving(&mut self) -> bool {
-        let reading = self
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some();
-        reading && matches!(self.child.try_wait(), Ok(None))
+    /// `None` while the process serves; otherwise what is wrong with it. One that has held
+    /// requests for `ANSWER_TIMEOUT` without answering any (frozen, stopped by a signal) counts
+    /// as gone: those requests have failed already, and the next ones would fail the same way.
+    fn trouble(&mut self) -> Option<&'static str> {
+        let answering = match &*self.waiting.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(unanswered) => {
+                unanswered.by_id.is_empty() || unanswered.progress_at.elapsed() < ANSWER_TIMEOUT
+            }
+            None => return Some("had ended"),
+        };
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            Some("had ended")
+        } else if !answering {
+            Some("stopped answering")
+        } else {
+            None
+        }
     }
 
     /// Sends `request`; `done` gets the answer, or is dropped if the process ends first.
@@ -242,7 +267,12 @@ impl HashingProcess {
             .unwrap_or_else(PoisonError::into_inner)
             .as_mut()
         {
-            Some(waiting) => waiting.insert(id, done),
+            Some(unanswered) => {
+                if unanswered.by_id.is_empty() {
+                    unanswered.progress_at = Instant::now();
+                }
+                unanswered.by_id.insert(id, done);
+            }
             None => return,
         };
         // A failed write means the process has gone; its reader then drops `done`.
@@ -266,7 +296,10 @@ fn deliver_answers(output: &mut impl io::Read, waiting: &Waiting) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_mut()
-            .and_then(|waiting| waiting.remove(&id));
+            .and_then(|unanswered| {
+                unanswered.progress_at = Instant::now();
+                unanswered.by_id.remove(&id)
+            });
         // The requester may have gone away (a closed connection); nothing to tell then.
         if let Some(done) = done {
             let _ = done.send(answer);
