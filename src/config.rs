@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use time::Duration;
 
 use crate::users::hashing::HashingSettings;
+use crate::users::hashing::process::MAX_NICE;
 
 /// Every knob of the session design. Durations are whole seconds with the unit in the name.
 #[derive(Debug, Clone, Deserialize)]
@@ -286,8 +287,8 @@ impl SessionConfig {
         {
             return Err("hashing_program must be an absolute path".into());
         }
-        if self.hashing_nice > 19 {
-            return Err("hashing_nice must be between 0 and 19".into());
+        if self.hashing_nice > MAX_NICE {
+            return Err(format!("hashing_nice must be between 0 and {MAX_NICE}"));
         }
         if !self.cookie_name.starts_with("__Host-") {
             return Err(

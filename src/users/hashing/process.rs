@@ -15,6 +15,9 @@ use super::wire::{self, Answer, Request};
 /// The first argument that makes this binary the hashing process instead of the app.
 pub const HASH_PASSWORDS: &str = "hash-passwords";
 
+/// The highest niceness a process may give its scheduling group (the lowest is 0).
+pub const MAX_NICE: u8 = 19;
+
 /// How the hashing process runs: what the app passes on its command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashingSettings {
@@ -50,7 +53,9 @@ impl HashingSettings {
         let nice = args.next().and_then(|arg| arg.to_str()?.parse::<u8>().ok());
         let cgroup = args.next().map(PathBuf::from);
         Some(match (threads, nice) {
-            (Some(threads), Some(nice)) if threads > 0 && nice <= 19 && args.next().is_none() => {
+            (Some(threads), Some(nice))
+                if threads > 0 && nice <= MAX_NICE && args.next().is_none() =>
+            {
                 Ok(HashingSettings {
                     threads,
                     nice,
@@ -58,7 +63,7 @@ impl HashingSettings {
                 })
             }
             _ => Err(format!(
-                "usage: {HASH_PASSWORDS} <threads, 1 or more> <niceness, 0 to 19> [<cgroup>]"
+                "usage: {HASH_PASSWORDS} <threads, 1 or more> <niceness, 0 to {MAX_NICE}> [<cgroup>]"
             )),
         })
     }
