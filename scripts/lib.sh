@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Helpers shared by scripts/run and scripts/test. Source this file; it does
-# nothing on its own:
+# Helpers shared by scripts/run, scripts/test and the benchmarks. Source this
+# file; it does nothing on its own:
 #
 #     source "$(dirname "$0")/lib.sh"
 #
@@ -412,3 +412,22 @@ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db')
 \gexec
 SQL
 }
+
+# ---------------------------------------------------------------- measurement --
+
+# CPU time (clock ticks) of a process; with "tree", plus its children's, live and exited
+# (PostgreSQL's backends are children of its postmaster).
+ticks() {
+    local pid=$1 total child
+    if [[ ${2:-} == tree ]]; then
+        total=$(stat_fields "$pid" '$12 + $13 + $14 + $15')
+        for child in $(ps -o pid= --ppid "$pid"); do
+            total=$(( total + $(stat_fields "$child" '$12 + $13' || echo 0) ))
+        done
+    else
+        total=$(stat_fields "$pid" '$12 + $13')
+    fi
+    echo "$total"
+}
+# Fields of /proc/PID/stat after "pid (name) ": $12 utime, $13 stime, $14 cutime, $15 cstime.
+stat_fields() { awk "{ sub(/^.*\\) /, \"\"); print $2 }" "/proc/$1/stat" 2>/dev/null; }
