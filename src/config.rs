@@ -1,11 +1,23 @@
 //! The `sessions` settings table of `Rocket.toml`, read once at ignite.
 
 use rocket::serde::Deserialize;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use time::Duration;
 
 use crate::users::hashing::HashingSettings;
 use crate::users::hashing::process::MAX_NICE;
+
+const DAY: u32 = 24 * 60 * 60;
+const MONTH: u32 = 31 * DAY;
+const YEAR: u32 = 366 * DAY;
+const MILLION: u32 = 1_000_000;
+
+/// The defaults of the settings whose default follows another setting (see their accessors).
+const DEFAULT_TOUCH_INTERVAL_SECS: u32 = 60;
+const DEFAULT_IDLE_WARNING_SECS: u32 = 2 * 60;
+const DEFAULT_ACCESS_TOKEN_SECS: u32 = 15 * 60;
+const DEFAULT_BOUND_COOKIE_SECS: u32 = 10 * 60;
 
 /// Every knob of the session design. Durations are whole seconds with the unit in the name.
 #[derive(Debug, Clone, Deserialize)]
@@ -18,11 +30,14 @@ pub struct SessionConfig {
     pub admin_idle_timeout_secs: u32,
     /// An administrator's absolute lifetime from sign-in; only ever tightens `absolute_timeout_secs`.
     pub admin_absolute_timeout_secs: u32,
-    pub touch_interval_secs: u32,
+    /// How often last-seen is written at most. Unset: 60 s, or a tenth of the shortest idle
+    /// timeout if that is less (`touch_interval`).
+    pub touch_interval_secs: Option<u32>,
     pub confirm_window_secs: u32,
     pub tombstone_grace_secs: u32,
-    /// How long before the idle timeout a page warns and offers "Stay signed in".
-    pub idle_warning_secs: u32,
+    /// How long before the idle timeout a page warns and offers "Stay signed in". Unset: 120 s,
+    /// or half the shortest idle timeout if that is less (`idle_warning_secs`).
+    pub idle_warning_secs: Option<u32>,
     pub max_sessions_per_user: u32,
     /// Live API token families per user; the least recently used beyond it end.
     pub max_api_families_per_user: u32,
@@ -67,8 +82,8 @@ pub struct SessionConfig {
     pub seed_demo_users: bool,
     /// Send Strict-Transport-Security (release profile: served behind TLS).
     pub hsts: bool,
-    /// Lifetime of an API access token.
-    pub access_token_secs: u32,
+    /// Lifetime of an API access token. Unset: 15 min, or `refresh_token_secs` if that is less.
+    pub access_token_secs: Option<u32>,
     /// Absolute lifetime of an API token family: refreshing never extends it.
     pub refresh_token_secs: u32,
     /// Failed sign-ins per account within the throttle window before attempts are delayed.
@@ -84,8 +99,9 @@ pub struct SessionConfig {
     /// How long a failed sign-in (or a sign-up) counts, and the longest delay the throttle imposes.
     pub throttle_window_secs: u32,
     /// Lifetime of a device-bound session's token (and its cookie): past it, only a refresh
-    /// signed with the device's key brings a new one.
-    pub bound_cookie_secs: u32,
+    /// signed with the device's key brings a new one. Unset: 10 min, or `absolute_timeout_secs`
+    /// if that is less.
+    pub bound_cookie_secs: Option<u32>,
     /// Test mode: mount the `/__test/` API for end-to-end suites (`crate::test_hooks`).
     pub test_hooks: bool,
     /// The second switch test mode needs in the release profile or a release build.
@@ -99,10 +115,10 @@ impl Default for SessionConfig {
             absolute_timeout_secs: 12 * 60 * 60,
             admin_idle_timeout_secs: 15 * 60,
             admin_absolute_timeout_secs: 4 * 60 * 60,
-            touch_interval_secs: 60,
+            touch_interval_secs: None,
             confirm_window_secs: 10 * 60,
             tombstone_grace_secs: 60 * 60,
-            idle_warning_secs: 2 * 60,
+            idle_warning_secs: None,
             max_sessions_per_user: 5,
             max_api_families_per_user: 10,
             fingerprint_bind: vec![
@@ -128,14 +144,14 @@ impl Default for SessionConfig {
             hashing_program: None,
             seed_demo_users: false,
             hsts: false,
-            access_token_secs: 15 * 60,
+            access_token_secs: None,
             refresh_token_secs: 7 * 24 * 60 * 60,
             throttle_account_failures: 5,
             throttle_ip_failures: 50,
             throttle_session_failures: 5,
             throttle_ip_sign_ups: 10,
             throttle_window_secs: 15 * 60,
-            bound_cookie_secs: 10 * 60,
+            bound_cookie_secs: None,
             test_hooks: false,
             test_hooks_in_release: false,
         }
@@ -159,8 +175,24 @@ impl SessionConfig {
         Duration::seconds(self.admin_absolute_timeout_secs.into())
     }
 
+    /// The shorter of the two idle timeouts: the one the dependent defaults must fit.
+    fn shortest_idle_timeout_secs(&self) -> u32 {
+        self.idle_timeout_secs.min(self.admin_idle_timeout_secs)
+    }
+
+    pub fn touch_interval_secs(&self) -> u32 {
+        self.touch_interval_secs.unwrap_or_else(|| {
+            DEFAULT_TOUCH_INTERVAL_SECS.min(self.shortest_idle_timeout_secs() / 10)
+        })
+    }
+
     pub fn touch_interval(&self) -> Duration {
-        Duration::seconds(self.touch_interval_secs.into())
+        Duration::seconds(self.touch_interval_secs().into())
+    }
+
+    pub fn idle_warning_secs(&self) -> u32 {
+        self.idle_warning_secs
+            .unwrap_or_else(|| DEFAULT_IDLE_WARNING_SECS.min(self.shortest_idle_timeout_secs() / 2))
     }
 
     pub fn confirm_window(&self) -> Duration {
@@ -171,8 +203,13 @@ impl SessionConfig {
         Duration::seconds(self.tombstone_grace_secs.into())
     }
 
+    pub fn access_token_secs(&self) -> u32 {
+        self.access_token_secs
+            .unwrap_or_else(|| DEFAULT_ACCESS_TOKEN_SECS.min(self.refresh_token_secs))
+    }
+
     pub fn access_token_lifetime(&self) -> Duration {
-        Duration::seconds(self.access_token_secs.into())
+        Duration::seconds(self.access_token_secs().into())
     }
 
     pub fn refresh_token_lifetime(&self) -> Duration {
@@ -199,8 +236,13 @@ impl SessionConfig {
         Duration::seconds(self.suspicious_sign_in_window_secs.into())
     }
 
+    pub fn bound_cookie_secs(&self) -> u32 {
+        self.bound_cookie_secs
+            .unwrap_or_else(|| DEFAULT_BOUND_COOKIE_SECS.min(self.absolute_timeout_secs))
+    }
+
     pub fn bound_cookie_lifetime(&self) -> Duration {
-        Duration::seconds(self.bound_cookie_secs.into())
+        Duration::seconds(self.bound_cookie_secs().into())
     }
 
     /// How the hashing process runs (`users::hashing`).
@@ -221,57 +263,140 @@ impl SessionConfig {
             .unwrap_or(Path::new("/proc/self/exe"))
     }
 
-    /// Rejects settings that would make the design's guarantees false.
+    /// Each numeric setting with the values it accepts. The upper ends keep every time the app
+    /// computes inside the calendar and every count inside PostgreSQL's integers; none is a
+    /// policy an operator would want past them. A setting whose default follows another comes
+    /// after it, so an out-of-range value is reported by its own name.
+    fn numeric_settings(&self) -> Vec<(&'static str, u32, RangeInclusive<u32>)> {
+        vec![
+            ("idle_timeout_secs", self.idle_timeout_secs, 1..=MONTH),
+            (
+                "absolute_timeout_secs",
+                self.absolute_timeout_secs,
+                1..=YEAR,
+            ),
+            (
+                "admin_idle_timeout_secs",
+                self.admin_idle_timeout_secs,
+                1..=MONTH,
+            ),
+            (
+                "admin_absolute_timeout_secs",
+                self.admin_absolute_timeout_secs,
+                1..=YEAR,
+            ),
+            ("touch_interval_secs", self.touch_interval_secs(), 0..=DAY),
+            ("confirm_window_secs", self.confirm_window_secs, 1..=DAY),
+            ("tombstone_grace_secs", self.tombstone_grace_secs, 0..=MONTH),
+            ("idle_warning_secs", self.idle_warning_secs(), 0..=DAY),
+            (
+                "max_sessions_per_user",
+                self.max_sessions_per_user,
+                1..=MILLION,
+            ),
+            (
+                "max_api_families_per_user",
+                self.max_api_families_per_user,
+                1..=MILLION,
+            ),
+            (
+                "network_alternations_max",
+                self.network_alternations_max,
+                1..=MILLION,
+            ),
+            (
+                "network_alternation_window_secs",
+                self.network_alternation_window_secs,
+                1..=DAY,
+            ),
+            (
+                "max_refreshes_per_access_lifetime",
+                self.max_refreshes_per_access_lifetime,
+                1..=MILLION,
+            ),
+            (
+                "suspicious_sign_in_failures",
+                self.suspicious_sign_in_failures,
+                1..=MILLION,
+            ),
+            (
+                "suspicious_sign_in_window_secs",
+                self.suspicious_sign_in_window_secs,
+                1..=MONTH,
+            ),
+            ("reaper_interval_secs", self.reaper_interval_secs, 1..=DAY),
+            ("reaper_batch_size", self.reaper_batch_size, 1..=100_000),
+            ("event_retention_days", self.event_retention_days, 1..=3650),
+            (
+                "address_retention_days",
+                self.address_retention_days,
+                1..=3650,
+            ),
+            ("max_concurrent_hashes", self.max_concurrent_hashes, 1..=256),
+            (
+                "hashing_nice",
+                self.hashing_nice.into(),
+                0..=MAX_NICE.into(),
+            ),
+            ("refresh_token_secs", self.refresh_token_secs, 1..=YEAR),
+            ("access_token_secs", self.access_token_secs(), 1..=DAY),
+            (
+                "throttle_account_failures",
+                self.throttle_account_failures,
+                1..=MILLION,
+            ),
+            (
+                "throttle_ip_failures",
+                self.throttle_ip_failures,
+                1..=MILLION,
+            ),
+            (
+                "throttle_session_failures",
+                self.throttle_session_failures,
+                1..=MILLION,
+            ),
+            (
+                "throttle_ip_sign_ups",
+                self.throttle_ip_sign_ups,
+                1..=MILLION,
+            ),
+            ("throttle_window_secs", self.throttle_window_secs, 1..=DAY),
+            ("bound_cookie_secs", self.bound_cookie_secs(), 1..=DAY),
+        ]
+    }
+
+    /// Rejects settings that would make the design's guarantees false, or that the arithmetic
+    /// on times and counts could not hold. Every message names the setting and what it accepts.
     pub fn validate(&self) -> Result<(), String> {
-        if self.idle_timeout_secs == 0
-            || self.absolute_timeout_secs == 0
-            || self.admin_idle_timeout_secs == 0
-            || self.admin_absolute_timeout_secs == 0
-        {
-            return Err("timeouts must be at least one second".into());
+        for (name, value, range) in self.numeric_settings() {
+            if !range.contains(&value) {
+                return Err(format!(
+                    "{name} = {value} is out of range: it must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ));
+            }
         }
-        if self.touch_interval_secs >= self.idle_timeout_secs.min(self.admin_idle_timeout_secs) {
-            return Err(
-                "touch_interval_secs must be shorter than idle_timeout_secs and admin_idle_timeout_secs"
-                    .into(),
-            );
+        let shortest_idle = self.shortest_idle_timeout_secs();
+        if self.touch_interval_secs() >= shortest_idle {
+            return Err(format!(
+                "touch_interval_secs = {} must be shorter than the shortest idle timeout ({shortest_idle} s: idle_timeout_secs, admin_idle_timeout_secs)",
+                self.touch_interval_secs()
+            ));
         }
-        if self.max_sessions_per_user == 0
-            || self.max_api_families_per_user == 0
-            || self.max_concurrent_hashes == 0
-        {
-            return Err("max_sessions_per_user, max_api_families_per_user and max_concurrent_hashes must be positive".into());
+        if self.access_token_secs() > self.refresh_token_secs {
+            return Err(format!(
+                "access_token_secs = {} must be at most refresh_token_secs ({})",
+                self.access_token_secs(),
+                self.refresh_token_secs
+            ));
         }
-        if self.access_token_secs == 0 || self.access_token_secs > self.refresh_token_secs {
-            return Err("access_token_secs must be positive and at most refresh_token_secs".into());
-        }
-        if self.throttle_account_failures == 0
-            || self.throttle_ip_failures == 0
-            || self.throttle_window_secs == 0
-        {
-            return Err("throttle_account_failures, throttle_ip_failures and throttle_window_secs must be positive".into());
-        }
-        if self.throttle_session_failures == 0 || self.throttle_ip_sign_ups == 0 {
-            return Err(
-                "throttle_session_failures and throttle_ip_sign_ups must be positive".into(),
-            );
-        }
-        if self.bound_cookie_secs == 0 || self.bound_cookie_secs > self.absolute_timeout_secs {
-            return Err(
-                "bound_cookie_secs must be positive and at most absolute_timeout_secs".into(),
-            );
-        }
-        if self.network_alternations_max == 0
-            || self.max_refreshes_per_access_lifetime == 0
-            || self.suspicious_sign_in_failures == 0
-        {
-            return Err("network_alternations_max, max_refreshes_per_access_lifetime and suspicious_sign_in_failures must be positive".into());
-        }
-        if self.event_retention_days == 0 || self.address_retention_days == 0 {
-            return Err("event_retention_days and address_retention_days must be positive".into());
-        }
-        if self.reaper_batch_size == 0 {
-            return Err("reaper_batch_size must be positive".into());
+        if self.bound_cookie_secs() > self.absolute_timeout_secs {
+            return Err(format!(
+                "bound_cookie_secs = {} must be at most absolute_timeout_secs ({})",
+                self.bound_cookie_secs(),
+                self.absolute_timeout_secs
+            ));
         }
         if self
             .hashing_cgroup
@@ -287,14 +412,149 @@ impl SessionConfig {
         {
             return Err("hashing_program must be an absolute path".into());
         }
-        if self.hashing_nice > MAX_NICE {
-            return Err(format!("hashing_nice must be between 0 and {MAX_NICE}"));
-        }
         if !self.cookie_name.starts_with("__Host-") {
             return Err(
                 "cookie_name must keep the __Host- prefix (no Domain, Secure, Path=/)".into(),
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(change: impl FnOnce(&mut SessionConfig)) -> SessionConfig {
+        let mut config = SessionConfig::default();
+        change(&mut config);
+        config
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(SessionConfig::default().validate(), Ok(()));
+    }
+
+    /// A person who shortens one setting never has to find the others that depended on it.
+    #[test]
+    fn a_shorter_timeout_alone_brings_the_defaults_that_depend_on_it_along() {
+        let short_session = with(|c| c.absolute_timeout_secs = 4);
+        assert_eq!(short_session.validate(), Ok(()));
+        assert_eq!(short_session.bound_cookie_secs(), 4);
+
+        let short_idle = with(|c| c.idle_timeout_secs = 30);
+        assert_eq!(short_idle.validate(), Ok(()));
+        assert_eq!(short_idle.touch_interval_secs(), 3);
+        assert_eq!(short_idle.idle_warning_secs(), 15);
+
+        let short_admin_idle = with(|c| c.admin_idle_timeout_secs = 5);
+        assert_eq!(short_admin_idle.validate(), Ok(()));
+        assert_eq!(short_admin_idle.touch_interval_secs(), 0);
+
+        let short_family = with(|c| c.refresh_token_secs = 600);
+        assert_eq!(short_family.validate(), Ok(()));
+        assert_eq!(short_family.access_token_secs(), 600);
+
+        let defaults = SessionConfig::default();
+        assert_eq!(
+            (
+                defaults.bound_cookie_secs(),
+                defaults.touch_interval_secs(),
+                defaults.idle_warning_secs(),
+                defaults.access_token_secs()
+            ),
+            (600, 60, 120, 900)
+        );
+    }
+
+    #[test]
+    fn a_dependent_setting_given_explicitly_must_still_fit() {
+        let error = with(|c| {
+            c.absolute_timeout_secs = 4;
+            c.bound_cookie_secs = Some(600);
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "bound_cookie_secs = 600 must be at most absolute_timeout_secs (4)"
+        );
+        let error = with(|c| {
+            c.idle_timeout_secs = 30;
+            c.touch_interval_secs = Some(60);
+        })
+        .validate()
+        .unwrap_err();
+        assert!(
+            error.starts_with("touch_interval_secs = 60 must be shorter"),
+            "{error}"
+        );
+        let error = with(|c| {
+            c.refresh_token_secs = 600;
+            c.access_token_secs = Some(900);
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "access_token_secs = 900 must be at most refresh_token_secs (600)"
+        );
+    }
+
+    #[test]
+    fn a_number_out_of_range_is_refused_by_name() {
+        let error = with(|c| c.event_retention_days = u32::MAX)
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "event_retention_days = 4294967295 is out of range: it must be between 1 and 3650"
+        );
+        let error = with(|c| c.reaper_interval_secs = 0).validate().unwrap_err();
+        assert_eq!(
+            error,
+            "reaper_interval_secs = 0 is out of range: it must be between 1 and 86400"
+        );
+        let error = with(|c| c.hashing_nice = 20).validate().unwrap_err();
+        assert_eq!(
+            error,
+            "hashing_nice = 20 is out of range: it must be between 0 and 19"
+        );
+    }
+
+    /// Every setting at either end of its range, one at a time: the ranges hold what they say.
+    #[test]
+    fn every_setting_accepts_both_ends_of_its_range_and_refuses_one_past_them() {
+        for (name, _, range) in SessionConfig::default().numeric_settings() {
+            let (low, high) = (*range.start(), *range.end());
+            // Each end alone may still break a relation to another setting (a touch interval
+            // of a day against a 30-minute idle timeout), but never its own range.
+            for value in [low, high] {
+                let config = at(name, value);
+                if let Err(error) = config.validate() {
+                    assert!(
+                        !error.contains("out of range"),
+                        "{name} = {value} is in its range, but: {error}"
+                    );
+                }
+            }
+            if let Some(below) = low.checked_sub(1) {
+                let error = at(name, below).validate().unwrap_err();
+                assert!(error.starts_with(name), "{name} = {below}: {error}");
+            }
+            if high < u32::MAX {
+                let error = at(name, high + 1).validate().unwrap_err();
+                assert!(error.starts_with(name), "{name} = {}: {error}", high + 1);
+            }
+        }
+    }
+
+    /// The default configuration with one numeric setting replaced by name.
+    fn at(name: &str, value: u32) -> SessionConfig {
+        rocket::figment::Figment::new()
+            .merge((name, value))
+            .extract()
+            .expect("a numeric setting")
     }
 }

@@ -192,7 +192,7 @@ pub async fn refresh(
             .detail(format!(
                 "{} refreshes within {} seconds",
                 token.recent_refreshes + 1,
-                config.access_token_secs
+                config.access_token_secs()
             ));
             events::record(&mut tx, event, now).await?;
         }

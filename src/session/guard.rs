@@ -265,7 +265,7 @@ async fn check(request: &Request<'_>) -> Check {
                 policy::idle_deadline(session.lifetimes(), super::limits(config), session.role);
             let idle = IdleCountdown {
                 seconds_left: (deadline - now).whole_seconds().max(0),
-                warning_secs: config.idle_warning_secs,
+                warning_secs: config.idle_warning_secs(),
             };
             let confirmed = session.confirmed_until.is_some_and(|until| until > now);
             // A bound session keeps its forms' token while DBSC refreshes replace the cookie.

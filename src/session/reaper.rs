@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 use super::{dbsc, store};
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
-use crate::db::Db;
+use crate::db::{Db, PgPool};
 use crate::events;
 use crate::throttle;
 use rocket_db_pools::Database;
@@ -74,8 +74,35 @@ pub async fn expire_events(
     }
 }
 
-/// Runs `reap_once` every `reaper_interval_secs` until the app shuts down. Safe with any
-/// number of instances: each skips the rows another is deleting.
+/// One round of every clean-up the reaper owns. Each part logs its own failure and the others
+/// still run; the next round tries again.
+pub async fn round(pool: &PgPool, config: &SessionConfig, clock: &AppClock) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(error) => {
+            rocket::warn!("reaper could not reach the database (will retry): {error}");
+            return;
+        }
+    };
+    match reap_once(&mut conn, config, clock).await {
+        Ok(0) => {}
+        Ok(deleted) => rocket::info!("reaper deleted {deleted} expired sessions"),
+        Err(error) => rocket::warn!("reaper failed (will retry): {error}"),
+    }
+    if let Err(error) = expire_events(&mut conn, config, clock).await {
+        rocket::warn!("reaper could not expire old security events (will retry): {error}");
+    }
+    if let Err(error) = throttle::forget_old(&mut conn, config, clock.now()).await {
+        rocket::warn!("reaper could not delete old sign-in failures (will retry): {error}");
+    }
+    if let Err(error) = dbsc::forget_old_challenges(pool, clock.now()).await {
+        rocket::warn!("reaper could not delete stale DBSC challenges (will retry): {error}");
+    }
+}
+
+/// Runs a `round` every `reaper_interval_secs` until the app shuts down. Safe with any number of
+/// instances: each skips the rows another is deleting. Each round is a task of its own, so even
+/// a panic inside one is logged and the next round still comes.
 pub fn stage() -> AdHoc {
     AdHoc::on_liftoff("Session reaper", |rocket| {
         Box::pin(async move {
@@ -96,26 +123,10 @@ pub fn stage() -> AdHoc {
                     rocket::tokio::select! {
                         _ = &mut shutdown => return,
                         _ = ticks.tick() => {
-                            let mut conn = match pool.acquire().await {
-                                Ok(conn) => conn,
-                                Err(error) => {
-                                    rocket::warn!("reaper could not reach the database (will retry): {error}");
-                                    continue;
-                                }
-                            };
-                            match reap_once(&mut conn, &config, &clock).await {
-                                Ok(0) => {}
-                                Ok(deleted) => rocket::info!("reaper deleted {deleted} expired sessions"),
-                                Err(error) => rocket::warn!("reaper failed (will retry): {error}"),
-                            }
-                            if let Err(error) = expire_events(&mut conn, &config, &clock).await {
-                                rocket::warn!("reaper could not expire old security events (will retry): {error}");
-                            }
-                            if let Err(error) = throttle::forget_old(&mut conn, &config, clock.now()).await {
-                                rocket::warn!("reaper could not delete old sign-in failures (will retry): {error}");
-                            }
-                            if let Err(error) = dbsc::forget_old_challenges(&pool, clock.now()).await {
-                                rocket::warn!("reaper could not delete stale DBSC challenges (will retry): {error}");
+                            let (pool, config, clock) = (pool.clone(), config.clone(), clock.clone());
+                            let this_round = rocket::tokio::spawn(async move { round(&pool, &config, &clock).await });
+                            if let Err(error) = this_round.await {
+                                rocket::error!("a reaper round failed (the next one will run): {error}");
                             }
                         }
                     }

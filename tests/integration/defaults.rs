@@ -3,6 +3,8 @@
 //! forwarded-address header, keeps small body limits, uses the `[sessions]` defaults (HSTS in
 //! the release profile included) and does not name its server software.
 
+use std::process::Command;
+
 use secure_sessions::config::SessionConfig;
 use secure_sessions::users::Role;
 
@@ -157,4 +159,66 @@ async fn the_binary_runs_half_the_cores_in_async_workers() {
         rocket::tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(binary.log().contains(&expected), "{}", binary.log());
+}
+
+/// The binary with the checkout's Rocket.toml and one setting changed through the environment,
+/// as a person tries a setting: `ROCKET_SESSIONS='{absolute_timeout_secs=4}' scripts/run`.
+fn with_sessions<'a>(app: &'a TestApp, sessions: &'a str) -> impl FnOnce(&mut Command) + 'a {
+    move |command| {
+        command
+            .env("DATABASE_URL", &app.database_url)
+            .env("ROCKET_SECRET_KEY", random_secret_key())
+            .env("ROCKET_SESSIONS", sessions);
+    }
+}
+
+/// A setting changed alone starts: the defaults that must fit inside it (the bound cookie's
+/// lifetime, the touch interval, the idle warning, the access token's lifetime) follow it.
+#[rocket::async_test]
+async fn a_timeout_shortened_alone_starts_and_serves() {
+    let app = TestApp::new().await;
+    for sessions in [
+        "{absolute_timeout_secs=4}",
+        "{idle_timeout_secs=30}",
+        "{admin_idle_timeout_secs=5}",
+        "{refresh_token_secs=600}",
+    ] {
+        let binary = RunningApp::start(with_sessions(&app, sessions)).await;
+        let page = RawRequest::get("/login").send(binary.port).await;
+        assert_eq!(
+            page.status,
+            200,
+            "{sessions}: {}\n{}",
+            page.head,
+            binary.log()
+        );
+    }
+}
+
+/// A number outside its range stops the launch with the setting's name and range, instead of
+/// breaking something later (the reaper's date arithmetic, a zero-length interval).
+#[rocket::async_test]
+async fn a_setting_out_of_its_range_stops_the_launch_by_name() {
+    let app = TestApp::new().await;
+    let log = RunningApp::refused(with_sessions(&app, "{event_retention_days=4294967295}")).await;
+    assert!(
+        log.contains(
+            "event_retention_days = 4294967295 is out of range: it must be between 1 and 3650"
+        ),
+        "{log}"
+    );
+    let log = RunningApp::refused(with_sessions(&app, "{reaper_interval_secs=0}")).await;
+    assert!(
+        log.contains("reaper_interval_secs = 0 is out of range: it must be between 1 and 86400"),
+        "{log}"
+    );
+    let log = RunningApp::refused(with_sessions(
+        &app,
+        "{absolute_timeout_secs=4,bound_cookie_secs=600}",
+    ))
+    .await;
+    assert!(
+        log.contains("bound_cookie_secs = 600 must be at most absolute_timeout_secs (4)"),
+        "{log}"
+    );
 }

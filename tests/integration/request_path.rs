@@ -112,7 +112,7 @@ async fn a_signed_in_request_is_one_sql_statement_even_when_it_writes_last_seen(
         "nothing written within the touch interval"
     );
 
-    app.advance_secs(i64::from(app.config().touch_interval_secs));
+    app.advance_secs(i64::from(app.config().touch_interval_secs()));
     assert_eq!(alice.get("/account/password").await.status, Status::Ok);
     assert_eq!(
         statements.count().await,
@@ -159,7 +159,7 @@ async fn a_bearer_request_is_one_sql_statement_even_when_it_writes_last_seen() {
     let statements = Statements::start(&app).await;
 
     assert_eq!(me().await.status(), Status::Ok);
-    app.advance_secs(i64::from(app.config().touch_interval_secs));
+    app.advance_secs(i64::from(app.config().touch_interval_secs()));
     assert_eq!(me().await.status(), Status::Ok);
     assert_eq!(statements.count().await, 2);
     assert_eq!(last_seen_writes(&app).await, 1);
@@ -177,7 +177,7 @@ async fn two_requests_at_the_moment_last_seen_is_due_are_both_served_and_write_i
     let alice = Device::new(&client);
     alice.sign_in("alice", PASSWORD).await;
     log_last_seen_writes(&app).await;
-    let touch_interval = i64::from(app.config().touch_interval_secs);
+    let touch_interval = i64::from(app.config().touch_interval_secs());
     assert!(touch_interval * ROUNDS < i64::from(app.config().absolute_timeout_secs));
 
     for round in 0..ROUNDS {

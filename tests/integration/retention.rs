@@ -1,7 +1,9 @@
 //! Data that expires: security events past `event_retention_days` are deleted by the reaper in
 //! batches, and the addresses in events past `address_retention_days` are cut to their network.
 
+use rocket_db_pools::Database;
 use secure_sessions::clock::AppClock;
+use secure_sessions::db::Db;
 use secure_sessions::session::reaper::{self, Retention};
 use secure_sessions::users::Role;
 
@@ -118,4 +120,42 @@ async fn the_retention_periods_are_settings() {
     app.advance_secs(6 * DAY);
     assert_eq!(expire(&app).await.deleted, 1);
     assert!(events(&app, alice_id).await.is_empty());
+}
+
+/// Every retention setting at the top of its range: a whole reaper round computes its cut-offs
+/// inside the calendar, keeps what is younger than them and fails nothing (before the ranges, a
+/// retention of 4294967295 days made the reaper's task panic, and every clean-up stopped).
+#[rocket::async_test]
+async fn a_reaper_round_with_every_retention_at_its_maximum_keeps_what_is_young() {
+    let app = TestApp::with(|figment| {
+        figment
+            .merge(("sessions.event_retention_days", 3650))
+            .merge(("sessions.address_retention_days", 3650))
+            .merge(("sessions.tombstone_grace_secs", 31 * DAY))
+            .merge(("sessions.throttle_window_secs", DAY))
+    })
+    .await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let home = Device::with(&client, CHROME_LINUX, "203.0.113.7");
+    home.sign_in("alice", "not the password").await;
+    home.sign_in("alice", PASSWORD).await;
+    home.sign_out().await;
+    app.advance_secs(400 * DAY);
+    let before = events(&app, alice_id).await;
+
+    let db = Db::fetch(client.rocket()).expect("the app's pool");
+    reaper::round(
+        db.pool(),
+        &app.config(),
+        &AppClock::movable(app.clock.clone()),
+    )
+    .await;
+
+    assert_eq!(
+        events(&app, alice_id).await,
+        before,
+        "nothing is old enough to go"
+    );
+    assert_eq!(expire(&app).await, Retention::default());
 }
