@@ -12,21 +12,11 @@ use rustix::process::{Pid, Signal, kill_process};
 use secure_sessions::users::{Password, Role};
 
 use crate::support::binary::{
-    RunningApp, has_ended, hashing_process_of, process_stat, threads_named,
+    RunningApp, has_ended, hashing_process_of, process_stat, threads_named, with_sessions,
 };
 use crate::support::http::CHROME_LINUX;
 use crate::support::raw::{RawRequest, RawResponse};
-use crate::support::{PASSWORD, TestApp, password_hasher, random_secret_key};
-
-/// The binary's environment: the test's database and `sessions` settings (a TOML table).
-fn with_sessions<'a>(app: &'a TestApp, sessions: &'a str) -> impl FnOnce(&mut Command) + 'a {
-    move |command| {
-        command
-            .env("DATABASE_URL", &app.database_url)
-            .env("ROCKET_SECRET_KEY", random_secret_key())
-            .env("ROCKET_SESSIONS", sessions);
-    }
-}
+use crate::support::{PASSWORD, TestApp, password_hasher};
 
 /// A browser's sign-in through the form, on the binary at `port`.
 async fn sign_in(port: u16, username: &str) -> RawResponse {
