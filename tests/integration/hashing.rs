@@ -258,7 +258,7 @@ async fn a_hashing_program_that_is_not_the_app_or_a_nice_out_of_range_stops_the_
     );
     let log = RunningApp::refused(with_sessions(&app, "{hashing_nice=20}")).await;
     assert!(
-        log.contains("hashing_nice must be between 0 and 19"),
+        log.contains("hashing_nice = 20 is out of range: it must be between 0 and 19"),
         "{log}"
     );
 }
