@@ -133,7 +133,10 @@ pub async fn submit(
         users::store::create(&mut tx, &username, &password_hash, Role::User, now).await?
     else {
         let mut errors = FormErrors::default();
-        errors.field("username", "That username is taken. Please choose another.");
+        errors.field(
+            "username",
+            "That username is taken, or looks too much like one that is. Please choose another.",
+        );
         return refuse(errors);
     };
     let created = NewEvent::new(user_id, EventKind::Registered, None, ctx.client);

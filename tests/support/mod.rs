@@ -172,6 +172,20 @@ pub async fn fresh_database() -> String {
     database_url(&name)
 }
 
+/// A new database with no schema at all, for a test that applies migrations itself; returns its URL.
+pub async fn empty_database() -> String {
+    let mut admin = PgConnection::connect(&server_url())
+        .await
+        .expect("connect to the test server");
+    let name = format!("ss_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create an empty database");
+    admin.close().await.ok();
+    database_url(&name)
+}
+
 /// A random value for Rocket's `secret_key` (the key that seals private cookies).
 pub fn random_secret_key() -> String {
     use base64::Engine;
