@@ -52,8 +52,8 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// Hashes and verifies passwords with argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1) in
-/// the hashing process, on `HashingSettings::threads` threads there, so a sign-in flood queues
-/// there instead of starving the async workers.
+/// the hashing process, on `HashingSettings::threads` threads there, so a sign-in flood waits
+/// in a bounded queue, or is refused, instead of starving the async workers.
 pub struct PasswordHasher {
     events: mpsc::Sender<Event>,
     load: Arc<Load>,
