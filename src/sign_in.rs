@@ -38,6 +38,9 @@ pub async fn check_password(
     // One canonical form for the throttle and the lookup. Text that cannot be a username names
     // no account: look-alikes and control characters never reach the database as a name.
     let username = Username::parse(username).ok();
+    // A place in the hashing queue before anything else: when it is full, the answer is 503 at
+    // once, and the attempt costs neither a throttle write nor a place in anyone's budget.
+    let admitted = ctx.hasher.admit()?;
     // Before any argon2 work: a flood of guesses costs the server one query each.
     let admission = throttle::begin_sign_in(
         &mut *ctx.connection().await?,
@@ -62,7 +65,7 @@ pub async fn check_password(
     let stored_hash = account
         .as_ref()
         .map(|account| account.password_hash.clone());
-    let password_matches = ctx.hasher.verify(&password, stored_hash).await?;
+    let password_matches = admitted.verify(&password, stored_hash).await?;
     match account {
         Some(account) if password_matches && !account.disabled => Ok(Verdict::Accepted {
             credentials: account.checked(),
@@ -115,6 +118,7 @@ pub async fn check_session_password(
     password: String,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
+    let admitted = ctx.hasher.admit()?;
     let attempt = match throttle::begin_recheck(
         &mut *ctx.connection().await?,
         ctx.config,
@@ -133,7 +137,7 @@ pub async fn check_session_password(
         .as_ref()
         .map(|account| account.password_hash.clone());
     let matches = match Password::parse(password) {
-        Ok(password) => ctx.hasher.verify(&password, stored_hash).await?,
+        Ok(password) => admitted.verify(&password, stored_hash).await?,
         Err(_) => false,
     };
     if let Some(account) = account.filter(|_| matches) {

@@ -10,6 +10,7 @@ use rocket::{Catcher, Request, Responder, catch, catchers, uri};
 
 use super::{confirm, login};
 use crate::config::SessionConfig;
+use crate::error::RetryAfterSecs;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note};
@@ -36,6 +37,11 @@ pub enum ErrorResponse {
         challenge: Header<'static>,
     },
     Page((Status, Page<ErrorPage>)),
+    /// Refused for now: any of the above, with when to come back.
+    RetryLater {
+        response: Box<ErrorResponse>,
+        retry_after: Header<'static>,
+    },
 }
 
 /// What an error says: a stable `error` code for API clients (a public contract, never
@@ -173,7 +179,14 @@ async fn error_page(status: Status, text: ErrorText, request: &Request<'_>) -> E
 
 #[catch(default)]
 async fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
-    error_page(status, describe(status), request).await
+    let response = error_page(status, describe(status), request).await;
+    match request.local_cache(RetryAfterSecs::default) {
+        RetryAfterSecs(Some(secs)) => ErrorResponse::RetryLater {
+            response: Box::new(response),
+            retry_after: Header::new("Retry-After", secs.to_string()),
+        },
+        RetryAfterSecs(None) => response,
+    }
 }
 
 fn describe(status: Status) -> ErrorText {

@@ -803,3 +803,74 @@ async fn a_sign_up_counts_against_the_limit_only_after_the_one_before_it_commits
     assert_eq!(reply.status, Status::TooManyRequests, "{}", reply.body);
     assert!(waited, "the second sign-up waited for the first");
 }
+
+/// Signs `username` up through the form.
+async fn sign_up(device: &Device<'_>, username: &str) -> Reply {
+    let csrf = device.get("/register").await.csrf_token();
+    let fields = [
+        ("username", username),
+        ("password", NEW_PASSWORD),
+        ("password_confirm", NEW_PASSWORD),
+        ("csrf_token", &csrf),
+    ];
+    device.post_form("/register", &fields).await
+}
+
+#[rocket::async_test]
+async fn a_sign_up_for_a_look_alike_name_waits_for_the_one_under_way_and_is_refused() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    // `alice` is being created (uncommitted): no query can see it yet, only its unique key.
+    let alice = users::Username::parse("alice").unwrap();
+    let mut holder = app.pool.begin().await.unwrap();
+    users::store::create(&mut holder, &alice, "x", Role::User, app.clock_now())
+        .await
+        .unwrap()
+        .expect("created");
+    let device = Device::new(&client);
+    let (reply, waited) = while_held(&app, holder, sign_up(&device, "aIice")).await;
+    assert!(waited, "the look-alike's sign-up waited for the first");
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert!(
+        reply.shows("looks too much like one that is"),
+        "{}",
+        reply.body
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[rocket::async_test]
+async fn of_two_sign_ups_racing_for_look_alike_names_exactly_one_wins_every_time() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    for round in 0..20 {
+        // Two browsers on addresses of their own, so no sign-up limit is reached.
+        let first = Device::with(&client, CHROME_LINUX, &format!("198.51.100.{}", 2 * round));
+        let second = Device::with(&client, CHROME_LINUX, &format!("203.0.113.{round}"));
+        let (name, look_alike) = (format!("alice{round}"), format!("a1ice{round}"));
+        let replies = join_all([sign_up(&first, &name), sign_up(&second, &look_alike)]).await;
+        let signed_up = replies
+            .iter()
+            .filter(|reply| reply.status == Status::SeeOther)
+            .count();
+        assert_eq!(signed_up, 1, "round {round}");
+        let refused = replies
+            .iter()
+            .find(|reply| reply.status == Status::Ok)
+            .expect("one refused");
+        assert!(
+            refused.shows("looks too much like one that is"),
+            "{}",
+            refused.body
+        );
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 20);
+}
