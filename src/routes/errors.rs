@@ -105,6 +105,12 @@ fn unauthorized(request: &Request<'_>) -> ErrorResponse {
 #[catch(403)]
 async fn forbidden(request: &Request<'_>) -> ErrorResponse {
     match Refusal::of(request) {
+        // Sent with the token a rotation replaced a moment ago: the browser asks for the page
+        // again, with the cookie the rotation set (the old token is refused for good after the
+        // grace, and the page then goes to the sign-in page like any other).
+        Refusal::Superseded if request.method() == Method::Get => {
+            ErrorResponse::Redirect(Redirect::to(request.uri().to_string()))
+        }
         Refusal::ConfirmationRequired if !wants_json(request) => {
             // Back to where the action started: the page for a GET, its section's page for a form post.
             let next = if request.method() == Method::Get {

@@ -69,7 +69,8 @@ pub fn page(
     ctx: RequestContext<'_>,
 ) -> AppResult<LoginResponse> {
     match user {
-        Ok(_) => Ok(LoginResponse::Redirect(Redirect::to(
+        // A token a rotation replaced a moment ago is the same signed-in person's.
+        Ok(_) | Err(SessionError::Superseded(_)) => Ok(LoginResponse::Redirect(Redirect::to(
             LocalPath::or_account(next).as_str().to_owned(),
         ))),
         Err(SessionError::Ended(_)) => {

@@ -56,11 +56,12 @@ pub struct SessionRecord {
 /// cookie must not keep a session alive), last seen at or before `seen_before` (the touch
 /// interval has passed) and, when given, after `seen_after` (not idle past its timeout: such a
 /// session is ended, not touched) and, for an account whose role is `admin` at that moment,
-/// inside `admin` (the administrator's shorter limits).
+/// inside `admin` (the administrator's shorter limits). No `seen_before`: the request is not the
+/// person's doing (a page's own timer), and nothing is written.
 pub struct Touch {
     pub kind: SessionKind,
     pub now: OffsetDateTime,
-    pub seen_before: OffsetDateTime,
+    pub seen_before: Option<OffsetDateTime>,
     pub seen_after: Option<OffsetDateTime>,
     pub admin: Option<AdminTouch>,
 }
@@ -201,7 +202,8 @@ pub enum NetworkChange {
 /// The watched fingerprint changed (a new network): keep the session, adopt the new values,
 /// and drop privileged confirmation, which must not follow a cookie to a new network. In the
 /// same statement: remember the network left, count a quick return to the one before, and end
-/// the session (tombstone `network_alternation`) at the `max_returns`th return in a row.
+/// the session (tombstone `network_alternation`) at the `max_returns`th return in a row. Last
+/// seen moves to `now` only when `seen` (the request is the person's doing).
 /// `None`: the session had ended meanwhile.
 pub async fn record_network_change(
     conn: &mut PgConnection,
@@ -209,12 +211,14 @@ pub async fn record_network_change(
     fingerprint: &Fingerprint,
     ip: &str,
     alternation: &Alternation,
+    seen: bool,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<NetworkChange>> {
     // Every SET expression reads the row as it was before this statement (re-read if a concurrent
     // write came first), so the three CASEs agree on whether this change is a quick return.
     let ended = sqlx::query_scalar!(
-        r#"UPDATE sessions SET fingerprint_watch = $2, ip = $3, last_seen_at = $4, confirmed_until = NULL,
+        r#"UPDATE sessions SET fingerprint_watch = $2, ip = $3, confirmed_until = NULL,
+                               last_seen_at = CASE WHEN $8 THEN $4 ELSE last_seen_at END,
                                previous_watch = fingerprint_watch, watch_changed_at = $4,
                                network_returns = CASE WHEN previous_watch = $2 AND watch_changed_at > $5
                                                       THEN network_returns + 1 ELSE 0 END,
@@ -231,6 +235,7 @@ pub async fn record_network_change(
         alternation.changed_after,
         alternation.max_returns,
         Reason::NetworkAlternation as _,
+        seen,
     )
     .fetch_optional(conn)
     .await?;
@@ -336,26 +341,58 @@ pub async fn list_live_for_user(
     .await
 }
 
-/// Rotation: the row keeps its identity (public id, sign-in time) under a new key; the old
-/// token is dead the moment this commits. Sets or clears privileged confirmation with it.
+/// Rotation: the row keeps its identity (public id, sign-in time) under a new key. The old key
+/// moves to `previous_key` until `grace_until` (see `find_rotated_from`): no request with the old
+/// token passes as the session from the moment this commits. Sets or clears privileged
+/// confirmation with it.
 pub async fn rotate(
     conn: &mut PgConnection,
     old_key: &SessionKey,
     new_key: &SessionKey,
     confirmed_until: Option<OffsetDateTime>,
+    grace_until: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let result = sqlx::query!(
-        "UPDATE sessions SET key = $2, confirmed_until = $3, last_seen_at = $4
+        "UPDATE sessions SET key = $2, confirmed_until = $3, last_seen_at = $4,
+                             previous_key = key, previous_key_until = $5
          WHERE key = $1 AND revoked_at IS NULL",
         old_key.as_bytes(),
         new_key.as_bytes(),
         confirmed_until,
         now,
+        grace_until,
     )
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// The session that rotated away from this key less than its grace ago, ended or not.
+#[derive(Debug)]
+pub struct RotatedFrom {
+    pub public_id: Uuid,
+    pub user_id: i64,
+    pub revoke_reason: Option<Reason>,
+}
+
+/// The session whose previous key this is, if its grace lasts past `now`: a request the browser
+/// sent with the old token before the rotation's new cookie reached it. Asked only when no session
+/// has this key (`find_with_user` found none), so it costs nothing on the per-request path.
+pub async fn find_rotated_from(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<RotatedFrom>> {
+    sqlx::query_as!(
+        RotatedFrom,
+        r#"SELECT public_id, user_id, revoke_reason AS "revoke_reason: Reason"
+           FROM sessions WHERE previous_key = $1 AND previous_key_until > $2"#,
+        key.as_bytes(),
+        now,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Records the sensitive action a live session asked for until its confirmation (replacing any

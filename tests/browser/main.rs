@@ -11,5 +11,6 @@ mod endings;
 mod foundation;
 mod harness;
 mod pages;
+mod tabs;
 mod throttle;
 mod tls;

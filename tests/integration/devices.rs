@@ -50,9 +50,17 @@ async fn signing_another_device_out_needs_a_recent_password_confirmation() {
     assert_ne!(before, after, "confirmation rotates the token");
     let stale = Device::new(&client);
     stale.set_cookie("__Host-sid", &before);
+    // The old token gets no page: within the rotation's grace it is only sent to ask again (with
+    // the cookie the browser now holds), then it is nobody's.
+    let again = stale.get("/account").await;
+    assert_eq!(
+        (again.status, again.location()),
+        (Status::SeeOther, "/account")
+    );
+    app.advance_secs(6);
     assert!(
         stale.get("/account").await.location().starts_with("/login"),
-        "the old token died at once"
+        "the old token is dead once the grace is over"
     );
 
     let reply = laptop.post_from("/account", &revoke, &[]).await;
@@ -285,6 +293,13 @@ async fn changing_the_password_signs_out_every_other_device_and_rotates_this_one
     }
     let stale = Device::new(&client);
     stale.set_cookie("__Host-sid", &before);
+    let again = stale.get("/account").await;
+    assert_eq!(
+        (again.status, again.location()),
+        (Status::SeeOther, "/account"),
+        "within the rotation's grace the old cookie value gets no page"
+    );
+    app.advance_secs(6);
     assert!(
         stale.get("/account").await.location().starts_with("/login"),
         "the old cookie value stopped working"
