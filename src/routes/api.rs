@@ -258,7 +258,7 @@ pub async fn list_sessions(user: &ApiUser, ctx: RequestContext<'_>) -> AppResult
     let devices = store::list_live_for_user(
         &mut *ctx.connection().await?,
         user.session().user_id,
-        ctx.now(),
+        &session::alive(ctx.config, ctx.now()),
     )
     .await?;
     let sessions = devices
