@@ -593,7 +593,10 @@ async fn an_admin_can_disable_an_account_sign_it_out_everywhere_and_enable_it_ag
             .await
             .testid_text("login-error")
             .as_deref(),
-        Some("Incorrect username or password.")
+        Some(
+            "This account has been disabled. \
+             Please contact an administrator to have it enabled again."
+        )
     );
     assert!(admin.get("/admin").await.shows("Disabled"));
 
