@@ -11,21 +11,41 @@ use crate::session::AuthenticatedUser;
 use crate::throttle::{self, Admission, Attempt, RetryAfter};
 use crate::users::{self, CheckedCredentials, Password, Username};
 
-pub enum Verdict {
+/// What a sign-in's password check found (`check_password`).
+pub enum SignInVerdict {
     /// The right password for an enabled account, as of `credentials.version`. Act on it in a
-    /// transaction that also calls `throttle::succeeded(attempt)`, so the budget it counted
-    /// against (the account's at sign-in, the session's at a re-check) starts afresh with the
-    /// action, and that creates nothing unless the credentials are still current
-    /// (`users::store::lock_if_current`: `session::start` and `api::issue` check it).
+    /// transaction that also calls `throttle::succeeded(attempt)`, so the account's budget
+    /// starts afresh with the new session or token family, and that creates nothing unless the
+    /// credentials are still current (`users::store::lock_if_current`: `session::start` and
+    /// `api::issue` check it).
     Accepted {
         credentials: CheckedCredentials,
         attempt: Attempt,
     },
-    /// A wrong password, an unknown username or a disabled account: one answer for all, so the
-    /// client never learns which.
+    /// A wrong password or an unknown username, whether or not the account is disabled: one
+    /// answer for all, so the client never learns which.
     Rejected,
-    /// The budget this check counts against is spent: the account's or the address's at
-    /// sign-in, the session's at a re-check. No password was checked.
+    /// The right password for a disabled account: told so, and what to do, rather than left to
+    /// retry until throttled. Only someone who knows the password learns it. The attempt still
+    /// counts against the budgets.
+    Disabled,
+    /// The account's or the address's budget is spent. No password was checked.
+    Throttled(RetryAfter),
+}
+
+/// What a signed-in user's password re-check found (`check_own_password`,
+/// `check_session_password`).
+pub enum Verdict {
+    /// The right password, as of `credentials.version`. Act on it in a transaction that also
+    /// calls `throttle::succeeded(attempt)`, so the session's budget starts afresh with the
+    /// action.
+    Accepted {
+        credentials: CheckedCredentials,
+        attempt: Attempt,
+    },
+    /// A wrong password.
+    Rejected,
+    /// The session's budget is spent. No password was checked.
     Throttled(RetryAfter),
 }
 
@@ -34,7 +54,7 @@ pub async fn check_password(
     username: &str,
     password: String,
     now: OffsetDateTime,
-) -> AppResult<Verdict> {
+) -> AppResult<SignInVerdict> {
     // One canonical form for the throttle and the lookup. Text that cannot be a username names
     // no account: look-alikes and control characters never reach the database as a name.
     let username = Username::parse(username).ok();
@@ -52,12 +72,12 @@ pub async fn check_password(
     .await?;
     let attempt = match admission {
         Admission::Admitted(attempt) => attempt,
-        Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
+        Admission::Throttled(retry_after) => return Ok(SignInVerdict::Throttled(retry_after)),
     };
     // Out-of-range passwords and names are refused before any hashing: they cannot match an
     // account, and their rules are public, so answering them sooner tells nothing.
     let (Ok(password), Some(username)) = (Password::parse(password), username) else {
-        return Ok(Verdict::Rejected);
+        return Ok(SignInVerdict::Rejected);
     };
 
     // The pooled connection is released while argon2 runs, so slow hashing cannot drain the pool.
@@ -67,7 +87,8 @@ pub async fn check_password(
         .map(|account| account.password_hash.clone());
     let password_matches = admitted.verify(&password, stored_hash).await?;
     match account {
-        Some(account) if password_matches && !account.disabled => Ok(Verdict::Accepted {
+        Some(account) if password_matches && account.disabled => Ok(SignInVerdict::Disabled),
+        Some(account) if password_matches => Ok(SignInVerdict::Accepted {
             credentials: account.checked(),
             attempt,
         }),
@@ -81,7 +102,7 @@ pub async fn check_password(
                 now,
             )
             .await?;
-            Ok(Verdict::Rejected)
+            Ok(SignInVerdict::Rejected)
         }
     }
 }

@@ -60,6 +60,7 @@ impl ConfirmPage {
         mut self,
         conn: &mut PgConnection,
         user: &AuthenticatedUser,
+        config: &SessionConfig,
         now: OffsetDateTime,
     ) -> sqlx::Result<Self> {
         let since = now - PENDING_ACTION_LIFETIME;
@@ -75,7 +76,9 @@ impl ConfirmPage {
                 "sign out all your other devices".to_owned()
             }
             PendingAction::Account(AccountAction::SignOut(id)) => {
-                let devices = store::list_live_for_user(conn, user.user_id(), now).await?;
+                let devices =
+                    store::list_live_for_user(conn, user.user_id(), &session::alive(config, now))
+                        .await?;
                 match devices.iter().find(|device| device.public_id == id) {
                     Some(device) => format!(
                         "sign out {} ({})",
@@ -123,7 +126,7 @@ pub async fn page(
     ctx: RequestContext<'_>,
 ) -> AppResult<Page<ConfirmPage>> {
     let page = ConfirmPage::new(user, next, ctx.config)
-        .with_pending_action(&mut *ctx.connection().await?, user, ctx.now())
+        .with_pending_action(&mut *ctx.connection().await?, user, ctx.config, ctx.now())
         .await?;
     Ok(Page(page))
 }
@@ -147,7 +150,7 @@ pub async fn submit(
     let form_again =
         async |error: Option<String>, throttled: Option<String>| -> AppResult<Page<ConfirmPage>> {
             let mut page = ConfirmPage::new(user, form.next.as_deref(), config)
-                .with_pending_action(&mut *ctx.connection().await?, user, now)
+                .with_pending_action(&mut *ctx.connection().await?, user, config, now)
                 .await?;
             page.error = error;
             page.throttled = throttled;

@@ -135,6 +135,19 @@ pub(crate) fn browser_touch(
     }
 }
 
+/// Which sessions the device list and the admin page's counts show at `now` (`store::Alive`):
+/// those `policy::decide` would let continue, whose windows are the ones the lookup touches in.
+pub fn alive(config: &SessionConfig, now: OffsetDateTime) -> store::Alive {
+    let user = policy::touch_window(limits(config), Role::User, now);
+    let admin = policy::touch_window(limits(config), Role::Admin, now);
+    store::Alive {
+        now,
+        seen_after: user.seen_after,
+        admin_seen_after: admin.seen_after,
+        admin_created_after: admin.created_after,
+    }
+}
+
 pub fn limits(config: &SessionConfig) -> Limits {
     Limits {
         idle_timeout: config.idle_timeout(),

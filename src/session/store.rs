@@ -321,21 +321,41 @@ pub struct DeviceRecord {
     pub bound: bool,
 }
 
-/// A user's sessions that are neither revoked nor past their absolute expiry, most recent first.
+/// Which sessions a list or a count shows: those `policy::decide` would let continue at `now`,
+/// not rows the reaper has not reached yet. Not revoked and before the row's absolute expiry; a
+/// browser session last seen after `seen_after` (not idle past its timeout; token families have
+/// no idle timeout); for an account whose role is `admin`, signed in after `admin_created_after`
+/// (the administrator's absolute lifetime, which token families share: `api::family_expiry`)
+/// and a browser session last seen after `admin_seen_after`.
+pub struct Alive {
+    pub now: OffsetDateTime,
+    pub seen_after: OffsetDateTime,
+    pub admin_seen_after: OffsetDateTime,
+    pub admin_created_after: OffsetDateTime,
+}
+
+/// A user's sessions that are alive (see `Alive`), most recent first.
 pub async fn list_live_for_user(
     conn: &mut PgConnection,
     user_id: i64,
-    now: OffsetDateTime,
+    alive: &Alive,
 ) -> sqlx::Result<Vec<DeviceRecord>> {
+    // The same condition as `users_with_live_sessions`'s count.
     sqlx::query_as!(
         DeviceRecord,
-        r#"SELECT public_id, kind AS "kind: SessionKind", created_at, last_seen_at, ip, user_agent,
-                  dbsc_key IS NOT NULL AS "bound!"
-           FROM sessions
-           WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
-           ORDER BY last_seen_at DESC, created_at DESC"#,
+        r#"SELECT s.public_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at, s.ip,
+                  s.user_agent, s.dbsc_key IS NOT NULL AS "bound!"
+           FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2
+             AND (s.kind = 'api' OR s.last_seen_at > $3)
+             AND (u.role <> 'admin'
+                  OR (s.created_at > $5 AND (s.kind = 'api' OR s.last_seen_at > $4)))
+           ORDER BY s.last_seen_at DESC, s.created_at DESC"#,
         user_id,
-        now,
+        alive.now,
+        alive.seen_after,
+        alive.admin_seen_after,
+        alive.admin_created_after,
     )
     .fetch_all(conn)
     .await
@@ -575,18 +595,27 @@ pub struct UserOverview {
     pub live_sessions: i64,
 }
 
-/// Every user with the number of their live sessions, by name.
+/// Every user with the number of their sessions that are alive (see `Alive`), by name.
 pub async fn users_with_live_sessions(
     conn: &mut PgConnection,
-    now: OffsetDateTime,
+    alive: &Alive,
 ) -> sqlx::Result<Vec<UserOverview>> {
+    // The same condition as `list_live_for_user`'s.
     sqlx::query_as!(
         UserOverview,
         r#"SELECT u.id, u.username, u.role AS "role: Role", u.disabled,
-                  count(s.key) FILTER (WHERE s.revoked_at IS NULL AND s.expires_at > $1) AS "live_sessions!"
+                  count(s.key) FILTER (
+                      WHERE s.revoked_at IS NULL AND s.expires_at > $1
+                        AND (s.kind = 'api' OR s.last_seen_at > $2)
+                        AND (u.role <> 'admin'
+                             OR (s.created_at > $4 AND (s.kind = 'api' OR s.last_seen_at > $3)))
+                  ) AS "live_sessions!"
            FROM users u LEFT JOIN sessions s ON s.user_id = u.id
            GROUP BY u.id ORDER BY lower(u.username)"#,
-        now,
+        alive.now,
+        alive.seen_after,
+        alive.admin_seen_after,
+        alive.admin_created_after,
     )
     .fetch_all(conn)
     .await

@@ -569,8 +569,79 @@ async fn a_disabled_account_loses_its_session_at_the_next_click_and_cannot_sign_
     let again = alice.sign_in("alice", PASSWORD).await;
     assert_eq!(
         again.testid_text("login-error").as_deref(),
+        Some(ACCOUNT_DISABLED)
+    );
+    assert_eq!(alice.session_cookie(), None);
+}
+
+const ACCOUNT_DISABLED: &str =
+    "This account has been disabled. Please contact an administrator to have it enabled again.";
+
+#[rocket::async_test]
+async fn a_disabled_account_is_told_so_after_the_right_password_and_only_then() {
+    const WRONG: &str = "not the password at all";
+    let app = TestApp::new().await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    app.create_user("carol", Role::User).await;
+    sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1")
+        .bind(alice_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let client = app.client().await;
+    let browser = Device::new(&client);
+
+    let right = browser.sign_in("alice", PASSWORD).await;
+    assert_eq!(right.status, Status::Ok);
+    assert_eq!(
+        right.testid_text("login-error").as_deref(),
+        Some(ACCOUNT_DISABLED)
+    );
+    assert_eq!(browser.session_cookie(), None);
+
+    // A wrong password for the disabled account gets the page any wrong password gets: that of
+    // an enabled account (a name of the same length), and that of a name no account has.
+    let wrong = browser.sign_in("alice", WRONG).await;
+    let enabled = browser.sign_in("carol", WRONG).await;
+    let unknown = browser.sign_in("nobod", WRONG).await;
+    assert_eq!(
+        wrong.testid_text("login-error").as_deref(),
         Some("Incorrect username or password.")
     );
+    for other in [&enabled, &unknown] {
+        assert_eq!(wrong.status, other.status);
+        assert_eq!(
+            wrong.body,
+            other
+                .body
+                .replace("carol", "alice")
+                .replace("nobod", "alice")
+        );
+    }
+
+    // The token API alike.
+    let api = |username: &'static str, password: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .post_json(
+                    "/api/token",
+                    &serde_json::json!({ "username": username, "password": password }),
+                )
+                .await
+        }
+    };
+    let right = api("alice", PASSWORD).await;
+    assert_eq!(right.status, Status::Forbidden);
+    assert_eq!(right.body, r#"{"error":"account_disabled"}"#);
+    for username in ["alice", "carol", "nobod"] {
+        let wrong = api(username, WRONG).await;
+        assert_eq!(wrong.status, Status::Unauthorized, "{username}");
+        assert_eq!(
+            wrong.body, r#"{"error":"invalid_credentials"}"#,
+            "{username}"
+        );
+    }
 }
 
 #[rocket::async_test]
