@@ -1309,6 +1309,27 @@ async fn a_challenge_altered_in_any_part_is_refused() {
 }
 
 #[rocket::async_test]
+async fn a_high_s_signature_refreshes_once_like_its_low_s_twin() {
+    // (r, s) and (r, n - s) both verify. Signers make either, so neither is refused,
+    // and the challenge, not the signature's spelling, is what makes a proof single use.
+    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 3600))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    let key = DbscKey::generate();
+    let session_id = sign_in_bound(&alice, &key).await;
+    alice.forget_cookie("__Host-sid");
+    let issued = challenge(&alice, &session_id).await;
+    let high = key.refresh_proof_high_s(&issued);
+    let low = key.refresh_proof_low_s(&issued);
+    assert_ne!(high, low);
+    let reply = refresh(&alice, Some(&session_id), Some(&high)).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let replay = refresh(&alice, Some(&session_id), Some(&low)).await;
+    assert_refused(&replay, Status::Forbidden, "invalid_challenge");
+}
+
+#[rocket::async_test]
 async fn a_flood_of_refused_proofs_is_one_counted_entry_per_session_and_hour() {
     let app = TestApp::with(|f| {
         f.merge(("sessions.idle_timeout_secs", 3 * 3600))
