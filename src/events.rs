@@ -2,7 +2,7 @@
 //! change it records, and shown on the account page.
 
 use sqlx::{Connection, PgConnection};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::client::ClientInfo;
@@ -121,11 +121,6 @@ impl EventKind {
                 | EventKind::SuspiciousSignIn
         )
     }
-
-    /// Events the owner should see before any other: the account page lists them first.
-    pub fn is_flagged(self) -> bool {
-        self == EventKind::SuspiciousSignIn
-    }
 }
 
 /// One entry to append.
@@ -193,6 +188,46 @@ pub async fn record(
     Ok(())
 }
 
+/// Records an event a stranger can cause as often as they like (a refused DBSC proof) as one
+/// row per session, kind and `window`: the first occurrence in a window inserts it, each later
+/// one adds to its count and moves its time, address and detail to the latest. One statement,
+/// so concurrent occurrences never make a second row.
+pub async fn record_counted(
+    conn: &mut PgConnection,
+    event: NewEvent<'_>,
+    window: Duration,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    let counted_from = window_start(now, window);
+    sqlx::query!(
+        "INSERT INTO security_events (user_id, kind, session_public_id, actor_public_id, ip, user_agent, detail,
+                                      occurred_at, counted_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (session_public_id, kind, counted_from) WHERE counted_from IS NOT NULL
+         DO UPDATE SET repeats = security_events.repeats + 1, occurred_at = EXCLUDED.occurred_at,
+                       ip = EXCLUDED.ip, user_agent = EXCLUDED.user_agent, detail = EXCLUDED.detail",
+        event.user_id,
+        event.kind as _,
+        event.session,
+        event.actor,
+        event.client.ip,
+        event.client.user_agent,
+        event.detail,
+        now,
+        counted_from,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The start of the `window`-long slice of time since the Unix epoch that `now` falls in.
+fn window_start(now: OffsetDateTime, window: Duration) -> OffsetDateTime {
+    let window = window.whole_seconds().max(1);
+    let start = now.unix_timestamp().div_euclid(window) * window;
+    OffsetDateTime::from_unix_timestamp(start).expect("within the range of `now`")
+}
+
 /// Records a refused sign-in against `account`, or against no account for a name that has none
 /// (`None`): the same statement writing one row either way (migrations/0021), so the time to
 /// the answer does not tell a real account from an unknown name. Only a real account's entries
@@ -227,6 +262,8 @@ pub struct EventRecord {
     pub user_agent: String,
     pub detail: String,
     pub occurred_at: OffsetDateTime,
+    /// How many times it happened (more than once only for `record_counted` events).
+    pub repeats: i32,
 }
 
 impl EventRecord {
@@ -263,10 +300,41 @@ pub async fn recent_for_user(
 ) -> sqlx::Result<Vec<EventRecord>> {
     sqlx::query_as!(
         EventRecord,
-        r#"SELECT id, kind AS "kind: EventKind", session_public_id, actor_public_id, ip, user_agent, detail, occurred_at
+        r#"SELECT id, kind AS "kind: EventKind", session_public_id, actor_public_id, ip, user_agent, detail, occurred_at,
+                  repeats
            FROM security_events
            WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2"#,
         user_id,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The user's flagged events (`suspicious_sign_in`: a sign-in that may have been a guesser's),
+/// which the account page lists before any other, that the owner has not acted on, newest first.
+/// Acting on one is "This wasn't me", a password change, or signing out the device it is about,
+/// after it; nothing else that comes after hides it.
+pub async fn open_flags(
+    conn: &mut PgConnection,
+    user_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<EventRecord>> {
+    sqlx::query_as!(
+        EventRecord,
+        r#"SELECT f.id, f.kind AS "kind: EventKind", f.session_public_id, f.actor_public_id, f.ip, f.user_agent,
+                  f.detail, f.occurred_at, f.repeats
+           FROM security_events f
+           WHERE f.user_id = $1 AND f.kind = 'suspicious_sign_in' -- a literal: the partial index's
+             AND NOT EXISTS (
+                 SELECT 1 FROM security_events a
+                 WHERE a.user_id = f.user_id AND a.id > f.id
+                   AND (a.kind IN ($2, $3) OR (a.kind = $4 AND a.session_public_id = f.session_public_id)))
+           ORDER BY f.id DESC LIMIT $5"#,
+        user_id,
+        EventKind::AccountSecured as _,
+        EventKind::PasswordChanged as _,
+        EventKind::SessionRevoked as _,
         limit,
     )
     .fetch_all(conn)
@@ -342,6 +410,16 @@ pub async fn cut_addresses_older_than(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counting_windows_are_whole_slices_of_time() {
+        let hour = Duration::hours(1);
+        let at = |secs| OffsetDateTime::from_unix_timestamp(secs).unwrap();
+        assert_eq!(window_start(at(7200), hour), at(7200));
+        assert_eq!(window_start(at(7200 + 3599), hour), at(7200));
+        assert_eq!(window_start(at(7200 + 3600), hour), at(10800));
+        assert_eq!(window_start(at(-1), hour), at(-3600));
+    }
 
     #[test]
     fn every_kind_round_trips_through_its_code() {

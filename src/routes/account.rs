@@ -56,7 +56,8 @@ pub struct DeviceRow {
 pub struct EventRow {
     description: String,
     warning: bool,
-    /// Shown before every other entry (a sign-in that may have been the guesser's).
+    /// Shown before every other entry until the owner acts on it (a sign-in that may have been
+    /// the guesser's).
     flagged: bool,
     when: When,
     device: String,
@@ -85,7 +86,16 @@ pub async fn page(
     let devices =
         store::list_live_for_user(&mut conn, user.user_id(), &session::alive(ctx.config, now))
             .await?;
-    let recent = events::recent_for_user(&mut conn, user.user_id(), RECENT_EVENTS).await?;
+    // Open flags first, however much came after them; then the newest entries.
+    let flags = events::open_flags(&mut conn, user.user_id(), RECENT_EVENTS).await?;
+    let flagged: Vec<i64> = flags.iter().map(|event| event.id).collect();
+    let mut recent = flags;
+    recent.extend(
+        events::recent_for_user(&mut conn, user.user_id(), RECENT_EVENTS)
+            .await?
+            .into_iter()
+            .filter(|event| !flagged.contains(&event.id)),
+    );
 
     let mut devices: Vec<DeviceRow> = devices
         .into_iter()
@@ -109,7 +119,7 @@ pub async fn page(
         .filter(|event| event.kind == EventKind::NewDevice)
         .filter_map(|event| event.session_public_id)
         .collect();
-    let mut events: Vec<EventRow> = recent
+    let events: Vec<EventRow> = recent
         .into_iter()
         .filter_map(|event| {
             let mut kind = event.kind;
@@ -124,10 +134,14 @@ pub async fn page(
                 kind = EventKind::NewDevice;
             }
             let this_device = event.acting_device() == Some(user.session_public_id());
+            let description = match event.repeats {
+                1 => kind.describe().to_owned(),
+                times => format!("{} ({times} times)", kind.describe()),
+            };
             Some(EventRow {
-                description: kind.describe().to_owned(),
+                description,
                 warning: kind.is_warning(),
-                flagged: kind.is_flagged(),
+                flagged: flagged.contains(&event.id),
                 when: When::at(event.occurred_at),
                 device: device::describe(&event.user_agent),
                 disown: !(this_device && routine),
@@ -136,8 +150,6 @@ pub async fn page(
             })
         })
         .collect();
-    // Flagged entries first, so the owner sees them before anything else; otherwise newest first.
-    events.sort_by_key(|event| !event.flagged);
 
     Ok(Page(AccountPage {
         nav: Some(Nav::of(user)),

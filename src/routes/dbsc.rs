@@ -100,7 +100,6 @@ impl DbscResponse {
             Refusal::Proof(ProofError::Signature) => (Status::Unauthorized, "invalid_signature"),
             Refusal::InvalidChallenge => (Status::Forbidden, "invalid_challenge"),
             Refusal::AlreadyBound => (Status::Conflict, "already_bound"),
-            Refusal::Conflict => (Status::Conflict, "refresh_conflict"),
         };
         DbscResponse::error(status, code, refusal.describe())
     }

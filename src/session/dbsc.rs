@@ -3,14 +3,23 @@
 //! browser signs a fresh challenge. The HTTP side (headers, status codes, the session
 //! configuration) is `routes::dbsc`; the proof format is `proof`.
 //!
-//! Challenges live in PostgreSQL, so any app instance checks what another issued: the
-//! registration challenge on the session row (one on offer at a time, reused by every page of
-//! the session while fresh, so a browser that never registers costs a write only now and then),
-//! refresh challenges in `dbsc_challenges` (several may be outstanding). Each is accepted once,
-//! only while recent, and only for the session it was issued for.
+//! The registration challenge lives on the session row, so any app instance checks what another
+//! offered: one on offer at a time, reused by every page of the session while fresh, so a
+//! browser that never registers costs a write only now and then. Only the session's own pages
+//! (its cookie) reach it.
+//!
+//! Refresh challenges are asked for with nothing but the session's public id, which every
+//! device of the account sees: a stranger can ask too, at any rate. So they are not stored
+//! (`RefreshChallenge`): each carries its issue time and a MAC, with a key in PostgreSQL, over
+//! that time, a nonce, the session and the token it was issued under. Asking writes nothing,
+//! and no number of challenges issued to others can make the owner's stop working. Each is
+//! accepted only while recent, only for its session, and once: the refresh that accepts it
+//! replaces the token it names, under the session row's lock.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use sqlx::{Connection, PgConnection};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -21,14 +30,13 @@ use super::token::{SessionKey, SessionToken, random_bytes};
 use super::{LiveSession, Reason, SessionKind, store};
 use crate::client::ClientInfo;
 use crate::config::SessionConfig;
-use crate::db::PgPool;
 use crate::events::{self, EventKind, NewEvent};
 
 /// How long a challenge can be answered. A browser signs within seconds of receiving one.
 pub const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
-/// Refresh challenges kept per session: anyone who knows a session's public id can ask for
-/// them, so they must not pile up; a few cover a signature arriving after a newer challenge.
-const OUTSTANDING_CHALLENGES: i64 = 8;
+/// Refused proofs of one session are one activity entry per this long, with their count: anyone
+/// who knows a session's public id can send them, as fast as they like.
+pub const REFUSALS_COUNTED_PER: Duration = Duration::hours(1);
 
 /// The registration challenge a page of this request offers, set by the session guard and
 /// written into `Secure-Session-Registration` by `routes::dbsc::offer_stage`.
@@ -68,9 +76,6 @@ pub enum Refusal {
     InvalidChallenge,
     /// The session is bound to a key already: a second key would let a copied cookie take it over.
     AlreadyBound,
-    /// Another refresh (or rotation) replaced the token the challenge was issued under: of two
-    /// refreshes at once, exactly one wins.
-    Conflict,
 }
 
 impl Refusal {
@@ -79,16 +84,18 @@ impl Refusal {
         match self {
             Refusal::MissingProof => "no proof".to_owned(),
             Refusal::Proof(error) => error.describe(),
-            Refusal::InvalidChallenge => "challenge unknown, already used or expired".to_owned(),
+            Refusal::InvalidChallenge => {
+                "challenge not issued for this session's current token, or expired".to_owned()
+            }
             Refusal::AlreadyBound => {
                 "registration for a session that is already bound to a key".to_owned()
             }
-            Refusal::Conflict => "a concurrent refresh of this session won".to_owned(),
         }
     }
 }
 
-/// Records a refused proof in the user's security activity.
+/// Records a refused proof in the user's security activity: counted, one entry per session and
+/// `REFUSALS_COUNTED_PER`.
 async fn record_refusal(
     conn: &mut PgConnection,
     user_id: i64,
@@ -107,7 +114,7 @@ async fn record_refusal(
         client,
     )
     .detail(refusal.describe());
-    events::record(conn, event, now).await
+    events::record_counted(conn, event, REFUSALS_COUNTED_PER, now).await
 }
 
 pub enum Registered {
@@ -245,22 +252,94 @@ pub enum Refreshed {
     },
 }
 
-/// A refresh challenge for the session, valid for replacing its current token `key` only.
-async fn issue_challenge(
-    conn: &mut PgConnection,
-    session: Uuid,
-    key: &SessionKey,
-    now: OffsetDateTime,
-) -> sqlx::Result<String> {
-    let challenge = new_challenge();
-    store::insert_dbsc_challenge(conn, session, key, &challenge, OUTSTANDING_CHALLENGES, now)
-        .await?;
-    Ok(challenge)
+/// A refresh challenge: `base64url(issued_at || nonce || tag)`, the issue time in whole Unix
+/// seconds (8 bytes, big-endian), 16 random bytes, and the HMAC-SHA256 `tag` over both, the
+/// session's public id and the key of the token it was issued under. Nothing is stored: the tag
+/// proves this server issued it for that session and token, the time how old it is.
+struct RefreshChallenge;
+
+const NONCE_BYTES: usize = 16;
+const TAG_BYTES: usize = 32;
+const CHALLENGE_BYTES: usize = 8 + NONCE_BYTES + TAG_BYTES;
+/// Domain separation: the key signs nothing else, but a tag must never be read as another's.
+const CHALLENGE_LABEL: &[u8] = b"secure-sessions DBSC refresh challenge v1";
+
+impl RefreshChallenge {
+    fn tag(
+        mac_key: &[u8],
+        session: Uuid,
+        key: &SessionKey,
+        issued_at: [u8; 8],
+        nonce: &[u8],
+    ) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(mac_key).expect("HMAC takes any key length");
+        // Every part has a fixed length, so their concatenation reads one way only.
+        let parts: [&[u8]; 5] = [
+            CHALLENGE_LABEL,
+            session.as_bytes(),
+            key.as_bytes(),
+            &issued_at,
+            nonce,
+        ];
+        for part in parts {
+            mac.update(part);
+        }
+        mac
+    }
+
+    fn issue(mac_key: &[u8], session: Uuid, key: &SessionKey, now: OffsetDateTime) -> String {
+        let issued_at = now.unix_timestamp().to_be_bytes();
+        let random = random_bytes();
+        let nonce = &random[..NONCE_BYTES];
+        let tag = Self::tag(mac_key, session, key, issued_at, nonce).finalize();
+        let mut challenge = Vec::with_capacity(CHALLENGE_BYTES);
+        challenge.extend_from_slice(&issued_at);
+        challenge.extend_from_slice(nonce);
+        challenge.extend_from_slice(&tag.into_bytes());
+        URL_SAFE_NO_PAD.encode(challenge)
+    }
+
+    /// Whether `challenge` was issued for `session` under its token `key`, less than
+    /// `CHALLENGE_LIFETIME` before `now`. The tag is compared in constant time.
+    fn accepts(
+        challenge: &str,
+        mac_key: &[u8],
+        session: Uuid,
+        key: &SessionKey,
+        now: OffsetDateTime,
+    ) -> bool {
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(challenge) else {
+            return false;
+        };
+        if bytes.len() != CHALLENGE_BYTES {
+            return false;
+        }
+        let (issued_at, rest) = bytes.split_at(8);
+        let (nonce, tag) = rest.split_at(NONCE_BYTES);
+        let issued_at: [u8; 8] = issued_at.try_into().expect("split at 8");
+        if Self::tag(mac_key, session, key, issued_at, nonce)
+            .verify_slice(tag)
+            .is_err()
+        {
+            return false;
+        }
+        let issued_at = OffsetDateTime::from_unix_timestamp(i64::from_be_bytes(issued_at));
+        issued_at.is_ok_and(|issued_at| issued_at > now - CHALLENGE_LIFETIME)
+    }
+}
+
+/// The key refresh challenges are signed with, made on first use.
+async fn challenge_key(conn: &mut PgConnection, stored: Option<Vec<u8>>) -> sqlx::Result<Vec<u8>> {
+    match stored {
+        Some(key) => Ok(key),
+        None => store::create_dbsc_challenge_key(conn, &random_bytes()).await,
+    }
 }
 
 /// A refresh of the bound session `public_id`: with no proof, a challenge; with a proof signed
-/// by the session's key over an unused, recent challenge issued for it, a new token (the old one
-/// dies in the same transaction). The session's lifetimes are checked as on every request.
+/// by the session's key over a recent challenge issued for it under its current token, a new
+/// token (the old one dies in the same transaction, and every challenge issued under it with
+/// it). The session's lifetimes are checked as on every request.
 pub async fn refresh(
     conn: &mut PgConnection,
     public_id: Uuid,
@@ -303,57 +382,46 @@ pub async fn refresh(
         super::end(conn, record.user_id, public_id, reason, client, now).await?;
         return Ok(Refreshed::Ended(Some(reason)));
     }
+    let mac_key = challenge_key(conn, record.challenge_key).await?;
     let Some(response) = response else {
-        return Ok(Refreshed::Challenge(
-            issue_challenge(conn, public_id, &key, now).await?,
-        ));
+        let challenge = RefreshChallenge::issue(&mac_key, public_id, &key, now);
+        return Ok(Refreshed::Challenge(challenge));
     };
 
-    let refusal = 'refused: {
+    // The token a fresh challenge is issued under, if the refusal brings one.
+    let (refusal, current) = 'refused: {
         let proof = match Proof::parse(response) {
             Ok(proof) => proof,
-            Err(error) => break 'refused Refusal::Proof(error),
+            Err(error) => break 'refused (Refusal::Proof(error), None),
         };
-        // Always the stored key: a key in the proof's header is not trusted at refresh.
+        // Always the stored key: a key in the proof's header is not trusted at refresh. Checked
+        // before the session row is locked: a forged proof never waits for, or holds, the lock.
         if let Err(error) = proof.verify(&public_key) {
-            break 'refused Refusal::Proof(error);
+            break 'refused (Refusal::Proof(error), None);
         }
         let mut tx = conn.begin().await?;
-        let issued_under = store::take_dbsc_challenge(
-            &mut tx,
-            public_id,
-            &proof.challenge,
-            now - CHALLENGE_LIFETIME,
-        )
-        .await?;
-        let Some(issued_under) = issued_under else {
-            break 'refused Refusal::InvalidChallenge;
+        // Of refreshes at once, the first to lock the row replaces the token; the others then
+        // read the new one, which their challenges were not issued under.
+        let Some((current, ended)) = store::lock_bound(&mut tx, public_id).await? else {
+            return Ok(Refreshed::Ended(None));
         };
-        let token = SessionToken::generate();
-        // Only the token the challenge was issued under is replaced: of refreshes answering
-        // challenges issued together, exactly one wins, however their requests interleave.
-        if !store::rotate_bound(
-            &mut tx,
-            &issued_under,
-            &token.key(),
-            now + config.bound_cookie_lifetime(),
-        )
-        .await?
-        {
-            break 'refused Refusal::Conflict;
+        if let Some(reason) = ended {
+            return Ok(Refreshed::Ended(Some(reason)));
         }
+        let Some(current) = SessionKey::from_stored(&current) else {
+            return Ok(Refreshed::Ended(None));
+        };
+        if !RefreshChallenge::accepts(&proof.challenge, &mac_key, public_id, &current, now) {
+            break 'refused (Refusal::InvalidChallenge, Some(current));
+        }
+        let token = SessionToken::generate();
+        let bound_until = now + config.bound_cookie_lifetime();
+        store::renew_bound(&mut tx, public_id, &token.key(), bound_until).await?;
         tx.commit().await?;
         return Ok(Refreshed::Renewed(token));
     };
     record_refusal(conn, record.user_id, public_id, &refusal, client, now).await?;
-    let challenge = match refusal {
-        Refusal::InvalidChallenge => Some(issue_challenge(conn, public_id, &key, now).await?),
-        _ => None,
-    };
+    let challenge =
+        current.map(|current| RefreshChallenge::issue(&mac_key, public_id, &current, now));
     Ok(Refreshed::Refused { refusal, challenge })
-}
-
-/// Deletes refresh challenges too old to be answered (the reaper's job).
-pub async fn forget_old_challenges(pool: &PgPool, now: OffsetDateTime) -> sqlx::Result<u64> {
-    store::reap_dbsc_challenges(&mut *pool.acquire().await?, now - CHALLENGE_LIFETIME).await
 }

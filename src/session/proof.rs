@@ -105,6 +105,10 @@ impl Proof {
             .ok()
             .and_then(|bytes| Signature::from_slice(&bytes).ok())
             .ok_or(ProofError::Malformed("signature is not 64 bytes r||s"))?;
+        // (r, s) and (r, n - s) both verify: kept in the one low-s form, so no signature has a
+        // second spelling. Not refused: ES256 does not ask signers for low s, and common ones
+        // (OpenSSL, for one) make a high s about half the time.
+        let signature = signature.normalize_s().unwrap_or(signature);
         Ok(Proof {
             signing_input: format!("{header_b64}.{payload_b64}"),
             signature,
@@ -356,6 +360,28 @@ mod tests {
                 matches!(Proof::parse(&jwt), Err(ProofError::Malformed(_))),
                 "{jwt:?} must be malformed"
             );
+        }
+    }
+
+    #[test]
+    fn a_high_s_signature_is_kept_in_its_low_s_form() {
+        let key = key();
+        let jwt = sign(
+            &key,
+            &json!({"alg": "ES256", "typ": "dbsc+jwt"}),
+            &json!({"jti": "c1"}),
+        );
+        let (input, signature) = jwt.rsplit_once('.').unwrap();
+        let low = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
+        let low = low.normalize_s().unwrap_or(low);
+        let (r, s) = low.split_scalars();
+        let high = Signature::from_scalars(r, -s).unwrap();
+        assert!(high.normalize_s().is_some(), "s is high");
+        for presented in [low, high] {
+            let jwt = format!("{input}.{}", URL_SAFE_NO_PAD.encode(presented.to_bytes()));
+            let proof = Proof::parse(&jwt).expect("parses");
+            assert_eq!(proof.signature, low, "one spelling");
+            assert_eq!(proof.verify(key.verifying_key()), Ok(()));
         }
     }
 

@@ -1,13 +1,13 @@
 //! The background reaper: deletes session rows one grace period after their absolute expiry,
 //! throttle counts (sign-in failures, re-checks, sign-ups) once they have left the throttle window,
-//! DBSC challenges too old to answer, and security events past their retention (cutting their
-//! addresses to a network prefix first).
+//! and security events past their retention (cutting their addresses to a network prefix first).
+//! DBSC refresh challenges are not stored (`dbsc::RefreshChallenge`): nothing to reap.
 
 use rocket::fairing::AdHoc;
 use rocket::tokio::time::{Duration, MissedTickBehavior, interval};
 use sqlx::PgConnection;
 
-use super::{dbsc, store};
+use super::store;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::{Db, PgPool};
@@ -94,9 +94,6 @@ pub async fn round(pool: &PgPool, config: &SessionConfig, clock: &AppClock) {
     }
     if let Err(error) = throttle::forget_old(&mut conn, config, clock.now()).await {
         rocket::warn!("reaper could not delete old sign-in failures (will retry): {error}");
-    }
-    if let Err(error) = dbsc::forget_old_challenges(pool, clock.now()).await {
-        rocket::warn!("reaper could not delete stale DBSC challenges (will retry): {error}");
     }
 }
 

@@ -1,5 +1,5 @@
 //! Every SQL statement that touches the `sessions` table, the API's `refresh_tokens` and the
-//! DBSC refresh challenges.
+//! key of DBSC refresh challenges.
 //!
 //! Each function takes `&mut PgConnection` first, so a pooled connection and a transaction both
 //! fit, and the time from the app's clock, never SQL `now()`. No statement brings a revoked
@@ -765,7 +765,8 @@ pub async fn bind(
     Ok(result.rows_affected() == 1)
 }
 
-/// A session as a DBSC refresh finds it by its public id (the browser's session identifier).
+/// A session as a DBSC refresh finds it by its public id (the browser's session identifier),
+/// with the key refresh challenges are signed with (`None` until the first challenge makes it).
 #[derive(Debug)]
 pub struct BoundRecord {
     pub key: Vec<u8>,
@@ -778,6 +779,7 @@ pub struct BoundRecord {
     pub dbsc_key: Option<Vec<u8>>,
     pub role: Role,
     pub disabled: bool,
+    pub challenge_key: Option<Vec<u8>>,
 }
 
 /// The session with this public id, ended or not (a tombstone tells the device why).
@@ -788,8 +790,10 @@ pub async fn find_by_public_id(
     sqlx::query_as!(
         BoundRecord,
         r#"SELECT s.key, s.user_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at, s.expires_at,
-                  s.revoke_reason AS "revoke_reason: Reason", s.dbsc_key, u.role AS "role: Role", u.disabled
+                  s.revoke_reason AS "revoke_reason: Reason", s.dbsc_key, u.role AS "role: Role", u.disabled,
+                  k.key AS "challenge_key?"
            FROM sessions s JOIN users u ON u.id = s.user_id
+                LEFT JOIN dbsc_challenge_key k ON k.only_row
            WHERE s.public_id = $1"#,
         public_id,
     )
@@ -797,78 +801,59 @@ pub async fn find_by_public_id(
     .await
 }
 
-/// Issues a refresh challenge for a bound session under its current key, keeping at most `keep`
-/// of its newest (anyone who knows a session's public id can ask for challenges: they must not
-/// pile up).
-pub async fn insert_dbsc_challenge(
+/// The key refresh challenges are signed with: `candidate` if there was none, else the one
+/// another request or instance wrote first.
+pub async fn create_dbsc_challenge_key(
     conn: &mut PgConnection,
-    session: Uuid,
-    key: &SessionKey,
-    challenge: &str,
-    keep: i64,
-    now: OffsetDateTime,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "DELETE FROM dbsc_challenges WHERE id IN (
-             SELECT id FROM dbsc_challenges WHERE session_id = $1 ORDER BY id DESC OFFSET $2)",
-        session,
-        keep - 1,
+    candidate: &[u8],
+) -> sqlx::Result<Vec<u8>> {
+    // A no-op update on conflict, so that RETURNING gives the row that won.
+    sqlx::query_scalar!(
+        "INSERT INTO dbsc_challenge_key (key) VALUES ($1)
+         ON CONFLICT (only_row) DO UPDATE SET only_row = dbsc_challenge_key.only_row
+         RETURNING key",
+        candidate,
     )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query!(
-        "INSERT INTO dbsc_challenges (challenge, session_id, session_key, issued_at) VALUES ($1, $2, $3, $4)",
-        challenge,
-        session,
-        key.as_bytes(),
-        now,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await
 }
 
-/// Consumes a refresh challenge issued for this session after `issued_after`, and returns the
-/// session key it was issued under. `None`: unknown, issued for another session, already used,
-/// or too old. Of two concurrent uses, one gets it.
-pub async fn take_dbsc_challenge(
+/// A bound session's current key and whether it has ended, its row locked until the caller's
+/// transaction ends: a DBSC refresh checks its challenge against this key and replaces it
+/// before any other refresh can read it. `None`: no bound session has this public id.
+pub async fn lock_bound(
     conn: &mut PgConnection,
-    session: Uuid,
-    challenge: &str,
-    issued_after: OffsetDateTime,
-) -> sqlx::Result<Option<SessionKey>> {
-    let issued_under = sqlx::query_scalar!(
-        "DELETE FROM dbsc_challenges WHERE challenge = $1 AND session_id = $2 AND issued_at > $3
-         RETURNING session_key",
-        challenge,
-        session,
-        issued_after,
+    public_id: Uuid,
+) -> sqlx::Result<Option<(Vec<u8>, Option<Reason>)>> {
+    let row = sqlx::query!(
+        r#"SELECT key, revoke_reason AS "revoke_reason: Reason" FROM sessions
+           WHERE public_id = $1 AND dbsc_key IS NOT NULL FOR UPDATE"#,
+        public_id,
     )
     .fetch_optional(conn)
     .await?;
-    Ok(issued_under.as_deref().and_then(SessionKey::from_stored))
+    Ok(row.map(|row| (row.key, row.revoke_reason)))
 }
 
-/// A DBSC refresh: a compare-and-swap from the token the answered challenge was issued under
-/// to a new one, with its deadline. Neither last-seen nor anything else moves: a refresh is the browser's doing,
-/// not the person's, so it does not keep an idle session alive. `false`: a concurrent refresh
-/// (or rotation) won, or the session ended meanwhile.
-pub async fn rotate_bound(
+/// A DBSC refresh, under `lock_bound`'s lock: the session's new token, with its deadline.
+/// Neither last-seen nor anything else moves: a refresh is the browser's doing, not the
+/// person's, so it does not keep an idle session alive.
+pub async fn renew_bound(
     conn: &mut PgConnection,
-    old_key: &SessionKey,
+    public_id: Uuid,
     new_key: &SessionKey,
     bound_until: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query!(
+) -> sqlx::Result<()> {
+    sqlx::query!(
         "UPDATE sessions SET key = $2, bound_until = $3
-         WHERE key = $1 AND revoked_at IS NULL AND dbsc_key IS NOT NULL",
-        old_key.as_bytes(),
+         WHERE public_id = $1 AND revoked_at IS NULL AND dbsc_key IS NOT NULL",
+        public_id,
         new_key.as_bytes(),
         bound_until,
     )
     .execute(conn)
     .await?;
-    Ok(result.rows_affected() == 1)
+    Ok(())
 }
 
 /// After a rotation of a bound session (confirmation, password change): the new token gets its
@@ -889,15 +874,4 @@ pub async fn rebind_rotated(
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
-}
-
-/// Deletes refresh challenges issued before `cutoff` (they can no longer be used).
-pub async fn reap_dbsc_challenges(
-    conn: &mut PgConnection,
-    cutoff: OffsetDateTime,
-) -> sqlx::Result<u64> {
-    let result = sqlx::query!("DELETE FROM dbsc_challenges WHERE issued_at < $1", cutoff)
-        .execute(conn)
-        .await?;
-    Ok(result.rows_affected())
 }

@@ -340,6 +340,64 @@ async fn a_sign_in_from_a_new_device_and_network_right_after_failed_guesses_is_s
 }
 
 #[rocket::async_test]
+async fn a_flagged_sign_in_stays_first_until_the_owner_acts_on_it() {
+    let app = app_with_production_timeouts().await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::with(&client, CHROME_LINUX, HOME_WIFI);
+    laptop.sign_in("alice", PASSWORD).await;
+    let guesser = Device::with(&client, FIREFOX_WINDOWS, THIEF);
+    for guess in ["password1", "alice2024", "letmein!!"] {
+        app.advance_secs(MINUTE);
+        guesser.sign_in("alice", guess).await;
+    }
+    app.advance_secs(MINUTE);
+    guesser.sign_in("alice", PASSWORD).await;
+
+    // Far more activity after it than the page lists (20 entries).
+    for _ in 0..15 {
+        app.advance_secs(MINUTE);
+        laptop.sign_out().await;
+        laptop.sign_in("alice", PASSWORD).await;
+    }
+    let kinds = app.event_kinds(alice_id).await;
+    let after = kinds.len()
+        - 1
+        - kinds
+            .iter()
+            .position(|k| k == "suspicious_sign_in")
+            .unwrap();
+    assert!(after > 20, "{after} entries after it");
+    assert_flagged_first(&app, alice_id, &laptop).await;
+
+    // Confirming the password is not acting on it.
+    laptop.confirm(PASSWORD).await;
+    assert_flagged_first(&app, alice_id, &laptop).await;
+
+    // The owner signs the guesser's device out: dealt with, it is no longer pinned first.
+    let (guessers, _) = laptop
+        .devices()
+        .await
+        .into_iter()
+        .find(|(_, current)| !current)
+        .expect("the guesser's device");
+    let reply = laptop
+        .post_from(
+            "/account",
+            &format!("/account/sessions/{guessers}/revoke"),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.location(), "/account");
+    let page = laptop.get("/account").await;
+    assert!(
+        page.html().select("[data-flagged]").is_empty(),
+        "{}",
+        page.body
+    );
+}
+
+#[rocket::async_test]
 async fn an_owner_who_mistypes_or_signs_in_from_a_known_place_is_not_flagged() {
     let app = app_with_production_timeouts().await;
     let alice_id = app.create_user("alice", Role::User).await;

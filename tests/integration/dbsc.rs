@@ -2,8 +2,16 @@
 //! P-256 key per device and ES256 proofs, as a browser makes them. The clock is moved, never
 //! slept through (the test profile's bound cookie lives 5 s, its idle timeout is 20 s).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rocket::futures::future::join_all;
 use rocket::http::{Header, Method, Status};
+use rocket::tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use rocket::tokio::net::TcpStream;
 use secure_sessions::session::token::SessionToken;
 use secure_sessions::users::Role;
 use serde_json::json;
@@ -111,8 +119,9 @@ async fn row(app: &TestApp, session_id: &str) -> Row {
     }
 }
 
-async fn refused_proofs(app: &TestApp, user_id: i64) -> Vec<String> {
-    sqlx::query_scalar("SELECT detail FROM security_events WHERE user_id = $1 AND kind = 'binding_proof_refused' ORDER BY id")
+/// The user's refused-proof entries, oldest first: how many proofs each counts, and the latest's reason.
+async fn refused_proofs(app: &TestApp, user_id: i64) -> Vec<(i32, String)> {
+    sqlx::query_as("SELECT repeats, detail FROM security_events WHERE user_id = $1 AND kind = 'binding_proof_refused' ORDER BY id")
         .bind(user_id)
         .fetch_all(&app.pool)
         .await
@@ -413,13 +422,19 @@ async fn every_refused_registration_is_a_4xx_that_leaves_the_session_unbound_and
             "invalid_challenge",
         ),
     ];
-    for (proof, status, error) in &cases {
+    for (counted, (proof, status, error)) in (1..).zip(&cases) {
         assert_refused(&register(&alice, Some(proof)).await, *status, error);
         assert_eq!(
             row(&app, &session_id).await.dbsc_key,
             None,
             "{error}: still unbound"
         );
+        let refused = refused_proofs(&app, user_id).await;
+        assert_eq!(refused.len(), 1, "one entry counts them: {refused:?}");
+        assert_eq!(refused[0].0, counted, "{error}: counted");
+        if *error == "unsupported_algorithm" {
+            assert!(refused[0].1.contains("algorithm other than ES256"));
+        }
     }
     // Another session's challenge does not bind this one.
     let bob = Device::new(&client);
@@ -460,21 +475,20 @@ async fn every_refused_registration_is_a_4xx_that_leaves_the_session_unbound_and
         "still bound to the first key"
     );
 
+    // Counted per hour of the clock: the five minutes above may have crossed into a second.
     let refused = refused_proofs(&app, user_id).await;
+    assert!(refused.len() <= 2, "{refused:?}");
     assert_eq!(
-        refused.len(),
+        refused
+            .iter()
+            .map(|(repeats, _)| usize::try_from(*repeats).unwrap())
+            .sum::<usize>(),
         cases.len() + 2 + 2,
-        "every refused proof is recorded: {refused:?}"
+        "every refused proof is counted: {refused:?}"
     );
     assert!(
-        refused
-            .iter()
-            .any(|detail| detail.contains("algorithm other than ES256"))
-    );
-    assert!(
-        refused
-            .iter()
-            .any(|detail| detail.contains("already bound"))
+        refused.last().unwrap().1.contains("already bound"),
+        "{refused:?}"
     );
 }
 
@@ -742,7 +756,14 @@ async fn every_refused_refresh_is_a_4xx_that_changes_nothing_and_refused_proofs_
     assert_eq!(row(&app, &session_id).await.key, before);
 
     let refused = refused_proofs(&app, user_id).await;
-    assert_eq!(refused.len(), cases.len() + 2, "{refused:?}");
+    assert_eq!(
+        refused
+            .iter()
+            .map(|(repeats, _)| usize::try_from(*repeats).unwrap())
+            .sum::<usize>(),
+        cases.len() + 2,
+        "every refused proof is counted: {refused:?}"
+    );
     // The refusal came with a fresh challenge, which the owner's browser signs.
     let fresh = parse_challenge(late.header("Secure-Session-Challenge").unwrap()).0;
     assert_eq!(
@@ -976,10 +997,13 @@ async fn refresh_races(rounds: usize, racers: usize) -> usize {
             .filter(|(_, r)| r.status == Status::Ok)
             .map(|(d, _)| d)
             .collect();
-        let losers_refused = replies
-            .iter()
-            .filter(|r| r.status != Status::Ok)
-            .all(|r| r.status == Status::Conflict);
+        // A loser's challenge was issued under the token the winner replaced: refused, with a
+        // fresh one to sign (a 403, which a browser answers, not a 4xx that ends its session).
+        let losers_refused = replies.iter().filter(|r| r.status != Status::Ok).all(|r| {
+            r.status == Status::Forbidden
+                && r.error_code() == "invalid_challenge"
+                && r.header("Secure-Session-Challenge").is_some()
+        });
         let one_live_token = match winners.as_slice() {
             [winner] => signed_in(winner).await,
             _ => false,
@@ -1066,4 +1090,302 @@ async fn a_form_posted_from_another_site_to_the_dbsc_endpoints_changes_nothing()
     );
     assert_eq!(row(&app, &session_id).await.dbsc_key, None);
     assert_eq!(app.event_kinds(user_id).await, vec!["sign_in"]);
+}
+
+/// Asks `port` for challenges to `session_id` over one keep-alive connection, as a stranger who
+/// knows the id can: no cookie, no proof. Stops when `stop` is set or the `budget` shared by
+/// every connection runs out; counts each challenge answered in `challenged`, and returns the
+/// status line and body of any other answer.
+async fn ask_for_challenges(
+    port: u16,
+    session_id: String,
+    budget: Arc<AtomicI64>,
+    challenged: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> Vec<String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut stream = BufReader::new(stream);
+    let request = format!(
+        "POST {REFRESH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nSec-Secure-Session-Id: {session_id}\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut other = Vec::new();
+    while !stop.load(Ordering::Relaxed) && budget.fetch_sub(1, Ordering::Relaxed) > 0 {
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
+        let mut status = String::new();
+        stream.read_line(&mut status).await.unwrap();
+        let (mut length, mut challenge) = (0, false);
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line).await.unwrap();
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(value) = line.strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+            challenge |= line.starts_with("secure-session-challenge:");
+        }
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).await.unwrap();
+        if status.starts_with("HTTP/1.1 403") && challenge {
+            challenged.fetch_add(1, Ordering::Relaxed);
+        } else {
+            other.push(format!("{status} {}", String::from_utf8_lossy(&body)));
+        }
+    }
+    other
+}
+
+/// Waits (without asserting how long) until `count` reaches `at_least`.
+async fn until(count: &AtomicUsize, at_least: usize) {
+    while count.load(Ordering::Relaxed) < at_least {
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_challenge_requests_never_fails_the_owners_refresh() {
+    // Sixteen keep-alive connections of a stranger, at most 40,000 requests in all; the owner
+    // answers only after 500 challenges were issued to the stranger after theirs.
+    const CONNECTIONS: usize = 16;
+    const AT_MOST: i64 = 40_000;
+    const BEFORE_THE_OWNER_ANSWERS: usize = 500;
+    const AT_LEAST: usize = 4_000;
+    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 3600))).await;
+    app.create_user("alice", Role::User).await;
+    // The owner's browser talks to one app instance, the stranger to another on the database.
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    let key = DbscKey::generate();
+    let session_id = sign_in_bound(&alice, &key).await;
+    let server = app.serve().await;
+    alice.forget_cookie("__Host-sid");
+    let owners = challenge(&alice, &session_id).await;
+
+    let budget = Arc::new(AtomicI64::new(AT_MOST));
+    let challenged = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let flood: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            rocket::tokio::spawn(ask_for_challenges(
+                server.port,
+                session_id.clone(),
+                budget.clone(),
+                challenged.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    until(&challenged, BEFORE_THE_OWNER_ANSWERS).await;
+    let answered = refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&owners))).await;
+    // And a whole refresh, challenge and answer, in the thick of it.
+    alice.forget_cookie("__Host-sid");
+    let whole = signed_refresh(&alice, &session_id, &key).await;
+    let flood_still_on = budget.load(Ordering::Relaxed) > 0;
+    until(&challenged, AT_LEAST).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut other = Vec::new();
+    for connection in flood {
+        other.extend(connection.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    let total = challenged.load(Ordering::Relaxed);
+    eprintln!(
+        "{total} challenges over {CONNECTIONS} connections in {elapsed:?}: {:.0} per second",
+        total as f64 / elapsed.as_secs_f64()
+    );
+
+    assert_eq!(answered.status, Status::Ok, "{}", answered.body);
+    assert_eq!(whole.status, Status::Ok, "{}", whole.body);
+    assert!(flood_still_on, "the owner's refreshes ran during the flood");
+    assert!(
+        other.is_empty(),
+        "every stranger got a challenge: {other:?}"
+    );
+    assert!(signed_in(&alice).await, "the owner is still signed in");
+}
+
+#[rocket::async_test]
+async fn the_oldest_of_many_outstanding_challenges_still_refreshes() {
+    // Whatever number of challenges were asked for after it: nothing caps them, as nothing keeps
+    // them (a cap would let a stranger push out the owner's).
+    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 3600))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    let key = DbscKey::generate();
+    let session_id = sign_in_bound(&alice, &key).await;
+    alice.forget_cookie("__Host-sid");
+    let stranger = Device::new(&client);
+    let oldest = challenge(&alice, &session_id).await;
+    let mut later = Vec::new();
+    for _ in 0..100 {
+        later.push(challenge(&stranger, &session_id).await);
+    }
+    later.sort();
+    later.dedup();
+    assert_eq!(later.len(), 100, "every challenge is fresh");
+    let reply = refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&oldest))).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    // The token they were issued under is gone: every other one died with it.
+    let reply = refresh(
+        &alice,
+        Some(&session_id),
+        Some(&key.refresh_proof(&later[0])),
+    )
+    .await;
+    assert_refused(&reply, Status::Forbidden, "invalid_challenge");
+}
+
+#[rocket::async_test]
+async fn a_refresh_challenge_is_answerable_for_five_minutes_and_not_a_second_longer() {
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 3600))
+            .merge(("sessions.absolute_timeout_secs", 7200))
+    })
+    .await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    let key = DbscKey::generate();
+    let session_id = sign_in_bound(&alice, &key).await;
+    alice.forget_cookie("__Host-sid");
+    // On a whole second: a challenge carries its issue time to the second.
+    let nanos = i64::from(app.clock_now().nanosecond());
+    app.clock
+        .advance(time::Duration::nanoseconds(1_000_000_000 - nanos));
+
+    let stale = challenge(&alice, &session_id).await;
+    app.advance_secs(1);
+    let fresh = challenge(&alice, &session_id).await;
+    app.advance_secs(5 * 60 - 1);
+    // Now `stale` is five minutes old to the nanosecond, `fresh` a second less.
+    let late = refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&stale))).await;
+    assert_refused(&late, Status::Forbidden, "invalid_challenge");
+    let reply = refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&fresh))).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+}
+
+#[rocket::async_test]
+async fn a_challenge_altered_in_any_part_is_refused() {
+    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 3600))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    let key = DbscKey::generate();
+    let session_id = sign_in_bound(&alice, &key).await;
+    alice.forget_cookie("__Host-sid");
+    let issued = challenge(&alice, &session_id).await;
+    let bytes = URL_SAFE_NO_PAD.decode(&issued).unwrap();
+    assert_eq!(bytes.len(), 8 + 16 + 32, "issue time, nonce, tag");
+    let altered = |change: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = bytes.clone();
+        change(&mut bytes);
+        URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let later = |bytes: &mut Vec<u8>| {
+        let issued_at = i64::from_be_bytes(bytes[..8].try_into().unwrap());
+        bytes[..8].copy_from_slice(&(issued_at + 3600).to_be_bytes());
+    };
+    for forged in [
+        altered(&later),                           // an hour more to live
+        altered(&|bytes| bytes[8] ^= 1),           // another nonce
+        altered(&|bytes| bytes[8 + 16 + 31] ^= 1), // another tag
+        altered(&|bytes| bytes.truncate(8 + 16)),  // no tag
+        altered(&|bytes| bytes.push(0)),           // a byte more
+    ] {
+        let reply = refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&forged))).await;
+        assert_refused(&reply, Status::Forbidden, "invalid_challenge");
+    }
+    let reply = refresh(&alice, Some(&session_id), Some(&key.refresh_proof(&issued))).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+}
+
+#[rocket::async_test]
+async fn a_high_s_signature_refreshes_once_like_its_low_s_twin() {
+    // (r, s) and (r, n - s) both verify. Signers make either, so neither is refused,
+    // and the challenge, not the signature's spelling, is what makes a proof single use.
+    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 3600))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    let key = DbscKey::generate();
+    let session_id = sign_in_bound(&alice, &key).await;
+    alice.forget_cookie("__Host-sid");
+    let issued = challenge(&alice, &session_id).await;
+    let high = key.refresh_proof_high_s(&issued);
+    let low = key.refresh_proof_low_s(&issued);
+    assert_ne!(high, low);
+    let reply = refresh(&alice, Some(&session_id), Some(&high)).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let replay = refresh(&alice, Some(&session_id), Some(&low)).await;
+    assert_refused(&replay, Status::Forbidden, "invalid_challenge");
+}
+
+#[rocket::async_test]
+async fn a_flood_of_refused_proofs_is_one_counted_entry_per_session_and_hour() {
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 3 * 3600))
+            .merge(("sessions.absolute_timeout_secs", 6 * 3600))
+    })
+    .await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    let key = DbscKey::generate();
+    let session_id = sign_in_bound(&alice, &key).await;
+    // At the start of an hour of the clock, so the flood falls within one.
+    let now = app.clock_now().unix_timestamp();
+    app.advance_secs(3600 - now.rem_euclid(3600));
+
+    // A stranger with the session's id and a key of their own, 200 proofs, 20 at a time.
+    let stranger_key = DbscKey::generate();
+    let strangers: Vec<Device> = (0..20).map(|_| Device::new(&client)).collect();
+    let issued = challenge(&strangers[0], &session_id).await;
+    let forged = stranger_key.refresh_proof(&issued);
+    for _ in 0..10 {
+        let replies = join_all(
+            strangers
+                .iter()
+                .map(|stranger| refresh(stranger, Some(&session_id), Some(&forged))),
+        )
+        .await;
+        for reply in &replies {
+            assert_refused(reply, Status::Unauthorized, "invalid_signature");
+        }
+    }
+    let refused = refused_proofs(&app, user_id).await;
+    assert_eq!(refused.len(), 1, "one entry: {refused:?}");
+    assert_eq!(refused[0].0, 200, "counting every one");
+    // The owner's browser renews its bound cookie (the clock moved past it) and looks.
+    let renewed = signed_refresh(&alice, &session_id, &key).await;
+    assert_eq!(renewed.status, Status::Ok, "{}", renewed.body);
+    let page = alice.get("/account").await;
+    assert!(
+        page.shows(
+            "A proof of this device's key was refused (the session is unchanged) (200 times)"
+        ),
+        "{}",
+        page.body
+    );
+
+    // The next hour starts an entry of its own.
+    app.advance_secs(3600);
+    let reply = refresh(&strangers[0], Some(&session_id), Some(&forged)).await;
+    assert_refused(&reply, Status::Unauthorized, "invalid_signature");
+    let refused = refused_proofs(&app, user_id).await;
+    assert_eq!(
+        refused
+            .iter()
+            .map(|(repeats, _)| *repeats)
+            .collect::<Vec<_>>(),
+        vec![200, 1]
+    );
 }

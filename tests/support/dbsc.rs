@@ -57,6 +57,35 @@ impl DbscKey {
         )
     }
 
+    /// A refresh proof with the high-s signature `(r, n - s)` where `s` is at most `n / 2`: as
+    /// valid as its low-s twin, and what common signers (OpenSSL, for one) make about half the
+    /// time, as this one does.
+    pub fn refresh_proof_high_s(&self, challenge: &str) -> String {
+        self.refresh_proof_with_s(challenge, true)
+    }
+
+    /// The low-s twin of `refresh_proof_high_s`.
+    pub fn refresh_proof_low_s(&self, challenge: &str) -> String {
+        self.refresh_proof_with_s(challenge, false)
+    }
+
+    fn refresh_proof_with_s(&self, challenge: &str, high: bool) -> String {
+        let proof = self.refresh_proof(challenge);
+        let (input, signature) = proof.rsplit_once('.').expect("a compact JWS");
+        let signature =
+            Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).expect("base64url"))
+                .expect("r || s");
+        let low = signature.normalize_s().unwrap_or(signature);
+        let chosen = if high {
+            let (r, s) = low.split_scalars();
+            Signature::from_scalars(r, -s).expect("n - s is a valid s")
+        } else {
+            low
+        };
+        assert_eq!(chosen.normalize_s().is_some(), high, "s is as asked");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(chosen.to_bytes()))
+    }
+
     /// Any header and payload, signed with this key.
     pub fn sign(&self, header: &Value, payload: &Value) -> String {
         let input = format!("{}.{}", b64(&header.to_string()), b64(&payload.to_string()));
