@@ -406,6 +406,29 @@ pg_cluster_stop() {
     as_pg "$PG_BIN/pg_ctl" -D "$dir" -m fast -w -s stop
 }
 
+# start_test_postgres: a throwaway PostgreSQL for the test suites, in a new
+# folder under /tmp, stopped and deleted however the calling script ends (it
+# sets the EXIT, INT and TERM traps). Exports DATABASE_URL, naming its
+# maintenance database "postgres": the tests create their own databases from
+# it. Call ensure_postgres and ensure_pg_stat_statements first.
+start_test_postgres() {
+    # In /tmp rather than $TMPDIR: as root, the postgres user must reach it.
+    TEST_PG_TMP=$(mktemp -d /tmp/secure-sessions-test.XXXXXX)
+    # Clean up however the script ends. On a signal, exit (with the usual
+    # status, 128 + signal number) to run the EXIT trap.
+    trap 'pg_cluster_stop "$TEST_PG_TMP/postgres" || true; rm -rf "$TEST_PG_TMP"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    if [[ $EUID -eq 0 ]]; then
+        chown postgres: "$TEST_PG_TMP"
+    fi
+    # The request-path tests count the app's SQL statements with pg_stat_statements.
+    PG_SERVER_OPTIONS="-c shared_preload_libraries=pg_stat_statements" \
+        pg_cluster_start "$TEST_PG_TMP/postgres" throwaway
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+}
+
 # psql, connected as the superuser to the cluster started above. The server
 # and client versions match when PG_BIN has a psql.
 pg_psql() {

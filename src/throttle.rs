@@ -586,6 +586,24 @@ mod tests {
     }
 
     #[test]
+    fn the_time_a_page_shows_is_the_end_of_the_wait_rounded_up_to_the_minute() {
+        let at = |secs, now: OffsetDateTime| {
+            RetryAfter {
+                secs,
+                budget: Budget::SignIn,
+            }
+            .until(now)
+        };
+        let now = START + Duration::seconds(30);
+        assert_eq!(at(30, now), START + Duration::minutes(1));
+        assert_eq!(at(60, now), START + Duration::minutes(2));
+        assert_eq!(at(900, now), START + Duration::minutes(16));
+        // Half a second past a whole minute is the next minute.
+        let now = START + Duration::milliseconds(30_500);
+        assert_eq!(at(30, now), START + Duration::minutes(2));
+    }
+
+    #[test]
     fn the_message_speaks_in_seconds_then_minutes() {
         let message = |secs| {
             RetryAfter {

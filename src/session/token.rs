@@ -142,6 +142,30 @@ mod tests {
     }
 
     #[test]
+    fn each_session_has_a_csrf_token_of_its_own_that_its_cookie_value_gives_back() {
+        let (one, two) = (SessionToken::generate(), SessionToken::generate());
+        assert_ne!(one.csrf_token(), two.csrf_token());
+        assert_eq!(one.csrf_token(), encode_csrf(&one.csrf_bytes()));
+        assert_eq!(one.csrf_token().len(), TOKEN_CHARS);
+        let parsed = SessionToken::parse(&one.expose()).expect("own encoding parses");
+        assert_eq!(parsed.csrf_token(), one.csrf_token());
+    }
+
+    #[test]
+    fn a_key_read_back_from_its_bytes_is_the_same_key() {
+        let key = SessionToken::generate().key();
+        assert_eq!(key.as_bytes().len(), 32);
+        assert_eq!(SessionKey::from_stored(key.as_bytes()), Some(key));
+        assert_eq!(SessionKey::from_stored(&key.as_bytes()[1..]), None);
+    }
+
+    #[test]
+    fn a_key_shows_only_its_log_id_when_debugged() {
+        let key = SessionToken::generate().key();
+        assert_eq!(format!("{key:?}"), format!("SessionKey({}…)", key.log_id()));
+    }
+
+    #[test]
     fn the_log_id_is_eight_hex_digits() {
         let id = SessionToken::generate().key().log_id();
         assert_eq!(id.len(), 8);

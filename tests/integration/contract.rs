@@ -2,7 +2,7 @@
 //! anything else, and refuses unread what the browser says another site sent; a JSON client
 //! learns that it needs a confirmation by a stable code, and no response names the server software.
 
-use rocket::http::{Accept, ContentType, Header, Method, Status};
+use rocket::http::{Accept, ContentType, Cookie, Header, Method, Status};
 use secure_sessions::users::Role;
 use time::OffsetDateTime;
 
@@ -130,6 +130,33 @@ async fn every_state_changing_form_refuses_a_missing_or_foreign_csrf_token_with_
     let csrf = visitor.get("/login").await.csrf_token();
     let incomplete = visitor.post_form("/login", &[("csrf_token", &csrf)]).await;
     assert_eq!(incomplete.status, Status::UnprocessableEntity);
+}
+
+/// An empty CSRF token matches nothing, not even an empty expected one. Only a server holding
+/// the app's key can seal a double-submit cookie, but the check does not lean on that: a visitor
+/// whose sealed cookie holds an empty token, posting an empty field, is refused like any forger.
+#[rocket::async_test]
+async fn an_empty_csrf_token_never_matches_not_even_an_empty_sealed_cookie() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    for path in ["/login", "/register"] {
+        let fields = [
+            ("csrf_token", ""),
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+        ];
+        let request = visitor
+            .request(Method::Post, path)
+            .private_cookie(Cookie::new("__Host-csrf", ""))
+            .header(ContentType::Form)
+            .body(form_body(&fields));
+        let reply = visitor.send(request).await;
+        assert_refused_as_forged(&reply, path);
+        assert!(reply.set_cookie("__Host-sid").is_none(), "{path}");
+    }
 }
 
 #[rocket::async_test]

@@ -400,6 +400,18 @@ async fn every_refused_registration_is_a_4xx_that_leaves_the_session_unbound_and
             Status::BadRequest,
             "unsupported_algorithm",
         ),
+        // Signed with the key it names, so only the algorithm's name is wrong: "ES256" is
+        // matched exactly, not as a family or in any case.
+        (
+            key.sign(&header("ES384"), &payload),
+            Status::BadRequest,
+            "unsupported_algorithm",
+        ),
+        (
+            key.sign(&header("es256"), &payload),
+            Status::BadRequest,
+            "unsupported_algorithm",
+        ),
         (
             format!(
                 "{}.{}.",
@@ -688,6 +700,23 @@ async fn every_refused_refresh_is_a_4xx_that_changes_nothing_and_refused_proofs_
         (
             key.sign(
                 &json!({"alg": "RS256", "typ": "dbsc+jwt"}),
+                &json!({"jti": c1}),
+            ),
+            Status::BadRequest,
+            "unsupported_algorithm",
+        ),
+        // Signed with the session's key over a live challenge: only the algorithm's name is wrong.
+        (
+            key.sign(
+                &json!({"alg": "ES384", "typ": "dbsc+jwt"}),
+                &json!({"jti": c1}),
+            ),
+            Status::BadRequest,
+            "unsupported_algorithm",
+        ),
+        (
+            key.sign(
+                &json!({"alg": "es256", "typ": "dbsc+jwt"}),
                 &json!({"jti": c1}),
             ),
             Status::BadRequest,

@@ -17,7 +17,8 @@ use secure_sessions::users::hashing::HashingCounts;
 use secure_sessions::users::{Password, PasswordHasher, Role};
 
 use crate::support::binary::{
-    RunningApp, has_ended, hashing_process_of, process_stat, threads_named, with_sessions,
+    RunningApp, has_ended, hashing_process_of, process_stat, threads_named, unread_input,
+    with_sessions,
 };
 use crate::support::http::{CHROME_LINUX, Device, Reply};
 use crate::support::raw::{RawRequest, RawResponse};
@@ -106,7 +107,9 @@ async fn the_app_hashes_in_a_process_of_its_own_with_a_scheduling_group_and_no_s
 }
 
 /// A hashing process killed mid-flood: what it held gets the friendly 503 page (never a 500, never
-/// a hang), and the next sign-in starts a new process and succeeds.
+/// a hang), and the next sign-in starts a new process and succeeds. The process is stopped
+/// (SIGSTOP) before the flood and killed only once sign-ins wait in its input, so it dies holding
+/// some however the machine schedules the test.
 #[rocket::async_test]
 async fn a_hashing_process_that_dies_fails_only_what_it_held_and_is_replaced() {
     let app = TestApp::new().await;
@@ -114,23 +117,36 @@ async fn a_hashing_process_that_dies_fails_only_what_it_held_and_is_replaced() {
         app.create_user(&format!("user{index}"), Role::User).await;
     }
     app.create_user("alice", Role::User).await;
-    let binary = RunningApp::start(with_sessions(&app, "{max_concurrent_hashes=1}")).await;
+    let binary = RunningApp::start(with_sessions(&app, "{}")).await;
     let first = binary.hashing_process();
     let port = binary.port;
+    signal(first, Signal::STOP);
+    let _cleanup = KillIfStillChild {
+        app: binary.pid(),
+        pid: first,
+    };
 
     let mut flood = JoinSet::new();
     for index in 0..16 {
         flood.spawn(async move { sign_in(port, &format!("user{index}")).await });
     }
-    // Every reply comes within a bound: none hangs on the process that died.
-    let next_reply = async |flood: &mut JoinSet<RawResponse>| {
-        let reply = timeout(Duration::from_secs(60), flood.join_next()).await;
-        reply.expect("a sign-in hung").map(Result::unwrap)
+    let held = async {
+        while unread_input(first) == 0 {
+            sleep(Duration::from_millis(10)).await;
+        }
     };
-    // One hashing thread works through 16 sign-ins one at a time: kill it after the first.
-    let mut statuses = vec![next_reply(&mut flood).await.unwrap().status];
+    timeout(Duration::from_secs(60), held)
+        .await
+        .expect("no sign-in reached the stopped hashing process");
     signal(first, Signal::KILL);
-    while let Some(reply) = next_reply(&mut flood).await {
+
+    // Every reply comes within a bound: none hangs on the process that died.
+    let mut statuses = Vec::new();
+    while let Some(reply) = timeout(Duration::from_secs(60), flood.join_next())
+        .await
+        .expect("a sign-in hung")
+    {
+        let reply = reply.unwrap();
         if reply.status == 503 {
             assert!(
                 reply.body.contains("try again in a moment"),

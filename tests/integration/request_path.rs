@@ -1,18 +1,20 @@
 //! The request path: one SQL statement per signed-in request, last-seen written once per touch
 //! interval even when requests race, and a connection pool that neither keeps a dead connection
-//! nor lets a lock outlive its request.
+//! nor lets a lock outlive its request, nor hands on a connection the server stopped answering.
 
 use std::time::Duration;
 
 use rocket::http::Status;
-use rocket::tokio::time::sleep;
+use rocket::tokio::time::{sleep, timeout};
 use rocket_db_pools::Database;
 use secure_sessions::db::Db;
 use secure_sessions::users::Role;
+use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::support::http::Device;
-use crate::support::{PASSWORD, TestApp, server_url};
+use crate::support::relay::StallingRelay;
+use crate::support::{PASSWORD, TestApp, fresh_database, server_url};
 
 /// Counts the SQL statements the app sends to this test's database, with pg_stat_statements
 /// (which `scripts/test` preloads). Each test has a database of its own, so the count is exact.
@@ -325,6 +327,72 @@ async fn a_transaction_dropped_half_way_releases_its_locks_when_its_connection_r
         Status::SeeOther,
         "the pool goes on serving"
     );
+}
+
+/// Far longer than a pool may wait on a silent server before it gives up on a connection.
+const ANSWERED: Duration = Duration::from_secs(60);
+
+async fn answered<T>(what: &str, reply: impl Future<Output = T>) -> T {
+    timeout(ANSWERED, reply).await.unwrap_or_else(|_| {
+        panic!("{what} got no answer: it was handed the connection the server stopped answering")
+    })
+}
+
+/// A dropped transaction's ROLLBACK that the server never answers: the pool gives up on that
+/// connection and throws it away. Meanwhile and afterwards, requests are served on good
+/// connections, never handed the one still waiting for its answer. Judged by requests and by
+/// the connection's end alone, so it holds for any pool.
+#[rocket::async_test]
+async fn a_connection_whose_rollback_the_server_never_answers_is_thrown_away_not_handed_on() {
+    let database_url = fresh_database().await;
+    let relay = StallingRelay::start(&database_url).await;
+    let app = TestApp::on(database_url, |figment| {
+        figment.merge(("databases.main.url", relay.url()))
+    })
+    .await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let api = Device::new(&client);
+    let refresh = async |token: &str| {
+        let reply = api
+            .post_json("/api/token/refresh", &json!({"refresh_token": token}))
+            .await;
+        assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+        reply.json()["refresh_token"].as_str().unwrap().to_owned()
+    };
+    let tokens = api
+        .post_json(
+            "/api/token",
+            &json!({"username": "alice", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(tokens.status, Status::Ok, "{}", tokens.body);
+    let token = tokens.json()["refresh_token"].as_str().unwrap().to_owned();
+
+    // A well-formed refresh token nobody issued: the refresh looks it up in a transaction,
+    // finds nothing, and drops the transaction, whose ROLLBACK goes out as the connection goes
+    // back to the pool. The server stops answering right then.
+    relay.stall_next_rollback();
+    let unknown = json!({"refresh_token": "A".repeat(43)});
+    let refused = answered(
+        "the refused refresh",
+        api.post_json("/api/token/refresh", &unknown),
+    )
+    .await;
+    assert_eq!(refused.error_code(), "invalid_grant", "{}", refused.body);
+    assert!(
+        relay.stalled(ANSWERED).await,
+        "the refused refresh sent no ROLLBACK: nothing was left for the pool to finish"
+    );
+
+    // While the pool waits for that answer, the next request is served on another connection.
+    let token = answered("the next request", refresh(&token)).await;
+    // The pool gives up on the silent connection and closes it, and goes on serving.
+    assert!(
+        relay.stalled_closed(ANSWERED).await,
+        "the pool kept the connection the server stopped answering"
+    );
+    answered("a request after it", refresh(&token)).await;
 }
 
 #[rocket::async_test]

@@ -196,6 +196,33 @@ async fn an_office_behind_one_address_gets_fifty_failures_before_the_address_wai
     );
 }
 
+/// A client holding an IPv6 /64 (what one subscriber usually gets) cannot rotate through its
+/// addresses for a fresh budget each: the network is one address to the throttle.
+#[rocket::async_test]
+async fn every_address_of_one_ipv6_network_shares_its_budget() {
+    let app = TestApp::with(|f| f.merge(("sessions.throttle_ip_failures", 3))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let from = |ip| Device::with(&client, crate::support::http::CHROME_LINUX, ip);
+    // A new address and a new username each time, so no address and no account reaches a
+    // threshold of its own.
+    for (n, ip) in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:8000::1"]
+        .into_iter()
+        .enumerate()
+    {
+        fail_to_sign_in(&from(ip), &format!("colleague{n}")).await;
+    }
+
+    let same_network = from("2001:db8:1:2:ffff:ffff:ffff:ffff");
+    assert_throttled(&same_network.sign_in("alice", PASSWORD).await, 60);
+    // The next /64 is another subscriber.
+    let next_network = from("2001:db8:1:3::1");
+    assert_eq!(
+        next_network.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
+}
+
 #[rocket::async_test]
 async fn unknown_and_differently_cased_usernames_are_counted_like_real_ones() {
     let app = TestApp::new().await;
@@ -458,6 +485,63 @@ async fn wrong_passwords_on_a_signed_in_session_do_not_drain_the_sign_in_budget(
         request_tokens(&alice, "alice", PASSWORD).await.status,
         Status::Ok
     );
+}
+
+/// The re-check budget and the sign-in budget have thresholds of their own: set apart, each is
+/// spent at its own, never at the other's.
+#[rocket::async_test]
+async fn the_re_check_budget_and_the_sign_in_budget_each_keep_their_own_threshold() {
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.throttle_session_failures", 2))
+            .merge(("sessions.throttle_account_failures", 4))
+    })
+    .await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let thief = Device::new(&client);
+    assert_eq!(
+        thief.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
+    for _ in 0..2 {
+        assert!(
+            thief
+                .confirm(WRONG)
+                .await
+                .shows("That password is not correct.")
+        );
+    }
+    let confirm = thief.confirm(PASSWORD).await;
+    assert_throttled(&confirm, 60);
+    assert!(
+        confirm.shows("Too many wrong passwords"),
+        "{}",
+        confirm.body
+    );
+
+    // Three failed sign-ins stay below the account's threshold of four.
+    let visitor = Device::with(
+        &client,
+        crate::support::http::FIREFOX_WINDOWS,
+        "198.51.100.1",
+    );
+    for _ in 0..3 {
+        fail_to_sign_in(&visitor, "alice").await;
+    }
+    assert_eq!(
+        visitor.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
+    // That sign-in reset the account's count: four more reach the threshold.
+    let visitor = Device::with(
+        &client,
+        crate::support::http::FIREFOX_WINDOWS,
+        "198.51.100.1",
+    );
+    for _ in 0..4 {
+        fail_to_sign_in(&visitor, "alice").await;
+    }
+    assert_throttled(&visitor.sign_in("alice", PASSWORD).await, 60);
 }
 
 /// How a look-alike of `alice` must be answered once alice's sign-in budget is spent.

@@ -120,6 +120,16 @@ pub fn hashing_process_of(app: u32) -> Option<u32> {
         })
 }
 
+/// How many bytes wait unread in the standard input (a pipe) of process `pid`: what was sent to it
+/// and not taken yet. The pipe is opened through `/proc` only for the look: an open read end
+/// would keep a writer from learning that the process has gone.
+pub fn unread_input(pid: u32) -> u64 {
+    let input = std::fs::File::open(format!("/proc/{pid}/fd/0"))
+        .unwrap_or_else(|error| panic!("the standard input of {pid}: {error}"));
+    rustix::io::ioctl_fionread(&input)
+        .unwrap_or_else(|error| panic!("FIONREAD on the standard input of {pid}: {error}"))
+}
+
 /// What `/proc/<pid>/stat` says of a process.
 pub struct ProcessStat {
     /// `R`, `S`, ...; `Z` for a zombie: ended, not yet reaped.

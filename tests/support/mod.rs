@@ -26,7 +26,9 @@
 //!   `headers`, `form`, `json`, `body`) gives a `raw::RawResponse` (`status`, `head`, `body`,
 //!   `header`, `location`, `cookie`, `set_cookie`, `set_cookie_line`, `html()`, `json()`).
 //!   `port` is `Server::port` or `RunningApp::port`.
-//! - a DBSC client key: `dbsc::DbscKey`; a PostgreSQL cluster of a test's own: `cluster`.
+//! - a DBSC client key: `dbsc::DbscKey`; a PostgreSQL cluster of a test's own: `cluster`; a
+//!   relay in front of PostgreSQL that makes the server stop answering one connection on cue:
+//!   `relay::StallingRelay`.
 #![allow(dead_code)] // each suite uses its own subset
 
 pub mod binary;
@@ -35,6 +37,7 @@ pub mod dbsc;
 pub mod html;
 pub mod http;
 pub mod raw;
+pub mod relay;
 pub mod server;
 
 use std::sync::{Arc, LazyLock};
