@@ -1038,7 +1038,7 @@ async fn a_throttled_password_field_is_described_by_how_long_to_wait() {
             .get("aria-describedby")
             .cloned()
             .unwrap_or_default();
-        ids.split(' ')
+        ids.split_whitespace()
             .flat_map(|id| page.texts(&format!("#{id}")))
             .collect::<Vec<_>>()
             .join(" ")
