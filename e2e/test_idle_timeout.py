@@ -30,7 +30,7 @@ def test_the_idle_warning_comes_first_then_the_session_ends_with_idle_timeout(pa
     expect(warning).to_be_visible()
     expect(page.get_by_test_id("stay-signed-in")).to_be_visible()
 
-    # Past the timeout: the countdown runs out, the page reloads, and the server says why.
+    # Past the timeout: the countdown runs out, the page asks the server, and goes where it says why.
     move_time(page, hooks, warning_secs)
     expect_signed_out_with(page, "idle_timeout")
 

@@ -122,6 +122,21 @@ ensure_browser() {
     export CHROMIUM CHROMEDRIVER
 }
 
+# Make sure nginx exists, for scripts/proxy; set NGINX_PROGRAM to it (an
+# NGINX_PROGRAM from the environment wins when it is executable). Not exported, and
+# not named NGINX: nginx reads a variable of that name as sockets handed over to it.
+# Debian's nginx-light is enough (where services start on install, it also starts its
+# own default site, which scripts/proxy never uses).
+ensure_nginx() {
+    if [[ -n ${NGINX_PROGRAM:-} && ! -x $NGINX_PROGRAM ]]; then
+        say "ignoring NGINX_PROGRAM=$NGINX_PROGRAM: not an executable file"
+        NGINX_PROGRAM=
+    fi
+    NGINX_PROGRAM=${NGINX_PROGRAM:-/usr/sbin/nginx}
+    [[ -x $NGINX_PROGRAM ]] || apt_install nginx-light
+    [[ -x $NGINX_PROGRAM ]] || die "$NGINX_PROGRAM not found after installing nginx-light"
+}
+
 # The versions of cargo-audit and cargo-deny that scripts/audit runs (and pins in
 # scripts/audit-tools.txt for the prebuilt ones).
 AUDIT_VERSION=0.22.2

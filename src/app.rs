@@ -177,7 +177,10 @@ fn settings_stage() -> AdHoc {
 async fn start_hasher(config: &SessionConfig) -> std::io::Result<PasswordHasher> {
     let program = config.hashing_binary().to_owned();
     let settings = config.hashing_settings();
-    rocket::tokio::task::spawn_blocking(move || PasswordHasher::start(&program, settings))
-        .await
-        .map_err(std::io::Error::other)?
+    let admission = config.hashing_admission();
+    rocket::tokio::task::spawn_blocking(move || {
+        PasswordHasher::start(&program, settings, admission)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

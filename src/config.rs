@@ -67,6 +67,10 @@ pub struct SessionConfig {
     /// Bound on argon2 hashes running at once (each takes 19 MiB and a core). Default: one per
     /// core, since more hashing threads than cores add memory, not speed.
     pub max_concurrent_hashes: u32,
+    /// Password checks admitted at once: as many as the hashing threads finish in this long at
+    /// the measured speed of a hash. One more gets 503 with `Retry-After` at once (README,
+    /// "Configuration").
+    pub hashing_admission_ms: u32,
     /// The niceness (0 to 19) of the hashing process's scheduling group, which it has because it
     /// runs in a session of its own: the higher, the more a sign-in flood yields the cores to the
     /// session path and PostgreSQL (README, "Configuration").
@@ -139,6 +143,7 @@ impl Default for SessionConfig {
             address_retention_days: 30,
             max_concurrent_hashes: std::thread::available_parallelism()
                 .map_or(1, |cores| cores.get() as u32),
+            hashing_admission_ms: 1000,
             hashing_nice: 0,
             hashing_cgroup: None,
             hashing_program: None,
@@ -254,6 +259,11 @@ impl SessionConfig {
         }
     }
 
+    /// How long the work admitted at once may take the hashing threads (`users::hashing`).
+    pub fn hashing_admission(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.hashing_admission_ms.into())
+    }
+
     /// The binary started as the hashing process: `hashing_program`, or this app's own.
     /// `/proc/self/exe` names the running binary even after a deploy has replaced its file, so
     /// the two processes are always the same version.
@@ -333,6 +343,11 @@ impl SessionConfig {
                 1..=3650,
             ),
             ("max_concurrent_hashes", self.max_concurrent_hashes, 1..=256),
+            (
+                "hashing_admission_ms",
+                self.hashing_admission_ms,
+                1..=600_000,
+            ),
             (
                 "hashing_nice",
                 self.hashing_nice.into(),

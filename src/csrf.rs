@@ -7,7 +7,13 @@
 //! token whose cookie is encrypted and authenticated with the app's secret key
 //! (`PreSessionCsrf`), so a cookie planted by someone else (a sibling subdomain, a network
 //! attacker) is rejected. The token is checked before any other field is read: a forged request
-//! gets 403 whatever else it lacks.
+//! gets 403 whatever else it lacks. Before the token, a request the browser says another site
+//! sent (`fetch_metadata`) is refused unread: by the session guard for signed-in forms, by
+//! `PreSessionCsrfForm` for the others.
+//!
+//! The sign-out form alone (`SignOutForm`) also accepts the browser's word that one of this
+//! site's own pages sent it, in place of the token: a tab opened before another tab rotated the
+//! session carries a token that no longer matches, and "Sign out" there must still sign out.
 
 use std::borrow::Cow;
 use std::ops::Deref;
@@ -22,6 +28,9 @@ use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest};
 use subtle::ConstantTimeEq;
 
+use crate::config::SessionConfig;
+use crate::fetch_metadata::{self, Initiator};
+use crate::session::cookie::presented_token as presented_session_token;
 use crate::session::token::random_bytes;
 use crate::session::{AuthenticatedUser, SessionError};
 
@@ -36,6 +45,11 @@ pub struct CsrfForm<T = NoFields>(T);
 /// The body of a sign-in or sign-up form whose CSRF token matches this visitor's sealed
 /// double-submit cookie. Only the data guard builds one.
 pub struct PreSessionCsrfForm<T>(T);
+
+/// The sign-out form, checked: its token is the session's (the live session's, or the one derived
+/// from a token a rotation replaced a moment ago, `SessionError::Superseded`), or the browser says
+/// one of this site's pages sent it. Only the data guard builds one.
+pub struct SignOutForm(());
 
 /// The fields of a form that carries nothing but its CSRF token (sign out, sign a device out ...).
 pub struct NoFields;
@@ -77,6 +91,9 @@ impl<T> Deref for PreSessionCsrfForm<T> {
 pub enum FormRefused {
     #[error("the form's CSRF token is missing or wrong")]
     Forged,
+    /// The browser says another site or subdomain sent it (`fetch_metadata`).
+    #[error("the browser says another site sent the form")]
+    CrossSite,
     /// Only `application/x-www-form-urlencoded`, what every form of this app sends.
     #[error("the body is not a URL-encoded form")]
     NotAForm,
@@ -94,12 +111,15 @@ pub enum FormRefused {
 impl FormRefused {
     pub fn status(&self) -> Status {
         match self {
-            FormRefused::Forged => Status::Forbidden,
+            FormRefused::Forged | FormRefused::CrossSite => Status::Forbidden,
             FormRefused::NotAForm => Status::UnsupportedMediaType,
             FormRefused::TooLarge => Status::PayloadTooLarge,
             FormRefused::Malformed => Status::BadRequest,
             FormRefused::WrongFields => Status::UnprocessableEntity,
             FormRefused::NoSession(SessionError::Ended(_)) => Status::Unauthorized,
+            FormRefused::NoSession(SessionError::Superseded(_) | SessionError::CrossSite) => {
+                Status::Forbidden
+            }
             FormRefused::NoSession(_) => Status::ServiceUnavailable,
         }
     }
@@ -127,10 +147,45 @@ impl<'r, T: for<'a> FromForm<'a> + 'static> FromData<'r> for PreSessionCsrfForm<
     type Error = FormRefused;
 
     async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
+        // Before the double-submit cookie is read or set: a refused request changes nothing.
+        if fetch_metadata::refuses(request) {
+            return refuse(FormRefused::CrossSite);
+        }
         let expected = PreSessionCsrf::of(request).token();
         read_checked(request, data, expected)
             .await
             .map(PreSessionCsrfForm)
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for SignOutForm {
+    type Error = FormRefused;
+
+    async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
+        let expected = match request.guard::<&AuthenticatedUser>().await {
+            Outcome::Success(user) => user.csrf_token().to_owned(),
+            Outcome::Error((_, SessionError::Superseded(_))) => {
+                let config = request
+                    .rocket()
+                    .state::<SessionConfig>()
+                    .expect("session settings are managed at ignite");
+                // The guard found the session by this very cookie's token (a device-bound
+                // session's forms carry a token of their own: it falls to the browser's word).
+                match presented_session_token(request.cookies(), config) {
+                    Some(token) => token.csrf_token(),
+                    None => return refuse(FormRefused::Forged),
+                }
+            }
+            Outcome::Error((_, error)) => return refuse(FormRefused::NoSession(error)),
+            Outcome::Forward(status) => return Outcome::Forward((data, status)),
+        };
+        if Initiator::of(request) == Initiator::SameOrigin {
+            return Outcome::Success(SignOutForm(()));
+        }
+        read_checked::<NoFields>(request, data, &expected)
+            .await
+            .map(|_| SignOutForm(()))
     }
 }
 

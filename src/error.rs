@@ -23,7 +23,17 @@ pub enum AppError {
     /// The hashing process ended before it answered, or a new one could not start.
     #[error("the password hashing process is unavailable")]
     HashingUnavailable,
+    /// As much password work is admitted as the hashing threads finish in a moment
+    /// (`hashing_admission_ms`): refused at once, with `Retry-After`.
+    #[error("password hashing is overloaded")]
+    HashingOverloaded { retry_after_secs: u64 },
 }
+
+/// How many seconds a refused request should wait before it comes back, for the catcher to send
+/// as `Retry-After` (a catcher sees only the status, so the responder leaves it in the request's
+/// local cache).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RetryAfterSecs(pub Option<u64>);
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
@@ -52,7 +62,8 @@ impl AppError {
         match self {
             AppError::DatabaseUnavailable(_)
             | AppError::SessionCheckFailed
-            | AppError::HashingUnavailable => Status::ServiceUnavailable,
+            | AppError::HashingUnavailable
+            | AppError::HashingOverloaded { .. } => Status::ServiceUnavailable,
             AppError::FormRefused(refused) => refused.status(),
             AppError::Database(_) | AppError::Template(_) | AppError::PasswordHash(_) => {
                 Status::InternalServerError
@@ -64,7 +75,12 @@ impl AppError {
 impl<'r> Responder<'r, 'static> for AppError {
     /// Logs the cause chain once, then lets the catcher for the status render a plain page:
     /// the visitor never sees internals.
-    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        if let AppError::HashingOverloaded { retry_after_secs } = self {
+            // Logged once per flood by the hasher, not once per refusal.
+            request.local_cache(|| RetryAfterSecs(Some(retry_after_secs.max(1))));
+            return Err(self.status());
+        }
         let mut message = self.to_string();
         let mut source = std::error::Error::source(&self);
         while let Some(cause) = source {

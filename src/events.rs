@@ -193,35 +193,28 @@ pub async fn record(
     Ok(())
 }
 
-/// Records a refused sign-in against `account`, and nothing for `None` (an unknown username),
-/// with the same work either way, so the time to the answer does not tell a real account from
-/// an unknown name: one transaction, one statement, which inserts a row only for a real account.
-/// The commit does not wait for the write-ahead log to reach disk (`synchronous_commit = off`),
-/// else a real account's answer would wait for a disk flush and an unknown name's would not.
-/// A crash may lose the last such entries; the throttle's count, which is what defends the
-/// account, was committed durably before the password was checked.
+/// Records a refused sign-in against `account`, or against no account for a name that has none
+/// (`None`): the same statement writing one row either way (migrations/0021), so the time to
+/// the answer does not tell a real account from an unknown name. Only a real account's entries
+/// are shown to anyone (`recent_for_user`); all are deleted after `event_retention_days`.
 pub async fn record_sign_in_failure(
     conn: &mut PgConnection,
     account: Option<i64>,
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    let mut tx = conn.begin().await?;
-    sqlx::query!("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
     sqlx::query!(
         "INSERT INTO security_events (user_id, kind, ip, user_agent, occurred_at)
-         SELECT id, $2, $3, $4, $5 FROM users WHERE id = $1",
+         VALUES ($1, $2, $3, $4, $5)",
         account,
         EventKind::SignInFailed as _,
         client.ip,
         client.user_agent,
         now,
     )
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 #[derive(Debug)]

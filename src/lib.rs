@@ -12,6 +12,7 @@ pub mod demo;
 pub mod device;
 pub mod error;
 pub mod events;
+pub mod fetch_metadata;
 pub mod headers;
 pub mod html;
 pub mod local_path;

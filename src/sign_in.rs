@@ -11,21 +11,41 @@ use crate::session::AuthenticatedUser;
 use crate::throttle::{self, Admission, Attempt, RetryAfter};
 use crate::users::{self, CheckedCredentials, Password, Username};
 
-pub enum Verdict {
+/// What a sign-in's password check found (`check_password`).
+pub enum SignInVerdict {
     /// The right password for an enabled account, as of `credentials.version`. Act on it in a
-    /// transaction that also calls `throttle::succeeded(attempt)`, so the budget it counted
-    /// against (the account's at sign-in, the session's at a re-check) starts afresh with the
-    /// action, and that creates nothing unless the credentials are still current
-    /// (`users::store::lock_if_current`: `session::start` and `api::issue` check it).
+    /// transaction that also calls `throttle::succeeded(attempt)`, so the account's budget
+    /// starts afresh with the new session or token family, and that creates nothing unless the
+    /// credentials are still current (`users::store::lock_if_current`: `session::start` and
+    /// `api::issue` check it).
     Accepted {
         credentials: CheckedCredentials,
         attempt: Attempt,
     },
-    /// A wrong password, an unknown username or a disabled account: one answer for all, so the
-    /// client never learns which.
+    /// A wrong password or an unknown username, whether or not the account is disabled: one
+    /// answer for all, so the client never learns which.
     Rejected,
-    /// The budget this check counts against is spent: the account's or the address's at
-    /// sign-in, the session's at a re-check. No password was checked.
+    /// The right password for a disabled account: told so, and what to do, rather than left to
+    /// retry until throttled. Only someone who knows the password learns it. The attempt still
+    /// counts against the budgets.
+    Disabled,
+    /// The account's or the address's budget is spent. No password was checked.
+    Throttled(RetryAfter),
+}
+
+/// What a signed-in user's password re-check found (`check_own_password`,
+/// `check_session_password`).
+pub enum Verdict {
+    /// The right password, as of `credentials.version`. Act on it in a transaction that also
+    /// calls `throttle::succeeded(attempt)`, so the session's budget starts afresh with the
+    /// action.
+    Accepted {
+        credentials: CheckedCredentials,
+        attempt: Attempt,
+    },
+    /// A wrong password.
+    Rejected,
+    /// The session's budget is spent. No password was checked.
     Throttled(RetryAfter),
 }
 
@@ -34,10 +54,13 @@ pub async fn check_password(
     username: &str,
     password: String,
     now: OffsetDateTime,
-) -> AppResult<Verdict> {
+) -> AppResult<SignInVerdict> {
     // One canonical form for the throttle and the lookup. Text that cannot be a username names
     // no account: look-alikes and control characters never reach the database as a name.
     let username = Username::parse(username).ok();
+    // A place in the hashing queue before anything else: when it is full, the answer is 503 at
+    // once, and the attempt costs neither a throttle write nor a place in anyone's budget.
+    let admitted = ctx.hasher.admit()?;
     // Before any argon2 work: a flood of guesses costs the server one query each.
     let admission = throttle::begin_sign_in(
         &mut *ctx.connection().await?,
@@ -49,12 +72,12 @@ pub async fn check_password(
     .await?;
     let attempt = match admission {
         Admission::Admitted(attempt) => attempt,
-        Admission::Throttled(retry_after) => return Ok(Verdict::Throttled(retry_after)),
+        Admission::Throttled(retry_after) => return Ok(SignInVerdict::Throttled(retry_after)),
     };
     // Out-of-range passwords and names are refused before any hashing: they cannot match an
     // account, and their rules are public, so answering them sooner tells nothing.
     let (Ok(password), Some(username)) = (Password::parse(password), username) else {
-        return Ok(Verdict::Rejected);
+        return Ok(SignInVerdict::Rejected);
     };
 
     // The pooled connection is released while argon2 runs, so slow hashing cannot drain the pool.
@@ -62,9 +85,10 @@ pub async fn check_password(
     let stored_hash = account
         .as_ref()
         .map(|account| account.password_hash.clone());
-    let password_matches = ctx.hasher.verify(&password, stored_hash).await?;
+    let password_matches = admitted.verify(&password, stored_hash).await?;
     match account {
-        Some(account) if password_matches && !account.disabled => Ok(Verdict::Accepted {
+        Some(account) if password_matches && account.disabled => Ok(SignInVerdict::Disabled),
+        Some(account) if password_matches => Ok(SignInVerdict::Accepted {
             credentials: account.checked(),
             attempt,
         }),
@@ -78,7 +102,7 @@ pub async fn check_password(
                 now,
             )
             .await?;
-            Ok(Verdict::Rejected)
+            Ok(SignInVerdict::Rejected)
         }
     }
 }
@@ -115,6 +139,7 @@ pub async fn check_session_password(
     password: String,
     now: OffsetDateTime,
 ) -> AppResult<Verdict> {
+    let admitted = ctx.hasher.admit()?;
     let attempt = match throttle::begin_recheck(
         &mut *ctx.connection().await?,
         ctx.config,
@@ -133,7 +158,7 @@ pub async fn check_session_password(
         .as_ref()
         .map(|account| account.password_hash.clone());
     let matches = match Password::parse(password) {
-        Ok(password) => ctx.hasher.verify(&password, stored_hash).await?,
+        Ok(password) => admitted.verify(&password, stored_hash).await?,
         Err(_) => false,
     };
     if let Some(account) = account.filter(|_| matches) {

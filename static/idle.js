@@ -67,10 +67,8 @@
   function tick() {
     var left = secondsLeft();
     if (left === 0) {
-      // Time is up: reload and let the server decide (another tab may have kept the session
-      // alive; otherwise it redirects to /login?reason=idle_timeout).
       window.clearInterval(ticker);
-      window.location.reload();
+      check();
       return;
     }
     if (left > warningSecs) {
@@ -89,6 +87,34 @@
       finalCallMade = true;
       announcement.textContent = "You will be signed out in " + words + ".";
     }
+  }
+
+  // Time is up on this page's clock: ask the server, with a request that is the page's own and
+  // so never counts as activity (a reload would, and open tabs would keep each other alive).
+  // Another tab may have been used meanwhile: count down again. Or the session has ended: go
+  // where the server says, the sign-in page saying why.
+  function check() {
+    var next = window.location.pathname + window.location.search;
+    fetch("/session/idle?next=" + encodeURIComponent(next), {
+      headers: { Accept: "application/json" },
+      credentials: "same-origin"
+    })
+      .then(function (response) {
+        return response.ok ? response.json() : null;
+      })
+      .then(function (body) {
+        if (body && body.location) {
+          window.location.assign(body.location);
+        } else if (body && body.idle_seconds_left > 0) {
+          start(body.idle_seconds_left);
+        } else {
+          checkAgainSoon();
+        }
+      }, checkAgainSoon);
+  }
+
+  function checkAgainSoon() {
+    window.setTimeout(check, 2000);
   }
 
   function start(seconds) {

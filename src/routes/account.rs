@@ -84,7 +84,9 @@ pub async fn page(
 ) -> AppResult<Page<AccountPage>> {
     let now = ctx.now();
     let mut conn = ctx.connection().await?;
-    let devices = store::list_live_for_user(&mut conn, user.user_id(), now).await?;
+    let devices =
+        store::list_live_for_user(&mut conn, user.user_id(), &session::alive(ctx.config, now))
+            .await?;
     let recent = events::recent_for_user(&mut conn, user.user_id(), RECENT_EVENTS).await?;
 
     let mut devices: Vec<DeviceRow> = devices

@@ -41,7 +41,11 @@ pub async fn page(
     ctx: RequestContext<'_>,
 ) -> AppResult<Page<AdminPage>> {
     let admin = admin.user();
-    let users = store::users_with_live_sessions(&mut *ctx.connection().await?, ctx.now()).await?;
+    let users = store::users_with_live_sessions(
+        &mut *ctx.connection().await?,
+        &session::alive(ctx.config, ctx.now()),
+    )
+    .await?;
     Ok(Page(AdminPage {
         nav: Some(Nav::of(admin)),
         notice: Notice::take(cookies),
@@ -111,7 +115,11 @@ pub async fn disable_page(
     if id == admin.user_id() {
         return Ok(AdminAnswer::OwnAccount);
     }
-    let users = store::users_with_live_sessions(&mut *ctx.connection().await?, ctx.now()).await?;
+    let users = store::users_with_live_sessions(
+        &mut *ctx.connection().await?,
+        &session::alive(ctx.config, ctx.now()),
+    )
+    .await?;
     let Some(user) = users.into_iter().find(|user| user.id == id) else {
         return Ok(AdminAnswer::NoSuchUser);
     };

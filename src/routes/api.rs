@@ -3,10 +3,10 @@
 //! `GET /api/sessions`, `DELETE /api/sessions/<id>`, `POST /api/sessions/revoke-others`.
 //!
 //! Every answer is JSON. Refusals carry a stable `error` code: `invalid_credentials`,
-//! `too_many_attempts` (with `Retry-After`), `invalid_grant`, `invalid_password`,
-//! `no_such_session` and `current_session` here; `missing_token` and `invalid_token` from the
-//! bearer guard; the catchers' codes (`unsupported_media_type`, `bad_request`, ...) for bodies
-//! that cannot be read.
+//! `account_disabled`, `too_many_attempts` (with `Retry-After`), `invalid_grant`,
+//! `invalid_password`, `no_such_session` and `current_session` here; `missing_token` and
+//! `invalid_token` from the bearer guard; the catchers' codes (`unsupported_media_type`,
+//! `bad_request`, ...) for bodies that cannot be read.
 
 use rocket::data::{self, Data, FromData};
 use rocket::http::{Header, Status};
@@ -25,7 +25,7 @@ use crate::events::{self, EventKind, NewEvent};
 use crate::session::api::{self, Refreshed, TokenPair};
 use crate::session::token::SessionToken;
 use crate::session::{self, ApiUser, Reason, store};
-use crate::sign_in::{self, SignedIn, Verdict};
+use crate::sign_in::{self, SignInVerdict, SignedIn, Verdict};
 use crate::throttle::{self, Attempt};
 
 /// A JSON request body. Any other content type is refused (415) before a byte is read, which also
@@ -121,6 +121,9 @@ pub enum TokenResponse {
     Issued(Json<TokenBody>),
     #[response(status = 401)]
     Refused(Json<ErrorBody>),
+    /// The right password for a disabled account.
+    #[response(status = 403)]
+    Disabled(Json<ErrorBody>),
     #[response(status = 429)]
     Throttled {
         body: Json<ErrorBody>,
@@ -143,12 +146,17 @@ pub async fn issue_tokens(
     let now = ctx.now();
     let (credentials, attempt) =
         match sign_in::check_password(&ctx, &username, password, now).await? {
-            Verdict::Accepted {
+            SignInVerdict::Accepted {
                 credentials,
                 attempt,
             } => (credentials, attempt),
-            Verdict::Rejected => return Ok(TokenResponse::refused("invalid_credentials")),
-            Verdict::Throttled(retry_after) => {
+            SignInVerdict::Rejected => return Ok(TokenResponse::refused("invalid_credentials")),
+            SignInVerdict::Disabled => {
+                return Ok(TokenResponse::Disabled(Json(ErrorBody {
+                    error: "account_disabled",
+                })));
+            }
+            SignInVerdict::Throttled(retry_after) => {
                 let body = Json(ErrorBody {
                     error: "too_many_attempts",
                 });
@@ -258,7 +266,7 @@ pub async fn list_sessions(user: &ApiUser, ctx: RequestContext<'_>) -> AppResult
     let devices = store::list_live_for_user(
         &mut *ctx.connection().await?,
         user.session().user_id,
-        ctx.now(),
+        &session::alive(ctx.config, ctx.now()),
     )
     .await?;
     let sessions = devices

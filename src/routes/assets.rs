@@ -1,4 +1,5 @@
-//! The stylesheet and the two small scripts (the idle warning, local times), compiled into the binary so it runs from anywhere.
+//! The stylesheet and the small scripts (the idle warning, local times, pages brought back by
+//! Back or Forward), compiled into the binary so it runs from anywhere.
 
 use rocket::http::{ContentType, Header};
 use rocket::{Responder, Route, get, routes};
@@ -31,6 +32,14 @@ fn idle_script() -> Asset {
     )
 }
 
+#[get("/static/back-forward.js")]
+fn back_forward_script() -> Asset {
+    asset(
+        include_str!("../../static/back-forward.js"),
+        ContentType::JavaScript,
+    )
+}
+
 #[get("/static/local-time.js")]
 fn local_time_script() -> Asset {
     asset(
@@ -40,5 +49,10 @@ fn local_time_script() -> Asset {
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![stylesheet, idle_script, local_time_script]
+    routes![
+        stylesheet,
+        idle_script,
+        back_forward_script,
+        local_time_script
+    ]
 }

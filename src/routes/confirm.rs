@@ -63,6 +63,7 @@ impl ConfirmPage {
         mut self,
         conn: &mut PgConnection,
         user: &AuthenticatedUser,
+        config: &SessionConfig,
         now: OffsetDateTime,
     ) -> sqlx::Result<Self> {
         let since = now - PENDING_ACTION_LIFETIME;
@@ -78,7 +79,9 @@ impl ConfirmPage {
                 "sign out all your other devices".to_owned()
             }
             PendingAction::Account(AccountAction::SignOut(id)) => {
-                let devices = store::list_live_for_user(conn, user.user_id(), now).await?;
+                let devices =
+                    store::list_live_for_user(conn, user.user_id(), &session::alive(config, now))
+                        .await?;
                 match devices.iter().find(|device| device.public_id == id) {
                     Some(device) => format!(
                         "sign out {} ({})",
@@ -163,7 +166,7 @@ pub async fn page(
 ) -> AppResult<Page<ConfirmPage>> {
     let mut conn = ctx.connection().await?;
     let page = ConfirmPage::new(user, next, ctx.config)
-        .with_pending_action(&mut conn, user, ctx.now())
+        .with_pending_action(&mut conn, user, ctx.config, ctx.now())
         .await?
         .with_purpose(&mut conn, user)
         .await?;
@@ -190,7 +193,7 @@ pub async fn submit(
         async |error: Option<String>, throttled: Option<String>| -> AppResult<Page<ConfirmPage>> {
             let mut conn = ctx.connection().await?;
             let mut page = ConfirmPage::new(user, form.next.as_deref(), config)
-                .with_pending_action(&mut conn, user, now)
+                .with_pending_action(&mut conn, user, config, now)
                 .await?
                 .with_purpose(&mut conn, user)
                 .await?;

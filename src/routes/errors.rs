@@ -10,6 +10,7 @@ use rocket::{Catcher, Request, Responder, catch, catchers, uri};
 
 use super::{confirm, login};
 use crate::config::SessionConfig;
+use crate::error::RetryAfterSecs;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note};
@@ -36,6 +37,11 @@ pub enum ErrorResponse {
         challenge: Header<'static>,
     },
     Page((Status, Page<ErrorPage>)),
+    /// Refused for now: any of the above, with when to come back.
+    RetryLater {
+        response: Box<ErrorResponse>,
+        retry_after: Header<'static>,
+    },
 }
 
 /// What an error says: a stable `error` code for API clients (a public contract, never
@@ -99,6 +105,12 @@ fn unauthorized(request: &Request<'_>) -> ErrorResponse {
 #[catch(403)]
 async fn forbidden(request: &Request<'_>) -> ErrorResponse {
     match Refusal::of(request) {
+        // Sent with the token a rotation replaced a moment ago: the browser asks for the page
+        // again, with the cookie the rotation set (the old token is refused for good after the
+        // grace, and the page then goes to the sign-in page like any other).
+        Refusal::Superseded if request.method() == Method::Get => {
+            ErrorResponse::Redirect(Redirect::to(request.uri().to_string()))
+        }
         Refusal::ConfirmationRequired if !wants_json(request) => {
             // Back to where the action started: the page for a GET, its section's page for a form post.
             let next = if request.method() == Method::Get {
@@ -173,7 +185,14 @@ async fn error_page(status: Status, text: ErrorText, request: &Request<'_>) -> E
 
 #[catch(default)]
 async fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
-    error_page(status, describe(status), request).await
+    let response = error_page(status, describe(status), request).await;
+    match request.local_cache(RetryAfterSecs::default) {
+        RetryAfterSecs(Some(secs)) => ErrorResponse::RetryLater {
+            response: Box::new(response),
+            retry_after: Header::new("Retry-After", secs.to_string()),
+        },
+        RetryAfterSecs(None) => response,
+    }
 }
 
 fn describe(status: Status) -> ErrorText {

@@ -10,7 +10,8 @@ use crate::session::{AuthenticatedUser, SessionError};
 #[get("/")]
 fn index(user: Result<&AuthenticatedUser, SessionError>) -> AppResult<Redirect> {
     match user {
-        Ok(_) => Ok(Redirect::to(uri!(account::page))),
+        // A token a rotation replaced a moment ago: the browser has the new cookie, or is about to.
+        Ok(_) | Err(SessionError::Superseded(_)) => Ok(Redirect::to(uri!(account::page))),
         Err(SessionError::Ended(_)) => {
             Ok(Redirect::to(uri!(login::page(None::<&str>, None::<&str>))))
         }

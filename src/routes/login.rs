@@ -14,11 +14,14 @@ use crate::local_path::LocalPath;
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::session::reason::{CHANGE_PASSWORD, Tone};
 use crate::session::{self, AuthenticatedUser, Reason, SessionError};
-use crate::sign_in::{self, Verdict};
+use crate::sign_in::{self, SignInVerdict};
 use crate::throttle;
 
 /// The one message for every credential failure: it never says which part was wrong.
 const CREDENTIALS_REJECTED: &str = "Incorrect username or password.";
+/// After the right password only: what happened, and what to do.
+const ACCOUNT_DISABLED: &str =
+    "This account has been disabled. Please contact an administrator to have it enabled again.";
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -105,7 +108,8 @@ pub fn page(
     ctx: RequestContext<'_>,
 ) -> AppResult<LoginResponse> {
     match user {
-        Ok(_) => Ok(LoginResponse::Redirect(Redirect::to(
+        // A token a rotation replaced a moment ago is the same signed-in person's.
+        Ok(_) | Err(SessionError::Superseded(_)) => Ok(LoginResponse::Redirect(Redirect::to(
             LocalPath::or_account(next).as_str().to_owned(),
         ))),
         Err(SessionError::Ended(_)) => {
@@ -151,12 +155,17 @@ pub async fn submit(
     let now = ctx.now();
     let verdict = sign_in::check_password(&ctx, &form.username, form.password.clone(), now).await?;
     let (credentials, attempt) = match verdict {
-        Verdict::Accepted {
+        SignInVerdict::Accepted {
             credentials,
             attempt,
         } => (credentials, attempt),
-        Verdict::Rejected => return Ok(LoginResponse::Page(rejected())),
-        Verdict::Throttled(retry_after) => {
+        SignInVerdict::Rejected => return Ok(LoginResponse::Page(rejected())),
+        SignInVerdict::Disabled => {
+            let mut errors = FormErrors::default();
+            errors.form(ACCOUNT_DISABLED);
+            return Ok(LoginResponse::Page(Page(form_again(errors))));
+        }
+        SignInVerdict::Throttled(retry_after) => {
             let mut errors = FormErrors::default();
             errors.form(retry_after.message());
             let mut page = form_again(errors);

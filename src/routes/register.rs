@@ -108,6 +108,9 @@ pub async fn submit(
         Err(errors) => return refuse(errors),
     };
     let now = ctx.now();
+    // A place in the hashing queue first: when it is full, the answer is 503 at once, and the
+    // sign-up is not counted against the address.
+    let admitted = ctx.hasher.admit()?;
     // Counted before the argon2 work, which a flood of sign-ups would otherwise buy for free.
     if let Admission::Throttled(retry_after) = throttle::begin_sign_up(
         &mut *ctx.connection().await?,
@@ -125,7 +128,7 @@ pub async fn submit(
             retry_after: retry_after.header(),
         });
     }
-    let password_hash = ctx.hasher.hash(&password).await?;
+    let password_hash = admitted.hash(&password).await?;
 
     let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
@@ -133,7 +136,10 @@ pub async fn submit(
         users::store::create(&mut tx, &username, &password_hash, Role::User, now).await?
     else {
         let mut errors = FormErrors::default();
-        errors.field("username", "That username is taken. Please choose another.");
+        errors.field(
+            "username",
+            "That username is taken, or looks too much like one that is. Please choose another.",
+        );
         return refuse(errors);
     };
     let created = NewEvent::new(user_id, EventKind::Registered, None, ctx.client);

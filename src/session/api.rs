@@ -250,7 +250,7 @@ pub async fn validate(
     let touch = store::Touch {
         kind: SessionKind::Api,
         now,
-        seen_before: now - config.touch_interval(),
+        seen_before: Some(now - config.touch_interval()),
         seen_after: None,
         // Token families have lifetimes of their own (`access_token_secs`, `refresh_token_secs`).
         admin: None,

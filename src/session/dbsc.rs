@@ -139,8 +139,13 @@ pub async fn register(
     };
     let key = token.key();
     // A registration is a request of the session like any other: it may write last-seen too.
-    let Some(record) =
-        store::find_with_user(conn, &key, &super::browser_touch(config, now), None).await?
+    let Some(record) = store::find_with_user(
+        conn,
+        &key,
+        &super::browser_touch(config, super::Activity::Person, now),
+        None,
+    )
+    .await?
     else {
         return Ok(Registered::Ended(Reason::LoginRequired));
     };

@@ -11,12 +11,13 @@ use uuid::Uuid;
 use super::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note, read_ended_note};
 use super::dbsc::{self, Offer};
 use super::token::{SessionToken, encode_csrf};
-use super::{LiveSession, Reason, Validated, policy};
+use super::{Activity, LiveSession, Reason, Superseded, Validated, policy};
 use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::fetch_metadata;
 use crate::users::Role;
 use rocket_db_pools::Database;
 
@@ -29,8 +30,9 @@ pub struct AuthenticatedUser {
     confirmed: bool,
 }
 
-/// How long this session has before the idle timeout, as of this request: what the page's
-/// "Stay signed in" warning counts down from.
+/// How long this session has before the idle timeout, as of this request, in whole seconds
+/// rounded up: what the page's "Stay signed in" warning counts down from, so its check at zero
+/// reaches the server after the deadline, never before.
 #[derive(Debug, Clone, Copy)]
 pub struct IdleCountdown {
     pub seconds_left: i64,
@@ -88,6 +90,13 @@ pub enum SessionError {
     ConfirmationRequired,
     /// Signed in, but not an administrator: 403.
     NotAdmin,
+    /// The token the session rotated away from a moment ago (`Validated::Superseded`): 403, and
+    /// the new cookie is left alone. The 403 catcher sends a page request to ask again, with the
+    /// cookie the rotation set; only a sign-out acts on it (`routes::logout`).
+    Superseded(Superseded),
+    /// A state-changing request the browser says another site sent (`fetch_metadata`): 403,
+    /// refused before the session was looked up.
+    CrossSite,
 }
 
 /// Why a signed-in request was refused with 403, for the catcher to explain (a CSRF failure
@@ -97,6 +106,7 @@ pub(crate) enum Refusal {
     Unspecified,
     ConfirmationRequired,
     NotAdmin,
+    Superseded,
 }
 
 impl Refusal {
@@ -216,17 +226,73 @@ impl<'r> FromRequest<'r> for &'r AuthenticatedUser {
     type Error = SessionError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        match request.local_cache_async(check(request)).await {
-            Check::Live(user) => Outcome::Success(user),
-            Check::Failed(error @ SessionError::Ended(_)) => {
-                Outcome::Error((Status::Unauthorized, *error))
-            }
-            Check::Failed(error) => Outcome::Error((Status::ServiceUnavailable, *error)),
-        }
+        outcome(
+            request,
+            request
+                .local_cache_async(check(request, Activity::Person))
+                .await,
+        )
     }
 }
 
-async fn check(request: &Request<'_>) -> Check {
+fn outcome<'r>(
+    request: &Request<'_>,
+    check: &'r Check,
+) -> Outcome<&'r AuthenticatedUser, SessionError> {
+    match check {
+        Check::Live(user) => Outcome::Success(user),
+        Check::Failed(error @ SessionError::Ended(_)) => {
+            Outcome::Error((Status::Unauthorized, *error))
+        }
+        Check::Failed(error @ SessionError::Superseded(_)) => {
+            request.local_cache(|| Refusal::Superseded);
+            Outcome::Error((Status::Forbidden, *error))
+        }
+        Check::Failed(error @ SessionError::CrossSite) => {
+            Outcome::Error((Status::Forbidden, *error))
+        }
+        Check::Failed(error) => Outcome::Error((Status::ServiceUnavailable, *error)),
+    }
+}
+
+/// Proof of a live session, checked for a request the page made on its own (the idle warning's
+/// check when its countdown reaches zero): it writes no last-seen, so it never keeps the session
+/// alive (`Activity::Page`). Only its guard builds one. A route takes this or
+/// `&AuthenticatedUser`, never both.
+pub struct Unattended<'r>(&'r AuthenticatedUser);
+
+impl<'r> Unattended<'r> {
+    pub fn user(&self) -> &'r AuthenticatedUser {
+        self.0
+    }
+}
+
+/// The check of a page's own request, cached apart from the person's (`Check`).
+struct PageCheck(Check);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Unattended<'r> {
+    type Error = SessionError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let PageCheck(checked) = request
+            .local_cache_async(async { PageCheck(check(request, Activity::Page).await) })
+            .await;
+        outcome(request, checked).map(Unattended)
+    }
+}
+
+/// Seconds from `now` to `deadline`, rounded up: a countdown that ends on it ends after it.
+fn whole_seconds_until(deadline: OffsetDateTime, now: OffsetDateTime) -> i64 {
+    let left = deadline - now;
+    let rounded_up = left.whole_seconds() + i64::from(left.subsec_nanoseconds() > 0);
+    rounded_up.max(0)
+}
+
+async fn check(request: &Request<'_>, activity: Activity) -> Check {
+    if fetch_metadata::refuses(request) {
+        return Check::Failed(SessionError::CrossSite);
+    }
     let rocket = request.rocket();
     let config = rocket
         .state::<SessionConfig>()
@@ -252,10 +318,12 @@ async fn check(request: &Request<'_>) -> Check {
     let now = clock.now();
     // A page offers the browser to bind this session to a key of its own (DBSC); the lookup
     // renews a stale offer in its own statement.
-    let offer = (request.method() == Method::Get).then(|| dbsc::offer_if_stale(now));
+    let offer = (request.method() == Method::Get && activity == Activity::Person)
+        .then(|| dbsc::offer_if_stale(now));
     let validated = match db.pool().acquire().await {
         Ok(mut conn) => {
-            super::validate(&mut conn, &token, client, config, offer.as_ref(), now).await
+            let offer = offer.as_ref();
+            super::validate(&mut conn, &token, client, config, activity, offer, now).await
         }
         Err(error) => Err(error),
     };
@@ -264,7 +332,7 @@ async fn check(request: &Request<'_>) -> Check {
             let deadline =
                 policy::idle_deadline(session.lifetimes(), super::limits(config), session.role);
             let idle = IdleCountdown {
-                seconds_left: (deadline - now).whole_seconds().max(0),
+                seconds_left: whole_seconds_until(deadline, now),
                 warning_secs: config.idle_warning_secs(),
             };
             let confirmed = session.confirmed_until.is_some_and(|until| until > now);
@@ -288,6 +356,10 @@ async fn check(request: &Request<'_>) -> Check {
                 confirmed,
             })
         }
+        // Neither signed in nor out: the browser holds the new cookie, or is about to.
+        Ok(Validated::Superseded(superseded)) => {
+            Check::Failed(SessionError::Superseded(superseded))
+        }
         Ok(Validated::Ended(reason)) => {
             // Kept when the handler runs anyway (an optional guard); the 401 catcher clears it otherwise.
             cookies.add(cleared_session_cookie(config));
@@ -297,5 +369,24 @@ async fn check(request: &Request<'_>) -> Check {
             rocket::warn!("session check failed: {}", AppError::from(error));
             Check::Failed(SessionError::Unavailable)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::Duration;
+    use time::macros::datetime;
+
+    #[test]
+    fn the_countdown_rounds_up_so_it_ends_after_the_deadline_never_before() {
+        let now = datetime!(2026-01-01 08:00 UTC);
+        let at = |millis: i64| now + Duration::milliseconds(millis);
+        assert_eq!(whole_seconds_until(at(5_000), now), 5);
+        assert_eq!(whole_seconds_until(at(4_001), now), 5);
+        assert_eq!(whole_seconds_until(at(4_999), now), 5);
+        assert_eq!(whole_seconds_until(at(1), now), 1);
+        assert_eq!(whole_seconds_until(now, now), 0);
+        assert_eq!(whole_seconds_until(at(-1_500), now), 0);
     }
 }

@@ -82,7 +82,27 @@ impl LiveSession {
 pub enum Validated {
     /// Boxed: the row is large, and the guard keeps it for the rest of the request.
     Live(Box<LiveSession>),
+    /// The token this session rotated away from, within `policy::ROTATION_GRACE`: the browser
+    /// sent the request before the rotation's new cookie reached it. Not a live session (the old
+    /// token proves nothing the rotation raised it to), but not an ended one either.
+    Superseded(Superseded),
     Ended(Reason),
+}
+
+/// The session a request's superseded token belongs to (see `Validated::Superseded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Superseded {
+    pub public_id: Uuid,
+    pub user_id: i64,
+}
+
+/// Who made a request: the person (a click, a form, "Stay signed in"), or the page on its own
+/// (the idle warning's check at zero). Only the person's requests count as activity: a page's
+/// timer must not keep an unattended session alive, however many tabs are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    Person,
+    Page,
 }
 
 /// A freshly started session: the token goes into the cookie, and nowhere else.
@@ -94,19 +114,37 @@ pub struct Started {
 }
 
 /// When a browser session's lookup writes last-seen (see `policy::touch_window`): the lookup
-/// reads the role in the same statement, and applies the window of the role it reads.
-pub(crate) fn browser_touch(config: &SessionConfig, now: OffsetDateTime) -> store::Touch {
+/// reads the role in the same statement, and applies the window of the role it reads. Never for
+/// a request that is not the person's (`Activity::Page`).
+pub(crate) fn browser_touch(
+    config: &SessionConfig,
+    activity: Activity,
+    now: OffsetDateTime,
+) -> store::Touch {
     let user = policy::touch_window(limits(config), Role::User, now);
     let admin = policy::touch_window(limits(config), Role::Admin, now);
     store::Touch {
         kind: SessionKind::Browser,
         now,
-        seen_before: user.seen_before,
+        seen_before: (activity == Activity::Person).then_some(user.seen_before),
         seen_after: Some(user.seen_after),
         admin: Some(store::AdminTouch {
             seen_after: admin.seen_after,
             created_after: admin.created_after,
         }),
+    }
+}
+
+/// Which sessions the device list and the admin page's counts show at `now` (`store::Alive`):
+/// those `policy::decide` would let continue, whose windows are the ones the lookup touches in.
+pub fn alive(config: &SessionConfig, now: OffsetDateTime) -> store::Alive {
+    let user = policy::touch_window(limits(config), Role::User, now);
+    let admin = policy::touch_window(limits(config), Role::Admin, now);
+    store::Alive {
+        now,
+        seen_after: user.seen_after,
+        admin_seen_after: admin.seen_after,
+        admin_created_after: admin.created_after,
     }
 }
 
@@ -256,21 +294,24 @@ pub async fn start(
 }
 
 /// Checks a presented token against its row, the account and the policy, writing last-seen in
-/// the same statement when it is due (and renewing a stale device-binding offer with `offer`,
-/// for a page); ends the session (with its security event, in one transaction) when the policy
-/// says so.
+/// the same statement when it is due and the request is the person's (and renewing a stale
+/// device-binding offer with `offer`, for a page); ends the session (with its security event, in
+/// one transaction) when the policy says so.
 pub async fn validate(
     conn: &mut PgConnection,
     token: &SessionToken,
     client: &ClientInfo,
     config: &SessionConfig,
+    activity: Activity,
     offer: Option<&store::OfferIfStale>,
     now: OffsetDateTime,
 ) -> sqlx::Result<Validated> {
     let key = token.key();
     // A second look only when the first one's write lost a race (see `validate_once`).
     for _ in 0..2 {
-        if let Some(validated) = validate_once(conn, &key, client, config, offer, now).await? {
+        if let Some(validated) =
+            validate_once(conn, &key, client, config, activity, offer, now).await?
+        {
             return Ok(validated);
         }
     }
@@ -286,12 +327,13 @@ async fn validate_once(
     key: &SessionKey,
     client: &ClientInfo,
     config: &SessionConfig,
+    activity: Activity,
     offer: Option<&store::OfferIfStale>,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<Validated>> {
-    let touch = browser_touch(config, now);
+    let touch = browser_touch(config, activity, now);
     let Some(record) = store::find_with_user(conn, key, &touch, offer).await? else {
-        return Ok(Some(Validated::Ended(Reason::LoginRequired)));
+        return superseded_or_unknown(conn, key, now).await.map(Some);
     };
     if let Some(reason) = record.revoke_reason {
         // A tombstone: tell the returning device why it was signed out.
@@ -336,6 +378,7 @@ async fn validate_once(
                 watched_changed,
             } => (touch, watched_changed),
         };
+    let touch = touch && activity == Activity::Person;
     if touch && !record.touched {
         return Ok(None);
     }
@@ -356,6 +399,7 @@ async fn validate_once(
             &client.fingerprint,
             &client.ip,
             &alternation,
+            activity == Activity::Person,
             now,
         )
         .await?;
@@ -383,7 +427,7 @@ async fn validate_once(
         username: record.username,
         role,
         created_at: record.created_at,
-        last_seen_at: if touch || watched_changed {
+        last_seen_at: if touch || (watched_changed && activity == Activity::Person) {
             now
         } else {
             record.last_seen_at
@@ -396,6 +440,26 @@ async fn validate_once(
             None => record.dbsc_offer.zip(record.dbsc_offered_at),
         },
     }))))
+}
+
+/// A token no session has as its key: one its session rotated away from within the grace
+/// (superseded, or the reason that session ended since), or unknown.
+async fn superseded_or_unknown(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    now: OffsetDateTime,
+) -> sqlx::Result<Validated> {
+    Ok(match store::find_rotated_from(conn, key, now).await? {
+        Some(store::RotatedFrom {
+            revoke_reason: Some(reason),
+            ..
+        }) => Validated::Ended(reason),
+        Some(rotated) => Validated::Superseded(Superseded {
+            public_id: rotated.public_id,
+            user_id: rotated.user_id,
+        }),
+        None => Validated::Ended(Reason::LoginRequired),
+    })
 }
 
 /// Ends one session for `reason` and records why, in one transaction. Ending an already ended
@@ -429,8 +493,10 @@ pub async fn end(
     Ok(ended)
 }
 
-/// Gives the current session a new token (the old one dies at once) and sets or clears its
-/// privileged confirmation, inside the caller's transaction. `None`: it ended meanwhile.
+/// Gives the current session a new token and sets or clears its privileged confirmation, inside
+/// the caller's transaction. The old token no longer passes as the session; for
+/// `policy::ROTATION_GRACE` it is still recognised as the session's (`Validated::Superseded`), so
+/// a sign-out sent with it ends the session. `None`: it ended meanwhile.
 /// A device-bound session stays bound: the new token gets its own deadline (set its cookie
 /// with `cookie::issued_cookie`).
 pub async fn rotate(
@@ -441,7 +507,16 @@ pub async fn rotate(
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<SessionToken>> {
     let token = SessionToken::generate();
-    let mut rotated = store::rotate(tx, &session.key, &token.key(), confirmed_until, now).await?;
+    let grace_until = now + policy::ROTATION_GRACE;
+    let mut rotated = store::rotate(
+        tx,
+        &session.key,
+        &token.key(),
+        confirmed_until,
+        grace_until,
+        now,
+    )
+    .await?;
     if rotated && session.is_bound() {
         let bound_until = now + config.bound_cookie_lifetime();
         rotated = store::rebind_rotated(tx, &token.key(), &token.csrf_bytes(), bound_until).await?;

@@ -5,6 +5,11 @@ use time::{Duration, OffsetDateTime};
 use super::reason::Reason;
 use crate::users::Role;
 
+/// How long after a rotation the token it replaced is still recognised as the session's (never
+/// accepted as it): long enough for a request the browser sent before the new cookie reached it,
+/// short enough that a token seen before a confirmation is worth nothing soon after.
+pub const ROTATION_GRACE: Duration = Duration::seconds(5);
+
 /// The times that decide whether a session lives on.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
@@ -128,8 +133,8 @@ pub fn touch_window(limits: Limits, role: Role, now: OffsetDateTime) -> TouchWin
     }
 }
 
-/// When the idle timeout will end the session if no request comes first, as far as the
-/// server can promise (see `decide`).
+/// When the idle timeout will end the session if no request of the person comes first, as far
+/// as the server can promise (see `decide`).
 pub fn idle_deadline(lifetimes: Lifetimes, limits: Limits, role: Role) -> OffsetDateTime {
     (lifetimes.last_seen_at + limits.idle_timeout(role)).min(limits.absolute_expiry(
         role,

@@ -56,11 +56,12 @@ pub struct SessionRecord {
 /// cookie must not keep a session alive), last seen at or before `seen_before` (the touch
 /// interval has passed) and, when given, after `seen_after` (not idle past its timeout: such a
 /// session is ended, not touched) and, for an account whose role is `admin` at that moment,
-/// inside `admin` (the administrator's shorter limits).
+/// inside `admin` (the administrator's shorter limits). No `seen_before`: the request is not the
+/// person's doing (a page's own timer), and nothing is written.
 pub struct Touch {
     pub kind: SessionKind,
     pub now: OffsetDateTime,
-    pub seen_before: OffsetDateTime,
+    pub seen_before: Option<OffsetDateTime>,
     pub seen_after: Option<OffsetDateTime>,
     pub admin: Option<AdminTouch>,
 }
@@ -201,7 +202,8 @@ pub enum NetworkChange {
 /// The watched fingerprint changed (a new network): keep the session, adopt the new values,
 /// and drop privileged confirmation, which must not follow a cookie to a new network. In the
 /// same statement: remember the network left, count a quick return to the one before, and end
-/// the session (tombstone `network_alternation`) at the `max_returns`th return in a row.
+/// the session (tombstone `network_alternation`) at the `max_returns`th return in a row. Last
+/// seen moves to `now` only when `seen` (the request is the person's doing).
 /// `None`: the session had ended meanwhile.
 pub async fn record_network_change(
     conn: &mut PgConnection,
@@ -209,12 +211,14 @@ pub async fn record_network_change(
     fingerprint: &Fingerprint,
     ip: &str,
     alternation: &Alternation,
+    seen: bool,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<NetworkChange>> {
     // Every SET expression reads the row as it was before this statement (re-read if a concurrent
     // write came first), so the three CASEs agree on whether this change is a quick return.
     let ended = sqlx::query_scalar!(
-        r#"UPDATE sessions SET fingerprint_watch = $2, ip = $3, last_seen_at = $4, confirmed_until = NULL,
+        r#"UPDATE sessions SET fingerprint_watch = $2, ip = $3, confirmed_until = NULL,
+                               last_seen_at = CASE WHEN $8 THEN $4 ELSE last_seen_at END,
                                previous_watch = fingerprint_watch, watch_changed_at = $4,
                                network_returns = CASE WHEN previous_watch = $2 AND watch_changed_at > $5
                                                       THEN network_returns + 1 ELSE 0 END,
@@ -231,6 +235,7 @@ pub async fn record_network_change(
         alternation.changed_after,
         alternation.max_returns,
         Reason::NetworkAlternation as _,
+        seen,
     )
     .fetch_optional(conn)
     .await?;
@@ -316,46 +321,98 @@ pub struct DeviceRecord {
     pub bound: bool,
 }
 
-/// A user's sessions that are neither revoked nor past their absolute expiry, most recent first.
+/// Which sessions a list or a count shows: those `policy::decide` would let continue at `now`,
+/// not rows the reaper has not reached yet. Not revoked and before the row's absolute expiry; a
+/// browser session last seen after `seen_after` (not idle past its timeout; token families have
+/// no idle timeout); for an account whose role is `admin`, signed in after `admin_created_after`
+/// (the administrator's absolute lifetime, which token families share: `api::family_expiry`)
+/// and a browser session last seen after `admin_seen_after`.
+pub struct Alive {
+    pub now: OffsetDateTime,
+    pub seen_after: OffsetDateTime,
+    pub admin_seen_after: OffsetDateTime,
+    pub admin_created_after: OffsetDateTime,
+}
+
+/// A user's sessions that are alive (see `Alive`), most recent first.
 pub async fn list_live_for_user(
     conn: &mut PgConnection,
     user_id: i64,
-    now: OffsetDateTime,
+    alive: &Alive,
 ) -> sqlx::Result<Vec<DeviceRecord>> {
+    // The same condition as `users_with_live_sessions`'s count.
     sqlx::query_as!(
         DeviceRecord,
-        r#"SELECT public_id, kind AS "kind: SessionKind", created_at, last_seen_at, ip, user_agent,
-                  dbsc_key IS NOT NULL AS "bound!"
-           FROM sessions
-           WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
-           ORDER BY last_seen_at DESC, created_at DESC"#,
+        r#"SELECT s.public_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at, s.ip,
+                  s.user_agent, s.dbsc_key IS NOT NULL AS "bound!"
+           FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2
+             AND (s.kind = 'api' OR s.last_seen_at > $3)
+             AND (u.role <> 'admin'
+                  OR (s.created_at > $5 AND (s.kind = 'api' OR s.last_seen_at > $4)))
+           ORDER BY s.last_seen_at DESC, s.created_at DESC"#,
         user_id,
-        now,
+        alive.now,
+        alive.seen_after,
+        alive.admin_seen_after,
+        alive.admin_created_after,
     )
     .fetch_all(conn)
     .await
 }
 
-/// Rotation: the row keeps its identity (public id, sign-in time) under a new key; the old
-/// token is dead the moment this commits. Sets or clears privileged confirmation with it.
+/// Rotation: the row keeps its identity (public id, sign-in time) under a new key. The old key
+/// moves to `previous_key` until `grace_until` (see `find_rotated_from`): no request with the old
+/// token passes as the session from the moment this commits. Sets or clears privileged
+/// confirmation with it.
 pub async fn rotate(
     conn: &mut PgConnection,
     old_key: &SessionKey,
     new_key: &SessionKey,
     confirmed_until: Option<OffsetDateTime>,
+    grace_until: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let result = sqlx::query!(
-        "UPDATE sessions SET key = $2, confirmed_until = $3, last_seen_at = $4
+        "UPDATE sessions SET key = $2, confirmed_until = $3, last_seen_at = $4,
+                             previous_key = key, previous_key_until = $5
          WHERE key = $1 AND revoked_at IS NULL",
         old_key.as_bytes(),
         new_key.as_bytes(),
         confirmed_until,
         now,
+        grace_until,
     )
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// The session that rotated away from this key less than its grace ago, ended or not.
+#[derive(Debug)]
+pub struct RotatedFrom {
+    pub public_id: Uuid,
+    pub user_id: i64,
+    pub revoke_reason: Option<Reason>,
+}
+
+/// The session whose previous key this is, if its grace lasts past `now`: a request the browser
+/// sent with the old token before the rotation's new cookie reached it. Asked only when no session
+/// has this key (`find_with_user` found none), so it costs nothing on the per-request path.
+pub async fn find_rotated_from(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<RotatedFrom>> {
+    sqlx::query_as!(
+        RotatedFrom,
+        r#"SELECT public_id, user_id, revoke_reason AS "revoke_reason: Reason"
+           FROM sessions WHERE previous_key = $1 AND previous_key_until > $2"#,
+        key.as_bytes(),
+        now,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Records the sensitive action a live session asked for until its confirmation (replacing any
@@ -538,18 +595,27 @@ pub struct UserOverview {
     pub live_sessions: i64,
 }
 
-/// Every user with the number of their live sessions, by name.
+/// Every user with the number of their sessions that are alive (see `Alive`), by name.
 pub async fn users_with_live_sessions(
     conn: &mut PgConnection,
-    now: OffsetDateTime,
+    alive: &Alive,
 ) -> sqlx::Result<Vec<UserOverview>> {
+    // The same condition as `list_live_for_user`'s.
     sqlx::query_as!(
         UserOverview,
         r#"SELECT u.id, u.username, u.role AS "role: Role", u.disabled,
-                  count(s.key) FILTER (WHERE s.revoked_at IS NULL AND s.expires_at > $1) AS "live_sessions!"
+                  count(s.key) FILTER (
+                      WHERE s.revoked_at IS NULL AND s.expires_at > $1
+                        AND (s.kind = 'api' OR s.last_seen_at > $2)
+                        AND (u.role <> 'admin'
+                             OR (s.created_at > $4 AND (s.kind = 'api' OR s.last_seen_at > $3)))
+                  ) AS "live_sessions!"
            FROM users u LEFT JOIN sessions s ON s.user_id = u.id
            GROUP BY u.id ORDER BY lower(u.username)"#,
-        now,
+        alive.now,
+        alive.seen_after,
+        alive.admin_seen_after,
+        alive.admin_created_after,
     )
     .fetch_all(conn)
     .await

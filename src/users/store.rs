@@ -55,7 +55,9 @@ pub async fn find_credentials_by_id(
     .await
 }
 
-/// `None` when the name is taken (case-insensitively).
+/// `None` when the name is taken (case-insensitively), or one that looks like it
+/// (`Username::look_alike_key`). Both are unique indexes, so of two sign-ups racing for names
+/// that look alike exactly one commits; the other waits for it, then inserts nothing.
 pub async fn create(
     conn: &mut PgConnection,
     username: &Username,
@@ -64,9 +66,11 @@ pub async fn create(
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar!(
-        "INSERT INTO users (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4)
+        "INSERT INTO users (username, look_alike_key, password_hash, role, created_at)
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT DO NOTHING RETURNING id",
         username.as_str(),
+        username.look_alike_key(),
         password_hash,
         role as _,
         now,

@@ -1,6 +1,9 @@
 //! Two browsers, two devices: signing one out from the other, and a password change.
 
+use std::time::Duration;
+
 use fantoccini::Locator;
+use rocket::tokio::time::sleep;
 use secure_sessions::users::Role;
 
 use crate::harness::{Browser, exclusive};
@@ -180,4 +183,53 @@ async fn an_admin_disables_an_account_and_its_open_browser_is_signed_out() {
     assert_eq!(alice.path().await, "/account");
     alice.close().await;
     admin.close().await;
+}
+
+/// Chromium keeps a page it leaves in its back/forward cache, `Cache-Control: no-store` or not,
+/// and shows it again on Back without asking the server while this browser's cookies are
+/// unchanged, which a sign-out from another device does not change.
+#[rocket::async_test]
+async fn back_after_a_sign_out_from_another_device_shows_no_account_data() {
+    let _one = exclusive().await;
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let server = app.serve().await;
+    let a = Browser::launch().await;
+    let b = Browser::launch().await;
+    a.sign_in(&server.base_url, "alice", PASSWORD).await;
+    b.sign_in(&server.base_url, "alice", PASSWORD).await;
+    assert_eq!(b.path().await, "/account");
+    assert_eq!(b.text_of("account-username").await, "alice");
+
+    // B leaves for another site (another host is another site).
+    let elsewhere = server.url("/healthz").replace("127.0.0.1", "localhost");
+    b.goto(&elsewhere).await;
+    // A signs B out.
+    a.goto(&server.url("/account")).await;
+    a.click_and_wait(Locator::Css("[data-testid=revoke-session]"))
+        .await;
+    confirm_password(&a).await;
+    assert_eq!(a.text_of("notice").await, "Signed out 1 device.");
+
+    // B presses Back: the sign-in page with the reason, and none of the account page.
+    b.client.back().await.expect("back");
+    let mut path = b.path().await;
+    for _ in 0..100 {
+        if path.starts_with("/login") {
+            break;
+        }
+        sleep(Duration::from_millis(50)).await;
+        path = b.path().await;
+    }
+    b.wait_loaded().await;
+    assert_eq!(path, "/login?reason=revoked&next=%2Faccount");
+    assert!(!b.has_testid("account-username").await);
+    assert!(!b.has_testid("session-row").await);
+    assert_eq!(
+        b.text_of("login-reason").await,
+        "This device was signed out from another device or by an administrator. \
+             If this wasn’t you, change your password after signing in."
+    );
+    a.close().await;
+    b.close().await;
 }

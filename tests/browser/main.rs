@@ -12,5 +12,6 @@ mod foundation;
 mod harness;
 mod notices;
 mod pages;
+mod tabs;
 mod throttle;
 mod tls;

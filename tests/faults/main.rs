@@ -11,4 +11,5 @@ mod harness;
 mod app_process;
 mod database;
 mod failover;
+mod slow_clients;
 mod two_instances;

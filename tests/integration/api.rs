@@ -157,7 +157,7 @@ async fn wrong_credentials_get_one_json_refusal_and_no_token() {
     for (username, password) in [
         ("alice", "not the password at all"),
         ("mallory", PASSWORD),
-        ("bob", PASSWORD),
+        ("bob", "not the password at all"),
         ("alice", "short"),
     ] {
         let reply = request_tokens(&script, username, password).await;
@@ -168,6 +168,10 @@ async fn wrong_credentials_get_one_json_refusal_and_no_token() {
             "{username}"
         );
     }
+    // Only the right password learns that the account is disabled.
+    let disabled = request_tokens(&script, "bob", PASSWORD).await;
+    assert_refused(&disabled, Status::Forbidden, "account_disabled");
+    assert_eq!(disabled.json(), json!({ "error": "account_disabled" }));
     assert_eq!(families(&app).await, vec![]);
     assert_eq!(app.event_kinds(user_id).await, vec!["sign_in_failed"]);
 }
@@ -835,8 +839,8 @@ async fn an_admin_signing_an_account_out_or_disabling_it_ends_its_api_families()
     );
     assert_refused(
         &request_tokens(&script, "alice", PASSWORD).await,
-        Status::Unauthorized,
-        "invalid_credentials",
+        Status::Forbidden,
+        "account_disabled",
     );
 }
 

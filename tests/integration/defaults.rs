@@ -3,12 +3,10 @@
 //! forwarded-address header, keeps small body limits, uses the `[sessions]` defaults (HSTS in
 //! the release profile included) and does not name its server software.
 
-use std::process::Command;
-
 use secure_sessions::config::SessionConfig;
 use secure_sessions::users::Role;
 
-use crate::support::binary::RunningApp;
+use crate::support::binary::{RunningApp, with_sessions};
 use crate::support::http::CHROME_LINUX;
 use crate::support::raw::RawRequest;
 use crate::support::{PASSWORD, TestApp, random_secret_key};
@@ -161,18 +159,8 @@ async fn the_binary_runs_half_the_cores_in_async_workers() {
     assert!(binary.log().contains(&expected), "{}", binary.log());
 }
 
-/// The binary with the checkout's Rocket.toml and one setting changed through the environment,
-/// as a person tries a setting: `ROCKET_SESSIONS='{absolute_timeout_secs=4}' scripts/run`.
-fn with_sessions<'a>(app: &'a TestApp, sessions: &'a str) -> impl FnOnce(&mut Command) + 'a {
-    move |command| {
-        command
-            .env("DATABASE_URL", &app.database_url)
-            .env("ROCKET_SECRET_KEY", random_secret_key())
-            .env("ROCKET_SESSIONS", sessions);
-    }
-}
-
-/// A setting changed alone starts: the defaults that must fit inside it (the bound cookie's
+/// A setting changed alone starts, as a person tries one with the checkout's Rocket.toml
+/// (`ROCKET_SESSIONS='{absolute_timeout_secs=4}' scripts/run`): the defaults that must fit inside it (the bound cookie's
 /// lifetime, the touch interval, the idle warning, the access token's lifetime) follow it.
 #[rocket::async_test]
 async fn a_timeout_shortened_alone_starts_and_serves() {

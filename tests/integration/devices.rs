@@ -50,9 +50,17 @@ async fn signing_another_device_out_needs_a_recent_password_confirmation() {
     assert_ne!(before, after, "confirmation rotates the token");
     let stale = Device::new(&client);
     stale.set_cookie("__Host-sid", &before);
+    // The old token gets no page: within the rotation's grace it is only sent to ask again (with
+    // the cookie the browser now holds), then it is nobody's.
+    let again = stale.get("/account").await;
+    assert_eq!(
+        (again.status, again.location()),
+        (Status::SeeOther, "/account")
+    );
+    app.advance_secs(6);
     assert!(
         stale.get("/account").await.location().starts_with("/login"),
-        "the old token died at once"
+        "the old token is dead once the grace is over"
     );
 
     let reply = laptop.post_from("/account", &revoke, &[]).await;
@@ -285,6 +293,13 @@ async fn changing_the_password_signs_out_every_other_device_and_rotates_this_one
     }
     let stale = Device::new(&client);
     stale.set_cookie("__Host-sid", &before);
+    let again = stale.get("/account").await;
+    assert_eq!(
+        (again.status, again.location()),
+        (Status::SeeOther, "/account"),
+        "within the rotation's grace the old cookie value gets no page"
+    );
+    app.advance_secs(6);
     assert!(
         stale.get("/account").await.location().starts_with("/login"),
         "the old cookie value stopped working"
@@ -593,7 +608,10 @@ async fn an_admin_can_disable_an_account_sign_it_out_everywhere_and_enable_it_ag
             .await
             .testid_text("login-error")
             .as_deref(),
-        Some("Incorrect username or password.")
+        Some(
+            "This account has been disabled. \
+             Please contact an administrator to have it enabled again."
+        )
     );
     assert!(admin.get("/admin").await.shows("Disabled"));
 
@@ -618,5 +636,78 @@ async fn an_admin_can_disable_an_account_sign_it_out_everywhere_and_enable_it_ag
             .await
             .status,
         Status::NotFound
+    );
+}
+
+#[rocket::async_test]
+async fn a_device_idle_past_its_timeout_is_neither_listed_nor_counted() {
+    let app = TestApp::new().await;
+    let idle = i64::from(app.config().idle_timeout_secs);
+    assert!(i64::from(app.config().access_token_secs()) > idle + 1);
+    app.create_user("root", Role::Admin).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    let phone = Device::with(&client, FIREFOX_WINDOWS, "203.0.113.9");
+    let script = Device::with(&client, "curl/8.5.0", "203.0.113.10");
+    laptop.sign_in("alice", PASSWORD).await;
+    phone.sign_in("alice", PASSWORD).await;
+    let tokens = script
+        .post_json(
+            "/api/token",
+            &serde_json::json!({ "username": "alice", "password": PASSWORD }),
+        )
+        .await
+        .json();
+    let access_token = tokens["access_token"].as_str().expect("an access token");
+    let phone_id = phone
+        .devices()
+        .await
+        .into_iter()
+        .find(|(_, current)| *current)
+        .expect("the phone's own row")
+        .0;
+    assert_eq!(laptop.devices().await.len(), 3);
+
+    // The laptop stays in use; the phone is left alone until it is one second past the idle
+    // timeout. Nothing has visited its row since: the reaper deletes only rows past their
+    // absolute expiry, so the row is still there, not revoked.
+    app.advance_secs(idle / 2);
+    assert_eq!(laptop.get("/account").await.status, Status::Ok);
+    app.advance_secs(idle - idle / 2 + 1);
+    let listed: Vec<String> = laptop
+        .devices()
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(listed.len(), 2, "the laptop and the script: {listed:?}");
+    assert!(!listed.contains(&phone_id));
+    let api_list = script
+        .with_bearer(rocket::http::Method::Get, "/api/sessions", access_token)
+        .await
+        .json();
+    let api_ids: Vec<&str> = api_list["sessions"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|device| device["id"].as_str().expect("an id"))
+        .collect();
+    assert_eq!(api_ids.len(), 2, "{api_list}");
+    assert!(!api_ids.contains(&phone_id.as_str()));
+
+    let admin = Device::new(&client);
+    admin.sign_in("root", PASSWORD).await;
+    admin.confirm(PASSWORD).await;
+    let page = admin.get("/admin").await.html();
+    assert_eq!(
+        page.texts("tr[data-username=alice] [data-testid=admin-session-count]"),
+        ["2"]
+    );
+
+    // The phone, back after all, is told why it was signed out.
+    assert_eq!(
+        phone.get("/account").await.location(),
+        "/login?reason=idle_timeout&next=%2Faccount"
     );
 }

@@ -338,7 +338,7 @@ async fn a_late_write_after_sign_out_does_not_bring_the_session_back() {
     let touch = store::Touch {
         kind: SessionKind::Browser,
         now: app.clock_now(),
-        seen_before: app.clock_now(),
+        seen_before: Some(app.clock_now()),
         seen_after: None,
         admin: None,
     };
@@ -364,6 +364,7 @@ async fn a_late_write_after_sign_out_does_not_bring_the_session_back() {
             &fingerprint,
             "203.0.113.9",
             &alternation,
+            true,
             app.clock_now()
         )
         .await

@@ -1,12 +1,16 @@
 //! Sign-in, the account page and sign-out (DESIGN sections 3, 5, 6, 8).
 
 use rocket::http::{Method, Status};
+use rocket::local::asynchronous::Client;
+use secure_sessions::db::MIGRATOR;
 use secure_sessions::session::token::SessionToken;
-use secure_sessions::users::Role;
+use secure_sessions::users::{self, Role, Username};
 use sha2::{Digest, Sha256};
+use sqlx::{Connection, Executor, PgConnection};
+use time::OffsetDateTime;
 
-use crate::support::http::{CHROME_LINUX, Device, FIREFOX_WINDOWS};
-use crate::support::{PASSWORD, TestApp};
+use crate::support::http::{CHROME_LINUX, Device, FIREFOX_WINDOWS, Reply};
+use crate::support::{PASSWORD, TestApp, empty_database};
 
 #[rocket::async_test]
 async fn a_protected_page_without_a_session_redirects_to_login_with_reason_and_next() {
@@ -566,8 +570,79 @@ async fn a_disabled_account_loses_its_session_at_the_next_click_and_cannot_sign_
     let again = alice.sign_in("alice", PASSWORD).await;
     assert_eq!(
         again.testid_text("login-error").as_deref(),
+        Some(ACCOUNT_DISABLED)
+    );
+    assert_eq!(alice.session_cookie(), None);
+}
+
+const ACCOUNT_DISABLED: &str =
+    "This account has been disabled. Please contact an administrator to have it enabled again.";
+
+#[rocket::async_test]
+async fn a_disabled_account_is_told_so_after_the_right_password_and_only_then() {
+    const WRONG: &str = "not the password at all";
+    let app = TestApp::new().await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    app.create_user("carol", Role::User).await;
+    sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1")
+        .bind(alice_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let client = app.client().await;
+    let browser = Device::new(&client);
+
+    let right = browser.sign_in("alice", PASSWORD).await;
+    assert_eq!(right.status, Status::Ok);
+    assert_eq!(
+        right.testid_text("login-error").as_deref(),
+        Some(ACCOUNT_DISABLED)
+    );
+    assert_eq!(browser.session_cookie(), None);
+
+    // A wrong password for the disabled account gets the page any wrong password gets: that of
+    // an enabled account (a name of the same length), and that of a name no account has.
+    let wrong = browser.sign_in("alice", WRONG).await;
+    let enabled = browser.sign_in("carol", WRONG).await;
+    let unknown = browser.sign_in("nobod", WRONG).await;
+    assert_eq!(
+        wrong.testid_text("login-error").as_deref(),
         Some("Incorrect username or password.")
     );
+    for other in [&enabled, &unknown] {
+        assert_eq!(wrong.status, other.status);
+        assert_eq!(
+            wrong.body,
+            other
+                .body
+                .replace("carol", "alice")
+                .replace("nobod", "alice")
+        );
+    }
+
+    // The token API alike.
+    let api = |username: &'static str, password: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .post_json(
+                    "/api/token",
+                    &serde_json::json!({ "username": username, "password": password }),
+                )
+                .await
+        }
+    };
+    let right = api("alice", PASSWORD).await;
+    assert_eq!(right.status, Status::Forbidden);
+    assert_eq!(right.body, r#"{"error":"account_disabled"}"#);
+    for username in ["alice", "carol", "nobod"] {
+        let wrong = api(username, WRONG).await;
+        assert_eq!(wrong.status, Status::Unauthorized, "{username}");
+        assert_eq!(
+            wrong.body, r#"{"error":"invalid_credentials"}"#,
+            "{username}"
+        );
+    }
 }
 
 #[rocket::async_test]
@@ -608,4 +683,104 @@ async fn the_device_list_names_each_browser() {
             .len(),
         1
     );
+}
+
+/// Signs `username` up from a browser of its own; the reply to the form.
+async fn sign_up(client: &Client, username: &str) -> Reply {
+    let visitor = Device::new(client);
+    let csrf = visitor.get("/register").await.csrf_token();
+    let password = "violet tractor mango seventeen";
+    visitor
+        .post_form(
+            "/register",
+            &[
+                ("username", username),
+                ("password", password),
+                ("password_confirm", password),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await
+}
+
+#[rocket::async_test]
+async fn a_name_that_looks_like_an_existing_account_is_refused_at_sign_up() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    app.create_user("bob", Role::User).await;
+    let client = app.client().await;
+    for look_alike in ["aIice", "a1ice", "alice.", "al_ice", "A1ice", "b0b"] {
+        let reply = sign_up(&client, look_alike).await;
+        assert_eq!(reply.status, Status::Ok, "{look_alike}");
+        assert!(
+            reply.shows("looks too much like one that is"),
+            "{look_alike}: {}",
+            reply.body
+        );
+        assert!(reply.set_cookie("__Host-sid").is_none(), "{look_alike}");
+    }
+    let names: Vec<String> = sqlx::query_scalar("SELECT username FROM users ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(names, ["alice", "bob"]);
+    // A name that only resembles one is still free.
+    assert_eq!(sign_up(&client, "alicia").await.location(), "/account");
+}
+
+/// Accounts made before look-alikes were refused get their key from migrations/0019, in SQL:
+/// it must be the one the app computes, or a new look-alike of an old account would get in. Of
+/// old accounts that already look alike, the oldest holds the key and both keep working.
+#[rocket::async_test]
+async fn accounts_older_than_the_look_alike_rule_get_the_key_the_app_computes() {
+    let mut conn = PgConnection::connect(&empty_database().await)
+        .await
+        .unwrap();
+    let (before, rule): (Vec<_>, Vec<_>) = MIGRATOR.iter().partition(|m| m.version < 19);
+    for migration in before {
+        conn.execute(&*migration.sql).await.unwrap();
+    }
+    let names = [
+        "alice",
+        "aIice", // already looked like alice
+        "abcdefghijklmnopqrstuvwxyz",
+        "ZYXWVUTSRQPONMLKJIHGFEDCBA",
+        "0123456789._-x",
+        "Mm1I0o.emma_",
+    ];
+    for name in names {
+        sqlx::query(
+            "INSERT INTO users (username, password_hash, created_at) VALUES ($1, 'x', now())",
+        )
+        .bind(name)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.execute(&*rule[0].sql).await.unwrap();
+
+    let keys: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT username, look_alike_key FROM users ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    for (name, key) in keys {
+        let computed = Username::parse(&name).unwrap().look_alike_key();
+        if name == "aIice" {
+            assert_eq!(key, None, "the newer of two look-alikes");
+        } else {
+            assert_eq!(key, Some(computed), "{name}");
+        }
+    }
+    let look_alike = Username::parse("a1ice").unwrap();
+    let created = users::store::create(
+        &mut conn,
+        &look_alike,
+        "x",
+        Role::User,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created, None, "a new look-alike of an old account");
 }

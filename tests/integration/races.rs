@@ -13,7 +13,7 @@ use secure_sessions::client::ClientInfo;
 use secure_sessions::events::EventKind;
 use secure_sessions::session::fingerprint::Fingerprint;
 use secure_sessions::session::token::SessionToken;
-use secure_sessions::session::{self, LiveSession, Reason, Validated, api, store};
+use secure_sessions::session::{self, Activity, LiveSession, Reason, Validated, api, store};
 use secure_sessions::throttle::{self, Admission};
 use secure_sessions::users::{self, CheckedCredentials, Password, Role};
 use serde_json::json;
@@ -131,6 +131,7 @@ async fn validated(app: &TestApp, token: &SessionToken, client: &ClientInfo) -> 
         token,
         client,
         &app.config(),
+        Activity::Person,
         None,
         app.clock_now(),
     )
@@ -139,6 +140,7 @@ async fn validated(app: &TestApp, token: &SessionToken, client: &ClientInfo) -> 
     {
         Validated::Live(session) => *session,
         Validated::Ended(reason) => panic!("the session ended: {reason:?}"),
+        Validated::Superseded(_) => panic!("the token was replaced by a rotation"),
     }
 }
 
@@ -424,9 +426,18 @@ async fn ending_a_session_finds_it_after_a_concurrent_rotation() {
         "the sign-out ended the session"
     );
     let mut conn = app.pool.acquire().await.unwrap();
-    let after = session::validate(&mut conn, &rotated, &client, &app.config(), None, now)
-        .await
-        .unwrap();
+    let config = app.config();
+    let after = session::validate(
+        &mut conn,
+        &rotated,
+        &client,
+        &config,
+        Activity::Person,
+        None,
+        now,
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(after, Validated::Ended(Reason::SignedOut)),
         "its new token is dead too"
@@ -572,16 +583,32 @@ async fn a_session_ended_by_its_guard_ends_even_when_its_token_rotates_meanwhile
     let mut holder = app.pool.begin().await.unwrap();
     let new = SessionToken::generate();
     assert!(
-        store::rotate(&mut holder, &token.key(), &new.key(), None, app.clock_now())
-            .await
-            .unwrap()
+        store::rotate(
+            &mut holder,
+            &token.key(),
+            &new.key(),
+            None,
+            app.clock_now(),
+            app.clock_now()
+        )
+        .await
+        .unwrap()
     );
     let config = app.config();
     let check = async {
         let mut conn = app.pool.acquire().await.unwrap();
-        session::validate(&mut conn, &token, &thief, &config, None, app.clock_now())
-            .await
-            .unwrap()
+        let now = app.clock_now();
+        session::validate(
+            &mut conn,
+            &token,
+            &thief,
+            &config,
+            Activity::Person,
+            None,
+            now,
+        )
+        .await
+        .unwrap()
     };
     let (validated, waited) = while_held(&app, holder, check).await;
     assert!(waited);
@@ -616,6 +643,7 @@ async fn the_cap_ends_a_session_whose_token_rotates_while_the_cap_waits_for_it()
             &oldest_token.key(),
             &new.key(),
             None,
+            app.clock_now(),
             app.clock_now()
         )
         .await
@@ -802,4 +830,201 @@ async fn a_sign_up_counts_against_the_limit_only_after_the_one_before_it_commits
     let (reply, waited) = while_held(&app, holder, sign_up).await;
     assert_eq!(reply.status, Status::TooManyRequests, "{}", reply.body);
     assert!(waited, "the second sign-up waited for the first");
+}
+
+/// Signs `username` up through the form.
+async fn sign_up(device: &Device<'_>, username: &str) -> Reply {
+    let csrf = device.get("/register").await.csrf_token();
+    let fields = [
+        ("username", username),
+        ("password", NEW_PASSWORD),
+        ("password_confirm", NEW_PASSWORD),
+        ("csrf_token", &csrf),
+    ];
+    device.post_form("/register", &fields).await
+}
+
+#[rocket::async_test]
+async fn a_sign_up_for_a_look_alike_name_waits_for_the_one_under_way_and_is_refused() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    // `alice` is being created (uncommitted): no query can see it yet, only its unique key.
+    let alice = users::Username::parse("alice").unwrap();
+    let mut holder = app.pool.begin().await.unwrap();
+    users::store::create(&mut holder, &alice, "x", Role::User, app.clock_now())
+        .await
+        .unwrap()
+        .expect("created");
+    let device = Device::new(&client);
+    let (reply, waited) = while_held(&app, holder, sign_up(&device, "aIice")).await;
+    assert!(waited, "the look-alike's sign-up waited for the first");
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert!(
+        reply.shows("looks too much like one that is"),
+        "{}",
+        reply.body
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[rocket::async_test]
+async fn of_two_sign_ups_racing_for_look_alike_names_exactly_one_wins_every_time() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    for round in 0..20 {
+        // Two browsers on addresses of their own, so no sign-up limit is reached.
+        let first = Device::with(&client, CHROME_LINUX, &format!("198.51.100.{}", 2 * round));
+        let second = Device::with(&client, CHROME_LINUX, &format!("203.0.113.{round}"));
+        let (name, look_alike) = (format!("alice{round}"), format!("a1ice{round}"));
+        let replies = join_all([sign_up(&first, &name), sign_up(&second, &look_alike)]).await;
+        let signed_up = replies
+            .iter()
+            .filter(|reply| reply.status == Status::SeeOther)
+            .count();
+        assert_eq!(signed_up, 1, "round {round}");
+        let refused = replies
+            .iter()
+            .find(|reply| reply.status == Status::Ok)
+            .expect("one refused");
+        assert!(
+            refused.shows("looks too much like one that is"),
+            "{}",
+            refused.body
+        );
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 20);
+}
+
+#[rocket::async_test]
+async fn a_sign_out_sent_with_the_token_a_rotation_just_replaced_ends_the_session_every_time() {
+    let app = TestApp::with(|figment| {
+        figment
+            .merge(("sessions.throttle_account_failures", 10_000))
+            .merge(("sessions.throttle_ip_failures", 10_000))
+    })
+    .await;
+    let client = app.client().await;
+    const ROUNDS: u64 = 30;
+    let mut left_alive = Vec::new();
+    for round in 0..ROUNDS {
+        let name = format!("alice{round}");
+        app.create_user(&name, Role::User).await;
+        let alice = Device::new(&client);
+        alice.sign_in(&name, PASSWORD).await;
+        let public_id: Uuid = alice.devices().await[0].0.parse().unwrap();
+        let csrf = alice.get("/account").await.csrf_token();
+
+        // One tab confirms the password (a rotation); another tab's "Sign out" leaves 0 to 58 ms
+        // later, with the cookie the browser held when the confirmation began: it reaches the
+        // server before, during or after the rotation commits.
+        let confirmation = alice.post_form(
+            "/confirm",
+            &[
+                ("password", PASSWORD),
+                ("csrf_token", &csrf),
+                ("next", "/account"),
+            ],
+        );
+        let sign_out = alice.post_form("/logout", &[("csrf_token", &csrf)]);
+        let delay = Duration::from_millis(round * 2);
+        let sign_out = async move {
+            sleep(delay).await;
+            sign_out.await
+        };
+        let (_, signed_out) = rocket::futures::future::join(confirmation, sign_out).await;
+
+        assert_eq!(signed_out.location(), "/login?reason=signed_out");
+        if is_live(&app, public_id).await {
+            left_alive.push(round);
+        }
+    }
+    assert!(
+        left_alive.is_empty(),
+        "of {ROUNDS} sign-outs, those of rounds {left_alive:?} answered 'signed out' and left the session alive"
+    );
+}
+
+#[rocket::async_test]
+async fn the_token_a_rotation_replaced_is_recognised_for_a_few_seconds_and_never_after() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let public_id: Uuid = alice.devices().await[0].0.parse().unwrap();
+    let old_csrf = alice.get("/account").await.csrf_token();
+    let old_token = alice.session_cookie().unwrap();
+    assert_eq!(alice.confirm(PASSWORD).await.location(), "/account");
+    assert_ne!(alice.session_cookie().unwrap(), old_token);
+
+    // Only the old token's SHA-256 is kept.
+    let previous_key: Vec<u8> =
+        sqlx::query_scalar("SELECT previous_key FROM sessions WHERE public_id = $1")
+            .bind(public_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let old_key = SessionToken::parse(&old_token).unwrap().key();
+    assert_eq!(previous_key, old_key.as_bytes());
+
+    // Requests another tab sent before the new cookie reached the browser.
+    let late = Device::new(&client);
+    late.set_cookie("__Host-sid", &old_token);
+    let page = late.get("/account").await;
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(
+        page.location(),
+        "/account",
+        "a page is asked for again, with the browser's new cookie"
+    );
+    assert!(page.header("Set-Cookie").is_none(), "the new cookie stays");
+    for action in ["/account/sessions/revoke-others", "/session/keepalive"] {
+        let form = late.post_form(action, &[("csrf_token", &old_csrf)]).await;
+        assert_eq!(form.status, Status::Forbidden, "{action}");
+        assert!(form.header("Set-Cookie").is_none(), "{action}");
+        assert!(form.header("Clear-Site-Data").is_none(), "{action}");
+    }
+    assert!(is_live(&app, public_id).await);
+    assert_eq!(alice.get("/account").await.status, Status::Ok);
+
+    // After the grace the old token is nobody's: a sign-out with it ends nothing, clears nothing.
+    app.advance_secs(6);
+    let too_late = late
+        .post_form("/logout", &[("csrf_token", &old_csrf)])
+        .await;
+    assert_eq!(too_late.location(), "/login?reason=login_required");
+    assert!(too_late.header("Clear-Site-Data").is_none());
+    assert!(is_live(&app, public_id).await);
+    assert_eq!(alice.get("/account").await.status, Status::Ok);
+
+    // Within the grace of the next rotation, a sign-out with the token it replaced ends the
+    // session, and the browser's new cookie with it.
+    let csrf = alice.get("/account").await.csrf_token();
+    let token = alice.session_cookie().unwrap();
+    assert_eq!(alice.confirm(PASSWORD).await.location(), "/account");
+    let late = Device::new(&client);
+    late.set_cookie("__Host-sid", &token);
+    // Not with another token, though: a forgery that got hold of the old cookie ends nothing.
+    let forged = late
+        .post_form("/logout", &[("csrf_token", &old_csrf)])
+        .await;
+    assert_eq!(forged.status, Status::Forbidden);
+    assert!(forged.header("Set-Cookie").is_none());
+    assert!(is_live(&app, public_id).await);
+    let signed_out = late.post_form("/logout", &[("csrf_token", &csrf)]).await;
+    assert_eq!(signed_out.location(), "/login?reason=signed_out");
+    assert!(signed_out.header("Clear-Site-Data").is_some());
+    assert!(!is_live(&app, public_id).await);
+    assert_eq!(
+        alice.get("/account").await.location(),
+        "/login?reason=signed_out&next=%2Faccount"
+    );
 }

@@ -42,11 +42,18 @@ impl<'a> Statements<'a> {
             }
             sleep(Duration::from_millis(50)).await;
         }
-        app.pool
+        let statements = Statements { app };
+        statements.reset().await;
+        statements
+    }
+
+    /// Starts counting from zero again.
+    async fn reset(&self) {
+        self.app
+            .pool
             .execute("/* test */ SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)")
             .await
             .unwrap();
-        Statements { app }
     }
 
     /// Statements executed since `start`, the test's own (marked `/* test */`) left out.
@@ -57,6 +64,22 @@ impl<'a> Statements<'a> {
                AND query NOT LIKE '/* test */%'",
         )
         .fetch_one(&self.app.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Each statement executed since `start` (the test's own left out), in the order of its
+    /// text: the text, how often it ran, and for a statement that writes, how many rows it wrote.
+    async fn each(&self) -> Vec<(String, i64, Option<i64>)> {
+        sqlx::query_as(
+            r#"/* test */ SELECT query, calls,
+                      CASE WHEN query ~* '^\s*(INSERT|UPDATE|DELETE)' THEN rows END
+               FROM pg_stat_statements
+               WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND query NOT LIKE '/* test */%'
+               ORDER BY query"#,
+        )
+        .fetch_all(&self.app.pool)
         .await
         .unwrap()
     }
@@ -371,4 +394,54 @@ async fn counting_recent_refreshes_costs_a_refresh_no_statement() {
         // token marked used, the new one, COMMIT: as before the count was added.
         assert_eq!(statements.count().await - before, 6);
     }
+}
+
+/// A wrong password for a real account and one for a name no account has cost the database the
+/// same: the same statements, as often, writing as many rows, through the form and the token
+/// API. How long each answer takes is measured by `scripts/bench-sign-in-timing`, not asserted
+/// here.
+#[rocket::async_test]
+async fn a_wrong_password_costs_the_same_statements_for_a_real_account_and_an_unknown_name() {
+    const WRONG: &str = "not the password at all";
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let device = Device::new(&client);
+    let csrf = device.get("/login").await.csrf_token();
+    let statements = Statements::start(&app).await;
+    let mut each = Vec::new();
+    for username in ["alice", "nobod"] {
+        statements.reset().await;
+        let form = device
+            .post_form(
+                "/login",
+                &[
+                    ("username", username),
+                    ("password", WRONG),
+                    ("csrf_token", &csrf),
+                ],
+            )
+            .await;
+        assert_eq!(
+            form.testid_text("login-error").as_deref(),
+            Some("Incorrect username or password.")
+        );
+        let api = device
+            .post_json(
+                "/api/token",
+                &serde_json::json!({ "username": username, "password": WRONG }),
+            )
+            .await;
+        assert_eq!(api.error_code(), "invalid_credentials");
+        each.push(statements.each().await);
+    }
+    let (real, unknown) = (&each[0], &each[1]);
+    assert_eq!(real, unknown);
+    assert!(
+        real.iter().any(
+            |(query, calls, rows)| query.starts_with("INSERT INTO security_events")
+                && (*calls, *rows) == (2, Some(2))
+        ),
+        "each failure is recorded: {real:#?}"
+    );
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::{TestApp, random_secret_key};
+
 /// The app binary, running; stopped (and its log deleted) however the test ends.
 pub struct RunningApp {
     process: Child,
@@ -92,6 +94,17 @@ impl Drop for RunningApp {
     fn drop(&mut self) {
         self.stop();
         std::fs::remove_file(&self.log_path).ok();
+    }
+}
+
+/// The binary's environment: the test's database and `sessions` settings (a TOML table, as in
+/// `ROCKET_SESSIONS`), with the checkout's Rocket.toml under them.
+pub fn with_sessions<'a>(app: &'a TestApp, sessions: &'a str) -> impl FnOnce(&mut Command) + 'a {
+    move |command| {
+        command
+            .env("DATABASE_URL", &app.database_url)
+            .env("ROCKET_SECRET_KEY", random_secret_key())
+            .env("ROCKET_SESSIONS", sessions);
     }
 }
 

@@ -72,6 +72,7 @@ pub fn password_hasher(threads: usize) -> users::PasswordHasher {
     users::PasswordHasher::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_secure-sessions")),
         settings,
+        SessionConfig::default().hashing_admission(),
     )
     .expect("the hashing process starts")
 }
@@ -172,6 +173,20 @@ pub async fn fresh_database() -> String {
     database_url(&name)
 }
 
+/// A new database with no schema at all, for a test that applies migrations itself; returns its URL.
+pub async fn empty_database() -> String {
+    let mut admin = PgConnection::connect(&server_url())
+        .await
+        .expect("connect to the test server");
+    let name = format!("ss_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create an empty database");
+    admin.close().await.ok();
+    database_url(&name)
+}
+
 /// A random value for Rocket's `secret_key` (the key that seals private cookies).
 pub fn random_secret_key() -> String {
     use base64::Engine;
@@ -210,6 +225,9 @@ impl TestApp {
             // Many apps share a loaded machine, and race tests queue dozens of requests for 8
             // connections: let them wait rather than shed load (the outage test sets the default).
             .merge(("databases.main.acquire_timeout_ms", 10_000))
+            // Likewise dozens of sign-ins at once, whose hashes a loaded machine finishes slowly:
+            // admit them all (the hashing tests set the default back).
+            .merge(("sessions.hashing_admission_ms", 60_000))
             // The test profile is not `debug`, so Rocket wants a real key for private cookies.
             .merge(("secret_key", random_secret_key()))
             // The app hashes in a second process of its own binary; this test runner is not it.

@@ -1,8 +1,11 @@
 //! Password hashing, in a process of its own: the app's binary started again with
 //! `hash-passwords` (`process`), in a session of its own, so the kernel gives a sign-in flood's
 //! argon2 work a scheduling group apart from the session path (README, "Configuration").
-//! `PasswordHasher` is the app's side: it sends each request over a pipe (`wire`) and starts a
-//! new process when the last one has ended.
+//! `PasswordHasher` is the app's side: it admits no more work than the hashing threads finish in
+//! a moment (`hashing_admission_ms`; a sign-in beyond it gets 503 at once), queues what it
+//! admitted, sends the process one request per hashing thread at a time over a pipe (`wire`),
+//! drops queued work nobody waits for any more, and starts a new process when the last one has
+//! ended.
 //!
 //! Inside that process, each hashing thread reuses one work area (`argon`), instead of
 //! `spawn_blocking` with the argon2 crate's own `PasswordHasher`: the benchmark says it is faster.
@@ -11,10 +14,11 @@ mod argon;
 pub mod process;
 mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
@@ -29,11 +33,15 @@ use crate::error::AppError;
 /// How long a new hashing process may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a sign-in waits for its hash before it gets the "briefly unavailable" page. At about
-/// 100 hashes a second on two cores that is a queue of thousands, so mostly a process that stopped
-/// answering (frozen, stopped by a signal) reaches it; a deeper flood sheds its overflow here.
-/// A process that has held requests this long without answering any is replaced.
+/// How long a sign-in waits for its hash before it gets the "briefly unavailable" page: only a
+/// process that stopped answering (frozen, stopped by a signal) makes one wait this long, since
+/// no more is admitted than the threads finish in the admission window. A process that has held
+/// requests this long without answering any is replaced.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one hash is taken to cost until the first ones have been timed: about argon2id's with
+/// these parameters on one core of a loaded machine.
+const FIRST_HASH_ESTIMATE: Duration = Duration::from_millis(50);
 
 /// How often the supervisor looks whether the hashing process still serves, when no request
 /// comes to make it look.
@@ -44,31 +52,94 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// Hashes and verifies passwords with argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1) in
-/// the hashing process, on `HashingSettings::threads` threads there, so a sign-in flood queues
-/// there instead of starving the async workers.
+/// the hashing process, on `HashingSettings::threads` threads there, so a sign-in flood waits
+/// in a bounded queue, or is refused, instead of starving the async workers.
 pub struct PasswordHasher {
-    requests: mpsc::Sender<(Request, oneshot::Sender<Answer>)>,
+    events: mpsc::Sender<Event>,
+    load: Arc<Load>,
 }
 
-impl PasswordHasher {
-    /// Starts the hashing process, `program` run with `settings`, and waits until it is ready;
-    /// an error (a cgroup its threads cannot join, a program that is not this app) stops the
-    /// launch. A process that ends later is replaced by the supervisor (`supervise`).
-    pub fn start(program: &Path, settings: HashingSettings) -> io::Result<Self> {
-        let first = HashingProcess::start(program, &settings)?;
-        let (requests, incoming) = mpsc::channel();
-        let program = program.to_owned();
-        std::thread::Builder::new()
-            .name("hashing-supervisor".into())
-            .spawn(move || supervise(incoming, first, &program, &settings))?;
-        Ok(PasswordHasher { requests })
+/// What the supervisor thread is told.
+enum Event {
+    /// Work admitted: queue it.
+    Job(Job),
+    /// The process has answered: a hashing thread is free.
+    Answered,
+    /// The app has dropped the hasher.
+    Stop,
+}
+
+/// A request, and where its answer goes. Nobody waits any more once `done` is closed: the
+/// request's future was dropped (its client went away) or gave up (`ANSWER_TIMEOUT`).
+struct Job {
+    request: Request,
+    done: oneshot::Sender<Answer>,
+}
+
+/// What the requests and the supervisor share: how much work is admitted, how long a hash takes,
+/// and the counts.
+struct Load {
+    threads: usize,
+    /// The work admitted at once is what the threads finish in this long: a sign-in admitted at
+    /// the back of a full queue still gets its answer within about that time, and so does the
+    /// owner's own sign-in during a flood, admitted or refused.
+    window: Duration,
+    /// Admitted and not yet answered or given up: waiting for the throttle, queued, or hashing.
+    admitted: AtomicUsize,
+    /// A moving average of one hash's time, in microseconds, from the process's answers.
+    hash_micros: AtomicU64,
+    /// Whether sign-ins are being refused: the log says when that starts and when it ends.
+    overloaded: AtomicBool,
+    hashed: AtomicU64,
+    refused: AtomicU64,
+    abandoned: AtomicU64,
+}
+
+/// What the hasher has done with the work it was offered since it started (tests and logs read
+/// it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashingCounts {
+    /// Requests sent to the hashing process, each of which it hashes.
+    pub hashed: u64,
+    /// Refused at once (503 with `Retry-After`): as much work as the window holds was admitted.
+    pub refused: u64,
+    /// Admitted, then dropped from the queue unhashed: nobody waited for the answer any more.
+    pub abandoned: u64,
+}
+
+impl Load {
+    /// How much work may be admitted at once: what the threads finish in `window` at the
+    /// measured speed, at least one request per thread.
+    fn capacity(&self) -> usize {
+        let hash_micros = self.hash_micros.load(Ordering::Relaxed).max(1);
+        let per_thread = self.window.as_micros() as u64 / hash_micros;
+        self.threads * (per_thread.max(1) as usize)
     }
 
-    pub async fn hash(&self, password: &Password) -> Result<String, AppError> {
+    /// Folds one measured hash into the average (an eighth of its weight each).
+    fn timed(&self, hash: Duration) {
+        let micros = hash.as_micros() as u64;
+        let _ = self
+            .hash_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |average| {
+                Some((average * 7 + micros) / 8)
+            });
+    }
+}
+
+/// A place in the hashing queue (`PasswordHasher::admit`), taken before the request's other
+/// work (its throttle), so a refused sign-in costs nothing else. Given back when it is used or
+/// dropped.
+pub struct Admitted<'h> {
+    hasher: &'h PasswordHasher,
+}
+
+impl Admitted<'_> {
+    pub async fn hash(self, password: &Password) -> Result<String, AppError> {
         let request = Request::Hash {
             password: password.expose().to_owned(),
         };
-        match self.ask(request).await? {
+        match self.hasher.ask(request).await? {
             Answer::Hashed(phc) => Ok(phc),
             other => Err(unexpected(other)),
         }
@@ -76,7 +147,7 @@ impl PasswordHasher {
 
     /// `stored` is `None` for an unknown user: a dummy hash is verified instead, and fails.
     pub async fn verify(
-        &self,
+        self,
         password: &Password,
         stored: Option<String>,
     ) -> Result<bool, AppError> {
@@ -84,16 +155,126 @@ impl PasswordHasher {
             password: password.expose().to_owned(),
             stored,
         };
-        match self.ask(request).await? {
+        match self.hasher.ask(request).await? {
             Answer::Verified(matches) => Ok(matches),
             other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let load = &self.hasher.load;
+        let before = load.admitted.fetch_sub(1, Ordering::Relaxed);
+        // Half the window free again: the flood has passed, or is being served.
+        if before <= load.capacity() / 2 && load.overloaded.swap(false, Ordering::Relaxed) {
+            let refused = load.refused.load(Ordering::Relaxed);
+            rocket::info!("password hashing is no longer overloaded ({refused} refused so far)");
+        }
+    }
+}
+
+impl PasswordHasher {
+    /// Starts the hashing process, `program` run with `settings`, and waits until it is ready;
+    /// an error (a cgroup its threads cannot join, a program that is not this app) stops the
+    /// launch. A process that ends later is replaced by the supervisor (`Supervisor`). At most
+    /// the work its threads finish in `admission` is admitted at once (`admit`).
+    pub fn start(
+        program: &Path,
+        settings: HashingSettings,
+        admission: Duration,
+    ) -> io::Result<Self> {
+        let load = Arc::new(Load {
+            threads: settings.threads,
+            window: admission,
+            admitted: AtomicUsize::new(0),
+            hash_micros: AtomicU64::new(FIRST_HASH_ESTIMATE.as_micros() as u64),
+            overloaded: AtomicBool::new(false),
+            hashed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+        });
+        let (events, incoming) = mpsc::channel();
+        let answers = Answers {
+            events: events.clone(),
+            load: Arc::clone(&load),
+        };
+        let first = HashingProcess::start(program, &settings, answers.clone())?;
+        let program = program.to_owned();
+        let supervisor_load = Arc::clone(&load);
+        std::thread::Builder::new()
+            .name("hashing-supervisor".into())
+            .spawn(move || {
+                let supervisor = Supervisor {
+                    program,
+                    settings,
+                    answers,
+                    load: supervisor_load,
+                };
+                supervisor.run(incoming, first)
+            })?;
+        Ok(PasswordHasher { events, load })
+    }
+
+    /// A place in the queue, or `HashingOverloaded` at once when as much work as the hashing
+    /// threads finish in the admission window is admitted already: beyond that a sign-in would
+    /// only wait longer, and make every one after it wait.
+    pub fn admit(&self) -> Result<Admitted<'_>, AppError> {
+        let load = &self.load;
+        let capacity = load.capacity();
+        let admitted =
+            load.admitted
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |admitted| {
+                    (admitted < capacity).then_some(admitted + 1)
+                });
+        if admitted.is_ok() {
+            return Ok(Admitted { hasher: self });
+        }
+        load.refused.fetch_add(1, Ordering::Relaxed);
+        // Once per flood, not once per refusal: the log must not grow with the flood.
+        if !load.overloaded.swap(true, Ordering::Relaxed) {
+            rocket::warn!(
+                "password hashing is overloaded: {capacity} sign-ins admitted (what {} hashing threads finish in {:?}); more get 503 until they drain",
+                load.threads,
+                load.window
+            );
+        }
+        Err(AppError::HashingOverloaded {
+            retry_after_secs: load.window.as_secs_f64().ceil() as u64,
+        })
+    }
+
+    /// Admits and hashes (`admit`, then `Admitted::hash`).
+    pub async fn hash(&self, password: &Password) -> Result<String, AppError> {
+        self.admit()?.hash(password).await
+    }
+
+    /// Admits and verifies (`admit`, then `Admitted::verify`).
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<String>,
+    ) -> Result<bool, AppError> {
+        self.admit()?.verify(password, stored).await
+    }
+
+    /// How much work is admitted at once now (it follows the measured speed of a hash).
+    pub fn capacity(&self) -> usize {
+        self.load.capacity()
+    }
+
+    pub fn counts(&self) -> HashingCounts {
+        HashingCounts {
+            hashed: self.load.hashed.load(Ordering::Relaxed),
+            refused: self.load.refused.load(Ordering::Relaxed),
+            abandoned: self.load.abandoned.load(Ordering::Relaxed),
         }
     }
 
     async fn ask(&self, request: Request) -> Result<Answer, AppError> {
         let (done, answer) = oneshot::channel();
-        self.requests
-            .send((request, done))
+        self.events
+            .send(Event::Job(Job { request, done }))
             .map_err(|_| AppError::HashingUnavailable)?;
         match rocket::tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
             Ok(Ok(Answer::Failed(reason))) => Err(AppError::PasswordHash(reason)),
@@ -105,48 +286,88 @@ impl PasswordHasher {
     }
 }
 
+/// The supervisor ends, and stops the process, when the app drops the hasher.
+impl Drop for PasswordHasher {
+    fn drop(&mut self) {
+        let _ = self.events.send(Event::Stop);
+    }
+}
+
 fn unexpected(answer: Answer) -> AppError {
     AppError::PasswordHash(format!("the hashing process answered {answer:?}"))
 }
 
-/// The supervisor thread: sends each request to the running hashing process. A process that
-/// has ended, or stopped answering, is replaced within `WATCH_INTERVAL`, so the next sign-in
-/// finds a new one ready. Ends, and stops the process, when the app drops the hasher.
-fn supervise(
-    incoming: mpsc::Receiver<(Request, oneshot::Sender<Answer>)>,
-    first: HashingProcess,
-    program: &Path,
-    settings: &HashingSettings,
-) {
-    let mut current = Some(first);
-    let mut failed_start: Option<Instant> = None;
-    loop {
-        let next = incoming.recv_timeout(WATCH_INTERVAL);
-        if let Err(mpsc::RecvTimeoutError::Disconnected) = next {
-            return;
-        }
-        let may_start = failed_start.is_none_or(|at| at.elapsed() >= RESTART_PAUSE);
-        let trouble = current
-            .as_mut()
-            .map_or(Some("could not start"), HashingProcess::trouble);
-        if let Some(trouble) = trouble
-            && may_start
-        {
-            // Dropping the old process stops and reaps it.
-            current = HashingProcess::start(program, settings)
-                .inspect_err(|error| {
-                    rocket::error!("the hashing process could not restart: {error}")
-                })
-                .ok();
-            failed_start = current.is_none().then(Instant::now);
-            if current.is_some() {
-                rocket::warn!("the hashing process {trouble}; a new one has started");
+/// What a process's answer reader needs besides the process: whom to wake when a thread is
+/// free, and where to record how long a hash took.
+#[derive(Clone)]
+struct Answers {
+    events: mpsc::Sender<Event>,
+    load: Arc<Load>,
+}
+
+/// The supervisor thread: queues the admitted work and sends the running hashing process one
+/// request per hashing thread at a time, so the process never holds a backlog and a request
+/// nobody waits for any more can still be dropped unhashed. A process that has ended, or
+/// stopped answering, is replaced within `WATCH_INTERVAL`, so the next sign-in finds a new one
+/// ready.
+struct Supervisor {
+    program: std::path::PathBuf,
+    settings: HashingSettings,
+    answers: Answers,
+    load: Arc<Load>,
+}
+
+impl Supervisor {
+    fn run(self, incoming: mpsc::Receiver<Event>, first: HashingProcess) {
+        let mut queue = VecDeque::new();
+        let mut current = Some(first);
+        let mut failed_start: Option<Instant> = None;
+        loop {
+            match incoming.recv_timeout(WATCH_INTERVAL) {
+                Ok(Event::Job(job)) => queue.push_back(job),
+                Ok(Event::Answered) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(Event::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            let may_start = failed_start.is_none_or(|at| at.elapsed() >= RESTART_PAUSE);
+            let trouble = current
+                .as_mut()
+                .map_or(Some("could not start"), HashingProcess::trouble);
+            if let Some(trouble) = trouble
+                && may_start
+            {
+                // Dropping the old process stops and reaps it.
+                current =
+                    HashingProcess::start(&self.program, &self.settings, self.answers.clone())
+                        .inspect_err(|error| {
+                            rocket::error!("the hashing process could not restart: {error}")
+                        })
+                        .ok();
+                failed_start = current.is_none().then(Instant::now);
+                if current.is_some() {
+                    rocket::warn!("the hashing process {trouble}; a new one has started");
+                }
+            }
+            match current.as_mut() {
+                Some(process) => self.feed(process, &mut queue),
+                // Without a process, the queued requests fail as unavailable (their `done` is
+                // dropped).
+                None => queue.clear(),
             }
         }
-        // Without a process that serves, `done` is dropped (here or by the process's reader)
-        // and the request fails as unavailable.
-        if let (Ok((request, done)), Some(process)) = (next, current.as_mut()) {
-            process.send(&request, done);
+    }
+
+    /// Sends queued work while a hashing thread is free, skipping what nobody waits for.
+    fn feed(&self, process: &mut HashingProcess, queue: &mut VecDeque<Job>) {
+        while process.in_flight() < self.settings.threads {
+            let Some(job) = queue.pop_front() else {
+                return;
+            };
+            if job.done.is_closed() {
+                self.load.abandoned.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.load.hashed.fetch_add(1, Ordering::Relaxed);
+            process.send(&job.request, job.done);
         }
     }
 }
@@ -164,7 +385,9 @@ struct HashingProcess {
 type Waiting = Arc<Mutex<Option<Unanswered>>>;
 
 struct Unanswered {
-    by_id: HashMap<u64, oneshot::Sender<Answer>>,
+    /// Where each answer goes, and when its request was sent: with no more sent than there are
+    /// threads, that is when its hash began.
+    by_id: HashMap<u64, (oneshot::Sender<Answer>, Instant)>,
     /// The last answer, or the request that ended a time with nothing waiting: how long the
     /// process has held requests without answering any.
     progress_at: Instant,
@@ -172,7 +395,7 @@ struct Unanswered {
 
 impl HashingProcess {
     /// Runs `program` with `settings` and waits for its first answer: `Ready`, or why not.
-    fn start(program: &Path, settings: &HashingSettings) -> io::Result<Self> {
+    fn start(program: &Path, settings: &HashingSettings, answers: Answers) -> io::Result<Self> {
         let mut child = Command::new(program)
             .args(settings.to_args())
             // It needs nothing of the app's environment, which holds the app's secrets.
@@ -199,7 +422,7 @@ impl HashingProcess {
                 let started = matches!(first, Ok(Some((0, Answer::Ready))));
                 let _ = ready.send(first);
                 if started {
-                    deliver_answers(&mut output, &answers_waiting);
+                    deliver_answers(&mut output, &answers_waiting, &answers);
                 }
                 // The output has ended: whoever still waits gets a dropped sender.
                 answers_waiting
@@ -249,6 +472,15 @@ impl HashingProcess {
         }
     }
 
+    /// Requests sent and not answered yet.
+    fn in_flight(&self) -> usize {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, |unanswered| unanswered.by_id.len())
+    }
+
     /// Sends `request`; `done` gets the answer, or is dropped if the process ends first.
     fn send(&mut self, request: &Request, done: oneshot::Sender<Answer>) {
         let id = self.next_id;
@@ -271,7 +503,7 @@ impl HashingProcess {
                 if unanswered.by_id.is_empty() {
                     unanswered.progress_at = Instant::now();
                 }
-                unanswered.by_id.insert(id, done);
+                unanswered.by_id.insert(id, (done, Instant::now()));
             }
             None => return,
         };
@@ -289,8 +521,9 @@ impl Drop for HashingProcess {
     }
 }
 
-/// Hands each answer to the request waiting for it, until the output ends or breaks.
-fn deliver_answers(output: &mut impl io::Read, waiting: &Waiting) {
+/// Hands each answer to the request waiting for it, times the hash, and wakes the supervisor to
+/// send the next request, until the output ends or breaks.
+fn deliver_answers(output: &mut impl io::Read, waiting: &Waiting, answers: &Answers) {
     while let Ok(Some((id, answer))) = wire::read_answer(output) {
         let done = waiting
             .lock()
@@ -300,10 +533,12 @@ fn deliver_answers(output: &mut impl io::Read, waiting: &Waiting) {
                 unanswered.progress_at = Instant::now();
                 unanswered.by_id.remove(&id)
             });
-        // The requester may have gone away (a closed connection); nothing to tell then.
-        if let Some(done) = done {
+        if let Some((done, sent_at)) = done {
+            answers.load.timed(sent_at.elapsed());
+            // The requester may have gone away meanwhile; nothing to tell then.
             let _ = done.send(answer);
         }
+        let _ = answers.events.send(Event::Answered);
     }
 }
 
