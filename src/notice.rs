@@ -29,6 +29,8 @@ pub enum Notice {
         username: String,
         ended: usize,
     },
+    /// An administrator signed their own account out everywhere but on this device.
+    OwnAccountSignedOut(usize),
 }
 
 impl Notice {
@@ -43,6 +45,7 @@ impl Notice {
             Notice::AccountSignedOut { username, ended } => {
                 format!("admin_signed_out:{ended}:{}", username)
             }
+            Notice::OwnAccountSignedOut(n) => format!("own_signed_out:{n}"),
         }
     }
 
@@ -57,6 +60,7 @@ impl Notice {
         Some(match (kind, username) {
             ("signed_out", None) => Notice::DevicesSignedOut(count),
             ("secured", None) => Notice::AccountSecured(count),
+            ("own_signed_out", None) => Notice::OwnAccountSignedOut(count),
             ("disabled", Some(Ok(username))) => Notice::AccountDisabled {
                 username,
                 ended: count,
@@ -77,9 +81,16 @@ impl Notice {
                 "Nothing to sign out: that device had already signed out.".to_owned()
             }
             Notice::DevicesSignedOut(n) => format!("Signed out {}.", devices(*n)),
+            Notice::AccountSecured(0) => "No other device was signed in to your account, so \
+                 none had to be signed out. Now choose a new password."
+                .to_owned(),
             Notice::AccountSecured(n) => format!(
                 "Signed out {} of your account. Now choose a new password.",
                 other_devices(*n)
+            ),
+            Notice::AccountDisabled { username, ended: 0 } => format!(
+                "Disabled {username}: no device of theirs was signed in; signing in is refused \
+                 until enabled."
             ),
             Notice::AccountDisabled { username, ended } => format!(
                 "Disabled {}: signed out of {}; signing in is refused until enabled.",
@@ -89,9 +100,21 @@ impl Notice {
             Notice::AccountEnabled { username } => {
                 format!("Enabled {}: they can sign in again.", username)
             }
+            Notice::AccountSignedOut { username, ended: 0 } => {
+                format!("Nothing to sign out: {username} was not signed in anywhere.")
+            }
             Notice::AccountSignedOut { username, ended } => {
                 format!("Signed {} out of {}.", username, devices(*ended))
             }
+            Notice::OwnAccountSignedOut(0) => {
+                "Nothing to sign out: you were not signed in on any other device. This device \
+                 stays signed in."
+                    .to_owned()
+            }
+            Notice::OwnAccountSignedOut(n) => format!(
+                "Signed you out of {}. This device stays signed in.",
+                other_devices(*n)
+            ),
         }
     }
 
@@ -128,11 +151,12 @@ fn devices(n: usize) -> String {
     }
 }
 
+/// "1 other device", "3 other devices" (no count of none: each sentence says that its own way).
 fn other_devices(n: usize) -> String {
-    match n {
-        0 => "no other device (there was none)".to_owned(),
-        1 => "1 other device".to_owned(),
-        n => format!("{n} other devices"),
+    if n == 1 {
+        "1 other device".to_owned()
+    } else {
+        format!("{n} other devices")
     }
 }
 
@@ -160,6 +184,7 @@ mod tests {
                 username: name("carol"),
                 ended: 1,
             },
+            Notice::OwnAccountSignedOut(2),
         ];
         for notice in notices {
             assert_eq!(Notice::decode(&notice.encode()), Some(notice));
@@ -194,6 +219,28 @@ mod tests {
         assert_eq!(
             Notice::AccountSecured(1).message(),
             "Signed out 1 other device of your account. Now choose a new password."
+        );
+        // None is said as none, never as a count of zero.
+        let none = [
+            Notice::AccountSecured(0),
+            Notice::AccountDisabled {
+                username: name("carol"),
+                ended: 0,
+            },
+            Notice::AccountSignedOut {
+                username: name("carol"),
+                ended: 0,
+            },
+            Notice::OwnAccountSignedOut(0),
+        ];
+        for notice in none {
+            let message = notice.message();
+            assert!(!message.contains(" 0 "), "{message}");
+            assert!(!message.contains("(there was none)"), "{message}");
+        }
+        assert_eq!(
+            Notice::OwnAccountSignedOut(1).message(),
+            "Signed you out of 1 other device. This device stays signed in."
         );
     }
 }

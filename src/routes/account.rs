@@ -22,6 +22,7 @@ use crate::session::pending::{AccountAction, PendingAction};
 use crate::session::{
     self, AuthenticatedUser, ConfirmationRequired, ConfirmedUser, Reason, SessionKind, store,
 };
+use crate::users::Role;
 
 /// How many security events the account page shows.
 const RECENT_EVENTS: i64 = 20;
@@ -33,7 +34,8 @@ pub struct AccountPage {
     /// What the action before this page did ("Signed out 2 devices.").
     notice: Option<String>,
     username: String,
-    role: &'static str,
+    /// Said only when it is not the ordinary one (an administrator's account).
+    role: Option<&'static str>,
     signed_in_at: When,
     confirmed: bool,
     devices: Vec<DeviceRow>,
@@ -103,7 +105,7 @@ pub async fn page(
             public_id: device.public_id.to_string(),
             description: device::describe(&device.user_agent),
             kind: kind_name(device.kind),
-            ip: device.ip,
+            ip: device::describe_ip(&device.ip),
             signed_in: When::at(device.created_at),
             last_active: format_ago(device.last_seen_at, now),
             current: device.public_id == user.session_public_id(),
@@ -146,7 +148,7 @@ pub async fn page(
                 device: device::describe(&event.user_agent),
                 disown: !(this_device && routine),
                 this_device,
-                ip: event.ip,
+                ip: device::describe_ip(&event.ip),
             })
         })
         .collect();
@@ -155,7 +157,7 @@ pub async fn page(
         nav: Some(Nav::of(user)),
         notice: Notice::take(cookies),
         username: user.username().to_owned(),
-        role: user.role().code(),
+        role: (user.role() != Role::User).then(|| user.role().code()),
         signed_in_at: When::at(user.signed_in_at()),
         confirmed: user.is_confirmed(),
         devices,

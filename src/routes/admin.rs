@@ -251,9 +251,13 @@ pub(crate) async fn act(
             let keep = own.then(|| admin.session_public_id());
             let ended = session::end_all_for_user(tx, id, keep, Reason::Revoked, now).await?;
             let detail = format!("{} sessions, by {}", ended.len(), admin.username());
-            let notice = Notice::AccountSignedOut {
-                username,
-                ended: ended.len(),
+            let notice = if own {
+                Notice::OwnAccountSignedOut(ended.len())
+            } else {
+                Notice::AccountSignedOut {
+                    username,
+                    ended: ended.len(),
+                }
             };
             (EventKind::SessionsRevokedByAdmin, notice, detail)
         }

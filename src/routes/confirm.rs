@@ -32,6 +32,8 @@ pub struct ConfirmPage {
     next: String,
     /// The action waiting for this confirmation: its code (sent back with the form) and its name.
     action: Option<(String, String)>,
+    /// Without one, what the page it returns to is for ("open the administration page").
+    purpose: Option<String>,
     /// A wrong password: said next to the field.
     error: Option<String>,
     /// Too many wrong passwords: how long to wait, above the form.
@@ -46,6 +48,7 @@ impl ConfirmPage {
             nav: Some(Nav::of(user)),
             next: LocalPath::or_account(next).as_str().to_owned(),
             action: None,
+            purpose: None,
             error: None,
             throttled: None,
             csrf_token: user.csrf_token().to_owned(),
@@ -83,7 +86,7 @@ impl ConfirmPage {
                     Some(device) => format!(
                         "sign out {} ({})",
                         device::describe(&device.user_agent),
-                        device.ip
+                        device::describe_ip(&device.ip)
                     ),
                     None => "sign out a device".to_owned(),
                 }
@@ -98,11 +101,47 @@ impl ConfirmPage {
                 match admin_action {
                     AdminAction::Disable => format!("disable {username}"),
                     AdminAction::Enable => format!("enable {username}"),
+                    AdminAction::SignOutEverywhere if id == user.user_id() => {
+                        "sign yourself out on every other device (this one stays signed in)"
+                            .to_owned()
+                    }
                     AdminAction::SignOutEverywhere => format!("sign {username} out everywhere"),
                 }
             }
         };
         self.action = Some((action.code(), name));
+        Ok(self)
+    }
+
+    /// Without a waiting action, names what the page the confirmation opens is for, when it is
+    /// one that asks for it: the person knows what the password is wanted for.
+    async fn with_purpose(
+        mut self,
+        conn: &mut PgConnection,
+        user: &AuthenticatedUser,
+    ) -> sqlx::Result<Self> {
+        if self.action.is_some() {
+            return Ok(self);
+        }
+        let admin = user.role() == Role::Admin;
+        self.purpose = match self.next.as_str() {
+            "/account/not-me" => Some(
+                "secure your account: sign out every other device, then choose a new password"
+                    .to_owned(),
+            ),
+            "/admin" if admin => Some("open the administration page".to_owned()),
+            path if admin => match path
+                .strip_prefix("/admin/users/")
+                .and_then(|rest| rest.strip_suffix("/disable"))
+                .and_then(|id| id.parse().ok())
+            {
+                Some(id) => users::store::username(conn, id)
+                    .await?
+                    .map(|username| format!("choose whether to disable {username}")),
+                None => None,
+            },
+            _ => None,
+        };
         Ok(self)
     }
 }
@@ -125,8 +164,11 @@ pub async fn page(
     next: Option<&str>,
     ctx: RequestContext<'_>,
 ) -> AppResult<Page<ConfirmPage>> {
+    let mut conn = ctx.connection().await?;
     let page = ConfirmPage::new(user, next, ctx.config)
-        .with_pending_action(&mut *ctx.connection().await?, user, ctx.config, ctx.now())
+        .with_pending_action(&mut conn, user, ctx.config, ctx.now())
+        .await?
+        .with_purpose(&mut conn, user)
         .await?;
     Ok(Page(page))
 }
@@ -149,8 +191,11 @@ pub async fn submit(
     let (now, config, client) = (ctx.now(), ctx.config, ctx.client);
     let form_again =
         async |error: Option<String>, throttled: Option<String>| -> AppResult<Page<ConfirmPage>> {
+            let mut conn = ctx.connection().await?;
             let mut page = ConfirmPage::new(user, form.next.as_deref(), config)
-                .with_pending_action(&mut *ctx.connection().await?, user, config, now)
+                .with_pending_action(&mut conn, user, config, now)
+                .await?
+                .with_purpose(&mut conn, user)
                 .await?;
             page.error = error;
             page.throttled = throttled;

@@ -12,6 +12,7 @@ use crate::error::{AppError, AppResult};
 use crate::html::{FormErrors, Nav, Page, When};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{presented_token, session_cookie};
+use crate::session::reason::{CHANGE_PASSWORD, Tone};
 use crate::session::{self, AuthenticatedUser, Reason, SessionError};
 use crate::sign_in::{self, SignInVerdict};
 use crate::throttle;
@@ -26,7 +27,7 @@ const ACCOUNT_DISABLED: &str =
 #[template(path = "login.html")]
 pub struct LoginPage {
     nav: Option<Nav>,
-    reason_message: Option<String>,
+    reason: Option<ReasonBanner>,
     errors: FormErrors,
     /// When a throttled sign-in can be tried again.
     retry_at: Option<When>,
@@ -39,7 +40,7 @@ impl LoginPage {
     fn new(csrf: &PreSessionCsrf, next: Option<&str>) -> Self {
         LoginPage {
             nav: None,
-            reason_message: None,
+            reason: None,
             errors: FormErrors::default(),
             retry_at: None,
             username: String::new(),
@@ -47,6 +48,41 @@ impl LoginPage {
                 .and_then(LocalPath::parse)
                 .map(|path| path.as_str().to_owned()),
             csrf_token: csrf.token().to_owned(),
+        }
+    }
+}
+
+/// Why the visitor is on the sign-in page, as the page shows it: first in the title, in a banner
+/// that takes the focus (a message already there when the page loads is not announced, a
+/// focused one is), styled by its tone, with advice to change the password as a link.
+pub struct ReasonBanner {
+    title: Option<&'static str>,
+    class: &'static str,
+    warning: bool,
+    /// The message up to its advice to change the password, or all of it.
+    before: String,
+    /// The rest of the message after that advice, if it gives it.
+    after: Option<String>,
+}
+
+impl ReasonBanner {
+    fn of(reason: Reason, max_devices: u32) -> Self {
+        let message = reason.message(max_devices);
+        let (before, after) = match message.split_once(CHANGE_PASSWORD) {
+            Some((before, after)) => (before.to_owned(), Some(after.to_owned())),
+            None => (message, None),
+        };
+        let tone = reason.tone();
+        ReasonBanner {
+            title: reason.title(),
+            class: match tone {
+                Tone::Done => "success",
+                Tone::Info => "notice",
+                Tone::Warning => "warning",
+            },
+            warning: tone == Tone::Warning,
+            before,
+            after,
         }
     }
 }
@@ -78,9 +114,9 @@ pub fn page(
         ))),
         Err(SessionError::Ended(_)) => {
             let mut page = LoginPage::new(csrf, next);
-            page.reason_message = reason
+            page.reason = reason
                 .and_then(Reason::from_code)
-                .map(|reason| reason.message(ctx.config.max_sessions_per_user));
+                .map(|reason| ReasonBanner::of(reason, ctx.config.max_sessions_per_user));
             Ok(LoginResponse::Page(Page(page)))
         }
         // Whether this visitor is signed in is unknown: a 503, not a sign-in form for someone signed in.

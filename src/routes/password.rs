@@ -1,6 +1,7 @@
 //! `GET /account/password` and `POST /account/password`: change the password. In one
 //! transaction: the new hash, every other session and API token ended (`password_changed`),
-//! and a new token for this one.
+//! and a new token for this one. The current password is asked for unless this session
+//! confirmed it within the confirmation window (as "This wasn't me" has just had it do).
 
 use askama::Template;
 use rocket::http::{CookieJar, Header};
@@ -28,6 +29,10 @@ pub struct PasswordPage {
     /// What "This wasn't me" did just before ("Signed out 2 other devices ...").
     notice: Option<String>,
     errors: FormErrors,
+    /// The current password is asked for: this session has not confirmed it recently.
+    ask_current: bool,
+    /// The rules for a new password, shown before typing.
+    rules: &'static str,
     /// After a change: how many other devices were signed out.
     signed_out: Option<usize>,
     csrf_token: String,
@@ -45,11 +50,21 @@ pub enum PasswordResponse {
     },
 }
 
+/// What a new password must be, said before it is typed.
+const RULES: &str = "At least 8 characters, different from your current password, and not easy \
+     to guess (not your username, a common word or a pattern such as 12345678). Long passphrases \
+     of unrelated words are strong and easy to remember.";
+
+const SAME_AS_CURRENT: &str = "The new password must differ from the current one.";
+
 fn form_page(user: &AuthenticatedUser, errors: FormErrors) -> Page<PasswordPage> {
     Page(PasswordPage {
         nav: Some(Nav::of(user)),
         notice: None,
+        // Shown again to say what is wrong with it, if a confirmed session sent one anyway.
+        ask_current: !user.is_confirmed() || errors.of("current_password").is_some(),
         errors,
+        rules: RULES,
         signed_out: None,
         csrf_token: user.csrf_token().to_owned(),
     })
@@ -64,40 +79,52 @@ pub fn page(user: &AuthenticatedUser, cookies: &CookieJar<'_>) -> Page<PasswordP
 
 #[derive(FromForm)]
 pub struct PasswordForm {
+    /// Left out by a page that does not ask for it (a session confirmed moments ago).
+    #[field(default = String::new())]
     current_password: String,
     new_password: String,
     new_password_confirm: String,
 }
 
-/// The new password, or every reason it cannot be used, each by its field.
-fn validate_new(form: &PasswordForm, username: &str) -> Result<Password, FormErrors> {
+/// The new password, or every reason the form cannot be used, each by its field, all at once:
+/// a missing current password (unless this session confirmed it recently), the rules, the
+/// strength estimate and the confirmation. Whether the current password is right is checked
+/// after this, once the rest is in order, as that check counts against the attempt budget.
+fn validate(form: &PasswordForm, username: &str, confirmed: bool) -> Result<Password, FormErrors> {
     let mut errors = FormErrors::default();
+    if form.current_password.is_empty() && !confirmed {
+        errors.field("current_password", "Enter your current password.");
+    }
     let password = match Password::parse(form.new_password.clone()) {
-        Ok(password) => password,
+        Err(_) if form.new_password.is_empty() => {
+            errors.field("new_password", "Enter a new password.");
+            None
+        }
         Err(rule) => {
             errors.field("new_password", rule);
-            return Err(errors);
+            None
+        }
+        Ok(password) => {
+            if form.new_password == form.current_password {
+                errors.field("new_password", SAME_AS_CURRENT);
+            }
+            if let Some(weakness) = password.weakness(username) {
+                errors.field("new_password", weakness);
+            }
+            Some(password)
         }
     };
-    if form.new_password == form.current_password {
-        errors.field(
-            "new_password",
-            "The new password must differ from the current one.",
-        );
-    }
-    if let Some(weakness) = password.weakness(username) {
-        errors.field("new_password", weakness);
-    }
-    if form.new_password != form.new_password_confirm {
+    if form.new_password_confirm.is_empty() {
+        errors.field("new_password_confirm", "Enter the new password again.");
+    } else if form.new_password != form.new_password_confirm {
         errors.field(
             "new_password_confirm",
             "The two new passwords do not match.",
         );
     }
-    if errors.is_empty() {
-        Ok(password)
-    } else {
-        Err(errors)
+    match password {
+        Some(password) if errors.is_empty() => Ok(password),
+        _ => Err(errors),
     }
 }
 
@@ -109,46 +136,73 @@ pub async fn submit(
     ctx: RequestContext<'_>,
 ) -> AppResult<PasswordResponse> {
     let (now, config, client) = (ctx.now(), ctx.config, ctx.client);
-    let new_password = match validate_new(&form, user.username()) {
+    let new_password = match validate(&form, user.username(), user.is_confirmed()) {
         Ok(password) => password,
         Err(errors) => return Ok(PasswordResponse::Page(form_page(user, errors))),
     };
     let current = form.current_password.clone();
-    let (credentials, attempt) = match sign_in::check_own_password(&ctx, user, current, now).await?
-    {
-        Verdict::Accepted {
-            credentials,
-            attempt,
-        } => (credentials, attempt),
-        Verdict::Rejected => {
+    let changed_meanwhile = || {
+        let mut errors = FormErrors::default();
+        errors.form("Your account changed while the password was being checked. Please try again.");
+        Ok(PasswordResponse::Page(form_page(user, errors)))
+    };
+    // What proves the person knows the password: the current one, typed now; or, left empty
+    // (`validate` allows that only to a confirmed session), the confirmation moments ago on
+    // this session, which also gave it a new token.
+    let (credentials, attempt) = if current.is_empty() {
+        let stored =
+            users::store::find_credentials_by_id(&mut *ctx.connection().await?, user.user_id())
+                .await?;
+        let Some(stored) = stored else {
+            return changed_meanwhile();
+        };
+        // Still refused: "securing" an account with the password someone else knows.
+        if ctx
+            .hasher
+            .verify(&new_password, Some(stored.password_hash.clone()))
+            .await?
+        {
             let mut errors = FormErrors::default();
-            errors.field("current_password", "Your current password is not correct.");
+            errors.field("new_password", SAME_AS_CURRENT);
             return Ok(PasswordResponse::Page(form_page(user, errors)));
         }
-        Verdict::Throttled(retry_after) => {
-            let mut errors = FormErrors::default();
-            errors.form(retry_after.message());
-            let page = form_page(user, errors);
-            return Ok(PasswordResponse::Throttled {
-                page,
-                retry_after: retry_after.header(),
-            });
+        (stored.checked(), None)
+    } else {
+        match sign_in::check_own_password(&ctx, user, current, now).await? {
+            Verdict::Accepted {
+                credentials,
+                attempt,
+            } => (credentials, Some(attempt)),
+            Verdict::Rejected => {
+                let mut errors = FormErrors::default();
+                errors.field("current_password", "Your current password is not correct.");
+                return Ok(PasswordResponse::Page(form_page(user, errors)));
+            }
+            Verdict::Throttled(retry_after) => {
+                let mut errors = FormErrors::default();
+                errors.form(retry_after.message());
+                let page = form_page(user, errors);
+                return Ok(PasswordResponse::Throttled {
+                    page,
+                    retry_after: retry_after.header(),
+                });
+            }
         }
     };
     let new_hash = ctx.hasher.hash(&new_password).await?;
 
     let mut conn = ctx.connection().await?;
     let mut tx = conn.begin().await?;
-    throttle::succeeded(&mut tx, attempt).await?;
+    if let Some(attempt) = attempt {
+        throttle::succeeded(&mut tx, attempt).await?;
+    }
     if users::store::lock_if_current(&mut tx, credentials)
         .await?
         .is_none()
     {
         // The password checked was replaced, or every device signed out, while it was being
         // checked: nothing is committed.
-        let mut errors = FormErrors::default();
-        errors.form("Your account changed while the password was being checked. Please try again.");
-        return Ok(PasswordResponse::Page(form_page(user, errors)));
+        return changed_meanwhile();
     }
     users::store::set_password_hash(&mut tx, user.user_id(), &new_hash).await?;
     let signed_out = session::end_others(
@@ -186,6 +240,8 @@ pub async fn submit(
         nav: Some(nav),
         notice: None,
         errors: FormErrors::default(),
+        ask_current: false,
+        rules: RULES,
         signed_out: Some(signed_out),
         csrf_token: token.csrf_token(),
     };

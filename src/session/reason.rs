@@ -17,7 +17,54 @@ crate::codes::text_codes! {
     }
 }
 
+/// How a reason's banner looks: plain news, or news that may mean someone else was involved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// The person did this themselves ("You have been signed out.").
+    Done,
+    /// Something the person should know, nothing more (a timeout).
+    Info,
+    /// It may have been someone else: worth a second look.
+    Warning,
+}
+
+/// The advice in some messages, which the sign-in page makes a link to the password change.
+pub const CHANGE_PASSWORD: &str = "change your password";
+
 impl Reason {
+    /// The start of the sign-in page's title, so the reason is the first thing a screen reader
+    /// says ("Signed out – Sign in"); `None` when the plain "Sign in" says it all.
+    pub fn title(self) -> Option<&'static str> {
+        Some(match self {
+            Reason::LoginRequired => return None,
+            Reason::SignedOut => "Signed out",
+            Reason::IdleTimeout => "Signed out after inactivity",
+            Reason::SessionExpired => "Session expired",
+            Reason::FingerprintMismatch => "Signed out: browser changed",
+            Reason::Revoked => "Signed out from another device",
+            Reason::PasswordChanged => "Signed out: password changed",
+            Reason::SessionLimit => "Signed out: too many devices",
+            Reason::BoundCookieExpired => "Signed out: device sign-in expired",
+            Reason::NetworkAlternation => "Signed out: used from two networks",
+        })
+    }
+
+    /// Whether the reason may mean that someone else has the password or a copy of the session.
+    pub fn tone(self) -> Tone {
+        match self {
+            Reason::SignedOut => Tone::Done,
+            Reason::LoginRequired
+            | Reason::IdleTimeout
+            | Reason::SessionExpired
+            | Reason::PasswordChanged
+            | Reason::BoundCookieExpired => Tone::Info,
+            Reason::FingerprintMismatch
+            | Reason::Revoked
+            | Reason::SessionLimit
+            | Reason::NetworkAlternation => Tone::Warning,
+        }
+    }
+
     /// What the sign-in page tells a person, in plain words: what happened and what to do.
     /// `max_devices` is the concurrent-session cap (`max_sessions_per_user`).
     pub fn message(self, max_devices: u32) -> String {
@@ -71,6 +118,14 @@ mod tests {
     fn every_code_parses_back_to_itself() {
         for &reason in Reason::ALL {
             assert_eq!(Reason::from_code(reason.code()), Some(reason));
+        }
+    }
+
+    #[test]
+    fn every_warning_says_what_to_do_and_only_warnings_ask_for_a_new_password() {
+        for &reason in Reason::ALL {
+            let asks = reason.message(5).contains(CHANGE_PASSWORD);
+            assert_eq!(asks, reason.tone() == Tone::Warning, "{reason:?}");
         }
     }
 

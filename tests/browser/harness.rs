@@ -40,6 +40,17 @@ fn axe_source() -> &'static str {
     })
 }
 
+/// The focused element as a screen reader announces it (`Browser::focus_on`).
+#[derive(Debug)]
+pub struct Focus {
+    /// Its `role` attribute ("alert"), or "" without one.
+    pub role: String,
+    /// Its text, without what is hidden from assistive technology, whitespace collapsed.
+    pub text: String,
+    /// The texts its `aria-describedby` names, in order, whitespace collapsed.
+    pub description: String,
+}
+
 /// Serializes browser tests within this binary.
 pub async fn exclusive() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().await
@@ -356,6 +367,48 @@ impl Browser {
             .await
             .expect("js")
             == json!(true)
+    }
+
+    /// What a screen reader says on reaching the focused element once `css` has the focus
+    /// (waited for up to 3 s: a page's `autofocus` applies as it renders): its role, its text,
+    /// and the text of what its `aria-describedby` names. Panics if the focus goes elsewhere.
+    pub async fn focus_on(&self, css: &str) -> Focus {
+        for _ in 0..100 {
+            if self.focus_matches(css).await {
+                let found = self
+                    .client
+                    .execute(
+                        "const focused = document.activeElement;
+                         const described = (focused.getAttribute('aria-describedby') || '').split(' ')
+                           .map((id) => document.getElementById(id)).filter((e) => e !== null)
+                           .map((e) => e.textContent.replace(/\\s+/g, ' ').trim()).join(' ');
+                         const heard = focused.cloneNode(true);
+                         heard.querySelectorAll('[aria-hidden=true]').forEach((e) => e.remove());
+                         return [focused.getAttribute('role') || '',
+                                 heard.textContent.replace(/\\s+/g, ' ').trim(), described];",
+                        vec![],
+                    )
+                    .await
+                    .expect("js");
+                let (role, text, description) =
+                    serde_json::from_value(found).expect("role, text, description");
+                return Focus {
+                    role,
+                    text,
+                    description,
+                };
+            }
+            sleep(Duration::from_millis(30)).await;
+        }
+        let focused = self
+            .client
+            .execute(
+                "return document.activeElement.outerHTML.slice(0, 200)",
+                vec![],
+            )
+            .await
+            .expect("js");
+        panic!("the focus is not on {css} but on {focused}");
     }
 
     /// Presses Enter on the focused element and waits for the page it leads to.

@@ -10,6 +10,7 @@ mod devices;
 mod endings;
 mod foundation;
 mod harness;
+mod notices;
 mod pages;
 mod tabs;
 mod throttle;

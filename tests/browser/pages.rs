@@ -143,13 +143,17 @@ async fn a_keyboard_user_signs_the_other_devices_out_through_the_confirmation_an
     laptop.type_text("still not the password").await;
     laptop.press_enter_and_wait().await;
     assert!(laptop.title().await.starts_with("Error: "));
+    let (field, invalid, description) = focused_field(&laptop).await;
     assert_eq!(
-        focused_field(&laptop).await,
-        (
-            "password".to_owned(),
-            Some("true".to_owned()),
-            "That password is not correct.".to_owned()
-        )
+        (field.as_str(), invalid.as_deref()),
+        ("password", Some("true"))
+    );
+    assert!(
+        description.starts_with(
+            "That password is not correct. To sign out all your other devices, enter your \
+             password again."
+        ),
+        "the error, then what the password is for: {description}"
     );
     assert!(
         laptop.has_testid("confirm-action").await,
@@ -311,7 +315,13 @@ async fn every_page_reads_well_at_desktop_and_phone_width() {
 
     admin.goto(&server.url("/admin")).await;
     assert_eq!(admin.path().await, "/confirm?next=%2Fadmin");
-    assert!(!admin.has_testid("confirm-action").await, "no action waits");
+    assert!(
+        admin
+            .text_of("confirm-purpose")
+            .await
+            .starts_with("To open the administration page, enter your password again."),
+        "no action waits: the page it opens is named instead"
+    );
     admin.screenshot("confirm").await;
     admin.fill("password", PASSWORD).await;
     admin.submit("[data-testid=confirm-form]").await;
@@ -321,29 +331,30 @@ async fn every_page_reads_well_at_desktop_and_phone_width() {
     admin.goto(&server.url("/account/not-me")).await;
     admin.screenshot("not-me").await;
 
-    admin.goto(&server.url("/account/password")).await;
-    admin.fill("current_password", "wrong").await;
-    admin
+    // Alice has not confirmed her password lately: the form asks for the current one.
+    alice.goto(&server.url("/account/password")).await;
+    alice.fill("current_password", "wrong").await;
+    alice
         .fill("new_password", "violet tractor mango seventeen")
         .await;
-    admin
+    alice
         .fill("new_password_confirm", "violet tractor mango seventeen")
         .await;
-    admin.submit("[data-testid=password-form]").await;
-    assert!(admin.title().await.starts_with("Error: "));
+    alice.submit("[data-testid=password-form]").await;
+    assert!(alice.title().await.starts_with("Error: "));
     assert_eq!(
-        focused_field(&admin).await,
+        focused_field(&alice).await,
         (
             "current_password".to_owned(),
             Some("true".to_owned()),
             "Your current password is not correct.".to_owned()
         )
     );
-    admin.screenshot("password-errors").await;
+    alice.screenshot("password-errors").await;
     // Control borders and the focus ring reach 3:1 against the card (WCAG 1.4.11).
-    assert!(contrast_on_white(&admin, "#new_password", "border-top-color").await >= 3.0);
-    assert!(contrast_on_white(&admin, "#current_password", "outline-color").await >= 3.0);
-    assert!(contrast_on_white(&admin, "#current_password", "border-top-color").await >= 3.0);
+    assert!(contrast_on_white(&alice, "#new_password", "border-top-color").await >= 3.0);
+    assert!(contrast_on_white(&alice, "#current_password", "outline-color").await >= 3.0);
+    assert!(contrast_on_white(&alice, "#current_password", "border-top-color").await >= 3.0);
 
     // A page that is not there keeps the signed-in header.
     admin.goto(&server.url("/no/such/page")).await;

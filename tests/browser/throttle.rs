@@ -42,6 +42,15 @@ async fn after_five_wrong_passwords_the_login_page_says_how_long_to_wait() {
         "the form stays, to try again later"
     );
     assert!(browser.cookie("__Host-sid").await.is_none());
+    // The wait is said where the person is: the focused password field is described by it.
+    let field = browser.focus_on("#password").await;
+    assert!(
+        field.description.starts_with(
+            "Too many failed sign-in attempts. Please wait 1 minute and try again. \
+             You can try again from "
+        ),
+        "{field:?}"
+    );
     browser.screenshot("login-throttled").await;
 
     // Once the wait is over, the right password works.

@@ -119,7 +119,8 @@ async fn the_account_page_shows_who_you_are_and_when_this_session_signed_in() {
         page.testid_text("account-username").as_deref(),
         Some("alice")
     );
-    assert_eq!(page.testid_text("account-role").as_deref(), Some("user"));
+    // An ordinary account's role goes without saying.
+    assert_eq!(page.testid_text("account-role").as_deref(), None);
     let expected = secure_sessions::html::format_time(app.clock_now());
     assert_eq!(page.testid_text("signed-in-at"), Some(expected));
     assert_eq!(page.count_testid("session-row"), 1);
@@ -533,7 +534,7 @@ async fn the_role_is_read_fresh_on_every_request() {
             .await
             .testid_text("account-role")
             .as_deref(),
-        Some("user")
+        None
     );
     sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
         .bind(user_id)

@@ -779,3 +779,287 @@ async fn a_demoted_administrators_waiting_action_does_not_run() {
     assert_eq!(admin_page.status, Status::Forbidden);
     assert_eq!(admin_page.count_testid("notice"), 0);
 }
+
+/// The password change's three fields, as its form posts them.
+fn password_fields<'a>(
+    current: &'a str,
+    new: &'a str,
+    confirm: &'a str,
+) -> [(&'a str, &'a str); 3] {
+    [
+        ("current_password", current),
+        ("new_password", new),
+        ("new_password_confirm", confirm),
+    ]
+}
+
+#[rocket::async_test]
+async fn the_password_form_states_its_rules_first_and_reports_every_problem_at_once() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+
+    // The rules are there before anything is typed, and the new password's field names them.
+    let form = alice.get("/account/password").await.html();
+    let rules = form.texts("#new_password-rules");
+    assert!(rules[0].starts_with("At least 8 characters"), "{rules:?}");
+    let described = attributes_of(form.select("#new_password")[0]);
+    assert_eq!(described["aria-describedby"], "new_password-rules");
+
+    // An empty form: every missing field at once, each at its field.
+    let empty = alice
+        .post_from(
+            "/account/password",
+            "/account/password",
+            &password_fields("", "", ""),
+        )
+        .await;
+    let page = empty.html();
+    assert_eq!(
+        page.texts(r#"[data-testid="password-error"] li"#),
+        [
+            "Enter your current password.",
+            "Enter a new password.",
+            "Enter the new password again."
+        ]
+    );
+    for field in ["current_password", "new_password", "new_password_confirm"] {
+        let attributes = attributes_of(page.select(&format!("#{field}"))[0]);
+        assert_eq!(attributes["aria-invalid"], "true", "{field}");
+        assert!(
+            !attributes.contains_key("value"),
+            "{field}: never filled in again"
+        );
+    }
+    assert!(
+        empty
+            .testid_text("password-reenter")
+            .is_some_and(|text| text
+                .contains("your current password, the new password and its confirmation")),
+        "the page says which fields to type again"
+    );
+
+    // A weak new password and a confirmation that differs: both said in the same round.
+    let both = alice
+        .post_from(
+            "/account/password",
+            "/account/password",
+            &password_fields(PASSWORD, "password1", "password2"),
+        )
+        .await
+        .html();
+    let said = both.texts(r#"[data-testid="password-error"] li"#);
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(
+        said[0].starts_with("This password is too easy to guess"),
+        "{said:?}"
+    );
+    assert_eq!(said[1], "The two new passwords do not match.");
+}
+
+#[rocket::async_test]
+async fn a_confirmation_moments_ago_stands_in_for_the_current_password_but_not_for_long() {
+    let app = app_where_confirmations_lapse_first().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    let phone = Device::with(&client, FIREFOX_WINDOWS, "203.0.113.9");
+    alice.sign_in("alice", PASSWORD).await;
+    phone.sign_in("alice", PASSWORD).await;
+    const NEW: &str = "violet tractor mango seventeen";
+    let without_current = [("new_password", NEW), ("new_password_confirm", NEW)];
+
+    // Not confirmed: the current password is asked for, and the form without it changes nothing.
+    let form = alice.get("/account/password").await.html();
+    assert_eq!(form.select("#current_password").len(), 1);
+    let refused = alice
+        .post_from("/account/password", "/account/password", &without_current)
+        .await;
+    assert_eq!(
+        refused.html().texts(r#"[data-testid="password-error"] li"#),
+        ["Enter your current password."]
+    );
+    assert_eq!(live_sessions(&app, user_id).await, 2);
+
+    // Confirmed: the page does not ask for it again...
+    alice.confirm(PASSWORD).await;
+    let form = alice.get("/account/password").await;
+    assert_eq!(form.html().select("#current_password").len(), 0);
+    assert!(form.testid_text("password-confirmed").is_some());
+    // ...and still refuses the password that someone else may know.
+    let same = alice
+        .post_from(
+            "/account/password",
+            "/account/password",
+            &[
+                ("new_password", PASSWORD),
+                ("new_password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(
+        same.html().texts(r#"[data-testid="password-error"] li"#),
+        ["The new password must differ from the current one."]
+    );
+
+    // Once the confirmation has lapsed, the current password is asked for again.
+    let_the_confirmation_lapse(&app).await;
+    let lapsed = alice
+        .post_from("/account/password", "/account/password", &without_current)
+        .await;
+    assert_eq!(
+        lapsed.html().texts(r#"[data-testid="password-error"] li"#),
+        ["Enter your current password."]
+    );
+    assert_eq!(live_sessions(&app, user_id).await, 2, "nothing changed");
+
+    alice.confirm(PASSWORD).await;
+    let done = alice
+        .post_from("/account/password", "/account/password", &without_current)
+        .await;
+    assert_eq!(
+        done.testid_text("password-changed")
+            .map(|text| text.split_whitespace().collect::<Vec<_>>().join(" ")),
+        Some("Your password was changed. 1 other device was signed out. This device stays signed in.".into())
+    );
+    assert_eq!(live_sessions(&app, user_id).await, 1);
+    let fresh = Device::new(&client);
+    assert_eq!(fresh.sign_in("alice", NEW).await.location(), "/account");
+}
+
+#[rocket::async_test]
+async fn the_confirmation_page_names_what_it_opens_and_counts_read_as_sentences() {
+    let app = TestApp::new().await;
+    let root_id = app.create_user("root", Role::Admin).await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let admin = Device::with(&client, FIREFOX_WINDOWS, "192.168.1.20");
+    admin.sign_in("root", PASSWORD).await;
+
+    let named = |path: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .get(&format!("/confirm?next={}", path.replace('/', "%2F")))
+                .await
+                .html()
+                .texts(r#"[data-testid="confirm-purpose"] strong"#)
+        }
+    };
+    assert_eq!(
+        named("/account/not-me").await,
+        ["secure your account: sign out every other device, then choose a new password"]
+    );
+    assert_eq!(named("/admin").await, ["open the administration page"]);
+    let disable = format!("/admin/users/{alice_id}/disable");
+    assert_eq!(
+        admin
+            .get(&format!("/confirm?next={}", disable.replace('/', "%2F")))
+            .await
+            .html()
+            .texts(r#"[data-testid="confirm-purpose"] strong"#),
+        ["choose whether to disable alice"]
+    );
+
+    // Only an administrator's role is said; a private address says it is one.
+    let account = admin.get("/account").await;
+    assert_eq!(
+        account.testid_text("account-role").as_deref(),
+        Some("admin")
+    );
+    assert!(
+        account.shows("192.168.1.20 (a private network)"),
+        "{}",
+        account.body
+    );
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let account = alice.get("/account").await;
+    assert_eq!(account.count_testid("account-role"), 0, "{}", account.body);
+    assert!(account.shows("127.0.0.1 (the server's own machine)"));
+
+    // The admin page's title and heading agree; "Sign out everywhere" on the admin's own row
+    // says that this device stays signed in, before and after.
+    admin.confirm(PASSWORD).await;
+    let page = admin.get("/admin").await.html();
+    assert_eq!(page.texts("h1"), ["Administration: accounts"]);
+    assert_eq!(
+        page.texts("title"),
+        ["Administration: accounts · secure-sessions"]
+    );
+    let own = admin
+        .post_from(
+            "/admin",
+            &format!("/admin/users/{root_id}/revoke-sessions"),
+            &[],
+        )
+        .await;
+    assert_eq!(own.location(), "/admin");
+    assert_eq!(
+        admin.get("/admin").await.testid_text("notice").as_deref(),
+        Some(
+            "Nothing to sign out: you were not signed in on any other device. This device stays signed in."
+        )
+    );
+
+    // "This wasn't me" with no other device signed in says so, with no count of none.
+    alice.confirm(PASSWORD).await;
+    alice
+        .post_from("/account/not-me", "/account/not-me", &[])
+        .await;
+    assert_eq!(
+        alice
+            .get("/account/password")
+            .await
+            .testid_text("notice")
+            .as_deref(),
+        Some(
+            "No other device was signed in to your account, so none had to be signed out. Now choose a new password."
+        )
+    );
+}
+
+#[rocket::async_test]
+async fn a_throttled_password_field_is_described_by_how_long_to_wait() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    for _ in 0..app.config().throttle_session_failures {
+        alice.confirm("not my password").await;
+    }
+
+    // The field a person types into next names the message as its description.
+    let described_by = |page: &crate::support::html::Document, field: &str| {
+        let ids = attributes_of(page.select(field)[0])
+            .get("aria-describedby")
+            .cloned()
+            .unwrap_or_default();
+        ids.split_whitespace()
+            .flat_map(|id| page.texts(&format!("#{id}")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let confirm = alice.confirm(PASSWORD).await;
+    assert_eq!(confirm.status, Status::TooManyRequests);
+    let said = described_by(&confirm.html(), "#password");
+    assert!(said.starts_with("Too many"), "{said}");
+
+    let change = alice
+        .post_from(
+            "/account/password",
+            "/account/password",
+            &password_fields(
+                PASSWORD,
+                "violet tractor mango seventeen",
+                "violet tractor mango seventeen",
+            ),
+        )
+        .await;
+    assert_eq!(change.status, Status::TooManyRequests);
+    let said = described_by(&change.html(), "#current_password");
+    assert!(said.starts_with("Too many"), "{said}");
+}

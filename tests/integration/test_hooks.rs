@@ -441,7 +441,7 @@ async fn a_created_user_signs_in_with_its_password_and_role() {
             .await
             .testid_text("account-role")
             .as_deref(),
-        Some("user")
+        None
     );
 
     let refusals = [
