@@ -1,7 +1,7 @@
 """Fixtures for an end-to-end suite against secure-sessions running in test mode.
 
 The suite uses only the app's public contract: form field names, `data-testid` hooks, the
-`reason=` codes of the sign-in page, and the `/__test/` API (README: "Test mode"). Point it at
+`reason=` codes of the sign-in page, and the `/__test/` API (docs/test-mode.md). Point it at
 an instance with `--base-url` (or PYTEST_BASE_URL):
 
     pytest e2e --base-url http://127.0.0.1:8000

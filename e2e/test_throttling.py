@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 from flows import sign_in
 
 ACCOUNT_FAILURES_ALLOWED = 5  # throttle_account_failures, the default
-FIRST_WAIT_SECS = 60  # the wait at the threshold (README: "Sign-in throttling")
+FIRST_WAIT_SECS = 60  # the wait at the threshold (docs/security.md, "Sign-in throttling")
 
 
 def is_sign_in_post(response) -> bool:
