@@ -10,7 +10,9 @@ from flows import expect_signed_out_with, sign_in, sign_in_as, this_device_row
 def test_signing_in_shows_the_account_and_this_device(page: Page, user):
     sign_in_as(page, user)
     expect(page).to_have_url(re.compile(r"/account$"))
-    expect(page.get_by_test_id("account-role")).to_have_text("user")
+    # An ordinary account shows no role; only another role (admin) is named.
+    expect(page.get_by_test_id("account-username")).to_have_text(user.username)
+    expect(page.get_by_test_id("account-role")).to_have_count(0)
     expect(page.get_by_test_id("session-row")).to_have_count(1)
     expect(this_device_row(page)).to_have_count(1)
 

@@ -58,7 +58,7 @@ fn with_safe_defaults(rocket_defaults: Figment) -> Figment {
 /// defaults assume it has them to itself). Half the cores run async workers: Rocket 0.5 runs each
 /// request in a task of its own beside its connection's, so more workers mostly add hand-offs
 /// between threads. Twice the cores in connections: PostgreSQL cannot run more statements at
-/// once, and more backends only add context switches. Measured in README, "Benchmark"; give the
+/// once, and more backends only add context switches. Measured in docs/benchmarks.md; give the
 /// app `workers` = cores when the database has a machine of its own.
 fn sized_for_this_machine(defaults: Figment) -> Figment {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
@@ -71,7 +71,7 @@ fn sized_for_this_machine(defaults: Figment) -> Figment {
 /// down: `main`. Rocket's `#[launch]` would size the async runtime from Rocket's own
 /// configuration sources, which never see `sized_for_this_machine`; so the runtime is built here,
 /// as Rocket builds it, from this app's figment; one worker gets tokio's single-threaded
-/// scheduler, which has no hand-offs between threads to pay for (README, "Benchmark"). A
+/// scheduler, which has no hand-offs between threads to pay for (docs/benchmarks.md). A
 /// configuration error is Rocket's to report, at launch.
 pub fn run() -> ExitCode {
     let figment = figment();

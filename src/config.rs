@@ -68,16 +68,16 @@ pub struct SessionConfig {
     /// core, since more hashing threads than cores add memory, not speed.
     pub max_concurrent_hashes: u32,
     /// Password checks admitted at once: as many as the hashing threads finish in this long at
-    /// the measured speed of a hash. One more gets 503 with `Retry-After` at once (README,
-    /// "Configuration").
+    /// the measured speed of a hash. One more gets 503 with `Retry-After` at once
+    /// (docs/configuration.md).
     pub hashing_admission_ms: u32,
     /// The niceness (0 to 19) of the hashing process's scheduling group, which it has because it
     /// runs in a session of its own: the higher, the more a sign-in flood yields the cores to the
-    /// session path and PostgreSQL (README, "Configuration").
+    /// session path and PostgreSQL (docs/configuration.md).
     pub hashing_nice: u8,
     /// A cgroup directory (cgroup v2 threaded, or v1 `cpu`) that the hashing threads join at
     /// start. Given a low CPU weight by the operator, it keeps a sign-in flood off the cores the
-    /// session path and PostgreSQL need (README, "Configuration"). None: they stay with the app's.
+    /// session path and PostgreSQL need (docs/configuration.md). None: they stay with the app's.
     pub hashing_cgroup: Option<PathBuf>,
     /// The binary started as the hashing process, with the argument `hash-passwords`. None: this
     /// app's own binary. Test suites name the app's binary here, since theirs is a test runner.

@@ -2,7 +2,7 @@
 
 // mimalloc rather than glibc's malloc: a request allocates and frees many small blocks across
 // its tasks, and with mimalloc the app spent less CPU on each and kept its rate at 128
-// connections (README, "Benchmark").
+// connections (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

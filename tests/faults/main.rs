@@ -1,7 +1,7 @@
 //! Fault tests: the real app binary and real PostgreSQL servers, broken on purpose under load.
 //! PostgreSQL stopped, killed and failed over; the app killed, stopped with SIGTERM, starved of
 //! connections, and run twice on one database. Every test owns its servers (loopback only) and
-//! is bounded in time: README "Faults and failover" says what each one proves.
+//! is bounded in time: docs/operations.md, "Faults and failover" says what each one proves.
 
 #[path = "../support/mod.rs"]
 mod support;

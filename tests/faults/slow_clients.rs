@@ -1,6 +1,6 @@
 //! Slow clients: Rocket 0.5 bounds no stage of a connection (no header, body or idle timeout,
 //! no connection limit), so the app runs behind the proxy scripts/proxy starts (nginx, with
-//! proxy/nginx.conf), which bounds each one. README "Slow clients and the proxy".
+//! proxy/nginx.conf), which bounds each one. docs/operations.md, "Slow clients and the proxy".
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -117,7 +117,7 @@ async fn the_binary_without_a_configuration_file_starts_with_safe_defaults() {
 }
 
 /// The app shares its cores with PostgreSQL: half of them run async workers and the pool holds
-/// twice as many connections (README, "Benchmark"), unless Rocket.toml or the environment says
+/// twice as many connections (docs/benchmarks.md), unless Rocket.toml or the environment says
 /// otherwise. On this project's 2-core machine, Rocket's own sizes (a worker per core, four
 /// connections per worker) served about a fifth fewer session-path requests.
 #[test]

@@ -1,6 +1,6 @@
 //! `hashing_cgroup`: the argon2 threads (in the app's hashing process) join a cgroup the operator
-//! chose, so that a sign-in flood can be given less of the CPU than the session path (README,
-//! "Configuration"). The real binary, a real cgroup: under cgroup v1's `cpu` controller and as a
+//! chose, so that a sign-in flood can be given less of the CPU than the session path
+//! (docs/configuration.md). The real binary, a real cgroup: under cgroup v1's `cpu` controller and as a
 //! threaded child in cgroup v2.
 
 use std::collections::BTreeSet;

@@ -24,8 +24,8 @@ pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$cDlM3c7fhLfIUtYJnEd
 /// 52.9 ms of CPU (median 37.7) against 24.7 to 36.3 (median 28.3) here, 1.33 × the median;
 /// sign-ins per second alone 7, 13, 15 against 18, 19, 8 here, and during the flood 7, 7, 12
 /// against 18, 20, 14. It did win at rest: 24 MB resident after load against 63 to 65, with the
-/// same peak (62 to 63 MB against 63 to 65). Speed decides: the workers stay. README,
-/// "Benchmark", has the runs.
+/// same peak (62 to 63 MB against 63 to 65). Speed decides: the workers stay. The runs are in
+/// docs/benchmarks.md's git history.
 pub struct Worker {
     argon2: Argon2<'static>,
     memory: Vec<Block>,

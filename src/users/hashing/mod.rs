@@ -1,6 +1,6 @@
 //! Password hashing, in a process of its own: the app's binary started again with
 //! `hash-passwords` (`process`), in a session of its own, so the kernel gives a sign-in flood's
-//! argon2 work a scheduling group apart from the session path (README, "Configuration").
+//! argon2 work a scheduling group apart from the session path (docs/configuration.md).
 //! `PasswordHasher` is the app's side: it admits no more work than the hashing threads finish in
 //! a moment (`hashing_admission_ms`; a sign-in beyond it gets 503 at once), queues what it
 //! admitted, sends the process one request per hashing thread at a time over a pipe (`wire`),

@@ -183,7 +183,7 @@ fn work(worker: &mut Worker, request: Request) -> Answer {
 
 /// A session of its own gives the process a scheduling group (an autogroup) of its own: the
 /// kernel shares a core between groups first, so a PostgreSQL backend or the app's async worker
-/// waking beside a hash no longer waits for the app's whole group's turn (README, "Benchmark").
+/// waking beside a hash no longer waits for the app's whole group's turn (docs/benchmarks.md).
 /// Raising the group's niceness needs no rights. A kernel without autogroups has no such file,
 /// and the process runs as it would have.
 fn leave_the_apps_scheduling_group(nice: u8) -> io::Result<()> {
