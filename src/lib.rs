@@ -20,6 +20,6 @@ pub mod notice;
 pub mod routes;
 pub mod session;
 pub mod sign_in;
-pub mod test_hooks;
+pub mod test_mode;
 pub mod throttle;
 pub mod users;

@@ -24,7 +24,6 @@
 
 use std::net::IpAddr;
 
-use rocket::http::Header;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 use time::{Duration, OffsetDateTime};
@@ -168,11 +167,6 @@ impl RetryAfter {
         } else {
             at - into_minute + Duration::minutes(1)
         }
-    }
-
-    /// The `Retry-After` header of the 429 response.
-    pub fn header(self) -> Header<'static> {
-        Header::new("Retry-After", self.secs.to_string())
     }
 
     /// What a person is told, in plain words; it never says whether the account exists.

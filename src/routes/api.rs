@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use crate::headers;
 use crate::context::RequestContext;
 use crate::device;
 use crate::error::AppResult;
@@ -162,7 +163,7 @@ pub async fn issue_tokens(
                 });
                 return Ok(TokenResponse::Throttled {
                     body,
-                    retry_after: retry_after.header(),
+                    retry_after: headers::throttled(retry_after),
                 });
             }
         };
@@ -342,7 +343,7 @@ async fn recheck(
                 body: Json(ErrorBody {
                     error: "too_many_attempts",
                 }),
-                retry_after: retry_after.header(),
+                retry_after: headers::throttled(retry_after),
             }),
         },
     )

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use super::admin::{self, AdminAnswer};
 use super::{account, login};
+use crate::headers;
 use crate::config::SessionConfig;
 use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
@@ -212,7 +213,7 @@ pub async fn submit(
             let page = form_again(None, Some(retry_after.message())).await?;
             return Ok(ConfirmResponse::Throttled {
                 page,
-                retry_after: retry_after.header(),
+                retry_after: headers::throttled(retry_after),
             });
         }
     };

@@ -9,6 +9,7 @@ use rocket::serde::json::{Json, Value, json};
 use rocket::{Catcher, Request, Responder, catch, catchers, uri};
 
 use super::{confirm, login};
+use crate::headers;
 use crate::config::SessionConfig;
 use crate::error::RetryAfterSecs;
 use crate::html::{Nav, Page};
@@ -189,7 +190,7 @@ async fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
     match request.local_cache(RetryAfterSecs::default) {
         RetryAfterSecs(Some(secs)) => ErrorResponse::RetryLater {
             response: Box::new(response),
-            retry_after: Header::new("Retry-After", secs.to_string()),
+            retry_after: headers::retry_after(*secs),
         },
         RetryAfterSecs(None) => response,
     }

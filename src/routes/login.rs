@@ -6,6 +6,7 @@ use rocket::response::Redirect;
 use rocket::{FromForm, Responder, Route, get, post, routes};
 use sqlx::Connection;
 
+use crate::headers;
 use crate::context::RequestContext;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::error::{AppError, AppResult};
@@ -172,7 +173,7 @@ pub async fn submit(
             page.retry_at = Some(When::at(retry_after.until(now)));
             return Ok(LoginResponse::Throttled {
                 page: Page(page),
-                retry_after: retry_after.header(),
+                retry_after: headers::throttled(retry_after),
             });
         }
     };

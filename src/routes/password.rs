@@ -10,6 +10,7 @@ use rocket::{FromForm, Responder, Route, get, post, routes, uri};
 use sqlx::Connection;
 
 use super::login;
+use crate::headers;
 use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
 use crate::error::AppResult;
@@ -184,7 +185,7 @@ pub async fn submit(
                 let page = form_page(user, errors);
                 return Ok(PasswordResponse::Throttled {
                     page,
-                    retry_after: retry_after.header(),
+                    retry_after: headers::throttled(retry_after),
                 });
             }
         }

@@ -7,6 +7,7 @@ use rocket::{FromForm, Responder, Route, get, post, routes, uri};
 use sqlx::Connection;
 
 use super::account;
+use crate::headers;
 use crate::context::RequestContext;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::error::AppResult;
@@ -125,7 +126,7 @@ pub async fn submit(
         let page = form_again(errors);
         return Ok(RegisterResponse::Throttled {
             page,
-            retry_after: retry_after.header(),
+            retry_after: headers::throttled(retry_after),
         });
     }
     let password_hash = admitted.hash(&password).await?;
