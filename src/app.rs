@@ -79,9 +79,9 @@ pub fn run() -> ExitCode {
     let workers = setting("workers", 1).max(1);
     let mut builder = if workers == 1 {
         // The worker is `main`'s own thread, inside `block_on`.
-        rocket::tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
     } else {
-        let mut builder = rocket::tokio::runtime::Builder::new_multi_thread();
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
         builder.worker_threads(workers);
         builder
     };
@@ -178,9 +178,7 @@ async fn start_hasher(config: &SessionConfig) -> std::io::Result<PasswordHasher>
     let program = config.hashing_binary().to_owned();
     let settings = config.hashing_settings();
     let admission = config.hashing_admission();
-    rocket::tokio::task::spawn_blocking(move || {
-        PasswordHasher::start(&program, settings, admission)
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    tokio::task::spawn_blocking(move || PasswordHasher::start(&program, settings, admission))
+        .await
+        .map_err(std::io::Error::other)?
 }

@@ -20,7 +20,11 @@ impl ClientInfo {
     /// What a request says of its client: `ip` is the address the web layer trusts (the
     /// socket's peer, or a configured proxy header), `header` gives a header's values, one per
     /// line (empty when absent).
-    pub fn new(ip: Option<IpAddr>, header: impl Fn(&str) -> String, config: &SessionConfig) -> Self {
+    pub fn new(
+        ip: Option<IpAddr>,
+        header: impl Fn(&str) -> String,
+        config: &SessionConfig,
+    ) -> Self {
         let user_agents = header("User-Agent");
         let user_agent = user_agents.lines().next().unwrap_or_default();
         ClientInfo {

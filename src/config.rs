@@ -142,7 +142,7 @@ impl Default for SessionConfig {
             event_retention_days: 90,
             address_retention_days: 30,
             max_concurrent_hashes: std::thread::available_parallelism()
-                .map_or(1, |cores| cores.get() as u32),
+                .map_or(1, |cores| u32::try_from(cores.get()).unwrap_or(u32::MAX)),
             hashing_admission_ms: 1000,
             hashing_nice: 0,
             hashing_cgroup: None,

@@ -1,4 +1,4 @@
-//! Throttling, kept in PostgreSQL: three budgets, none draining another (DESIGN section 15),
+//! Throttling, kept in PostgreSQL: three budgets, none draining another (docs/security.md, "Sign-in throttling"),
 //! each counted per subject under an advisory lock, and never a permanent lockout.
 //!
 //! - **Sign-in failures** (`/login`, `/api/token`), per account and per client address. The
@@ -417,7 +417,7 @@ pub async fn forget_old(
     loop {
         let deleted = delete_older_than(conn, cutoff, batch).await?;
         total += deleted;
-        if deleted < batch as u64 {
+        if deleted < batch.unsigned_abs() {
             return Ok(total);
         }
     }

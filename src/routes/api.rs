@@ -1,5 +1,5 @@
 //! The token API for clients that are not browsers: `POST /api/token`, `POST /api/token/refresh`,
-//! `GET /api/me` and `POST /api/logout` (DESIGN section 7), and the account's devices:
+//! `GET /api/me` and `POST /api/logout` (docs/token-api.md), and the account's devices:
 //! `GET /api/sessions`, `DELETE /api/sessions/<id>`, `POST /api/sessions/revoke-others`.
 //!
 //! Every answer is JSON. Refusals carry a stable `error` code: `invalid_credentials`,
@@ -18,11 +18,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::headers;
 use crate::context::RequestContext;
 use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
+use crate::headers;
 use crate::session::api::{self, Refreshed, TokenPair};
 use crate::session::token::SessionToken;
 use crate::session::{self, ApiUser, Reason, store};

@@ -10,13 +10,13 @@ use time::OffsetDateTime;
 
 use super::admin::{self, AdminAnswer};
 use super::{account, login};
-use crate::headers;
 use crate::config::SessionConfig;
 use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
 use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
+use crate::headers;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::issued_cookie;

@@ -9,9 +9,9 @@ use rocket::serde::json::{Json, Value, json};
 use rocket::{Catcher, Request, Responder, catch, catchers, uri};
 
 use super::{confirm, login};
-use crate::headers;
 use crate::config::SessionConfig;
 use crate::error::RetryAfterSecs;
+use crate::headers;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note};

@@ -6,10 +6,10 @@ use rocket::response::Redirect;
 use rocket::{FromForm, Responder, Route, get, post, routes};
 use sqlx::Connection;
 
-use crate::headers;
 use crate::context::RequestContext;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::error::{AppError, AppResult};
+use crate::headers;
 use crate::html::{FormErrors, Nav, Page, When};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{presented_token, session_cookie};

@@ -10,11 +10,11 @@ use rocket::{FromForm, Responder, Route, get, post, routes, uri};
 use sqlx::Connection;
 
 use super::login;
-use crate::headers;
 use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
+use crate::headers;
 use crate::html::{FormErrors, Nav, Page};
 use crate::notice::Notice;
 use crate::session::cookie::issued_cookie;

@@ -7,11 +7,11 @@ use rocket::{FromForm, Responder, Route, get, post, routes, uri};
 use sqlx::Connection;
 
 use super::account;
-use crate::headers;
 use crate::context::RequestContext;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
+use crate::headers;
 use crate::html::{FormErrors, Nav, Page};
 use crate::session;
 use crate::session::cookie::{presented_token, session_cookie};
@@ -75,7 +75,7 @@ fn validate(form: &RegisterForm) -> Result<(Username, Password), FormErrors> {
     match &password {
         Err(rule) => errors.field("password", *rule),
         Ok(_) if form.password != form.password_confirm => {
-            errors.field("password_confirm", "The two passwords do not match.")
+            errors.field("password_confirm", "The two passwords do not match.");
         }
         Ok(password) => {
             if let Some(weakness) = password.weakness(&form.username) {

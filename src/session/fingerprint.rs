@@ -28,8 +28,8 @@ impl Fingerprint {
             }
         };
         Fingerprint {
-            bind: digest(bind_parts, &part_value),
-            watch: digest(watch_parts, &part_value),
+            bind: digest(bind_parts, part_value),
+            watch: digest(watch_parts, part_value),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Test mode: the `/__test/` API that end-to-end suites drive ([`routes`]), and everything that
+//! Test mode: the `/__test/` API that end-to-end suites drive (`routes`), and everything that
 //! guards it. Off by default; refused in production unless asked for twice; loud; loopback
 //! clients only. The contract outside suites rely on is docs/test-mode.md.
 
@@ -112,7 +112,7 @@ impl<'r> FromRequest<'r> for LoopbackClient {
             .config()
             .ip_header
             .as_deref()
-            .map(|name| name.as_str());
+            .map(rocket::http::uncased::UncasedStr::as_str);
         let forwarded = PROXY_HEADERS
             .into_iter()
             .chain(trusted_header)

@@ -17,8 +17,8 @@ use crate::clock::AppClock;
 use crate::context::RequestContext;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
-use crate::session::{self, Reason, store};
 use crate::routes::api::ApiJson;
+use crate::session::{self, Reason, store};
 use crate::users::{self, Password, Role, Username};
 
 /// A JSON answer with its status; refusals carry a stable `error` code.
@@ -99,15 +99,12 @@ async fn create_user(
         }
     };
     // No role is an ordinary user; an unknown one is refused: a typo must not quietly make one.
-    let role = match role.as_deref().map_or(Some(Role::User), Role::from_code) {
-        Some(role) => role,
-        None => {
-            return Ok(refused(
-                Status::UnprocessableEntity,
-                "invalid_role",
-                "role is \"user\" or \"admin\"",
-            ));
-        }
+    let Some(role) = role.as_deref().map_or(Some(Role::User), Role::from_code) else {
+        return Ok(refused(
+            Status::UnprocessableEntity,
+            "invalid_role",
+            "role is \"user\" or \"admin\"",
+        ));
     };
     let password_hash = ctx.hasher.hash(&password).await?;
     let mut conn = ctx.connection().await?;
