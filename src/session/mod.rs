@@ -135,6 +135,30 @@ pub(crate) fn browser_touch(
     }
 }
 
+/// "Stay signed in": writes last-seen now, even when the touch interval has not passed since the
+/// last write (which the lookup of this same request then skipped), unless it was written within
+/// `policy::KEEPALIVE_GAP`. Pressing it always moves the idle deadline, whatever time was left.
+/// The session's idle deadline afterwards.
+pub async fn keep_alive(
+    conn: &mut PgConnection,
+    session: &LiveSession,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> sqlx::Result<OffsetDateTime> {
+    let mut touch = browser_touch(config, Activity::Person, now);
+    touch.seen_before = Some(now - policy::KEEPALIVE_GAP);
+    let touched = store::keep_alive(conn, &session.key, &touch).await?;
+    let mut lifetimes = session.lifetimes();
+    if touched {
+        lifetimes.last_seen_at = now;
+    }
+    Ok(policy::idle_deadline(
+        lifetimes,
+        limits(config),
+        session.role,
+    ))
+}
+
 /// Which sessions the device list and the admin page's counts show at `now` (`store::Alive`):
 /// those `policy::decide` would let continue, whose windows are the ones the lookup touches in.
 pub fn alive(config: &SessionConfig, now: OffsetDateTime) -> store::Alive {

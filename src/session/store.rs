@@ -181,6 +181,28 @@ pub async fn find_with_user(
     .await
 }
 
+/// "Stay signed in": writes last-seen as `touch` says (the same function and conditions as a
+/// lookup's write, so it never brings a revoked, expired or idle session back), without reading
+/// the row. One statement. Whether it wrote.
+pub async fn keep_alive(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    touch: &Touch,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT coalesce(touch_session($1, $2, $3, $4, $5, $6, $7), false) AS "touched!""#,
+        key.as_bytes(),
+        touch.now,
+        touch.kind as _,
+        touch.seen_before,
+        touch.seen_after,
+        touch.admin.as_ref().map(|admin| admin.seen_after),
+        touch.admin.as_ref().map(|admin| admin.created_after),
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// When a change of network is a quick return to the network the session has just left.
 pub struct Alternation {
     /// A return counts when the change before it came after this.
