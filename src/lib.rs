@@ -1,5 +1,6 @@
 //! secure-sessions: a reference implementation of secure browser sessions on PostgreSQL.
 
+pub mod activity;
 pub mod app;
 pub mod client;
 pub mod clock;

@@ -185,14 +185,14 @@ pub fn limits(config: &SessionConfig) -> Limits {
 /// written: the browser's and the token API's sign-ins both go through it (`start`, `api::issue`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SignInNews {
-    /// No session row of the account has this User-Agent.
+    /// A device the security log has not seen sign in (`events::is_new_device`).
     pub new_device: bool,
     /// A new device on a new network right after failed guesses: perhaps the guesser got in.
     pub suspicious: bool,
 }
 
 /// Judges a sign-in of `user_id` by `client`, inside the caller's transaction and before the new
-/// row is inserted (else the sign-in would find itself and never be new).
+/// row and its event are written (else the sign-in would find itself and never be new).
 pub(crate) async fn sign_in_news(
     tx: &mut PgConnection,
     user_id: i64,
@@ -200,11 +200,11 @@ pub(crate) async fn sign_in_news(
     config: &SessionConfig,
     now: OffsetDateTime,
 ) -> sqlx::Result<SignInNews> {
-    let novelty =
-        store::sign_in_novelty(tx, user_id, &client.user_agent, &client.fingerprint).await?;
-    // The failures are counted only when the rest already points at a stranger.
-    let suspicious = novelty.new_device
-        && novelty.new_network
+    let new_device = events::is_new_device(tx, user_id, &client.user_agent).await?;
+    // The network and the failures are looked at only when the device already points at a
+    // stranger.
+    let suspicious = new_device
+        && store::is_new_network(tx, user_id, &client.fingerprint).await?
         && events::count_since(
             tx,
             user_id,
@@ -214,7 +214,7 @@ pub(crate) async fn sign_in_news(
         .await?
             >= i64::from(config.suspicious_sign_in_failures);
     Ok(SignInNews {
-        new_device: novelty.new_device,
+        new_device,
         suspicious,
     })
 }
