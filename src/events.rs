@@ -87,40 +87,69 @@ impl EventKind {
         }
     }
 
-    /// What a person does on their own device as a matter of course: "This wasn't me" is not
-    /// offered on these when they came from the device reading the list.
-    pub fn is_routine(self) -> bool {
-        matches!(
-            self,
+    /// Whether an entry of this kind deserves a second look (the account page's warning).
+    pub fn concern(self) -> Concern {
+        match self {
+            // Detections of a copied cookie or token, refused proofs, an administrator's action.
+            EventKind::SuspiciousSignIn
+            | EventKind::FingerprintMismatch
+            | EventKind::NetworkAlternation
+            | EventKind::ApiTokenRefreshReuse
+            | EventKind::ApiRefreshTooFast
+            | EventKind::BindingProofRefused
+            | EventKind::AccountDisabled
+            | EventKind::SessionsRevokedByAdmin => Concern::Always,
+            // Ordinary when the person did it here; from anywhere else, worth a look.
+            EventKind::NewDevice
+            | EventKind::SignInFailed
+            | EventKind::ConfirmFailed
+            | EventKind::PasswordChanged
+            | EventKind::SessionRevoked
+            | EventKind::SessionLimit
+            | EventKind::AccountSecured
+            | EventKind::NetworkChanged => Concern::UnlessThisDevice,
             EventKind::SignIn
-                | EventKind::SignOut
-                | EventKind::Registered
-                | EventKind::SessionRevoked
-                | EventKind::PasswordChanged
-                | EventKind::Confirmed
-                | EventKind::AccountSecured
-                | EventKind::SessionBound
-        )
+            | EventKind::SignOut
+            | EventKind::IdleTimeout
+            | EventKind::SessionExpired
+            | EventKind::Registered
+            | EventKind::Confirmed
+            | EventKind::AccountEnabled
+            | EventKind::ApiTokenIssued
+            | EventKind::ApiSignOut
+            | EventKind::SessionBound => Concern::Never,
+        }
     }
 
-    /// Events a person should look at twice.
-    pub fn is_warning(self) -> bool {
-        matches!(
+    /// Whether "This wasn't me" (sign out everywhere else, then change the password) can help
+    /// with an entry of this kind that another device caused: not for the account's creation,
+    /// endings by time or by the person's own sign-out, an administrator's actions, nor a device
+    /// pushed out by a sign-in (that sign-in's own entry offers it).
+    pub fn disownable(self) -> bool {
+        !matches!(
             self,
-            EventKind::SignInFailed
-                | EventKind::FingerprintMismatch
-                | EventKind::NetworkChanged
-                | EventKind::NewDevice
-                | EventKind::ConfirmFailed
-                | EventKind::SessionLimit
+            EventKind::Registered
+                | EventKind::SignOut
+                | EventKind::IdleTimeout
+                | EventKind::SessionExpired
                 | EventKind::AccountDisabled
-                | EventKind::ApiTokenRefreshReuse
-                | EventKind::BindingProofRefused
-                | EventKind::NetworkAlternation
-                | EventKind::ApiRefreshTooFast
-                | EventKind::SuspiciousSignIn
+                | EventKind::AccountEnabled
+                | EventKind::SessionsRevokedByAdmin
+                | EventKind::ApiSignOut
+                | EventKind::SessionBound
+                | EventKind::SessionLimit
+                | EventKind::AccountSecured
         )
     }
+}
+
+/// How much an entry deserves a second look (`EventKind::concern`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concern {
+    Never,
+    /// A warning unless this device caused it.
+    UnlessThisDevice,
+    Always,
 }
 
 /// One entry to append.
@@ -272,6 +301,57 @@ impl EventRecord {
     pub fn acting_device(&self) -> Option<Uuid> {
         self.actor_public_id.or(self.session_public_id)
     }
+}
+
+/// Whether a sign-in with `user_agent` is from a new device, by what the log knows (so within
+/// `event_retention_days`): the account has signed in or been created before (the device it
+/// was created on is known from then), and never from this User-Agent. Failed sign-ins teach it
+/// nothing: a guesser's device does not become known by guessing.
+pub async fn is_new_device(
+    conn: &mut PgConnection,
+    user_id: i64,
+    user_agent: &str,
+) -> sqlx::Result<bool> {
+    let known = [
+        EventKind::Registered,
+        EventKind::SignIn,
+        EventKind::ApiTokenIssued,
+    ];
+    let known: Vec<String> = known.iter().map(|kind| kind.code().to_owned()).collect();
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM security_events WHERE user_id = $1 AND kind = ANY($2))
+                  AND NOT EXISTS (SELECT 1 FROM security_events
+                                  WHERE user_id = $1 AND kind = ANY($2) AND user_agent = $3) AS "new!""#,
+        user_id,
+        &known,
+        user_agent,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The User-Agent each of the user's sessions or token families in `ids` signed in with, as
+/// its sign-in event recorded it: what names a device in entries about it that another device
+/// caused (signing it out). A session whose sign-in has aged out of the log is not listed.
+pub async fn sign_in_user_agents(
+    conn: &mut PgConnection,
+    user_id: i64,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, String)>> {
+    let rows = sqlx::query!(
+        r#"SELECT session_public_id AS "id!", user_agent FROM security_events
+           WHERE user_id = $1 AND kind IN ($2, $3) AND session_public_id = ANY($4)"#,
+        user_id,
+        EventKind::SignIn as _,
+        EventKind::ApiTokenIssued as _,
+        ids,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.id, row.user_agent))
+        .collect())
 }
 
 /// How many events of `kind` the user has had since `since`.

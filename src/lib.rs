@@ -26,6 +26,7 @@
 //! share; [`sign_in`] puts the throttle before argon2; [`test_mode`] is the `/__test/` API
 //! end-to-end suites drive, off by default.
 
+pub mod activity;
 pub mod app;
 pub mod client;
 pub mod clock;

@@ -1,28 +1,32 @@
-// The idle warning: shortly before the server's idle timeout, offer "Stay signed in".
-// Without this script the pages work the same; the session simply ends on the server's clock.
+// The idle warning (the GOV.UK timeout-warning pattern): shortly before the server's idle
+// timeout, a modal dialog offers "Stay signed in" or "Sign out". Without this script the pages
+// work the same; the session simply ends on the server's clock.
 //
-// For keyboard and screen reader users: when the warning appears, the focus moves to its button
-// (the dialog is announced once, by its name and text), and after "Stay signed in" it returns to
-// where it was. The countdown on screen is not a live region: only one more announcement is
-// made, near the end. While the warning shows, the page keeps room below its content so the
-// warning never covers a focused element.
+// For keyboard and screen reader users: the dialog is a native <dialog> opened with showModal(),
+// so the page behind it is inert; the focus moves to "Stay signed in", Tab and Shift+Tab go round
+// its two buttons, Escape counts as "Stay signed in", and on closing the focus returns to where
+// it was. The dialog is announced when it opens, by its name and text; the countdown on screen
+// is not a live region, and a polite status message repeats the time left only at whole minutes
+// and once near the end. "Sign out" is an ordinary form posting to /logout.
 (function () {
   "use strict";
-  var warning = document.querySelector('[data-testid="idle-warning"]');
-  if (!warning) {
+  var dialog = document.querySelector('[data-testid="idle-warning"]');
+  if (!dialog || typeof dialog.showModal !== "function") {
     return;
   }
-  var form = warning.querySelector("form");
-  var button = form.querySelector("button");
-  var countdown = warning.querySelector("[data-idle-countdown]");
-  var announcement = warning.querySelector("[data-idle-announcement]");
-  var warningSecs = Number(warning.dataset.idleWarningSecs);
-  // The second announcement: a fifth of the warning before the end, at least 5 seconds.
+  var stayForm = dialog.querySelector('form[action="/session/keepalive"]');
+  var buttons = dialog.querySelectorAll("button");
+  var first = buttons[0];
+  var last = buttons[buttons.length - 1];
+  var countdown = dialog.querySelector("[data-idle-countdown]");
+  var announcement = dialog.querySelector("[data-idle-announcement]");
+  var warningSecs = Number(dialog.dataset.idleWarningSecs);
+  // The last announcement: a fifth of the warning before the end, at least 5 seconds.
   var finalCallSecs = Math.max(5, Math.round(warningSecs / 5));
   var deadline = 0;
   var ticker = null;
   var returnFocusTo = null;
-  var finalCallMade = false;
+  var announced = null;
 
   function secondsLeft() {
     return Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
@@ -42,22 +46,27 @@
     return parts.join(" ");
   }
 
+  // Which announcement is due with `left` seconds to go: the latest whole minute passed since
+  // the dialog opened, or the final call. The dialog's opening is announced by itself.
+  function announcementDue(left) {
+    if (left <= finalCallSecs) {
+      return "final";
+    }
+    var minute = Math.ceil(left / 60) * 60;
+    return minute < warningSecs ? "minute-" + minute : null;
+  }
+
   function show() {
     returnFocusTo = document.activeElement;
-    warning.hidden = false;
-    // Room for the warning below the page, and focus never scrolled under it.
-    var room = warning.offsetHeight + 32 + "px";
-    document.body.style.paddingBottom = room;
-    document.documentElement.style.scrollPaddingBottom = room;
-    button.focus();
+    announced = announcementDue(secondsLeft());
+    dialog.showModal();
+    first.focus();
   }
 
   function hide() {
-    warning.hidden = true;
-    document.body.style.paddingBottom = "";
-    document.documentElement.style.scrollPaddingBottom = "";
+    dialog.close();
     announcement.textContent = "";
-    finalCallMade = false;
+    announced = null;
     if (returnFocusTo && returnFocusTo !== document.body && document.contains(returnFocusTo)) {
       returnFocusTo.focus();
     }
@@ -72,7 +81,7 @@
       return;
     }
     if (left > warningSecs) {
-      if (!warning.hidden) {
+      if (dialog.open) {
         hide();
       }
       return;
@@ -81,10 +90,13 @@
     if (countdown.textContent !== words) {
       countdown.textContent = words;
     }
-    if (warning.hidden) {
+    if (!dialog.open) {
       show();
-    } else if (!finalCallMade && left <= finalCallSecs) {
-      finalCallMade = true;
+      return;
+    }
+    var due = announcementDue(left);
+    if (due !== null && due !== announced) {
+      announced = due;
       announcement.textContent = "You will be signed out in " + words + ".";
     }
   }
@@ -124,11 +136,11 @@
     tick();
   }
 
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    fetch(form.action, {
+  // "Stay signed in": the server moves the deadline and says how long the page now has.
+  function stay() {
+    fetch(stayForm.action, {
       method: "POST",
-      body: new URLSearchParams(new FormData(form)),
+      body: new URLSearchParams(new FormData(stayForm)),
       headers: { Accept: "application/json" },
       credentials: "same-origin"
     })
@@ -144,7 +156,32 @@
       }, function () {
         window.location.reload();
       });
+  }
+
+  stayForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    stay();
   });
 
-  start(Number(warning.dataset.idleSecondsLeft));
+  // Escape: the dialog would close by itself; it means "Stay signed in", as on GOV.UK.
+  dialog.addEventListener("cancel", function (event) {
+    event.preventDefault();
+    stay();
+  });
+
+  // Tab and Shift+Tab go round the dialog's buttons, never out to the browser's own controls.
+  dialog.addEventListener("keydown", function (event) {
+    if (event.key !== "Tab") {
+      return;
+    }
+    if (event.shiftKey && document.activeElement === first) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && document.activeElement === last) {
+      event.preventDefault();
+      first.focus();
+    }
+  });
+
+  start(Number(dialog.dataset.idleSecondsLeft));
 })();

@@ -1,6 +1,8 @@
 //! `/account`: who you are, your devices (and signing them out), your recent security activity,
 //! and "This wasn't me".
 
+use std::collections::HashMap;
+
 use askama::Template;
 use rocket::http::CookieJar;
 use rocket::response::Redirect;
@@ -10,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::password;
+use crate::activity::{self, Entry, Viewer};
 use crate::client::ClientInfo;
 use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
@@ -24,8 +27,10 @@ use crate::session::{
 };
 use crate::users::Role;
 
-/// How many security events the account page shows.
-const RECENT_EVENTS: i64 = 20;
+/// How many entries the account page's activity shows, and how many of the newest events it
+/// reads to make them (repeats next to each other are one entry).
+const RECENT_ENTRIES: usize = 20;
+const RECENT_EVENTS: i64 = 200;
 
 #[derive(Template)]
 #[template(path = "account.html")]
@@ -61,12 +66,34 @@ pub struct EventRow {
     /// Shown before every other entry until the owner acts on it (a sign-in that may have been
     /// the guesser's).
     flagged: bool,
+    /// How many times it happened: from `since` (when more than once) to `when`.
+    count: i64,
+    since: Option<When>,
     when: When,
     device: String,
     ip: String,
     this_device: bool,
-    /// "This wasn't me" is offered: not for this device's own routine actions.
+    /// "This wasn't me" is offered (`activity`).
     disown: bool,
+}
+
+impl From<Entry> for EventRow {
+    fn from(entry: Entry) -> Self {
+        EventRow {
+            description: entry.description,
+            warning: entry.warning,
+            flagged: entry.flagged,
+            count: entry.count,
+            // A span only when its ends read differently (they are shown to the minute).
+            since: Some(When::at(entry.first))
+                .filter(|since| since.text != When::at(entry.last).text),
+            when: When::at(entry.last),
+            device: entry.device,
+            ip: entry.ip,
+            this_device: entry.this_device,
+            disown: entry.disown,
+        }
+    }
 }
 
 /// What the device list calls a kind of session, in plain words.
@@ -98,6 +125,31 @@ pub async fn page(
             .into_iter()
             .filter(|event| !flagged.contains(&event.id)),
     );
+    // The devices other devices acted on, named by what they signed in with.
+    let acted_on: Vec<Uuid> = recent
+        .iter()
+        .filter(|event| event.actor_public_id.is_some())
+        .filter_map(|event| event.session_public_id)
+        .collect();
+    let user_agents: HashMap<Uuid, String> =
+        events::sign_in_user_agents(&mut conn, user.user_id(), &acted_on)
+            .await?
+            .into_iter()
+            .chain(
+                devices
+                    .iter()
+                    .map(|device| (device.public_id, device.user_agent.clone())),
+            )
+            .collect();
+    let viewer = Viewer {
+        session: user.session_public_id(),
+        user_agent: &ctx.client.user_agent,
+        ip: &ctx.client.ip,
+    };
+    let events = activity::entries(recent, &flagged, &user_agents, &viewer, RECENT_ENTRIES)
+        .into_iter()
+        .map(EventRow::from)
+        .collect();
 
     let mut devices: Vec<DeviceRow> = devices
         .into_iter()
@@ -114,44 +166,6 @@ pub async fn page(
         .collect();
     // This device first, then the others by most recent activity.
     devices.sort_by_key(|device| !device.current);
-
-    // One sign-in is one entry: "new device" is said on the sign-in's own entry.
-    let new_device_sign_ins: Vec<_> = recent
-        .iter()
-        .filter(|event| event.kind == EventKind::NewDevice)
-        .filter_map(|event| event.session_public_id)
-        .collect();
-    let events: Vec<EventRow> = recent
-        .into_iter()
-        .filter_map(|event| {
-            let mut kind = event.kind;
-            let routine = kind.is_routine();
-            let session = event.session_public_id;
-            if kind == EventKind::NewDevice && session.is_some() {
-                return None;
-            }
-            if kind == EventKind::SignIn
-                && session.is_some_and(|id| new_device_sign_ins.contains(&id))
-            {
-                kind = EventKind::NewDevice;
-            }
-            let this_device = event.acting_device() == Some(user.session_public_id());
-            let description = match event.repeats {
-                1 => kind.describe().to_owned(),
-                times => format!("{} ({times} times)", kind.describe()),
-            };
-            Some(EventRow {
-                description,
-                warning: kind.is_warning(),
-                flagged: flagged.contains(&event.id),
-                when: When::at(event.occurred_at),
-                device: device::describe(&event.user_agent),
-                disown: !(this_device && routine),
-                this_device,
-                ip: device::describe_ip(&event.ip),
-            })
-        })
-        .collect();
 
     Ok(Page(AccountPage {
         nav: Some(Nav::of(user)),

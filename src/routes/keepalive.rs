@@ -1,5 +1,6 @@
-//! The idle warning's two requests. `POST /session/keepalive` is its "Stay signed in": the
-//! session guard records the activity, and the answer tells the page how long it now has.
+//! The idle warning's two requests. `POST /session/keepalive` is its "Stay signed in": it writes
+//! last-seen even within the touch interval (`session::keep_alive`), and the answer tells the
+//! page how long it now has.
 //! `GET /session/idle` is its check when the countdown reaches zero: the page's own request,
 //! which never counts as activity, so no number of open tabs keeps an unattended session alive.
 
@@ -9,15 +10,25 @@ use rocket::{Route, State, get, post, routes, uri};
 
 use super::login;
 use crate::config::SessionConfig;
+use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
+use crate::error::AppResult;
 use crate::local_path::LocalPath;
 use crate::session::cookie::ended_note;
-use crate::session::guard::Unattended;
-use crate::session::{AuthenticatedUser, Reason, SessionError};
+use crate::session::guard::{IdleCountdown, Unattended};
+use crate::session::{self, AuthenticatedUser, Reason, SessionError};
 
 #[post("/session/keepalive", data = "<_csrf>")]
-fn keepalive(user: &AuthenticatedUser, _csrf: CsrfForm) -> Json<Value> {
-    Json(json!({ "idle_seconds_left": user.idle_countdown().seconds_left }))
+async fn keepalive(
+    user: &AuthenticatedUser,
+    _csrf: CsrfForm,
+    ctx: RequestContext<'_>,
+) -> AppResult<Json<Value>> {
+    let now = ctx.now();
+    let mut conn = ctx.connection().await?;
+    let deadline = session::keep_alive(&mut conn, user.session(), ctx.config, now).await?;
+    let countdown = IdleCountdown::until(deadline, now, ctx.config);
+    Ok(Json(json!({ "idle_seconds_left": countdown.seconds_left })))
 }
 
 /// Still signed in: how long is left (another tab may have been used meanwhile). Signed out:

@@ -39,6 +39,16 @@ pub struct IdleCountdown {
     pub warning_secs: u32,
 }
 
+impl IdleCountdown {
+    /// The countdown to the idle `deadline` as of `now`.
+    pub fn until(deadline: OffsetDateTime, now: OffsetDateTime, config: &SessionConfig) -> Self {
+        IdleCountdown {
+            seconds_left: whole_seconds_until(deadline, now),
+            warning_secs: config.idle_warning_secs(),
+        }
+    }
+}
+
 impl AuthenticatedUser {
     pub fn user_id(&self) -> i64 {
         self.session.user_id
@@ -331,10 +341,7 @@ async fn check(request: &Request<'_>, activity: Activity) -> Check {
         Ok(Validated::Live(session)) => {
             let deadline =
                 policy::idle_deadline(session.lifetimes(), super::limits(config), session.role);
-            let idle = IdleCountdown {
-                seconds_left: whole_seconds_until(deadline, now),
-                warning_secs: config.idle_warning_secs(),
-            };
+            let idle = IdleCountdown::until(deadline, now, config);
             let confirmed = session.confirmed_until.is_some_and(|until| until > now);
             // A bound session keeps its forms' token while DBSC refreshes replace the cookie.
             let csrf_token = session

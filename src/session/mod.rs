@@ -135,6 +135,30 @@ pub(crate) fn browser_touch(
     }
 }
 
+/// "Stay signed in": writes last-seen now, even when the touch interval has not passed since the
+/// last write (which the lookup of this same request then skipped), unless it was written within
+/// `policy::KEEPALIVE_GAP`. Pressing it always moves the idle deadline, whatever time was left.
+/// The session's idle deadline afterwards.
+pub async fn keep_alive(
+    conn: &mut PgConnection,
+    session: &LiveSession,
+    config: &SessionConfig,
+    now: OffsetDateTime,
+) -> sqlx::Result<OffsetDateTime> {
+    let mut touch = browser_touch(config, Activity::Person, now);
+    touch.seen_before = Some(now - policy::KEEPALIVE_GAP);
+    let touched = store::keep_alive(conn, &session.key, &touch).await?;
+    let mut lifetimes = session.lifetimes();
+    if touched {
+        lifetimes.last_seen_at = now;
+    }
+    Ok(policy::idle_deadline(
+        lifetimes,
+        limits(config),
+        session.role,
+    ))
+}
+
 /// Which sessions the device list and the admin page's counts show at `now` (`store::Alive`):
 /// those `policy::decide` would let continue, whose windows are the ones the lookup touches in.
 pub fn alive(config: &SessionConfig, now: OffsetDateTime) -> store::Alive {
@@ -161,14 +185,14 @@ pub fn limits(config: &SessionConfig) -> Limits {
 /// written: the browser's and the token API's sign-ins both go through it (`start`, `api::issue`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SignInNews {
-    /// No session row of the account has this User-Agent.
+    /// A device the security log has not seen sign in (`events::is_new_device`).
     pub new_device: bool,
     /// A new device on a new network right after failed guesses: perhaps the guesser got in.
     pub suspicious: bool,
 }
 
 /// Judges a sign-in of `user_id` by `client`, inside the caller's transaction and before the new
-/// row is inserted (else the sign-in would find itself and never be new).
+/// row and its event are written (else the sign-in would find itself and never be new).
 pub(crate) async fn sign_in_news(
     tx: &mut PgConnection,
     user_id: i64,
@@ -176,11 +200,11 @@ pub(crate) async fn sign_in_news(
     config: &SessionConfig,
     now: OffsetDateTime,
 ) -> sqlx::Result<SignInNews> {
-    let novelty =
-        store::sign_in_novelty(tx, user_id, &client.user_agent, &client.fingerprint).await?;
-    // The failures are counted only when the rest already points at a stranger.
-    let suspicious = novelty.new_device
-        && novelty.new_network
+    let new_device = events::is_new_device(tx, user_id, &client.user_agent).await?;
+    // The network and the failures are looked at only when the device already points at a
+    // stranger.
+    let suspicious = new_device
+        && store::is_new_network(tx, user_id, &client.fingerprint).await?
         && events::count_since(
             tx,
             user_id,
@@ -190,7 +214,7 @@ pub(crate) async fn sign_in_news(
         .await?
             >= i64::from(config.suspicious_sign_in_failures);
     Ok(SignInNews {
-        new_device: novelty.new_device,
+        new_device,
         suspicious,
     })
 }

@@ -45,6 +45,12 @@ use crate::users::Role;
 /// short enough that a token seen before a confirmation is worth nothing soon after.
 pub const ROTATION_GRACE: Duration = Duration::seconds(5);
 
+/// "Stay signed in" writes last-seen even within the touch interval (the person asked, and the
+/// deadline must move), but at most once in this long per session: a script repeating the request
+/// costs no more writes than a person could. The deadline it gives is never more than this short
+/// of a full idle timeout.
+pub const KEEPALIVE_GAP: Duration = Duration::seconds(5);
+
 /// The times that decide whether a session lives on.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {

@@ -181,6 +181,28 @@ pub async fn find_with_user(
     .await
 }
 
+/// "Stay signed in": writes last-seen as `touch` says (the same function and conditions as a
+/// lookup's write, so it never brings a revoked, expired or idle session back), without reading
+/// the row. One statement. Whether it wrote.
+pub async fn keep_alive(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    touch: &Touch,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT coalesce(touch_session($1, $2, $3, $4, $5, $6, $7), false) AS "touched!""#,
+        key.as_bytes(),
+        touch.now,
+        touch.kind as _,
+        touch.seen_before,
+        touch.seen_after,
+        touch.admin.as_ref().map(|admin| admin.seen_after),
+        touch.admin.as_ref().map(|admin| admin.created_after),
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// When a change of network is a quick return to the network the session has just left.
 pub struct Alternation {
     /// A return counts when the change before it came after this.
@@ -554,31 +576,19 @@ pub async fn revoke_beyond_cap(
     .await
 }
 
-/// What is new about a sign-in, against the account's session rows (live, ended or tombstoned).
-/// The account's first device is not news.
-#[derive(Debug, Clone, Copy)]
-pub struct Novelty {
-    /// No row has this User-Agent.
-    pub new_device: bool,
-    /// No row is, or was just before, on this network (the watched fingerprint).
-    pub new_network: bool,
-}
-
-pub async fn sign_in_novelty(
+/// Whether a sign-in from `fingerprint` is on a new network for the account: no session row
+/// (live, ended or tombstoned) is, or was just before, on it (the watched fingerprint). The
+/// account's first session is not news.
+pub async fn is_new_network(
     conn: &mut PgConnection,
     user_id: i64,
-    user_agent: &str,
     fingerprint: &Fingerprint,
-) -> sqlx::Result<Novelty> {
-    sqlx::query_as!(
-        Novelty,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
-                  AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND user_agent = $2) AS "new_device!",
-                  EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
                   AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1
-                                  AND (fingerprint_watch = $3 OR previous_watch = $3)) AS "new_network!""#,
+                                  AND (fingerprint_watch = $2 OR previous_watch = $2)) AS "new_network!""#,
         user_id,
-        user_agent,
         &fingerprint.watch[..],
     )
     .fetch_one(conn)

@@ -83,8 +83,17 @@ async fn the_idle_warning_appears_stay_signed_in_extends_and_idleness_then_signs
     let path = wait_for_path(&browser, "/login", 10).await;
     assert_eq!(path, "/login?reason=idle_timeout&next=%2Faccount");
     assert_eq!(
-        browser.text_of("login-reason").await,
-        "You were signed out because you were inactive for a while."
+        browser.title().await,
+        "Signed out after inactivity – Sign in · secure-sessions"
+    );
+    let banner = browser.focus_on("[data-testid=login-reason-banner]").await;
+    assert_eq!(
+        (banner.role.as_str(), banner.text.as_str()),
+        (
+            "alert",
+            "You were signed out because you were inactive for a while."
+        ),
+        "said first, where the focus is"
     );
     browser.screenshot("idle-timeout").await;
 
@@ -93,6 +102,53 @@ async fn the_idle_warning_appears_stay_signed_in_extends_and_idleness_then_signs
     browser.fill("password", PASSWORD).await;
     browser.submit("[data-testid=login-form]").await;
     assert_eq!(browser.path().await, "/account");
+    browser.close().await;
+}
+
+#[rocket::async_test]
+async fn sign_out_in_the_idle_warning_signs_out_like_the_sign_out_button() {
+    let _one = exclusive().await;
+    let mut app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 8))
+            .merge(("sessions.idle_warning_secs", 6))
+            .merge(("sessions.touch_interval_secs", 1))
+    })
+    .await;
+    app.system_clock = true;
+    app.create_user("alice", Role::User).await;
+    let server = app.serve().await;
+    let browser = Browser::launch().await;
+    browser.sign_in(&server.base_url, "alice", PASSWORD).await;
+    let session = browser.cookie(&app.config().cookie_name).await;
+    assert!(session.is_some());
+
+    for _ in 0..60 {
+        if warning_visible(&browser).await {
+            break;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert!(warning_visible(&browser).await, "the warning shows");
+    browser.tab_to("[data-testid=idle-sign-out]").await;
+    browser.press_enter_and_wait().await;
+    assert_eq!(browser.path().await, "/login?reason=signed_out");
+    assert_eq!(
+        browser.title().await,
+        "Signed out – Sign in · secure-sessions"
+    );
+    let banner = browser.focus_on("[data-testid=login-reason-banner]").await;
+    assert_eq!(banner.text, "You have been signed out.");
+    // A real sign-out: the session is over on the server, not just forgotten by this browser.
+    let key = secure_sessions::session::token::SessionToken::parse(session.unwrap().value())
+        .unwrap()
+        .key();
+    let reason: Option<String> =
+        sqlx::query_scalar("SELECT revoke_reason FROM sessions WHERE key = $1")
+            .bind(key.as_bytes())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(reason.as_deref(), Some("signed_out"));
     browser.close().await;
 }
 

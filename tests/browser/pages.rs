@@ -187,12 +187,25 @@ async fn wait_until(browser: &Browser, script: &str, seconds: u64) {
     panic!("not true after {seconds} s: {script}");
 }
 
+const DIALOG_OPEN: &str = "return document.querySelector('[data-testid=idle-warning]').open";
+const DIALOG_CLOSED: &str = "return !document.querySelector('[data-testid=idle-warning]').open";
+
+/// Presses Shift+Tab where the focus is (WebDriver holds a modifier until the keys sent end).
+async fn shift_tab(browser: &Browser) {
+    let keys = format!(
+        "{}{}",
+        char::from(fantoccini::key::Key::Shift),
+        char::from(fantoccini::key::Key::Tab)
+    );
+    browser.type_text(&keys).await;
+}
+
 #[rocket::async_test]
-async fn the_idle_warning_takes_the_focus_is_announced_twice_and_gives_the_focus_back() {
+async fn the_idle_warning_is_a_modal_dialog_that_keeps_the_focus_and_escape_stays_signed_in() {
     let _one = exclusive().await;
     let mut app = TestApp::with(|f| {
-        f.merge(("sessions.idle_timeout_secs", 15))
-            .merge(("sessions.idle_warning_secs", 11))
+        f.merge(("sessions.idle_timeout_secs", 26))
+            .merge(("sessions.idle_warning_secs", 20))
             .merge(("sessions.touch_interval_secs", 1))
     })
     .await;
@@ -202,48 +215,111 @@ async fn the_idle_warning_takes_the_focus_is_announced_twice_and_gives_the_focus
     let browser = Browser::launch().await;
     browser.sign_in(&server.base_url, "alice", PASSWORD).await;
     browser.goto(&server.url("/account")).await;
+    let title = browser.title().await;
     browser.tab_to("[data-testid=change-password]").await;
 
-    // 15 s idle timeout, warning in the last 11 s: it shows after about 4 s.
-    wait_until(
-        &browser,
-        "return !document.querySelector('[data-testid=idle-warning]').hidden",
-        12,
-    )
-    .await;
-    assert!(
-        browser.focus_matches("[data-testid=stay-signed-in]").await,
-        "the focus moves to \"Stay signed in\""
+    // 26 s idle timeout, warning in the last 20 s: it opens after about 6 s.
+    wait_until(&browser, DIALOG_OPEN, 12).await;
+    let stay = browser.focus_on("[data-testid=stay-signed-in]").await;
+    assert_eq!(
+        stay.text, "Stay signed in",
+        "the focus moves into the dialog"
     );
     let state = browser
         .client
         .execute(
-            "const warning = document.querySelector('[data-testid=idle-warning]');
-             const countdown = warning.querySelector('[data-idle-countdown]');
-             return [countdown.closest('[aria-live], [role=alert], [role=status]') === null,
-                     countdown.textContent,
-                     document.querySelector('[data-idle-announcement]').textContent,
-                     parseFloat(getComputedStyle(document.body).paddingBottom) >= warning.offsetHeight];",
+            "const dialog = document.querySelector('[data-testid=idle-warning]');
+             const named = (attribute) => dialog.getAttribute(attribute).split(' ')
+               .map((id) => document.getElementById(id).textContent.replace(/\\s+/g, ' ').trim()).join(' ');
+             const countdown = dialog.querySelector('[data-idle-countdown]');
+             const box = dialog.getBoundingClientRect();
+             return [dialog.matches(':modal'), named('aria-labelledby'), named('aria-describedby'),
+                     countdown.closest('[aria-live], [role=alert], [role=status]') === null,
+                     dialog.querySelector('[data-idle-announcement]').textContent,
+                     dialog.querySelector('[data-idle-announcement]').getAttribute('role'),
+                     box.height / window.innerHeight];",
             vec![],
         )
         .await
         .expect("js");
-    let (quiet, countdown, announced, room): (bool, String, String, bool) =
-        serde_json::from_value(state).expect("the warning's state");
-    assert!(quiet, "the countdown is not read out at every tick");
+    let (modal, name, description, quiet, announced, live, share): (
+        bool,
+        String,
+        String,
+        bool,
+        String,
+        String,
+        f64,
+    ) = serde_json::from_value(state).expect("the dialog's state");
+    assert!(modal, "a modal dialog: the page behind it is inert");
+    assert_eq!(name, "You’re about to be signed out");
     assert!(
-        countdown.ends_with(" seconds") && countdown.len() <= "11 seconds".len(),
-        "{countdown}"
+        description.starts_with("For your security, you will be signed out in ")
+            && description.ends_with(" seconds."),
+        "{description}"
     );
-    assert_eq!(announced, "", "said once, by the dialog taking the focus");
-    assert!(room, "the page makes room so the warning covers nothing");
-    browser.screenshot("idle-warning").await;
+    assert!(quiet, "the countdown is not read out at every tick");
+    assert_eq!(
+        announced, "",
+        "its opening is announced by the dialog itself"
+    );
+    assert_eq!(live, "status");
+    assert!(share < 0.34, "the dialog covers {share} of the height");
+    assert_eq!(browser.title().await, title, "the page keeps its title");
 
-    // Near the end it is said once more, in a polite status message.
+    // Tab and Shift+Tab go round its two buttons and never leave it.
+    browser.press(fantoccini::key::Key::Tab).await;
+    assert!(browser.focus_matches("[data-testid=idle-sign-out]").await);
+    browser.press(fantoccini::key::Key::Tab).await;
+    assert!(browser.focus_matches("[data-testid=stay-signed-in]").await);
+    shift_tab(&browser).await;
+    assert!(browser.focus_matches("[data-testid=idle-sign-out]").await);
+    shift_tab(&browser).await;
+    assert!(browser.focus_matches("[data-testid=stay-signed-in]").await);
+
+    // A third of a small phone's screen at most (a viewport of 320 by 568), axe-clean at both
+    // widths.
+    browser
+        .client
+        .set_window_size(320, 568)
+        .await
+        .expect("resize the window");
+    let chrome = browser
+        .client
+        .execute("return window.outerHeight - window.innerHeight", vec![])
+        .await
+        .expect("js")
+        .as_u64()
+        .expect("a number");
+    browser
+        .client
+        .set_window_size(320, 568 + u32::try_from(chrome).expect("a small number"))
+        .await
+        .expect("resize the window");
+    let found = browser
+        .client
+        .execute(
+            "return [window.innerWidth, window.innerHeight,
+                     document.querySelector('[data-testid=idle-warning]').getBoundingClientRect().height]",
+            vec![],
+        )
+        .await
+        .expect("js");
+    let (width, height, dialog): (f64, f64, f64) =
+        serde_json::from_value(found).expect("the viewport and the dialog's height");
+    assert_eq!((width, height), (320.0, 568.0));
+    assert!(
+        dialog <= height / 3.0,
+        "at 320 by 568 the dialog is {dialog} px high"
+    );
+    browser.screenshot("idle-warning").await;
+    assert!(browser.focus_matches("[data-testid=stay-signed-in]").await);
+
+    // Near the end the time left is said once more, in a polite status message.
     wait_until(
         &browser,
         "return document.querySelector('[data-idle-announcement]').textContent !== ''",
-        8,
+        16,
     )
     .await;
     let announced = browser
@@ -260,19 +336,139 @@ async fn the_idle_warning_takes_the_focus_is_announced_twice_and_gives_the_focus
         "{announced}"
     );
 
-    browser.press(fantoccini::key::Key::Enter).await;
-    wait_until(
-        &browser,
-        "return document.querySelector('[data-testid=idle-warning]').hidden",
-        3,
-    )
-    .await;
+    // Escape is "Stay signed in": the dialog closes, the focus is back where it was, and the
+    // server gives a whole idle timeout again (asked with the page's own request, not activity).
+    browser.press(fantoccini::key::Key::Escape).await;
+    wait_until(&browser, DIALOG_CLOSED, 3).await;
     assert!(
         browser.focus_matches("[data-testid=change-password]").await,
         "the focus is back where it was"
     );
     assert_eq!(browser.path().await, "/account", "no navigation");
+    let left = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/session/idle', { headers: { Accept: 'application/json' } })
+               .then((r) => r.json()).then((body) => done(body.idle_seconds_left));",
+            vec![],
+        )
+        .await
+        .expect("js");
+    assert!(
+        left.as_i64().is_some_and(|left| left > 20),
+        "Escape moved the deadline: {left}"
+    );
     browser.close().await;
+}
+
+const FIREFOX_WINDOWS: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:132.0) Gecko/20100101 Firefox/132.0";
+
+/// Each activity entry as a person reads it: its words (with "Warning: " for a screen reader),
+/// whether it is marked a warning, and the text of its "This wasn't me" link, if any.
+async fn activity(browser: &Browser) -> Vec<(String, bool, Option<String>)> {
+    let found = browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=security-event]')].map((entry) => {
+               const what = entry.querySelector('.what').cloneNode(true);
+               what.querySelectorAll('[aria-hidden=true]').forEach((e) => e.remove());
+               const link = entry.querySelector('[data-testid=not-me]');
+               return [what.textContent.trim(), entry.classList.contains('warning'),
+                       link === null ? null : link.textContent.replace(/\\s+/g, ' ').trim()];
+             })",
+            vec![],
+        )
+        .await
+        .expect("js");
+    serde_json::from_value(found).expect("the activity")
+}
+
+#[rocket::async_test]
+async fn a_first_day_in_the_activity_is_short_plain_and_names_the_devices() {
+    let _one = exclusive().await;
+    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 300))).await;
+    let server = app.serve().await;
+    let laptop = Browser::launch().await;
+    let password = "violet tractor mango seventeen";
+
+    // Sign up on the laptop, sign in on a second browser.
+    laptop.goto(&server.url("/register")).await;
+    laptop.fill("username", "dana").await;
+    laptop.fill("password", password).await;
+    laptop.fill("password_confirm", password).await;
+    laptop.submit("[data-testid=register-form]").await;
+    assert_eq!(laptop.path().await, "/account");
+    let other = Browser::launch_as(FIREFOX_WINDOWS).await;
+    other.sign_in(&server.base_url, "dana", password).await;
+    assert_eq!(other.path().await, "/account");
+
+    // From the laptop, with the keyboard, sign the other browser out, mistyping the password
+    // once when asked for it.
+    laptop.goto(&server.url("/account")).await;
+    laptop.tab_to("[data-testid=revoke-session]").await;
+    laptop.press_enter_and_wait().await;
+    assert!(laptop.path().await.starts_with("/confirm"));
+    laptop.fill("password", "violet tractor mango").await;
+    laptop.submit("[data-testid=confirm-form]").await;
+    assert!(laptop.has_testid("confirm-error").await);
+    laptop.fill("password", password).await;
+    laptop.submit("[data-testid=confirm-form]").await;
+    assert_eq!(laptop.path().await, "/account");
+    assert_eq!(laptop.title().await, "Your account · secure-sessions");
+    let notice = laptop.focus_on("[data-testid=notice]").await;
+    assert_eq!(
+        (notice.role.as_str(), notice.text.as_str()),
+        ("alert", "Signed out 1 device."),
+        "what happened is said first, where the focus is"
+    );
+
+    // Six entries; one warning, the other browser's sign-in, and "This wasn't me" on it alone.
+    let seen = activity(&laptop).await;
+    let this_wasnt_me = "This wasn't me: Signed in from a new device,";
+    let expected = [
+        (
+            "Firefox on Windows 10 was signed out from Chrome on Linux (this device)",
+            false,
+        ),
+        ("Password confirmed for a sensitive action", false),
+        ("Password mistyped when asked to enter it again", false),
+        ("Warning: Signed in from a new device", true),
+        ("Signed in", false),
+        ("Account created", false),
+    ];
+    assert_eq!(seen.len(), expected.len(), "{seen:#?}");
+    for ((what, warning, link), (expected_what, expected_warning)) in seen.iter().zip(expected) {
+        assert_eq!((what.as_str(), *warning), (expected_what, expected_warning));
+        assert_eq!(
+            link.as_deref().map(|link| link.starts_with(this_wasnt_me)),
+            expected_warning.then_some(true),
+            "{what}: {link:?}"
+        );
+    }
+    let entry = laptop.by_testid("security-event").await;
+    assert!(
+        entry
+            .text()
+            .await
+            .expect("text")
+            .contains("from Chrome on Linux (this device)")
+    );
+    // The screenshots show the activity, not the top of the page.
+    laptop
+        .client
+        .execute(
+            "document.getElementById('activity-heading').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("js");
+    laptop.screenshot("account-activity").await;
+    // A comfortable target: "This wasn't me" is at least 24 px tall.
+    assert!(height_of(&laptop, "[data-testid=not-me]").await >= 24.0);
+    laptop.close().await;
+    other.close().await;
 }
 
 #[rocket::async_test]
@@ -285,32 +481,11 @@ async fn every_page_reads_well_at_desktop_and_phone_width() {
     let admin = Browser::launch().await;
     let alice = Browser::launch_in_time_zone("Asia/Kolkata").await;
 
-    // A failed sign-in, then a sign-in: the activity shows a warning, offers "This wasn't me"
-    // on it, and not on this device's own sign-in.
-    admin
-        .sign_in(&server.base_url, "root", "not the password")
-        .await;
     admin.sign_in(&server.base_url, "root", PASSWORD).await;
     alice.sign_in(&server.base_url, "alice", PASSWORD).await;
     admin.goto(&server.url("/account")).await;
-    let names = admin
-        .client
-        .execute(
-            "return [...document.querySelectorAll('[data-testid=not-me]')].map((a) => a.textContent)",
-            vec![],
-        )
-        .await
-        .expect("js");
-    let names: Vec<String> = serde_json::from_value(names).expect("names");
-    assert_eq!(names.len(), 1, "{names:?}");
-    assert!(
-        names[0].starts_with("This wasn't me: Failed sign-in attempt"),
-        "{names:?}"
-    );
-    admin.screenshot("account-activity").await;
-    // Comfortable targets: the header's "Sign out" and "This wasn't me" are at least 24 px tall.
+    // A comfortable target: the header's "Sign out" is at least 24 px tall.
     assert!(height_of(&admin, "[data-testid=logout]").await >= 24.0);
-    assert!(height_of(&admin, "[data-testid=not-me]").await >= 24.0);
     let admin_signed_in_at = admin.text_of("signed-in-at").await;
 
     admin.goto(&server.url("/admin")).await;

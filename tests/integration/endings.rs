@@ -547,3 +547,42 @@ async fn stay_signed_in_extends_the_session_and_needs_the_csrf_token() {
         "the keepalive counted as activity"
     );
 }
+
+#[rocket::async_test]
+async fn stay_signed_in_extends_the_session_even_when_it_was_touched_within_the_touch_interval() {
+    // A touch interval longer than the time the warning gives: when the person presses "Stay
+    // signed in", the last write of last-seen is more recent than the interval, so the lookup
+    // alone would not write it again.
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 120))
+            .merge(("sessions.absolute_timeout_secs", 3600))
+            .merge(("sessions.touch_interval_secs", 100))
+            .merge(("sessions.idle_warning_secs", 30))
+    })
+    .await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let csrf = alice.get("/account").await.csrf_token();
+
+    app.advance_secs(95); // 25 seconds left: the warning is up
+    let reply = alice
+        .send(
+            alice
+                .request(Method::Post, "/session/keepalive")
+                .header(rocket::http::ContentType::Form)
+                .header(Accept::JSON)
+                .body(format!("csrf_token={csrf}")),
+        )
+        .await;
+    assert_eq!(reply.status, Status::Ok);
+    assert_eq!(reply.body, r#"{"idle_seconds_left":120}"#);
+
+    app.advance_secs(30); // past the deadline the session had before the keepalive
+    assert_eq!(
+        alice.get("/account").await.status,
+        Status::Ok,
+        "\"Stay signed in\" moved the idle deadline"
+    );
+}

@@ -487,7 +487,8 @@ async fn this_wasnt_me_is_offered_on_what_others_did_not_on_this_devices_own_sig
     app.create_user("alice", Role::User).await;
     let client = app.client().await;
     let laptop = Device::new(&client);
-    laptop.sign_in("alice", "not the password").await;
+    let guesser = Device::with(&client, FIREFOX_WINDOWS, "192.0.2.66");
+    guesser.sign_in("alice", "not the password").await;
     laptop.sign_in("alice", PASSWORD).await;
     // A sign-in from a new browser: one entry, which says "new device".
     Device::with(&client, FIREFOX_WINDOWS, "192.0.2.66")
