@@ -10,7 +10,8 @@
 //!   sessions in [`session::dbsc`] and [`session::proof`], the fingerprint in
 //!   [`session::fingerprint`].
 //! - [`users`]: usernames, passwords and roles, and their SQL; [`throttle`]: the sign-in and
-//!   confirmation budgets; [`events`]: the security activity log.
+//!   confirmation budgets; [`events`]: the security activity log, and [`activity`]: how it reads
+//!   to the person looking at it (warnings, repeats, device names).
 //! - [`clock`]: the one source of time, which tests move; [`config`]: the `[sessions]`
 //!   settings; [`client`], [`device`], [`codes`]: what a request's client is, in words, and
 //!   enums stored as text codes.
