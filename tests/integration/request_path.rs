@@ -159,6 +159,34 @@ async fn a_signed_in_request_is_one_sql_statement_even_when_it_writes_last_seen(
     assert_eq!(last_seen, app.clock_now());
 }
 
+/// The pool adds no round trip of its own: no ping when it hands a connection out nor when it
+/// takes it back. Counted on the wire, where a ping (a bare `Sync`) shows though it is no
+/// statement. Requests follow each other closely, so no connection idles long enough to be
+/// pinged.
+#[rocket::async_test]
+async fn a_signed_in_request_is_one_round_trip_to_the_database_and_the_pool_adds_none() {
+    let database_url = fresh_database().await;
+    let relay = StallingRelay::start(&database_url).await;
+    let app = TestApp::on(database_url, |figment| {
+        figment.merge(("databases.main.url", relay.url()))
+    })
+    .await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    // The reaper's pass at launch is over, and the statement is prepared on the connection.
+    Statements::start(&app).await;
+    assert_eq!(alice.get("/account/password").await.status, Status::Ok);
+
+    const REQUESTS: u64 = 20;
+    let before = relay.round_trips();
+    for _ in 0..REQUESTS {
+        assert_eq!(alice.get("/account/password").await.status, Status::Ok);
+    }
+    assert_eq!(relay.round_trips() - before, REQUESTS);
+}
+
 #[rocket::async_test]
 async fn a_bearer_request_is_one_sql_statement_even_when_it_writes_last_seen() {
     let app = TestApp::new().await;
