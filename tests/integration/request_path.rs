@@ -1,6 +1,7 @@
 //! The request path: one SQL statement per signed-in request, last-seen written once per touch
 //! interval even when requests race, and a connection pool that neither keeps a dead connection
-//! nor lets a lock outlive its request, nor hands on a connection the server stopped answering.
+//! nor one past its lifetime, nor lets a lock outlive its request, nor hands on a connection the
+//! server stopped answering.
 
 use std::time::Duration;
 
@@ -315,6 +316,39 @@ async fn when_the_database_drops_every_connection_at_most_one_request_fails_and_
     assert!(
         statuses[1..].iter().all(|status| *status == Status::Ok),
         "one dead connection each: {statuses:?}"
+    );
+}
+
+/// A connection older than `databases.main.max_lifetime_secs` is closed, even in a pool nobody
+/// asks anything of, and the next request is served on a new one. The lifetime runs on the
+/// system's clock, not the app's: the test waits it out.
+#[rocket::async_test]
+async fn connections_past_their_lifetime_are_closed_and_the_next_request_gets_a_new_one() {
+    let app = TestApp::with(|figment| figment.merge(("databases.main.max_lifetime_secs", 1))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let mut admin = PgConnection::connect(&server_url()).await.unwrap();
+    let old = app_backends(&app, &mut admin).await;
+    assert!(!old.is_empty(), "the sign-in used pooled connections");
+
+    let mut alive = old.clone();
+    for _ in 0..250 {
+        if !alive.iter().any(|pid| old.contains(pid)) {
+            break;
+        }
+        sleep(Duration::from_millis(20)).await;
+        alive = app_backends(&app, &mut admin).await;
+    }
+    assert!(
+        !alive.iter().any(|pid| old.contains(pid)),
+        "connections past their lifetime are still open: {old:?} then {alive:?}"
+    );
+    assert_eq!(alice.get("/account/password").await.status, Status::Ok);
+    assert!(
+        !app_backends(&app, &mut admin).await.is_empty(),
+        "the request was served on a new connection"
     );
 }
 
