@@ -1,4 +1,4 @@
-//! The PostgreSQL connection pool (deadpool, plugged into rocket_db_pools) and the migrations stage.
+//! The PostgreSQL connection pool (deadpool, plugged into `rocket_db_pools`) and the migrations stage.
 
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use deadpool::managed::{self, Metrics, Object, QueueMode, RecycleError, RecycleResult};
 use rocket::fairing::{self, AdHoc, Fairing, Info, Kind};
 use rocket::figment::Figment;
-use rocket::tokio::runtime::Handle;
-use rocket::tokio::sync::Notify;
-use rocket::tokio::time::{sleep, timeout};
 use rocket::{Build, Data, Orbit, Request, Response, Rocket};
 use rocket_db_pools::Database;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::time::{sleep, timeout};
 
 /// The app's database. Handlers take a connection from it through `RequestContext::connection`
 /// when they need one, not as a `Connection<Db>` guard: Rocket resolves request guards before it
@@ -130,7 +130,7 @@ struct Drain {
 pub struct PooledConnection(Option<Object<Manager>>);
 
 impl PgPool {
-    /// A pool with rocket_db_pools' settings (`max_connections`, `idle_timeout`) on the servers
+    /// A pool with `rocket_db_pools`' settings (`max_connections`, `idle_timeout`) on the servers
     /// at `urls` (in order of preference), handing out connections within `acquire_timeout` and
     /// retiring them after `max_lifetime`. Waits up to `connect_timeout` for the database to
     /// answer, so that one that cannot be reached stops the launch.
@@ -181,7 +181,7 @@ impl PgPool {
         };
         pool.wait_for_database(Duration::from_secs(config.connect_timeout))
             .await?;
-        rocket::tokio::spawn(sweep(pool.pool.weak()));
+        tokio::spawn(sweep(pool.pool.weak()));
         Ok(pool)
     }
 
@@ -425,7 +425,7 @@ impl DerefMut for PooledConnection {
     }
 }
 
-/// A setting of `databases.main` that rocket_db_pools does not know, or `default`.
+/// A setting of `databases.main` that `rocket_db_pools` does not know, or `default`.
 fn extra_setting<T: serde::de::DeserializeOwned>(
     figment: &Figment,
     key: &str,
@@ -444,10 +444,10 @@ impl rocket_db_pools::Pool for PgPool {
     type Connection = PooledConnection;
     type Error = PoolError;
 
-    /// `figment` is the `databases.main` table: rocket_db_pools' keys, and `urls`,
+    /// `figment` is the `databases.main` table: `rocket_db_pools`' keys, and `urls`,
     /// `acquire_timeout_ms` and `max_lifetime_secs`.
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
-        // rocket_db_pools requires `url`, which a configuration with `urls` may leave out.
+        // `rocket_db_pools` requires `url`, which a configuration with `urls` may leave out.
         let config: rocket_db_pools::Config = figment
             .clone()
             .join(("url", ""))
@@ -475,7 +475,7 @@ impl rocket_db_pools::Pool for PgPool {
         self.acquire().await
     }
 
-    /// rocket_db_pools calls this as soon as a shutdown is requested, while Rocket still
+    /// `rocket_db_pools` calls this as soon as a shutdown is requested, while Rocket still
     /// finishes the requests in flight: they are let through first.
     async fn close(&self) {
         self.close_when_drained().await;

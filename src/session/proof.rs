@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::EncodedPoint;
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
-use rocket::serde::json::serde_json::{self, Map, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Longest proof considered: a real one is well under 1 KiB.
@@ -187,7 +187,7 @@ mod tests {
     use super::*;
     use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::Signer;
-    use rocket::serde::json::json;
+    use serde_json::json;
 
     fn key() -> SigningKey {
         SigningKey::from_slice(&[7u8; 32]).expect("a valid scalar")

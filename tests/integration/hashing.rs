@@ -57,8 +57,11 @@ async fn replacement_of(binary: &RunningApp, old: u32) -> Option<u32> {
 
 /// Sends `signal` to the process `pid`, which the test knows to be running (or a zombie).
 fn signal(pid: u32, signal: Signal) {
-    kill_process(Pid::from_raw(pid as i32).expect("a process id"), signal)
-        .unwrap_or_else(|error| panic!("signal {signal:?} to {pid}: {error}"));
+    kill_process(
+        Pid::from_raw(pid.cast_signed()).expect("a process id"),
+        signal,
+    )
+    .unwrap_or_else(|error| panic!("signal {signal:?} to {pid}: {error}"));
 }
 
 fn session_of(pid: u32) -> u32 {
@@ -203,7 +206,7 @@ impl Drop for KillIfStillChild {
     fn drop(&mut self) {
         if process_stat(self.pid).is_some_and(|stat| stat.parent == self.app) {
             // Not `signal`: the app may reap it in between, and a drop must not panic.
-            let _ = kill_process(Pid::from_raw(self.pid as i32).unwrap(), Signal::KILL);
+            let _ = kill_process(Pid::from_raw(self.pid.cast_signed()).unwrap(), Signal::KILL);
         }
     }
 }
@@ -355,7 +358,7 @@ async fn a_sign_in_flood_beyond_what_the_hashers_finish_in_a_second_gets_503_wit
     let hasher = client.rocket().state::<PasswordHasher>().unwrap();
     // Strangers on addresses of their own, so no throttle answers before the hasher does.
     let flood = 3 * hasher.capacity() + 10;
-    let strangers: Vec<Device> = (0..flood)
+    let strangers: Vec<Device<'_>> = (0..flood)
         .map(|index| Device::with(&client, CHROME_LINUX, &format!("2001:db8::{index:x}")))
         .collect();
     let forms = join_all(strangers.iter().map(|stranger| stranger.get("/login"))).await;

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use rocket::tokio::sync::oneshot;
+use tokio::sync::oneshot;
 
 pub use process::HashingSettings;
 use wire::{Answer, Request};
@@ -112,13 +112,13 @@ impl Load {
     /// measured speed, at least one request per thread.
     fn capacity(&self) -> usize {
         let hash_micros = self.hash_micros.load(Ordering::Relaxed).max(1);
-        let per_thread = self.window.as_micros() as u64 / hash_micros;
-        self.threads * (per_thread.max(1) as usize)
+        let per_thread = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX) / hash_micros;
+        self.threads * usize::try_from(per_thread.max(1)).unwrap_or(usize::MAX)
     }
 
     /// Folds one measured hash into the average (an eighth of its weight each).
     fn timed(&self, hash: Duration) {
-        let micros = hash.as_micros() as u64;
+        let micros = u64::try_from(hash.as_micros()).unwrap_or(u64::MAX);
         let _ = self
             .hash_micros
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |average| {
@@ -188,7 +188,9 @@ impl PasswordHasher {
             threads: settings.threads,
             window: admission,
             admitted: AtomicUsize::new(0),
-            hash_micros: AtomicU64::new(FIRST_HASH_ESTIMATE.as_micros() as u64),
+            hash_micros: AtomicU64::new(
+                u64::try_from(FIRST_HASH_ESTIMATE.as_micros()).unwrap_or(u64::MAX),
+            ),
             overloaded: AtomicBool::new(false),
             hashed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -211,7 +213,7 @@ impl PasswordHasher {
                     answers,
                     load: supervisor_load,
                 };
-                supervisor.run(incoming, first)
+                supervisor.run(incoming, first);
             })?;
         Ok(PasswordHasher { events, load })
     }
@@ -240,7 +242,7 @@ impl PasswordHasher {
             );
         }
         Err(AppError::HashingOverloaded {
-            retry_after_secs: load.window.as_secs_f64().ceil() as u64,
+            retry_after_secs: load.window.as_secs() + u64::from(load.window.subsec_nanos() > 0),
         })
     }
 
@@ -276,7 +278,7 @@ impl PasswordHasher {
         self.events
             .send(Event::Job(Job { request, done }))
             .map_err(|_| AppError::HashingUnavailable)?;
-        match rocket::tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+        match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
             Ok(Ok(Answer::Failed(reason))) => Err(AppError::PasswordHash(reason)),
             Ok(Ok(answer)) => Ok(answer),
             // The process ended before it answered, a new one could not start, or it stopped
@@ -339,7 +341,7 @@ impl Supervisor {
                 current =
                     HashingProcess::start(&self.program, &self.settings, self.answers.clone())
                         .inspect_err(|error| {
-                            rocket::error!("the hashing process could not restart: {error}")
+                            rocket::error!("the hashing process could not restart: {error}");
                         })
                         .ok();
                 failed_start = current.is_none().then(Instant::now);
