@@ -492,6 +492,7 @@ impl Db {
         self.pool().acquire().await
     }
 }
+
 /// Counts the requests in flight, so that a shutdown closes the pool only once they are answered
 /// (`PgPool::close_when_drained`), and tells the pool how long Rocket lets them run.
 pub struct RequestsInFlight;
