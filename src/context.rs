@@ -34,7 +34,7 @@ impl RequestContext<'_> {
     /// read (a request guard would hold it while a slow client sends the body) and never across
     /// argon2 (a sign-in flood would drain the pool). Not getting one is a 503.
     pub async fn connection(&self) -> Result<PooledConnection, AppError> {
-        self.db.connection().await
+        Ok(self.db.connection().await?)
     }
 }
 

@@ -1,13 +1,14 @@
-//! The PostgreSQL connection pool (plugged into `rocket_db_pools`) and the migrations stage.
+//! The PostgreSQL connection pool (deadpool, plugged into `rocket_db_pools`) and the migrations stage.
 
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use deadpool::managed::{self, Metrics, Object, QueueMode, RecycleError, RecycleResult};
 use rocket::fairing::{self, AdHoc, Fairing, Info, Kind};
 use rocket::figment::Figment;
 use rocket::{Build, Data, Orbit, Request, Response, Rocket};
@@ -15,10 +16,8 @@ use rocket_db_pools::Database;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::{sleep, timeout};
-
-use crate::error::AppError;
 
 /// The app's database. Handlers take a connection from it through `RequestContext::connection`
 /// when they need one, not as a `Connection<Db>` guard: Rocket resolves request guards before it
@@ -33,6 +32,11 @@ pub struct Db(PgPool);
 /// this long; long enough for a burst of requests to queue for a connection.
 pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 1000;
 
+/// How long a connection serves before it is closed and replaced
+/// (`databases.main.max_lifetime_secs`): the server's memory per backend stays bounded, and
+/// after a change of DNS or of settings every connection is new within this time.
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 1800;
+
 /// How long closing the pool waits for requests in flight before Rocket has lifted off and
 /// said its own `shutdown.grace` (2 s by default).
 const DEFAULT_DRAIN_LIMIT_SECS: u64 = 2;
@@ -43,33 +47,58 @@ const DEFAULT_DRAIN_LIMIT_SECS: u64 = 2;
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// How long a returned connection may take to finish what its last user left unfinished.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often idle connections are looked over, to close those past their lifetime (`sweep`).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// A small pool of PostgreSQL connections.
+/// Why no connection could be had. The web layer answers each with 503.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("no database connection within the acquire timeout")]
+    TimedOut,
+    #[error("the database pool is closed")]
+    Closed,
+    #[error("could not connect to the database")]
+    Connect(#[source] sqlx::Error),
+    #[error("invalid database settings: {0}")]
+    Configuration(String),
+}
+
+impl From<managed::PoolError<sqlx::Error>> for PoolError {
+    fn from(error: managed::PoolError<sqlx::Error>) -> Self {
+        match error {
+            managed::PoolError::Backend(error) => PoolError::Connect(error),
+            // No deadpool timeout or hook is set: being closed is the only other way it fails.
+            _ => PoolError::Closed,
+        }
+    }
+}
+
+/// The pool: deadpool keeps the connections (at most `max_connections`, the most recently used
+/// handed out first, so a quiet pool keeps few of them warm) and queues the requests that wait for
+/// one; `Manager` opens them and decides which may be reused.
 ///
 /// sqlx's own pool tests every connection with a round trip when it hands it out and again when it
 /// takes it back, so one SQL statement cost three exchanges with the server, the last on another
 /// thread. This pool does no exchange of its own on the way: a connection that comes back with
 /// nothing pending is reused as it is; one whose statement failed, or whose transaction was
 /// dropped, finishes that work first (the rollback reaches the server at once, so no lock outlives
-/// its request), and is dropped if it cannot. Connections are reused most recent first, so a quiet
-/// pool keeps few of them warm.
+/// its request), and is dropped if it cannot.
 #[derive(Clone)]
-pub struct PgPool(Arc<Shared>);
+pub struct PgPool {
+    pool: managed::Pool<Manager>,
+    acquire_timeout: Duration,
+    drain: Arc<Drain>,
+}
 
-struct Shared {
+/// Opens connections and judges the idle ones as the pool hands them out.
+struct Manager {
     /// The servers to connect to (`databases.main.urls`, else just `url`), in order of preference.
     hosts: Vec<PgConnectOptions>,
     /// The host that last gave a primary connection: tried first, so that after a failover the
     /// dead host costs one refused connection attempt per new connection at most.
     preferred: AtomicUsize,
-    /// One permit per connection in use: at most `max_connections` exist.
-    permits: Arc<Semaphore>,
-    /// Connections waiting for a request, the most recently used last.
-    idle: Mutex<Vec<Idle>>,
-    acquire_timeout: Duration,
+    max_lifetime: Duration,
     idle_timeout: Option<Duration>,
-    /// Idle connections kept even past `idle_timeout`.
-    min_idle: usize,
     /// How many connections were found broken so far. One found broken (the server restarted,
     /// say) makes every connection that was checked out before then suspect: each is pinged
     /// before its next use, instead of failing one request each.
@@ -78,83 +107,93 @@ struct Shared {
     /// be waiting on a server that has gone (its failure, and so `breakages`, comes later): until
     /// they settle, idle connections are pinged before use.
     settling: AtomicUsize,
-    /// Requests being answered (counted by `RequestsInFlight`): closing waits for them.
-    in_flight: AtomicUsize,
-    drained: Notify,
-    /// How long closing waits for requests in flight: Rocket's `shutdown.grace`.
-    drain_limit_secs: AtomicU64,
 }
 
-struct Idle {
+/// A connection as the pool keeps it.
+struct Pooled {
     conn: PgConnection,
-    since: Instant,
+    idle_since: Instant,
     /// `breakages` when the connection was last known to work.
     breakages: u64,
 }
 
-/// One connection from the pool, returned to it when dropped. Derefs to `PgConnection`, so
-/// `&mut *conn` goes wherever a store function wants a connection.
-pub struct PooledConnection {
-    conn: Option<PgConnection>,
-    breakages: u64,
-    pool: Arc<Shared>,
-    permit: Option<OwnedSemaphorePermit>,
+/// Closing waits for the requests in flight (counted by `RequestsInFlight`).
+struct Drain {
+    in_flight: AtomicUsize,
+    drained: Notify,
+    /// How long closing waits: Rocket's `shutdown.grace`.
+    limit_secs: AtomicU64,
 }
 
+/// One connection from the pool, returned to it when dropped. Derefs to `PgConnection`, so
+/// `&mut *conn` goes wherever a store function wants a connection.
+pub struct PooledConnection(Option<Object<Manager>>);
+
 impl PgPool {
-    /// A pool with `rocket_db_pools`' settings (`url`, `max_connections`, `idle_timeout`,
-    /// `min_connections`: idle connections kept past `idle_timeout`, none opened ahead of need)
-    /// on the servers at `urls` (in order of preference), handing out connections within
-    /// `acquire_timeout`. Waits up to `connect_timeout` for the database to answer, so that one
-    /// that cannot be reached stops the launch.
-    pub async fn connect(
+    /// A pool with `rocket_db_pools`' settings (`max_connections`, `idle_timeout`) on the servers
+    /// at `urls` (in order of preference), handing out connections within `acquire_timeout` and
+    /// retiring them after `max_lifetime`. Waits up to `connect_timeout` for the database to
+    /// answer, so that one that cannot be reached stops the launch.
+    async fn connect(
         config: &rocket_db_pools::Config,
         urls: &[String],
         acquire_timeout: Duration,
-    ) -> sqlx::Result<PgPool> {
+        max_lifetime: Duration,
+    ) -> Result<PgPool, PoolError> {
         if urls.is_empty() {
-            return Err(sqlx::Error::Configuration(
+            return Err(PoolError::Configuration(
                 "no database URL: set databases.main.url (or DATABASE_URL) or databases.main.urls"
                     .into(),
             ));
         }
         let mut hosts = Vec::with_capacity(urls.len());
         for url in urls {
-            let mut options: PgConnectOptions = url.parse()?;
+            let mut options: PgConnectOptions = url
+                .parse()
+                .map_err(|error: sqlx::Error| PoolError::Configuration(error.to_string()))?;
             if options.get_application_name().is_none() {
                 // Named in pg_stat_activity, so an operator (or a test) can tell its connections apart.
                 options = options.application_name("secure-sessions");
             }
             hosts.push(options);
         }
-        let pool = PgPool(Arc::new(Shared {
+        let manager = Manager {
             hosts,
             preferred: AtomicUsize::new(0),
-            permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
-            idle: Mutex::new(Vec::new()),
-            acquire_timeout,
+            max_lifetime,
             idle_timeout: config.idle_timeout.map(Duration::from_secs),
-            min_idle: config.min_connections.unwrap_or(0) as usize,
             breakages: AtomicU64::new(0),
             settling: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            drained: Notify::new(),
-            drain_limit_secs: AtomicU64::new(DEFAULT_DRAIN_LIMIT_SECS),
-        }));
+        };
+        let pool = managed::Pool::builder(manager)
+            .max_size(config.max_connections.max(1))
+            .queue_mode(QueueMode::Lifo)
+            .build()
+            .map_err(|error| PoolError::Configuration(error.to_string()))?;
+        let pool = PgPool {
+            pool,
+            acquire_timeout,
+            drain: Arc::new(Drain {
+                in_flight: AtomicUsize::new(0),
+                drained: Notify::new(),
+                limit_secs: AtomicU64::new(DEFAULT_DRAIN_LIMIT_SECS),
+            }),
+        };
         pool.wait_for_database(Duration::from_secs(config.connect_timeout))
             .await?;
+        tokio::spawn(sweep(pool.pool.weak()));
         Ok(pool)
     }
 
     /// At start the database may still be coming up (a restart, a failover): keep trying for
     /// `connect_timeout`, however short the per-request acquire timeout is.
-    async fn wait_for_database(&self, connect_timeout: Duration) -> sqlx::Result<()> {
+    async fn wait_for_database(&self, connect_timeout: Duration) -> Result<(), PoolError> {
         let deadline = Instant::now() + connect_timeout;
         loop {
             match self.acquire().await {
                 Ok(_) => return Ok(()),
                 // Refused or unanswered: it may still be starting.
-                Err(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+                Err(PoolError::TimedOut | PoolError::Connect(sqlx::Error::Io(_)))
                     if Instant::now() < deadline =>
                 {
                     sleep(Duration::from_millis(100)).await;
@@ -166,41 +205,24 @@ impl PgPool {
     }
 
     /// A connection: an idle one if there is one, else a new one. Waits at most `acquire_timeout`.
-    pub async fn acquire(&self) -> sqlx::Result<PooledConnection> {
-        timeout(self.0.acquire_timeout, self.checkout())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?
-    }
-
-    async fn checkout(&self) -> sqlx::Result<PooledConnection> {
-        let permit = Arc::clone(&self.0.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        while let Some(mut idle) = self.0.take_idle() {
-            let breakages = self.0.breakages.load(Ordering::Acquire);
-            let suspect = idle.since.elapsed() > PING_AFTER_IDLE
-                || idle.breakages != breakages
-                || self.0.settling.load(Ordering::Acquire) > 0;
-            if !suspect || idle.conn.ping().await.is_ok() {
-                return Ok(self.0.hand_out(idle.conn, breakages, permit));
-            }
-            self.0.found_broken();
+    pub async fn acquire(&self) -> Result<PooledConnection, PoolError> {
+        match timeout(self.acquire_timeout, self.pool.get()).await {
+            Ok(Ok(object)) => Ok(PooledConnection(Some(object))),
+            Ok(Err(error)) => Err(error.into()),
+            Err(_) => Err(PoolError::TimedOut),
         }
-        let breakages = self.0.breakages.load(Ordering::Acquire);
-        let conn = self.0.open().await?;
-        Ok(self.0.hand_out(conn, breakages, permit))
     }
 
     /// Closes the pool once no request is in flight (waiting at most Rocket's shutdown grace
     /// period): a request that began before the shutdown, a sign-in hashing its password say,
     /// still gets the connections it needs to finish.
     pub async fn close_when_drained(&self) {
-        let limit = Duration::from_secs(self.0.drain_limit_secs.load(Ordering::Acquire));
+        let drain = &self.drain;
+        let limit = Duration::from_secs(drain.limit_secs.load(Ordering::Acquire));
         let drained = async {
             loop {
-                let notified = self.0.drained.notified();
-                if self.0.in_flight.load(Ordering::Acquire) == 0 {
+                let notified = drain.drained.notified();
+                if drain.in_flight.load(Ordering::Acquire) == 0 {
                     return;
                 }
                 notified.await;
@@ -208,7 +230,7 @@ impl PgPool {
         };
         let requests_left = match timeout(limit, drained).await {
             Ok(()) => 0,
-            Err(_) => self.0.in_flight.load(Ordering::Acquire),
+            Err(_) => drain.in_flight.load(Ordering::Acquire),
         };
         self.close().await;
         rocket::info!("database pool closed ({requests_left} requests still in flight)");
@@ -216,21 +238,17 @@ impl PgPool {
 
     /// Closes every idle connection; connections in use close when they come back.
     pub async fn close(&self) {
-        self.0.permits.close();
-        let idle = std::mem::take(&mut *self.0.lock_idle());
-        for idle in idle {
+        // Taken out before closing the pool, which would drop them without a word.
+        let idle = self.pool.retain(|_, _| false).removed;
+        self.pool.close();
+        for pooled in idle {
             // Closing politely lets the server log a normal disconnection; a failure changes nothing.
-            let _ = idle.conn.close().await;
+            let _ = pooled.conn.close().await;
         }
     }
 }
 
-impl Shared {
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        // A panic while holding the lock leaves the list itself intact.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
+impl Manager {
     /// A new connection to the first host, starting from the preferred one, that accepts it
     /// and is a primary. With several hosts, one in recovery (a standby) is passed over: its
     /// reads may lag behind the primary (a revoked session would still look live) and it
@@ -276,43 +294,12 @@ impl Shared {
         )))
     }
 
-    /// The most recently used idle connection, after dropping those idle past `idle_timeout`.
-    fn take_idle(&self) -> Option<Idle> {
-        let mut idle = self.lock_idle();
-        if let Some(limit) = self.idle_timeout {
-            let expired = idle
-                .iter()
-                .take_while(|c| c.since.elapsed() > limit)
-                .count();
-            let expired = expired.min(idle.len().saturating_sub(self.min_idle));
-            idle.drain(..expired);
-        }
-        idle.pop()
-    }
-
-    fn hand_out(
-        self: &Arc<Self>,
-        conn: PgConnection,
-        breakages: u64,
-        permit: OwnedSemaphorePermit,
-    ) -> PooledConnection {
-        PooledConnection {
-            conn: Some(conn),
-            breakages,
-            pool: Arc::clone(self),
-            permit: Some(permit),
-        }
-    }
-
-    fn put_back(&self, conn: PgConnection, breakages: u64) {
-        if self.permits.is_closed() {
-            return;
-        }
-        self.lock_idle().push(Idle {
-            conn,
-            since: Instant::now(),
-            breakages,
-        });
+    /// Past `max_lifetime`, or idle past `idle_timeout`: to be closed.
+    fn expired(&self, pooled: &Pooled, metrics: &Metrics) -> bool {
+        metrics.age() > self.max_lifetime
+            || self
+                .idle_timeout
+                .is_some_and(|limit| pooled.idle_since.elapsed() > limit)
     }
 
     fn found_broken(&self) {
@@ -320,35 +307,96 @@ impl Shared {
     }
 }
 
+impl managed::Manager for Manager {
+    type Type = Pooled;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> sqlx::Result<Pooled> {
+        let breakages = self.breakages.load(Ordering::Acquire);
+        Ok(Pooled {
+            conn: self.open().await?,
+            idle_since: Instant::now(),
+            breakages,
+        })
+    }
+
+    /// Runs as the pool hands out an idle connection; an error drops it, and the pool takes the
+    /// next one or opens a new one. A connection comes back clean (`PooledConnection`'s drop sees
+    /// to that), so only one that is suspect costs a round trip.
+    async fn recycle(&self, pooled: &mut Pooled, _: &Metrics) -> RecycleResult<sqlx::Error> {
+        let idle = pooled.idle_since.elapsed();
+        let breakages = self.breakages.load(Ordering::Acquire);
+        let suspect = idle > PING_AFTER_IDLE
+            || pooled.breakages != breakages
+            || self.settling.load(Ordering::Acquire) > 0;
+        if suspect && let Err(error) = pooled.conn.ping().await {
+            self.found_broken();
+            return Err(RecycleError::Backend(error));
+        }
+        pooled.breakages = breakages;
+        Ok(())
+    }
+}
+
+/// Every `SWEEP_EVERY`, closes the idle connections that have expired: a connection in use is
+/// retired at the first sweep that finds it back in the pool. Ends with the pool.
+async fn sweep(pool: managed::WeakPool<Manager>) {
+    loop {
+        sleep(SWEEP_EVERY).await;
+        let Some(pool) = pool.upgrade().filter(|pool| !pool.is_closed()) else {
+            return;
+        };
+        let manager = pool.manager();
+        let expired = pool.retain(|pooled, metrics| !manager.expired(pooled, &metrics));
+        drop(pool);
+        for pooled in expired.removed {
+            let _ = pooled.conn.close().await;
+        }
+    }
+}
+
+/// Takes a connection out of the pool for good, freeing its place, and counts it as broken.
+fn discard(object: Object<Manager>) {
+    if let Some(pool) = Object::pool(&object) {
+        pool.manager().found_broken();
+    }
+    drop(Object::take(object));
+}
+
 impl Drop for PooledConnection {
     fn drop(&mut self) {
-        let (Some(mut conn), permit) = (self.conn.take(), self.permit.take()) else {
+        let Some(mut object) = self.0.take() else {
             return;
         };
         // `Connection::flush` (public in sqlx 0.8, though left out of its documentation) completes
         // whatever the last user left pending: the rest of a failed or cancelled statement, the
         // ROLLBACK queued by a dropped transaction. With nothing pending it returns at once,
         // without I/O: one poll tells a clean connection from the others.
-        let finished = pin!(conn.flush()).poll(&mut Context::from_waker(Waker::noop()));
+        let finished = pin!(object.conn.flush()).poll(&mut Context::from_waker(Waker::noop()));
         match finished {
-            Poll::Ready(Ok(())) => self.pool.put_back(conn, self.breakages),
+            // Back to the pool as `object` goes out of scope.
+            Poll::Ready(Ok(())) => object.idle_since = Instant::now(),
             // Its socket failed (I/O error): dropped, never reused.
-            Poll::Ready(Err(_)) => self.pool.found_broken(),
-            // The server must answer first: wait for it off the request's path. The permit
-            // goes along, so the pool never holds more than `max_connections`.
+            Poll::Ready(Err(_)) => discard(object),
+            // The server must answer first: wait for it off the request's path. The connection
+            // keeps its place meanwhile, so the pool never holds more than `max_connections`.
             Poll::Pending => {
-                let Ok(runtime) = Handle::try_current() else {
+                let (Ok(runtime), Some(pool)) = (Handle::try_current(), Object::pool(&object))
+                else {
+                    // Nowhere to wait: it cannot be reused.
+                    discard(object);
                     return;
                 };
-                let (pool, breakages) = (Arc::clone(&self.pool), self.breakages);
-                pool.settling.fetch_add(1, Ordering::AcqRel);
+                pool.manager().settling.fetch_add(1, Ordering::AcqRel);
                 runtime.spawn(async move {
-                    match timeout(FINISH_TIMEOUT, conn.flush()).await {
-                        Ok(Ok(())) => pool.put_back(conn, breakages),
-                        _ => pool.found_broken(),
+                    match timeout(FINISH_TIMEOUT, object.conn.flush()).await {
+                        Ok(Ok(())) => {
+                            object.idle_since = Instant::now();
+                            drop(object);
+                        }
+                        _ => discard(object),
                     }
-                    pool.settling.fetch_sub(1, Ordering::AcqRel);
-                    drop(permit);
+                    pool.manager().settling.fetch_sub(1, Ordering::AcqRel);
                 });
             }
         }
@@ -359,57 +407,68 @@ impl Deref for PooledConnection {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        self.conn
+        &self
+            .0
             .as_ref()
             .expect("a pooled connection is present until it is dropped")
+            .conn
     }
 }
 
 impl DerefMut for PooledConnection {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        self.conn
+        &mut self
+            .0
             .as_mut()
             .expect("a pooled connection is present until it is dropped")
+            .conn
     }
+}
+
+/// A setting of `databases.main` that `rocket_db_pools` does not know, or `default`.
+fn extra_setting<T: serde::de::DeserializeOwned>(
+    figment: &Figment,
+    key: &str,
+    default: T,
+) -> Result<T, PoolError> {
+    if !figment.contains(key) {
+        return Ok(default);
+    }
+    figment
+        .extract_inner(key)
+        .map_err(|error| PoolError::Configuration(error.to_string()))
 }
 
 #[rocket::async_trait]
 impl rocket_db_pools::Pool for PgPool {
     type Connection = PooledConnection;
-    type Error = sqlx::Error;
+    type Error = PoolError;
 
-    /// `figment` is the `databases.main` table: `rocket_db_pools`' keys, and `acquire_timeout_ms`.
+    /// `figment` is the `databases.main` table: `rocket_db_pools`' keys, and `urls`,
+    /// `acquire_timeout_ms` and `max_lifetime_secs`.
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
-        let configuration =
-            |error: rocket::figment::Error| sqlx::Error::Configuration(error.into());
-        // rocket_db_pools requires `url`, which a configuration with `urls` may leave out.
+        // `rocket_db_pools` requires `url`, which a configuration with `urls` may leave out.
         let config: rocket_db_pools::Config = figment
             .clone()
             .join(("url", ""))
             .extract()
-            .map_err(configuration)?;
-        let acquire_timeout_ms: u64 = if figment.contains("acquire_timeout_ms") {
-            figment
-                .extract_inner("acquire_timeout_ms")
-                .map_err(configuration)?
-        } else {
-            DEFAULT_ACQUIRE_TIMEOUT_MS
-        };
-        if acquire_timeout_ms == 0 {
-            return Err(sqlx::Error::Configuration(
-                "acquire_timeout_ms must be positive".into(),
+            .map_err(|error| PoolError::Configuration(error.to_string()))?;
+        let acquire_timeout_ms =
+            extra_setting(figment, "acquire_timeout_ms", DEFAULT_ACQUIRE_TIMEOUT_MS)?;
+        let max_lifetime_secs =
+            extra_setting(figment, "max_lifetime_secs", DEFAULT_MAX_LIFETIME_SECS)?;
+        if acquire_timeout_ms == 0 || max_lifetime_secs == 0 {
+            return Err(PoolError::Configuration(
+                "acquire_timeout_ms and max_lifetime_secs must be positive".into(),
             ));
         }
         // `urls`, when given, replaces `url`: the same database on several servers, the
         // primary first, its standbys after it.
-        let urls: Vec<String> = if figment.contains("urls") {
-            figment.extract_inner("urls").map_err(configuration)?
-        } else if config.url.is_empty() {
-            Vec::new()
-        } else {
-            vec![config.url.clone()]
-        };
-        PgPool::connect(&config, &urls, Duration::from_millis(acquire_timeout_ms)).await
+        let single = (!config.url.is_empty()).then(|| config.url.clone());
+        let urls: Vec<String> = extra_setting(figment, "urls", single.into_iter().collect())?;
+        let acquire_timeout = Duration::from_millis(acquire_timeout_ms);
+        let max_lifetime = Duration::from_secs(max_lifetime_secs);
+        PgPool::connect(&config, &urls, acquire_timeout, max_lifetime).await
     }
 
     async fn get(&self) -> Result<Self::Connection, Self::Error> {
@@ -428,12 +487,9 @@ impl Db {
         &self.0
     }
 
-    /// One pooled connection. Not getting one means the database is unreachable: a 503, not a bug.
-    pub async fn connection(&self) -> Result<PooledConnection, AppError> {
-        self.pool()
-            .acquire()
-            .await
-            .map_err(AppError::DatabaseUnavailable)
+    /// One pooled connection, or why there is none (the web layer answers 503).
+    pub async fn connection(&self) -> Result<PooledConnection, PoolError> {
+        self.pool().acquire().await
     }
 }
 
@@ -453,21 +509,21 @@ impl Fairing for RequestsInFlight {
     async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
         if let Some(db) = Db::fetch(rocket) {
             let grace = u64::from(rocket.config().shutdown.grace);
-            db.pool().0.drain_limit_secs.store(grace, Ordering::Release);
+            db.pool().drain.limit_secs.store(grace, Ordering::Release);
         }
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
         if let Some(db) = Db::fetch(request.rocket()) {
-            db.pool().0.in_flight.fetch_add(1, Ordering::AcqRel);
+            db.pool().drain.in_flight.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, _: &mut Response<'r>) {
         if let Some(db) = Db::fetch(request.rocket()) {
-            let shared = &db.pool().0;
-            if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-                shared.drained.notify_waiters();
+            let drain = &db.pool().drain;
+            if drain.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                drain.drained.notify_waiters();
             }
         }
     }

@@ -5,11 +5,14 @@ use rocket::http::Status;
 use rocket::response::{self, Responder};
 
 use crate::csrf::FormRefused;
+use crate::db::PoolError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("the database is unreachable")]
     DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("no database connection")]
+    NoConnection(#[from] PoolError),
     #[error("database query failed")]
     Database(#[source] sqlx::Error),
     #[error("the session could not be checked: the database is unreachable")]
@@ -39,11 +42,9 @@ impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             // Connection-level failures: the database is down or restarting, not a bug.
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_) => AppError::DatabaseUnavailable(error),
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+                AppError::DatabaseUnavailable(error)
+            }
             sqlx::Error::Database(ref db) if db.code().is_some_and(is_unavailable_sqlstate) => {
                 AppError::DatabaseUnavailable(error)
             }
@@ -61,6 +62,7 @@ impl AppError {
     pub fn status(&self) -> Status {
         match self {
             AppError::DatabaseUnavailable(_)
+            | AppError::NoConnection(_)
             | AppError::SessionCheckFailed
             | AppError::HashingUnavailable
             | AppError::HashingOverloaded { .. } => Status::ServiceUnavailable,

@@ -17,7 +17,8 @@
 //!   enums stored as text codes.
 //!
 //! **Infrastructure** talks to the outside world and has its own errors: [`db`] (the
-//! connection pool and the migrations) and [`users::hashing`] (argon2 off the async workers).
+//! connection pool, whose failures are a [`db::PoolError`], and the migrations) and
+//! [`users::hashing`] (argon2 off the async workers).
 //!
 //! **The web layer** turns requests into calls on the core: [`app`] assembles Rocket;
 //! [`context::RequestContext`] hands a handler its settings, clock, hasher, client and

@@ -107,14 +107,16 @@ async fn check(request: &Request<'_>) -> Result<ApiUser, BearerError> {
         .expect("the clock is managed at ignite");
     let db = Db::fetch(rocket).expect("the database is attached at ignite");
     let validated = match db.pool().acquire().await {
-        Ok(mut conn) => api::validate(&mut conn, &token, config, clock.now()).await,
-        Err(error) => Err(error),
+        Ok(mut conn) => api::validate(&mut conn, &token, config, clock.now())
+            .await
+            .map_err(AppError::from),
+        Err(error) => Err(AppError::from(error)),
     };
     match validated {
         Ok(Some(session)) => Ok(ApiUser { session }),
         Ok(None) => Err(BearerError::Invalid),
         Err(error) => {
-            rocket::warn!("bearer token check failed: {}", AppError::from(error));
+            rocket::warn!("bearer token check failed: {error}");
             Err(BearerError::Unavailable)
         }
     }

@@ -333,9 +333,11 @@ async fn check(request: &Request<'_>, activity: Activity) -> Check {
     let validated = match db.pool().acquire().await {
         Ok(mut conn) => {
             let offer = offer.as_ref();
-            super::validate(&mut conn, &token, client, config, activity, offer, now).await
+            super::validate(&mut conn, &token, client, config, activity, offer, now)
+                .await
+                .map_err(AppError::from)
         }
-        Err(error) => Err(error),
+        Err(error) => Err(AppError::from(error)),
     };
     match validated {
         Ok(Validated::Live(session)) => {
@@ -373,7 +375,7 @@ async fn check(request: &Request<'_>, activity: Activity) -> Check {
             Check::Failed(SessionError::Ended(reason))
         }
         Err(error) => {
-            rocket::warn!("session check failed: {}", AppError::from(error));
+            rocket::warn!("session check failed: {error}");
             Check::Failed(SessionError::Unavailable)
         }
     }

@@ -1,6 +1,7 @@
 //! The request path: one SQL statement per signed-in request, last-seen written once per touch
 //! interval even when requests race, and a connection pool that neither keeps a dead connection
-//! nor lets a lock outlive its request, nor hands on a connection the server stopped answering.
+//! nor one past its lifetime, nor lets a lock outlive its request, nor hands on a connection the
+//! server stopped answering.
 
 use std::time::Duration;
 
@@ -159,6 +160,34 @@ async fn a_signed_in_request_is_one_sql_statement_even_when_it_writes_last_seen(
     assert_eq!(last_seen, app.clock_now());
 }
 
+/// The pool adds no round trip of its own: no ping when it hands a connection out nor when it
+/// takes it back. Counted on the wire, where a ping (a bare `Sync`) shows though it is no
+/// statement. Requests follow each other closely, so no connection idles long enough to be
+/// pinged.
+#[rocket::async_test]
+async fn a_signed_in_request_is_one_round_trip_to_the_database_and_the_pool_adds_none() {
+    let database_url = fresh_database().await;
+    let relay = StallingRelay::start(&database_url).await;
+    let app = TestApp::on(database_url, |figment| {
+        figment.merge(("databases.main.url", relay.url()))
+    })
+    .await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    // The reaper's pass at launch is over, and the statement is prepared on the connection.
+    Statements::start(&app).await;
+    assert_eq!(alice.get("/account/password").await.status, Status::Ok);
+
+    const REQUESTS: u64 = 20;
+    let before = relay.round_trips();
+    for _ in 0..REQUESTS {
+        assert_eq!(alice.get("/account/password").await.status, Status::Ok);
+    }
+    assert_eq!(relay.round_trips() - before, REQUESTS);
+}
+
 #[rocket::async_test]
 async fn a_bearer_request_is_one_sql_statement_even_when_it_writes_last_seen() {
     let app = TestApp::new().await;
@@ -287,6 +316,39 @@ async fn when_the_database_drops_every_connection_at_most_one_request_fails_and_
     assert!(
         statuses[1..].iter().all(|status| *status == Status::Ok),
         "one dead connection each: {statuses:?}"
+    );
+}
+
+/// A connection older than `databases.main.max_lifetime_secs` is closed, even in a pool nobody
+/// asks anything of, and the next request is served on a new one. The lifetime runs on the
+/// system's clock, not the app's: the test waits it out.
+#[rocket::async_test]
+async fn connections_past_their_lifetime_are_closed_and_the_next_request_gets_a_new_one() {
+    let app = TestApp::with(|figment| figment.merge(("databases.main.max_lifetime_secs", 1))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let mut admin = PgConnection::connect(&server_url()).await.unwrap();
+    let old = app_backends(&app, &mut admin).await;
+    assert!(!old.is_empty(), "the sign-in used pooled connections");
+
+    let mut alive = old.clone();
+    for _ in 0..250 {
+        if !alive.iter().any(|pid| old.contains(pid)) {
+            break;
+        }
+        sleep(Duration::from_millis(20)).await;
+        alive = app_backends(&app, &mut admin).await;
+    }
+    assert!(
+        !alive.iter().any(|pid| old.contains(pid)),
+        "connections past their lifetime are still open: {old:?} then {alive:?}"
+    );
+    assert_eq!(alice.get("/account/password").await.status, Status::Ok);
+    assert!(
+        !app_backends(&app, &mut admin).await.is_empty(),
+        "the request was served on a new connection"
     );
 }
 

@@ -2,9 +2,10 @@
 //! connection at a chosen moment: `stall_next_rollback`, and the next `ROLLBACK` the app sends
 //! reaches the server, but no answer to it (or to anything after it) comes back. The connection
 //! stays open, as over a network that has gone silent. Everything else is passed on untouched.
+//! It also counts the app's round trips: `round_trips`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rocket::tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,6 +18,10 @@ use sqlx::postgres::PgConnectOptions;
 /// The simple-query message sqlx sends to roll back a dropped transaction: `Q`, its length
 /// (itself and the text), and the text with its terminating zero.
 const ROLLBACK: &[u8] = b"Q\0\0\0\x0dROLLBACK\0";
+/// The messages after which the app waits for the server (PostgreSQL protocol 55.2): a simple
+/// query, and `Sync`, which ends an extended-protocol statement and is all a ping sends.
+const QUERY: u8 = b'Q';
+const SYNC: u8 = b'S';
 /// The untyped requests that may come before the startup message (PostgreSQL protocol 53.7).
 const SSL_REQUEST: u32 = 80877103;
 const GSSENC_REQUEST: u32 = 80877104;
@@ -31,6 +36,7 @@ struct Shared {
     upstream: (String, u16),
     armed: AtomicBool,
     seen: watch::Sender<Seen>,
+    round_trips: AtomicU64,
 }
 
 /// What the relay has seen so far.
@@ -57,6 +63,7 @@ impl StallingRelay {
             upstream: (options.get_host().to_owned(), options.get_port()),
             armed: AtomicBool::new(false),
             seen: watch::Sender::new(Seen::default()),
+            round_trips: AtomicU64::new(0),
         });
         let accepting = Arc::clone(&shared);
         let listener = tokio::spawn(async move {
@@ -82,6 +89,11 @@ impl StallingRelay {
     /// The next `ROLLBACK` any connection sends is the last message the server answers there.
     pub fn stall_next_rollback(&self) {
         self.shared.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// How many times so far the app, on any of its connections, asked the server for an answer.
+    pub fn round_trips(&self) -> u64 {
+        self.shared.round_trips.load(Ordering::SeqCst)
     }
 
     /// Waits (at most `limit`) until a connection has stopped answering; false if none did.
@@ -141,7 +153,13 @@ async fn relay(app: TcpStream, server: TcpStream, shared: Arc<Shared>) {
             Ok(0) | Err(_) => break,
             Ok(read) => read,
         };
-        let rollback = frames.push(&buffer[..read]);
+        let mut rollback = false;
+        for message in frames.push(&buffer[..read]) {
+            if matches!(message[0], QUERY | SYNC) {
+                shared.round_trips.fetch_add(1, Ordering::SeqCst);
+            }
+            rollback |= message == ROLLBACK;
+        }
         if rollback && shared.armed.swap(false, Ordering::SeqCst) {
             stalled.store(true, Ordering::SeqCst);
             shared.seen.send_modify(|seen| seen.stalled = true);
@@ -167,24 +185,24 @@ struct Frames {
 }
 
 impl Frames {
-    /// Takes the bytes just read; true if they complete a `ROLLBACK` message.
-    fn push(&mut self, bytes: &[u8]) -> bool {
+    /// Takes the bytes just read; returns the typed messages they complete.
+    fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
         self.pending.extend_from_slice(bytes);
-        let mut rollback = false;
+        let mut complete = Vec::new();
         loop {
             let header = if self.started { 5 } else { 4 };
             if self.pending.len() < header {
-                return rollback;
+                return complete;
             }
             let at = header - 4;
             let length = u32::from_be_bytes(self.pending[at..at + 4].try_into().unwrap());
             let total = at + length as usize;
             if self.pending.len() < total {
-                return rollback;
+                return complete;
             }
             let message: Vec<u8> = self.pending.drain(..total).collect();
             if self.started {
-                rollback |= message == ROLLBACK;
+                complete.push(message);
             } else {
                 let code = u32::from_be_bytes(message[4..8].try_into().unwrap());
                 self.started = code != SSL_REQUEST && code != GSSENC_REQUEST;
