@@ -36,7 +36,7 @@ pub enum HashingError {
     /// at once, before any other work. Worth trying again after `retry_after_secs`.
     #[error("password hashing is busy")]
     Busy { retry_after_secs: u64 },
-    /// The hashing thread panicked while it held this request, or the hasher has stopped.
+    /// The hashing thread panicked while it held this request, or no hashing thread runs.
     #[error("password hashing is unavailable")]
     Unavailable,
     /// argon2 refused the work: a stored hash that is not one (a damaged row).
