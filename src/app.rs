@@ -15,7 +15,7 @@ use crate::config::SessionConfig;
 use crate::db::{self, Db};
 use crate::headers::SecurityHeaders;
 use crate::users::PasswordHasher;
-use crate::{demo, routes, session, test_hooks};
+use crate::{demo, routes, session, test_mode};
 
 /// The configuration, each layer over the one before: Rocket's defaults, this app's safe
 /// defaults and its sizes for this machine, Rocket.toml, `ROCKET_*` variables, and
@@ -79,9 +79,9 @@ pub fn run() -> ExitCode {
     let workers = setting("workers", 1).max(1);
     let mut builder = if workers == 1 {
         // The worker is `main`'s own thread, inside `block_on`.
-        rocket::tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
     } else {
-        let mut builder = rocket::tokio::runtime::Builder::new_multi_thread();
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
         builder.worker_threads(workers);
         builder
     };
@@ -92,7 +92,7 @@ pub fn run() -> ExitCode {
         .build()
         .expect("the operating system gives the async runtime its threads");
     let force_end = figment.extract_inner("shutdown.force").unwrap_or(true);
-    let clock = test_hooks::clock_for(&figment);
+    let clock = test_mode::clock_for(&figment);
     // Rocket's launch banner shows the configured `workers`; this is the runtime's own count.
     let running_workers = runtime.metrics().num_workers();
     let app = build(figment, clock).attach(AdHoc::on_liftoff("Async runtime", move |_| {
@@ -116,7 +116,7 @@ pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
     rocket::custom(without_header_dumps(figment))
         .manage(clock)
         .attach(settings_stage())
-        .attach(test_hooks::stage())
+        .attach(test_mode::stage())
         .attach(Db::init())
         .attach(db::RequestsInFlight)
         .attach(db::migrations_stage())
@@ -177,7 +177,7 @@ fn settings_stage() -> AdHoc {
 async fn start_hasher(config: &SessionConfig) -> std::io::Result<PasswordHasher> {
     let settings = config.hashing_settings();
     let admission = config.hashing_admission();
-    rocket::tokio::task::spawn_blocking(move || PasswordHasher::start(settings, admission))
+    tokio::task::spawn_blocking(move || PasswordHasher::start(settings, admission))
         .await
         .map_err(std::io::Error::other)?
 }

@@ -1,6 +1,6 @@
 //! What the app records about the client behind a request: address, browser and fingerprint.
 
-use rocket::Request;
+use std::net::IpAddr;
 
 use crate::config::SessionConfig;
 use crate::session::fingerprint::Fingerprint;
@@ -17,16 +17,24 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    pub fn of(request: &Request<'_>, config: &SessionConfig) -> Self {
-        let user_agent = request.headers().get_one("User-Agent").unwrap_or_default();
+    /// What a request says of its client: `ip` is the address the web layer trusts (the
+    /// socket's peer, or a configured proxy header), `header` gives a header's values, one per
+    /// line (empty when absent).
+    pub fn new(
+        ip: Option<IpAddr>,
+        header: impl Fn(&str) -> String,
+        config: &SessionConfig,
+    ) -> Self {
+        let user_agents = header("User-Agent");
+        let user_agent = user_agents.lines().next().unwrap_or_default();
         ClientInfo {
-            ip: request
-                .client_ip()
+            ip: ip
                 .map(|ip| ip.to_canonical().to_string())
                 .unwrap_or_default(),
             user_agent: user_agent.chars().take(MAX_USER_AGENT_CHARS).collect(),
-            fingerprint: Fingerprint::of_request(
-                request,
+            fingerprint: Fingerprint::of(
+                ip,
+                header,
                 &config.fingerprint_bind,
                 &config.fingerprint_watch,
             ),

@@ -1,4 +1,19 @@
 //! The one source of time: every session decision asks this clock, so tests can move it.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use secure_sessions::clock::{AppClock, ClockError, ShiftedClock};
+//! use time::Duration;
+//!
+//! // Tests (and test mode) run on real time plus an offset they can only grow.
+//! let clock = AppClock::movable(ShiftedClock::new());
+//! let before = clock.now();
+//! let after = clock.advance(Duration::hours(1)).expect("forward is allowed");
+//! assert!(after - before >= Duration::hours(1));
+//! assert_eq!(clock.advance(Duration::hours(-1)), Err(ClockError::OutOfRange));
+//! // The clock production runs on cannot be moved at all.
+//! assert_eq!(AppClock::system().advance(Duration::hours(1)), Err(ClockError::NotMovable));
+//! ```
 
 use std::sync::{Arc, Mutex, PoisonError};
 use time::{Duration, OffsetDateTime};

@@ -1,6 +1,6 @@
 //! The `sessions` settings table of `Rocket.toml`, read once at ignite.
 
-use rocket::serde::Deserialize;
+use serde::Deserialize;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use time::Duration;
@@ -20,7 +20,7 @@ const DEFAULT_BOUND_COOKIE_SECS: u32 = 10 * 60;
 
 /// Every knob of the session design. Durations are whole seconds with the unit in the name.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(crate = "rocket::serde", default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
     pub idle_timeout_secs: u32,
     pub absolute_timeout_secs: u32,
@@ -98,7 +98,7 @@ pub struct SessionConfig {
     /// signed with the device's key brings a new one. Unset: 10 min, or `absolute_timeout_secs`
     /// if that is less.
     pub bound_cookie_secs: Option<u32>,
-    /// Test mode: mount the `/__test/` API for end-to-end suites (`crate::test_hooks`).
+    /// Test mode: mount the `/__test/` API for end-to-end suites ([`crate::test_mode`]).
     pub test_hooks: bool,
     /// The second switch test mode needs in the release profile or a release build.
     pub test_hooks_in_release: bool,
@@ -134,7 +134,7 @@ impl Default for SessionConfig {
             event_retention_days: 90,
             address_retention_days: 30,
             max_concurrent_hashes: std::thread::available_parallelism()
-                .map_or(1, |cores| cores.get() as u32),
+                .map_or(1, |cores| u32::try_from(cores.get()).unwrap_or(u32::MAX)),
             hashing_admission_ms: 1000,
             hashing_cgroup: None,
             seed_demo_users: false,

@@ -49,7 +49,7 @@ impl<'r> FromRequest<'r> for RequestContext<'r> {
             .expect("session settings are managed at ignite");
         Outcome::Success(RequestContext {
             config,
-            client: request.local_cache(|| ClientInfo::of(request, config)),
+            client: client_info(request, config),
             hasher: rocket
                 .state::<PasswordHasher>()
                 .expect("the password hasher is managed at ignite"),
@@ -59,4 +59,12 @@ impl<'r> FromRequest<'r> for RequestContext<'r> {
             db: Db::fetch(rocket).expect("the database is attached at ignite"),
         })
     }
+}
+
+/// What the request says of its client, read once per request.
+pub fn client_info<'r>(request: &'r Request<'_>, config: &SessionConfig) -> &'r ClientInfo {
+    request.local_cache(|| {
+        let header = |name: &str| request.headers().get(name).collect::<Vec<_>>().join("\n");
+        ClientInfo::new(request.client_ip(), header, config)
+    })
 }

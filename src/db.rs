@@ -1,4 +1,4 @@
-//! The PostgreSQL connection pool (plugged into rocket_db_pools) and the migrations stage.
+//! The PostgreSQL connection pool (plugged into `rocket_db_pools`) and the migrations stage.
 
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use rocket::fairing::{self, AdHoc, Fairing, Info, Kind};
 use rocket::figment::Figment;
-use rocket::tokio::runtime::Handle;
-use rocket::tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use rocket::tokio::time::{sleep, timeout};
 use rocket::{Build, Data, Orbit, Request, Response, Rocket};
 use rocket_db_pools::Database;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{sleep, timeout};
 
 use crate::error::AppError;
 
@@ -102,7 +102,7 @@ pub struct PooledConnection {
 }
 
 impl PgPool {
-    /// A pool with rocket_db_pools' settings (`url`, `max_connections`, `idle_timeout`,
+    /// A pool with `rocket_db_pools`' settings (`url`, `max_connections`, `idle_timeout`,
     /// `min_connections`: idle connections kept past `idle_timeout`, none opened ahead of need)
     /// on the servers at `urls` (in order of preference), handing out connections within
     /// `acquire_timeout`. Waits up to `connect_timeout` for the database to answer, so that one
@@ -378,7 +378,7 @@ impl rocket_db_pools::Pool for PgPool {
     type Connection = PooledConnection;
     type Error = sqlx::Error;
 
-    /// `figment` is the `databases.main` table: rocket_db_pools' keys, and `acquire_timeout_ms`.
+    /// `figment` is the `databases.main` table: `rocket_db_pools`' keys, and `acquire_timeout_ms`.
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
         let configuration =
             |error: rocket::figment::Error| sqlx::Error::Configuration(error.into());
@@ -416,7 +416,7 @@ impl rocket_db_pools::Pool for PgPool {
         self.acquire().await
     }
 
-    /// rocket_db_pools calls this as soon as a shutdown is requested, while Rocket still
+    /// `rocket_db_pools` calls this as soon as a shutdown is requested, while Rocket still
     /// finishes the requests in flight: they are let through first.
     async fn close(&self) {
         self.close_when_drained().await;

@@ -1,5 +1,14 @@
 //! Turning a User-Agent header and an address into words a person recognises ("Chrome on
 //! Linux", "192.168.1.20 (a private network)").
+//!
+//! ```
+//! use secure_sessions::device::describe;
+//!
+//! let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+//!               Chrome/120.0.0.0 Safari/537.36";
+//! assert_eq!(describe(chrome), "Chrome on Linux");
+//! assert_eq!(describe(""), "Unknown device");
+//! ```
 
 use std::net::IpAddr;
 

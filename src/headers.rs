@@ -1,14 +1,26 @@
-//! The security headers on every response.
+//! The security headers on every response, and `Retry-After`.
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::Header;
 use rocket::{Request, Response};
 
 use crate::config::SessionConfig;
+use crate::throttle::RetryAfter;
 
 /// Only this origin's scripts, styles and images; no plugins, no `<base>` to re-point relative links,
 /// forms that post only here (a stolen page cannot be made to send a form elsewhere), no framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The `Retry-After` header of a 429 or 503 response: how many seconds to wait.
+pub fn retry_after(secs: u64) -> Header<'static> {
+    Header::new("Retry-After", secs.to_string())
+}
+
+/// The `Retry-After` header of a 429 response for a throttled request.
+pub fn throttled(wait: RetryAfter) -> Header<'static> {
+    // Never negative: a wait that is over is not throttled.
+    retry_after(u64::try_from(wait.secs()).unwrap_or_default())
+}
 
 pub struct SecurityHeaders;
 

@@ -39,11 +39,11 @@ impl Notice {
             Notice::DevicesSignedOut(n) => format!("signed_out:{n}"),
             Notice::AccountSecured(n) => format!("secured:{n}"),
             Notice::AccountDisabled { username, ended } => {
-                format!("disabled:{ended}:{}", username)
+                format!("disabled:{ended}:{username}")
             }
-            Notice::AccountEnabled { username } => format!("enabled:0:{}", username),
+            Notice::AccountEnabled { username } => format!("enabled:0:{username}"),
             Notice::AccountSignedOut { username, ended } => {
-                format!("admin_signed_out:{ended}:{}", username)
+                format!("admin_signed_out:{ended}:{username}")
             }
             Notice::OwnAccountSignedOut(n) => format!("own_signed_out:{n}"),
         }
@@ -98,7 +98,7 @@ impl Notice {
                 devices(*ended)
             ),
             Notice::AccountEnabled { username } => {
-                format!("Enabled {}: they can sign in again.", username)
+                format!("Enabled {username}: they can sign in again.")
             }
             Notice::AccountSignedOut { username, ended: 0 } => {
                 format!("Nothing to sign out: {username} was not signed in anywhere.")

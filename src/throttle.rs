@@ -1,4 +1,4 @@
-//! Throttling, kept in PostgreSQL: three budgets, none draining another (DESIGN section 15),
+//! Throttling, kept in PostgreSQL: three budgets, none draining another (docs/security.md, "Sign-in throttling"),
 //! each counted per subject under an advisory lock, and never a permanent lockout.
 //!
 //! - **Sign-in failures** (`/login`, `/api/token`), per account and per client address. The
@@ -24,7 +24,6 @@
 
 use std::net::IpAddr;
 
-use rocket::http::Header;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 use time::{Duration, OffsetDateTime};
@@ -168,11 +167,6 @@ impl RetryAfter {
         } else {
             at - into_minute + Duration::minutes(1)
         }
-    }
-
-    /// The `Retry-After` header of the 429 response.
-    pub fn header(self) -> Header<'static> {
-        Header::new("Retry-After", self.secs.to_string())
     }
 
     /// What a person is told, in plain words; it never says whether the account exists.
@@ -423,7 +417,7 @@ pub async fn forget_old(
     loop {
         let deleted = delete_older_than(conn, cutoff, batch).await?;
         total += deleted;
-        if deleted < batch as u64 {
+        if deleted < batch.unsigned_abs() {
             return Ok(total);
         }
     }

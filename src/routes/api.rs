@@ -1,5 +1,5 @@
 //! The token API for clients that are not browsers: `POST /api/token`, `POST /api/token/refresh`,
-//! `GET /api/me` and `POST /api/logout` (DESIGN section 7), and the account's devices:
+//! `GET /api/me` and `POST /api/logout` (docs/token-api.md), and the account's devices:
 //! `GET /api/sessions`, `DELETE /api/sessions/<id>`, `POST /api/sessions/revoke-others`.
 //!
 //! Every answer is JSON. Refusals carry a stable `error` code: `invalid_credentials`,
@@ -22,6 +22,7 @@ use crate::context::RequestContext;
 use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
+use crate::headers;
 use crate::session::api::{self, Refreshed, TokenPair};
 use crate::session::token::SessionToken;
 use crate::session::{self, ApiUser, Reason, store};
@@ -162,7 +163,7 @@ pub async fn issue_tokens(
                 });
                 return Ok(TokenResponse::Throttled {
                     body,
-                    retry_after: retry_after.header(),
+                    retry_after: headers::throttled(retry_after),
                 });
             }
         };
@@ -342,7 +343,7 @@ async fn recheck(
                 body: Json(ErrorBody {
                     error: "too_many_attempts",
                 }),
-                retry_after: retry_after.header(),
+                retry_after: headers::throttled(retry_after),
             }),
         },
     )

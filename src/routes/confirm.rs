@@ -16,6 +16,7 @@ use crate::csrf::CsrfForm;
 use crate::device;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
+use crate::headers;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::issued_cookie;
@@ -212,7 +213,7 @@ pub async fn submit(
             let page = form_again(None, Some(retry_after.message())).await?;
             return Ok(ConfirmResponse::Throttled {
                 page,
-                retry_after: retry_after.header(),
+                retry_after: headers::throttled(retry_after),
             });
         }
     };

@@ -11,6 +11,7 @@ use rocket::{Catcher, Request, Responder, catch, catchers, uri};
 use super::{confirm, login};
 use crate::config::SessionConfig;
 use crate::error::RetryAfterSecs;
+use crate::headers;
 use crate::html::{Nav, Page};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note};
@@ -189,7 +190,7 @@ async fn any_error(status: Status, request: &Request<'_>) -> ErrorResponse {
     match request.local_cache(RetryAfterSecs::default) {
         RetryAfterSecs(Some(secs)) => ErrorResponse::RetryLater {
             response: Box::new(response),
-            retry_after: Header::new("Retry-After", secs.to_string()),
+            retry_after: headers::retry_after(*secs),
         },
         RetryAfterSecs(None) => response,
     }

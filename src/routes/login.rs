@@ -9,6 +9,7 @@ use sqlx::Connection;
 use crate::context::RequestContext;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::error::{AppError, AppResult};
+use crate::headers;
 use crate::html::{FormErrors, Nav, Page, When};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{presented_token, session_cookie};
@@ -172,7 +173,7 @@ pub async fn submit(
             page.retry_at = Some(When::at(retry_after.until(now)));
             return Ok(LoginResponse::Throttled {
                 page: Page(page),
-                retry_after: retry_after.header(),
+                retry_after: headers::throttled(retry_after),
             });
         }
     };

@@ -14,8 +14,6 @@ pub mod login;
 pub mod logout;
 pub mod password;
 pub mod register;
-/// Mounted by `crate::test_hooks` in test mode only, never by `routes()`.
-pub mod test_hooks;
 
 use rocket::{Catcher, Route};
 

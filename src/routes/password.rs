@@ -14,6 +14,7 @@ use crate::context::RequestContext;
 use crate::csrf::CsrfForm;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
+use crate::headers;
 use crate::html::{FormErrors, Nav, Page};
 use crate::notice::Notice;
 use crate::session::cookie::issued_cookie;
@@ -184,7 +185,7 @@ pub async fn submit(
                 let page = form_page(user, errors);
                 return Ok(PasswordResponse::Throttled {
                     page,
-                    retry_after: retry_after.header(),
+                    retry_after: headers::throttled(retry_after),
                 });
             }
         }

@@ -11,6 +11,7 @@ use crate::context::RequestContext;
 use crate::csrf::{PreSessionCsrf, PreSessionCsrfForm};
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
+use crate::headers;
 use crate::html::{FormErrors, Nav, Page};
 use crate::session;
 use crate::session::cookie::{presented_token, session_cookie};
@@ -74,7 +75,7 @@ fn validate(form: &RegisterForm) -> Result<(Username, Password), FormErrors> {
     match &password {
         Err(rule) => errors.field("password", *rule),
         Ok(_) if form.password != form.password_confirm => {
-            errors.field("password_confirm", "The two passwords do not match.")
+            errors.field("password_confirm", "The two passwords do not match.");
         }
         Ok(password) => {
             if let Some(weakness) = password.weakness(&form.username) {
@@ -125,7 +126,7 @@ pub async fn submit(
         let page = form_again(errors);
         return Ok(RegisterResponse::Throttled {
             page,
-            retry_after: retry_after.header(),
+            retry_after: headers::throttled(retry_after),
         });
     }
     let password_hash = admitted.hash(&password).await?;

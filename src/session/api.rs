@@ -164,7 +164,7 @@ pub async fn refresh(
         }
         tx.commit().await?;
         if ended {
-            rocket::warn!(
+            log::warn!(
                 "API token family ended: refresh token {} was used twice",
                 presented_key.log_id()
             );
@@ -198,7 +198,7 @@ pub async fn refresh(
         }
         tx.commit().await?;
         if ended {
-            rocket::warn!(
+            log::warn!(
                 "API token family ended: refreshed too often (refresh token {})",
                 presented_key.log_id()
             );

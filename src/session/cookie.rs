@@ -9,7 +9,7 @@ use super::reason::Reason;
 use super::token::SessionToken;
 use crate::config::SessionConfig;
 
-/// `__Host-` + Secure + Path=/ + no Domain: only this origin can set or read it. HttpOnly keeps it
+/// `__Host-` + Secure + Path=/ + no Domain: only this origin can set or read it. `HttpOnly` keeps it
 /// from scripts; SameSite=Lax keeps it off cross-site POSTs. Every cookie of this module has them.
 fn host_only(name: String, value: String) -> Cookie<'static> {
     Cookie::build((name, value))
@@ -76,7 +76,7 @@ pub fn cleared_session_cookie(config: &SessionConfig) -> Cookie<'static> {
 fn cleared(name: String) -> Cookie<'static> {
     let mut cookie = host_only(name, String::new());
     cookie.set_max_age(Duration::ZERO);
-    cookie.set_expires(time::OffsetDateTime::UNIX_EPOCH);
+    cookie.set_expires(OffsetDateTime::UNIX_EPOCH);
     cookie
 }
 

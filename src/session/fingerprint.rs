@@ -1,6 +1,5 @@
 //! The client fingerprint: SHA-256 over configured request parts, in a binding and a watched group.
 
-use rocket::Request;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 
@@ -12,36 +11,40 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    pub fn of_request(
-        request: &Request<'_>,
+    /// The digests of a request whose client address is `ip` and whose header values `header`
+    /// gives (all values of one header, one per line). The part `ip` stands for the address's
+    /// network; any other part names a header.
+    pub fn of(
+        ip: Option<IpAddr>,
+        header: impl Fn(&str) -> String,
         bind_parts: &[String],
         watch_parts: &[String],
     ) -> Self {
+        let part_value = |part: &str| {
+            if part.eq_ignore_ascii_case("ip") {
+                ip.map(network_prefix).unwrap_or_default()
+            } else {
+                header(part)
+            }
+        };
         Fingerprint {
-            bind: digest(request, bind_parts),
-            watch: digest(request, watch_parts),
+            bind: digest(bind_parts, part_value),
+            watch: digest(watch_parts, part_value),
         }
     }
 }
 
-fn digest(request: &Request<'_>, parts: &[String]) -> [u8; 32] {
+fn digest(parts: &[String], part_value: impl Fn(&str) -> String) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for part in parts {
         // Length-prefixed so no two different sets of values hash alike.
-        let value = part_value(request, part);
+        let value = part_value(part);
         for field in [part.as_bytes(), value.as_bytes()] {
             hasher.update((field.len() as u64).to_be_bytes());
             hasher.update(field);
         }
     }
     hasher.finalize().into()
-}
-
-fn part_value(request: &Request<'_>, part: &str) -> String {
-    if part.eq_ignore_ascii_case("ip") {
-        return request.client_ip().map(network_prefix).unwrap_or_default();
-    }
-    request.headers().get(part).collect::<Vec<_>>().join("\n")
 }
 
 /// The /24 (IPv4) or /48 (IPv6) network of an address: a phone that moves between addresses

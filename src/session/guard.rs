@@ -12,9 +12,9 @@ use super::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note, 
 use super::dbsc::{self, Offer};
 use super::token::{SessionToken, encode_csrf};
 use super::{Activity, LiveSession, Reason, Superseded, Validated, policy};
-use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
+use crate::context;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::fetch_metadata;
@@ -313,7 +313,7 @@ async fn check(request: &Request<'_>, activity: Activity) -> Check {
     let clock = rocket
         .state::<AppClock>()
         .expect("the clock is managed at ignite");
-    let client = request.local_cache(|| ClientInfo::of(request, config));
+    let client = context::client_info(request, config);
 
     let now = clock.now();
     // A page offers the browser to bind this session to a key of its own (DBSC); the lookup

@@ -366,7 +366,7 @@ async fn validate_once(
             Decision::End(reason) => {
                 end(conn, record.user_id, record.public_id, reason, client, now).await?;
                 if reason == Reason::FingerprintMismatch {
-                    rocket::warn!(
+                    log::warn!(
                         "session {} ended: binding fingerprint changed",
                         key.log_id()
                     );
@@ -413,7 +413,7 @@ async fn validate_once(
         events::record(&mut tx, event, now).await?;
         tx.commit().await?;
         if change == Some(store::NetworkChange::Ended) {
-            rocket::warn!(
+            log::warn!(
                 "session {} ended: used from two networks by turns",
                 key.log_id()
             );

@@ -1,4 +1,39 @@
 //! Pure decisions about a session's life: no I/O, so a table of cases tests them all.
+//!
+//! [`decide`] is the whole rule. A session signed in at nine, last seen at nine, with a 30-minute
+//! idle timeout, ends for idleness at half past, whatever its absolute lifetime:
+//!
+//! ```
+//! use secure_sessions::session::Reason;
+//! use secure_sessions::session::policy::{decide, Decision, FingerprintMatch, Lifetimes, Limits};
+//! use secure_sessions::users::Role;
+//! use time::{Duration, macros::datetime};
+//!
+//! let nine = datetime!(2026-12-06 09:00 UTC);
+//! let lifetimes = Lifetimes { created_at: nine, last_seen_at: nine, expires_at: nine + Duration::hours(12) };
+//! let limits = Limits {
+//!     idle_timeout: Duration::minutes(30),
+//!     touch_interval: Duration::minutes(1),
+//!     admin_idle_timeout: Duration::minutes(15),
+//!     admin_absolute_timeout: Duration::hours(8),
+//! };
+//! let same_browser = FingerprintMatch { bound: true, watched: true };
+//!
+//! let at = |minutes| nine + Duration::minutes(minutes);
+//! assert_eq!(
+//!     decide(lifetimes, limits, Role::User, same_browser, at(29)),
+//!     Decision::Continue { touch: true, watched_changed: false },
+//! );
+//! assert_eq!(
+//!     decide(lifetimes, limits, Role::User, same_browser, at(30)),
+//!     Decision::End(Reason::IdleTimeout),
+//! );
+//! // An administrator's shorter idle timeout applies from the request after a promotion.
+//! assert_eq!(
+//!     decide(lifetimes, limits, Role::Admin, same_browser, at(15)),
+//!     Decision::End(Reason::IdleTimeout),
+//! );
+//! ```
 
 use time::{Duration, OffsetDateTime};
 

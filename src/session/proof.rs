@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::EncodedPoint;
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
-use rocket::serde::json::serde_json::{self, Map, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Longest proof considered: a real one is well under 1 KiB.
@@ -187,7 +187,7 @@ mod tests {
     use super::*;
     use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::Signer;
-    use rocket::serde::json::json;
+    use serde_json::json;
 
     fn key() -> SigningKey {
         SigningKey::from_slice(&[7u8; 32]).expect("a valid scalar")
@@ -361,6 +361,91 @@ mod tests {
                 "{jwt:?} must be malformed"
             );
         }
+    }
+
+    #[test]
+    fn only_an_ec_p256_public_key_is_taken_from_the_header() {
+        let key = key();
+        let with_jwk = |jwk: Value| {
+            sign(
+                &key,
+                &json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": jwk}),
+                &json!({"jti": "c1"}),
+            )
+        };
+        assert!(Proof::parse(&with_jwk(jwk_of(key.verifying_key()))).is_ok());
+        // The P-256 coordinates themselves, under another key type or curve name: each field
+        // must be right on its own.
+        for (field, value) in [
+            ("kty", "RSA"),
+            ("kty", "OKP"),
+            ("crv", "P-384"),
+            ("crv", ""),
+        ] {
+            let mut jwk = jwk_of(key.verifying_key());
+            jwk[field] = json!(value);
+            assert!(
+                matches!(Proof::parse(&with_jwk(jwk)), Err(ProofError::Malformed(_))),
+                "{field} = {value:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn a_proof_may_be_as_long_as_the_limit_and_no_longer() {
+        let key = key();
+        // A header field nobody reads pads the proof, and the challenge's length trims it to
+        // exactly the length wanted (base64 skips some lengths); only the final one is signed.
+        let parts = |padding: usize, challenge: usize| {
+            (
+                json!({"alg": "ES256", "typ": "dbsc+jwt", "pad": "x".repeat(padding)}),
+                json!({"jti": "c".repeat(challenge)}),
+            )
+        };
+        let signature_chars = URL_SAFE_NO_PAD.encode([0u8; 64]).len();
+        let proof_of_length = |length: usize| {
+            for padding in 0..length {
+                for challenge in 1..=3 {
+                    let (header, payload) = parts(padding, challenge);
+                    let total = URL_SAFE_NO_PAD.encode(header.to_string()).len()
+                        + URL_SAFE_NO_PAD.encode(payload.to_string()).len()
+                        + signature_chars
+                        + 2;
+                    if total == length {
+                        return sign(&key, &header, &payload);
+                    }
+                }
+            }
+            unreachable!("some padding gives {length} characters")
+        };
+        let at_limit = proof_of_length(MAX_PROOF_CHARS);
+        let over_limit = proof_of_length(MAX_PROOF_CHARS + 1);
+        assert_eq!(at_limit.len(), MAX_PROOF_CHARS);
+        assert_eq!(over_limit.len(), MAX_PROOF_CHARS + 1);
+        assert!(
+            Proof::parse(&at_limit).is_ok(),
+            "a proof at the limit is read"
+        );
+        assert_eq!(
+            Proof::parse(&over_limit).unwrap_err(),
+            ProofError::Malformed("too long")
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_what_was_wrong() {
+        assert_eq!(
+            ProofError::Malformed("not a compact JWS").describe(),
+            "malformed proof: not a compact JWS"
+        );
+        assert_eq!(
+            ProofError::Algorithm.describe(),
+            "algorithm other than ES256"
+        );
+        assert_eq!(
+            ProofError::Signature.describe(),
+            "signature does not verify with the session's key"
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! DBSC refresh challenges are not stored (`dbsc::RefreshChallenge`): nothing to reap.
 
 use rocket::fairing::AdHoc;
-use rocket::tokio::time::{Duration, MissedTickBehavior, interval};
 use sqlx::PgConnection;
+use tokio::time::{Duration, MissedTickBehavior, interval};
 
 use super::store;
 use crate::clock::AppClock;
@@ -28,7 +28,7 @@ pub async fn reap_once(
     loop {
         let deleted = store::reap(conn, cutoff, batch).await?;
         total += deleted;
-        if deleted < batch as u64 {
+        if deleted < batch.unsigned_abs() {
             return Ok(total);
         }
     }
@@ -60,7 +60,7 @@ pub async fn expire_events(
         let deleted =
             events::delete_older_than(conn, now - config.event_retention(), batch).await?;
         done.deleted += deleted;
-        if deleted < batch as u64 {
+        if deleted < batch.unsigned_abs() {
             break;
         }
     }
@@ -68,7 +68,7 @@ pub async fn expire_events(
         let cut =
             events::cut_addresses_older_than(conn, now - config.address_retention(), batch).await?;
         done.cut += cut;
-        if cut < batch as u64 {
+        if cut < batch.unsigned_abs() {
             return Ok(done);
         }
     }
@@ -112,16 +112,16 @@ pub fn stage() -> AdHoc {
             };
             let (pool, config, clock) = (db.pool().clone(), config.clone(), clock.clone());
             let shutdown = rocket.shutdown();
-            rocket::tokio::spawn(async move {
+            tokio::spawn(async move {
                 let mut ticks = interval(Duration::from_secs(config.reaper_interval_secs.into()));
                 ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                rocket::tokio::pin!(shutdown);
+                tokio::pin!(shutdown);
                 loop {
-                    rocket::tokio::select! {
+                    tokio::select! {
                         _ = &mut shutdown => return,
                         _ = ticks.tick() => {
                             let (pool, config, clock) = (pool.clone(), config.clone(), clock.clone());
-                            let this_round = rocket::tokio::spawn(async move { round(&pool, &config, &clock).await });
+                            let this_round = tokio::spawn(async move { round(&pool, &config, &clock).await });
                             if let Err(error) = this_round.await {
                                 rocket::error!("a reaper round failed (the next one will run): {error}");
                             }

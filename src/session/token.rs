@@ -1,4 +1,20 @@
-//! The session secret: `SessionToken` lives only in the cookie, `SessionKey` (its SHA-256) only in the database.
+//! The session secret: [`SessionToken`] lives only in the cookie, [`SessionKey`] (its SHA-256)
+//! only in the database.
+//!
+//! ```
+//! use secure_sessions::session::token::SessionToken;
+//!
+//! let token = SessionToken::generate();
+//! let cookie_value = token.expose();
+//! // What the browser sends back names the same database row, and nothing else does.
+//! let presented = SessionToken::parse(&cookie_value).expect("a well-formed token");
+//! assert!(presented.key() == token.key());
+//! assert!(SessionToken::generate().key() != token.key());
+//! // Anything malformed is no token at all: a 404 of the session, never an error page.
+//! assert!(SessionToken::parse("not-a-token").is_none());
+//! // The CSRF token is derived one way from the session token, and differs from it.
+//! assert_ne!(token.csrf_token(), cookie_value);
+//! ```
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,4 +1,14 @@
-//! Passwords: length rules and a strength estimate (hashing lives in `hashing.rs`).
+//! Passwords: length rules and a strength estimate (hashing lives in [`super::hashing`]).
+//!
+//! ```
+//! use secure_sessions::users::Password;
+//!
+//! assert!(Password::parse("short".into()).is_err());
+//! let weak = Password::parse("password123".into()).expect("long enough");
+//! assert!(weak.weakness("alice").is_some());
+//! let strong = Password::parse("correct horse battery staple".into()).expect("long enough");
+//! assert_eq!(strong.weakness("alice"), None);
+//! ```
 
 pub const MIN_BYTES: usize = 8;
 pub const MAX_BYTES: usize = 1024;

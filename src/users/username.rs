@@ -1,4 +1,17 @@
-//! `Username`: a name that passed the rules, built only through `parse`.
+//! [`Username`]: a name that passed the rules, built only through [`Username::parse`].
+//!
+//! ```
+//! use secure_sessions::users::Username;
+//!
+//! let alice = Username::parse("  Alice ").expect("a valid name");
+//! assert_eq!(alice.as_str(), "Alice");
+//! assert_eq!(alice.canonical(), "alice");
+//! // A name that only looks like an existing one cannot be registered beside it.
+//! let impostor = Username::parse("a1ice").expect("valid on its own");
+//! assert_eq!(impostor.look_alike_key(), Username::parse("alice").unwrap().look_alike_key());
+//! // Text that fails the rules names no account, even at sign-in.
+//! assert!(Username::parse("аlice").is_err()); // a Cyrillic 'а'
+//! ```
 
 /// 3 to 32 characters: ASCII letters, digits, `.`, `_` and `-`, starting with a letter or digit.
 /// Unique regardless of case.

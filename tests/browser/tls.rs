@@ -57,10 +57,10 @@ impl TlsProxy {
             .await
             .expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
-        let accepting = rocket::tokio::spawn(async move {
+        let accepting = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
-                rocket::tokio::spawn(async move {
+                tokio::spawn(async move {
                     // A failed handshake or a closed connection ends this connection only.
                     let (Ok(mut tls), Ok(mut app)) = (
                         acceptor.accept(client).await,

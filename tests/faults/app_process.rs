@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use rocket::tokio;
-
 use crate::harness::*;
 use crate::support::PASSWORD;
 use crate::support::cluster::Cluster;
@@ -115,7 +113,7 @@ async fn sigterm_finishes_sign_ins_in_flight_refuses_new_connections_closes_the_
     assert!(
         late.is_err(),
         "a connection after SIGTERM was served: {}",
-        late.map(|a| a.status).unwrap_or(0)
+        late.map_or(0, |a| a.status)
     );
 
     let mut cookies = Vec::new();

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rocket::tokio;
 use sqlx::{Connection, PgConnection};
 
 use crate::harness::*;
@@ -129,7 +128,7 @@ async fn postgresql_killed_during_sign_ins_loses_no_redirected_sign_in_and_leave
         halves, 0,
         "a session without its sign-in event, or the reverse"
     );
-    assert!(sessions >= redirected.len() as i64);
+    assert!(usize::try_from(sessions).unwrap() >= redirected.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

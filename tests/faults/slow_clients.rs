@@ -79,7 +79,7 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        let pid = Pid::from_raw(self.script.id() as i32).expect("a process id");
+        let pid = Pid::from_raw(self.script.id().cast_signed()).expect("a process id");
         let _ = kill_process(pid, Signal::TERM);
         self.script.wait().ok();
         std::fs::remove_file(&self.log_path).ok();
@@ -137,9 +137,7 @@ async fn closed_by_the_proxy(mut socket: TcpStream, limit: Duration) -> bool {
 }
 
 fn open_files(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| entries.count())
-        .unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -156,7 +154,7 @@ async fn behind_the_proxy_1100_idle_and_half_sent_sockets_leave_the_app_answerin
         .await
         .create_user("alice", Role::User)
         .await;
-    let app_pid = Pid::from_raw(app.pid() as i32).expect("a process id");
+    let app_pid = Pid::from_raw(app.pid().cast_signed()).expect("a process id");
     let usual = Rlimit {
         current: Some(OPEN_FILES),
         maximum: Some(OPEN_FILES),

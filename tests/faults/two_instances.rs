@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use rocket::tokio;
 use sqlx::{Connection, PgConnection};
 
 use crate::harness::*;

@@ -125,7 +125,7 @@ async fn a_client_trades_a_password_for_tokens_and_reads_who_it_is() {
     .await
     .unwrap();
     assert_eq!(key, sha256(&pair.access));
-    assert_eq!(expires_in_secs as i64, SEVEN_DAYS);
+    assert_eq!(expires_in_secs, SEVEN_DAYS as f64);
     let refresh_keys: Vec<Vec<u8>> = sqlx::query_scalar("SELECT key FROM refresh_tokens")
         .fetch_all(&app.pool)
         .await
@@ -913,7 +913,7 @@ async fn forty_parallel_api_sign_ins_never_leave_more_than_the_family_cap_alive(
     .await;
     let user_id = app.create_user("alice", Role::User).await;
     let client = app.client().await;
-    let scripts: Vec<Device> = (0..40).map(|_| Device::new(&client)).collect();
+    let scripts: Vec<Device<'_>> = (0..40).map(|_| Device::new(&client)).collect();
     let replies = join_all(
         scripts
             .iter()

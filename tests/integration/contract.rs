@@ -68,7 +68,7 @@ async fn every_state_changing_form_refuses_a_missing_or_foreign_csrf_token_with_
                 && !route.uri.path().starts_with("/session/dbsc/")
         })
         .map(|route| {
-            let path = route.uri.path().to_string();
+            let path = route.uri.path().to_owned();
             let id = if path.starts_with("/admin/users/") {
                 bob_id.to_string()
             } else {
@@ -171,7 +171,7 @@ async fn a_json_client_without_a_recent_confirmation_gets_the_confirmation_requi
     let post = |path: &'static str, token: &str| {
         let request = admin
             .request(Method::Post, path)
-            .header(rocket::http::ContentType::Form)
+            .header(ContentType::Form)
             .header(Accept::JSON);
         admin.send(request.body(format!("csrf_token={token}")))
     };
@@ -297,7 +297,7 @@ async fn every_state_changing_form_refuses_what_the_browser_says_another_site_se
                 && !route.uri.path().starts_with("/session/dbsc/")
         })
         .map(|route| {
-            let path = route.uri.path().to_string();
+            let path = route.uri.path().to_owned();
             let id = if path.starts_with("/admin/users/") {
                 bob_id.to_string()
             } else {

@@ -1012,7 +1012,7 @@ async fn refresh_races(rounds: usize, racers: usize) -> usize {
             .iter()
             .map(|challenge| key.refresh_proof(challenge))
             .collect();
-        let devices: Vec<Device> = (0..racers).map(|_| Device::new(&client)).collect();
+        let devices: Vec<Device<'_>> = (0..racers).map(|_| Device::new(&client)).collect();
         let replies = join_all(
             devices
                 .iter()
@@ -1020,7 +1020,7 @@ async fn refresh_races(rounds: usize, racers: usize) -> usize {
                 .map(|(device, proof)| refresh(device, Some(&session_id), Some(proof))),
         )
         .await;
-        let winners: Vec<&Device> = devices
+        let winners: Vec<&Device<'_>> = devices
             .iter()
             .zip(&replies)
             .filter(|(_, r)| r.status == Status::Ok)
@@ -1071,7 +1071,7 @@ async fn of_concurrent_refreshes_with_one_proof_exactly_one_wins() {
     let session_id = sign_in_bound(&alice, &key).await;
     let challenge = challenge(&alice, &session_id).await;
     let proof = key.refresh_proof(&challenge);
-    let devices: Vec<Device> = (0..20).map(|_| Device::new(&client)).collect();
+    let devices: Vec<Device<'_>> = (0..20).map(|_| Device::new(&client)).collect();
     let replies = join_all(
         devices
             .iter()
@@ -1173,7 +1173,7 @@ async fn ask_for_challenges(
 /// Waits (without asserting how long) until `count` reaches `at_least`.
 async fn until(count: &AtomicUsize, at_least: usize) {
     while count.load(Ordering::Relaxed) < at_least {
-        rocket::tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
 
@@ -1202,7 +1202,7 @@ async fn a_flood_of_challenge_requests_never_fails_the_owners_refresh() {
     let started = Instant::now();
     let flood: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
-            rocket::tokio::spawn(ask_for_challenges(
+            tokio::spawn(ask_for_challenges(
                 server.port,
                 session_id.clone(),
                 budget.clone(),
@@ -1376,7 +1376,7 @@ async fn a_flood_of_refused_proofs_is_one_counted_entry_per_session_and_hour() {
 
     // A stranger with the session's id and a key of their own, 200 proofs, 20 at a time.
     let stranger_key = DbscKey::generate();
-    let strangers: Vec<Device> = (0..20).map(|_| Device::new(&client)).collect();
+    let strangers: Vec<Device<'_>> = (0..20).map(|_| Device::new(&client)).collect();
     let issued = challenge(&strangers[0], &session_id).await;
     let forged = stranger_key.refresh_proof(&issued);
     for _ in 0..10 {

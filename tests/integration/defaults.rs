@@ -154,7 +154,7 @@ async fn the_binary_runs_half_the_cores_in_async_workers() {
         if binary.log().contains("async worker threads:") {
             break;
         }
-        rocket::tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(binary.log().contains(&expected), "{}", binary.log());
 }

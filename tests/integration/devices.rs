@@ -158,7 +158,7 @@ async fn sign_out_all_others_ends_every_other_session_and_keeps_this_one() {
     let user_id = app.create_user("alice", Role::User).await;
     let bob_id = app.create_user("bob", Role::User).await;
     let client = app.client().await;
-    let devices: Vec<Device> = (0..3).map(|_| Device::new(&client)).collect();
+    let devices: Vec<Device<'_>> = (0..3).map(|_| Device::new(&client)).collect();
     for device in &devices {
         device.sign_in("alice", PASSWORD).await;
     }
@@ -390,7 +390,7 @@ async fn a_sixth_sign_in_signs_out_the_least_recently_used_device() {
     let app = TestApp::new().await;
     let user_id = app.create_user("alice", Role::User).await;
     let client = app.client().await;
-    let devices: Vec<Device> = (0..6).map(|_| Device::new(&client)).collect();
+    let devices: Vec<Device<'_>> = (0..6).map(|_| Device::new(&client)).collect();
     for device in &devices[..5] {
         device.sign_in("alice", PASSWORD).await;
         app.advance_secs(2);
@@ -436,7 +436,7 @@ async fn a_hundred_parallel_sign_ins_never_leave_more_than_the_cap_alive() {
     .await;
     let user_id = app.create_user("alice", Role::User).await;
     let client = app.client().await;
-    let devices: Vec<Device> = (0..100).map(|_| Device::new(&client)).collect();
+    let devices: Vec<Device<'_>> = (0..100).map(|_| Device::new(&client)).collect();
     let mut forms = Vec::new();
     for device in &devices {
         forms.push(device.get("/login").await.csrf_token());

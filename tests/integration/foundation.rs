@@ -60,7 +60,7 @@ async fn signing_in_sets_a_host_prefixed_secure_http_only_lax_cookie() {
     let config = app.config();
     let lifetime = i64::from(config.absolute_timeout_secs + config.tombstone_grace_secs);
     assert_eq!(
-        cookie.max_age().map(|age| age.whole_seconds()),
+        cookie.max_age().map(time::SignedDuration::whole_seconds),
         Some(lifetime)
     );
     // 256 bits, base64url without padding.
@@ -285,7 +285,10 @@ async fn signing_out_revokes_the_row_clears_the_cookie_and_the_site_data() {
     );
     let cleared = reply.set_cookie("__Host-sid").expect("cookie cleared");
     assert_eq!(cleared.value(), "");
-    assert_eq!(cleared.max_age().map(|age| age.whole_seconds()), Some(0));
+    assert_eq!(
+        cleared.max_age().map(time::SignedDuration::whole_seconds),
+        Some(0)
+    );
     assert_eq!(
         (cleared.secure(), cleared.http_only(), cleared.path()),
         (Some(true), Some(true), Some("/"))

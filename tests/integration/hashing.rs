@@ -90,7 +90,7 @@ async fn a_sign_in_flood_beyond_what_the_hashers_finish_in_a_second_gets_503_wit
     let hasher = client.rocket().state::<PasswordHasher>().unwrap();
     // Strangers on addresses of their own, so no throttle answers before the hasher does.
     let flood = 3 * hasher.capacity() + 10;
-    let strangers: Vec<Device> = (0..flood)
+    let strangers: Vec<Device<'_>> = (0..flood)
         .map(|index| Device::with(&client, CHROME_LINUX, &format!("2001:db8::{index:x}")))
         .collect();
     let forms = join_all(strangers.iter().map(|stranger| stranger.get("/login"))).await;

@@ -324,12 +324,12 @@ async fn sign_ins_with_the_old_password_racing_a_password_change_leave_nothing_a
         changer.sign_in(&name, PASSWORD).await;
         let changer_id: Uuid = changer.devices().await[0].0.parse().unwrap();
         let csrf = changer.get("/account/password").await.csrf_token();
-        let browsers: Vec<Device> = (0..SIGN_INS).map(|_| Device::new(&client)).collect();
+        let browsers: Vec<Device<'_>> = (0..SIGN_INS).map(|_| Device::new(&client)).collect();
         let mut forms = Vec::new();
         for browser in &browsers {
             forms.push(browser.get("/login").await.csrf_token());
         }
-        let scripts: Vec<Device> = (0..SIGN_INS).map(|_| Device::new(&client)).collect();
+        let scripts: Vec<Device<'_>> = (0..SIGN_INS).map(|_| Device::new(&client)).collect();
 
         // Browser and API sign-ins with the old password, one pair every few milliseconds from
         // the moment the change starts until well after it has committed.

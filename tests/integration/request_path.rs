@@ -16,7 +16,7 @@ use crate::support::http::Device;
 use crate::support::relay::StallingRelay;
 use crate::support::{PASSWORD, TestApp, fresh_database, server_url};
 
-/// Counts the SQL statements the app sends to this test's database, with pg_stat_statements
+/// Counts the SQL statements the app sends to this test's database, with `pg_stat_statements`
 /// (which `scripts/test` preloads). Each test has a database of its own, so the count is exact.
 struct Statements<'a> {
     app: &'a TestApp,

@@ -37,7 +37,7 @@ async fn set_role(app: &TestApp, user_id: i64, role: &str) {
         .expect("set the role");
 }
 
-fn assert_signed_out(reply: &crate::support::http::Reply, reason: &str) {
+fn assert_signed_out(reply: &Reply, reason: &str) {
     assert_eq!(
         reply.location(),
         format!("/login?reason={reason}&next=%2Faccount"),

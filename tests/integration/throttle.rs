@@ -770,7 +770,7 @@ async fn the_sign_up_limit_is_a_setting() {
 async fn parallel_sign_ups_from_one_address_cannot_slip_past_the_limit() {
     let app = TestApp::new().await;
     let client = app.client().await;
-    let devices: Vec<Device> = (0..30)
+    let devices: Vec<Device<'_>> = (0..30)
         .map(|_| Device::with(&client, crate::support::http::CHROME_LINUX, FLOODER_IP))
         .collect();
     // The form pages first, so the thirty posts race each other and nothing else.

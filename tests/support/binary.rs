@@ -23,7 +23,7 @@ impl RunningApp {
             if std::net::TcpStream::connect(("127.0.0.1", app.port)).is_ok() {
                 return app;
             }
-            rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("the app did not start: {}", app.log());
     }
@@ -37,7 +37,7 @@ impl RunningApp {
                 assert!(!status.success(), "the app exited cleanly: {}", app.log());
                 return app.log();
             }
-            rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("the app is still running: {}", app.log());
     }

@@ -136,7 +136,7 @@ impl Cluster {
         kill.args(["-KILL", &pid]).args(children.split_whitespace());
         run(&mut kill);
         for _ in 0..100 {
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));

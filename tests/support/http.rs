@@ -152,7 +152,7 @@ impl<'c> Device<'c> {
         let headers: Vec<(String, String)> = response
             .headers()
             .iter()
-            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .map(|h| (h.name().to_string(), h.value().to_owned()))
             .collect();
         let body = response.into_string().await.unwrap_or_default();
         let reply = Reply {

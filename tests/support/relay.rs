@@ -59,12 +59,12 @@ impl StallingRelay {
             seen: watch::Sender::new(Seen::default()),
         });
         let accepting = Arc::clone(&shared);
-        let listener = rocket::tokio::spawn(async move {
+        let listener = tokio::spawn(async move {
             while let Ok((app, _)) = listener.accept().await {
                 let server = TcpStream::connect(accepting.upstream.clone())
                     .await
                     .expect("the relay reaches PostgreSQL");
-                rocket::tokio::spawn(relay(app, server, Arc::clone(&accepting)));
+                tokio::spawn(relay(app, server, Arc::clone(&accepting)));
             }
         });
         StallingRelay {
@@ -117,7 +117,7 @@ async fn relay(app: TcpStream, server: TcpStream, shared: Arc<Shared>) {
 
     let answers = {
         let stalled = Arc::clone(&stalled);
-        rocket::tokio::spawn(async move {
+        tokio::spawn(async move {
             let mut buffer = vec![0; 16 * 1024];
             loop {
                 let read = match from_server.read(&mut buffer).await {

@@ -26,7 +26,7 @@ impl Server {
         }));
         let ignited = rocket.ignite().await.expect("the app ignites");
         let shutdown = ignited.shutdown();
-        rocket::tokio::spawn(ignited.launch());
+        tokio::spawn(ignited.launch());
         let port = receiver.await.expect("the app lifts off");
         Server {
             base_url: format!("http://127.0.0.1:{port}"),

@@ -89,13 +89,13 @@ impl Load {
     /// measured speed, at least one request per thread.
     fn capacity(&self) -> usize {
         let hash_micros = self.hash_micros.load(Ordering::Relaxed).max(1);
-        let per_thread = self.window.as_micros() as u64 / hash_micros;
-        self.threads * (per_thread.max(1) as usize)
+        let per_thread = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX) / hash_micros;
+        self.threads * usize::try_from(per_thread.max(1)).unwrap_or(usize::MAX)
     }
 
     /// Folds one measured hash into the average (an eighth of its weight each).
     fn timed(&self, hash: Duration) {
-        let micros = hash.as_micros() as u64;
+        let micros = u64::try_from(hash.as_micros()).unwrap_or(u64::MAX);
         let _ = self
             .hash_micros
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |average| {
@@ -189,7 +189,9 @@ impl PasswordHasher {
             threads: settings.threads,
             window: admission,
             admitted: AtomicUsize::new(0),
-            hash_micros: AtomicU64::new(FIRST_HASH_ESTIMATE.as_micros() as u64),
+            hash_micros: AtomicU64::new(
+                u64::try_from(FIRST_HASH_ESTIMATE.as_micros()).unwrap_or(u64::MAX),
+            ),
             overloaded: AtomicBool::new(false),
             hashed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -223,7 +225,7 @@ impl PasswordHasher {
             );
         }
         Err(HashingError::Busy {
-            retry_after_secs: load.window.as_secs_f64().ceil() as u64,
+            retry_after_secs: load.window.as_secs() + u64::from(load.window.subsec_nanos() > 0),
         })
     }
 

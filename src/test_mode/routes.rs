@@ -1,5 +1,5 @@
 //! `/__test/`: the JSON API end-to-end suites drive in test mode. Mounted only when
-//! `test_hooks` is on, served only to direct loopback clients (`crate::test_hooks` has the
+//! `test_hooks` is on, served only to direct loopback clients (the parent module has the
 //! guards). Every route takes a JSON body (`{}` when there is nothing to say): a cross-site
 //! form cannot send one.
 
@@ -12,13 +12,13 @@ use time::Duration;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::api::ApiJson;
+use super::LoopbackClient;
 use crate::clock::AppClock;
 use crate::context::RequestContext;
 use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
+use crate::routes::api::ApiJson;
 use crate::session::{self, Reason, store};
-use crate::test_hooks::{self, LoopbackClient};
 use crate::users::{self, Password, Role, Username};
 
 /// A JSON answer with its status; refusals carry a stable `error` code.
@@ -99,15 +99,12 @@ async fn create_user(
         }
     };
     // No role is an ordinary user; an unknown one is refused: a typo must not quietly make one.
-    let role = match role.as_deref().map_or(Some(Role::User), Role::from_code) {
-        Some(role) => role,
-        None => {
-            return Ok(refused(
-                Status::UnprocessableEntity,
-                "invalid_role",
-                "role is \"user\" or \"admin\"",
-            ));
-        }
+    let Some(role) = role.as_deref().map_or(Some(Role::User), Role::from_code) else {
+        return Ok(refused(
+            Status::UnprocessableEntity,
+            "invalid_role",
+            "role is \"user\" or \"admin\"",
+        ));
     };
     let password_hash = ctx.hasher.hash(&password).await?;
     let mut conn = ctx.connection().await?;
@@ -213,7 +210,7 @@ async fn reset(
     _body: ApiJson<Nothing>,
     ctx: RequestContext<'_>,
 ) -> AppResult<Status> {
-    test_hooks::erase_all_data(&mut *ctx.connection().await?).await?;
+    super::erase_all_data(&mut *ctx.connection().await?).await?;
     Ok(Status::NoContent)
 }
 

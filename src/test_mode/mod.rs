@@ -1,6 +1,6 @@
-//! Test mode: the guards around the `/__test/` API that end-to-end suites drive
-//! (`routes::test_hooks`). Off by default; refused in production unless asked for twice; loud;
-//! loopback clients only.
+//! Test mode: the `/__test/` API that end-to-end suites drive (`routes`), and everything that
+//! guards it. Off by default; refused in production unless asked for twice; loud; loopback
+//! clients only. The contract outside suites rely on is docs/test-mode.md.
 
 use rocket::fairing::AdHoc;
 use rocket::figment::{Figment, Profile};
@@ -11,7 +11,8 @@ use std::net::IpAddr;
 
 use crate::clock::{AppClock, ShiftedClock};
 use crate::config::SessionConfig;
-use crate::routes;
+
+mod routes;
 
 /// Where the API is mounted. Nothing else lives under it, so with test mode off it is a 404.
 pub const BASE: &str = "/__test";
@@ -61,7 +62,7 @@ pub fn stage() -> AdHoc {
             return Err(rocket);
         }
         eprintln!("{WARNING}");
-        Ok(rocket.mount(BASE, routes::test_hooks::routes()))
+        Ok(rocket.mount(BASE, routes::routes()))
     })
 }
 
@@ -111,7 +112,7 @@ impl<'r> FromRequest<'r> for LoopbackClient {
             .config()
             .ip_header
             .as_deref()
-            .map(|name| name.as_str());
+            .map(rocket::http::uncased::UncasedStr::as_str);
         let forwarded = PROXY_HEADERS
             .into_iter()
             .chain(trusted_header)
