@@ -161,7 +161,7 @@ fn settings_stage() -> AdHoc {
             Ok(config) => match start_hasher(&config).await {
                 Ok(hasher) => Ok(rocket.manage(config).manage(hasher)),
                 Err(error) => {
-                    rocket::error!("the hashing process could not start: {error}");
+                    rocket::error!("password hashing could not start: {error}");
                     Err(rocket)
                 }
             },
@@ -173,12 +173,11 @@ fn settings_stage() -> AdHoc {
     })
 }
 
-/// Starts the hashing process, waiting for it to be ready off the async thread.
+/// Starts the hashing threads, waiting for them to be ready off the async thread.
 async fn start_hasher(config: &SessionConfig) -> std::io::Result<PasswordHasher> {
-    let program = config.hashing_binary().to_owned();
     let settings = config.hashing_settings();
     let admission = config.hashing_admission();
-    tokio::task::spawn_blocking(move || PasswordHasher::start(&program, settings, admission))
+    tokio::task::spawn_blocking(move || PasswordHasher::start(settings, admission))
         .await
         .map_err(std::io::Error::other)?
 }

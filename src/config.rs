@@ -2,11 +2,10 @@
 
 use serde::Deserialize;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use time::Duration;
 
 use crate::users::hashing::HashingSettings;
-use crate::users::hashing::process::MAX_NICE;
 
 const DAY: u32 = 24 * 60 * 60;
 const MONTH: u32 = 31 * DAY;
@@ -71,17 +70,10 @@ pub struct SessionConfig {
     /// the measured speed of a hash. One more gets 503 with `Retry-After` at once
     /// (docs/configuration.md).
     pub hashing_admission_ms: u32,
-    /// The niceness (0 to 19) of the hashing process's scheduling group, which it has because it
-    /// runs in a session of its own: the higher, the more a sign-in flood yields the cores to the
-    /// session path and PostgreSQL (docs/configuration.md).
-    pub hashing_nice: u8,
     /// A cgroup directory (cgroup v2 threaded, or v1 `cpu`) that the hashing threads join at
     /// start. Given a low CPU weight by the operator, it keeps a sign-in flood off the cores the
     /// session path and PostgreSQL need (docs/configuration.md). None: they stay with the app's.
     pub hashing_cgroup: Option<PathBuf>,
-    /// The binary started as the hashing process, with the argument `hash-passwords`. None: this
-    /// app's own binary. Test suites name the app's binary here, since theirs is a test runner.
-    pub hashing_program: Option<PathBuf>,
     /// Create the demo accounts at start. Ignored by release builds.
     pub seed_demo_users: bool,
     /// Send Strict-Transport-Security (release profile: served behind TLS).
@@ -144,9 +136,7 @@ impl Default for SessionConfig {
             max_concurrent_hashes: std::thread::available_parallelism()
                 .map_or(1, |cores| u32::try_from(cores.get()).unwrap_or(u32::MAX)),
             hashing_admission_ms: 1000,
-            hashing_nice: 0,
             hashing_cgroup: None,
-            hashing_program: None,
             seed_demo_users: false,
             hsts: false,
             access_token_secs: None,
@@ -250,11 +240,10 @@ impl SessionConfig {
         Duration::seconds(self.bound_cookie_secs().into())
     }
 
-    /// How the hashing process runs (`users::hashing`).
+    /// How many hashing threads run, and where (`users::hashing`).
     pub fn hashing_settings(&self) -> HashingSettings {
         HashingSettings {
             threads: self.max_concurrent_hashes as usize,
-            nice: self.hashing_nice,
             cgroup: self.hashing_cgroup.clone(),
         }
     }
@@ -262,15 +251,6 @@ impl SessionConfig {
     /// How long the work admitted at once may take the hashing threads (`users::hashing`).
     pub fn hashing_admission(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.hashing_admission_ms.into())
-    }
-
-    /// The binary started as the hashing process: `hashing_program`, or this app's own.
-    /// `/proc/self/exe` names the running binary even after a deploy has replaced its file, so
-    /// the two processes are always the same version.
-    pub fn hashing_binary(&self) -> &Path {
-        self.hashing_program
-            .as_deref()
-            .unwrap_or(Path::new("/proc/self/exe"))
     }
 
     /// Each numeric setting with the values it accepts. The upper ends keep every time the app
@@ -348,11 +328,6 @@ impl SessionConfig {
                 self.hashing_admission_ms,
                 1..=600_000,
             ),
-            (
-                "hashing_nice",
-                self.hashing_nice.into(),
-                0..=MAX_NICE.into(),
-            ),
             ("refresh_token_secs", self.refresh_token_secs, 1..=YEAR),
             ("access_token_secs", self.access_token_secs(), 1..=DAY),
             (
@@ -419,13 +394,6 @@ impl SessionConfig {
             .is_some_and(|dir| !dir.is_absolute())
         {
             return Err("hashing_cgroup must be an absolute path".into());
-        }
-        if self
-            .hashing_program
-            .as_ref()
-            .is_some_and(|program| !program.is_absolute())
-        {
-            return Err("hashing_program must be an absolute path".into());
         }
         if !self.cookie_name.starts_with("__Host-") {
             return Err(
@@ -530,11 +498,6 @@ mod tests {
         assert_eq!(
             error,
             "reaper_interval_secs = 0 is out of range: it must be between 1 and 86400"
-        );
-        let error = with(|c| c.hashing_nice = 20).validate().unwrap_err();
-        assert_eq!(
-            error,
-            "hashing_nice = 20 is out of range: it must be between 0 and 19"
         );
     }
 

@@ -6,6 +6,7 @@ use rocket::response::{self, Responder};
 
 use crate::csrf::FormRefused;
 use crate::db::PoolError;
+use crate::users::hashing::HashingError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -21,15 +22,10 @@ pub enum AppError {
     FormRefused(#[from] FormRefused),
     #[error("template rendering failed")]
     Template(#[from] askama::Error),
-    #[error("password hashing failed: {0}")]
-    PasswordHash(String),
-    /// The hashing process ended before it answered, or a new one could not start.
-    #[error("the password hashing process is unavailable")]
-    HashingUnavailable,
-    /// As much password work is admitted as the hashing threads finish in a moment
-    /// (`hashing_admission_ms`): refused at once, with `Retry-After`.
-    #[error("password hashing is overloaded")]
-    HashingOverloaded { retry_after_secs: u64 },
+    /// Busy (refused at once, with `Retry-After`) and unavailable are 503; a hash argon2
+    /// refused (a damaged stored hash) is a 500.
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
 }
 
 /// How many seconds a refused request should wait before it comes back, for the catcher to send
@@ -64,12 +60,13 @@ impl AppError {
             AppError::DatabaseUnavailable(_)
             | AppError::NoConnection(_)
             | AppError::SessionCheckFailed
-            | AppError::HashingUnavailable
-            | AppError::HashingOverloaded { .. } => Status::ServiceUnavailable,
-            AppError::FormRefused(refused) => refused.status(),
-            AppError::Database(_) | AppError::Template(_) | AppError::PasswordHash(_) => {
-                Status::InternalServerError
+            | AppError::Hashing(HashingError::Busy { .. } | HashingError::Unavailable) => {
+                Status::ServiceUnavailable
             }
+            AppError::FormRefused(refused) => refused.status(),
+            AppError::Database(_)
+            | AppError::Template(_)
+            | AppError::Hashing(HashingError::Failed(_)) => Status::InternalServerError,
         }
     }
 }
@@ -78,7 +75,7 @@ impl<'r> Responder<'r, 'static> for AppError {
     /// Logs the cause chain once, then lets the catcher for the status render a plain page:
     /// the visitor never sees internals.
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        if let AppError::HashingOverloaded { retry_after_secs } = self {
+        if let AppError::Hashing(HashingError::Busy { retry_after_secs }) = self {
             // Logged once per flood by the hasher, not once per refusal.
             request.local_cache(|| RetryAfterSecs(Some(retry_after_secs.max(1))));
             return Err(self.status());

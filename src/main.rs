@@ -7,14 +7,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    use secure_sessions::users::hashing::{HashingSettings, process};
-    // The app runs its password hashing in a second process of this same binary.
-    match HashingSettings::from_args(std::env::args_os().skip(1)) {
-        None => secure_sessions::app::run(),
-        Some(Ok(settings)) => process::serve(settings),
-        Some(Err(error)) => {
-            eprintln!("{error}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    secure_sessions::app::run()
 }

@@ -1,7 +1,6 @@
-//! `hashing_cgroup`: the argon2 threads (in the app's hashing process) join a cgroup the operator
-//! chose, so that a sign-in flood can be given less of the CPU than the session path
-//! (docs/configuration.md). The real binary, a real cgroup: under cgroup v1's `cpu` controller and as a
-//! threaded child in cgroup v2.
+//! `hashing_cgroup`: the app's argon2 threads join a cgroup the operator chose, so that a sign-in
+//! flood can be given less of the CPU than the session path (docs/configuration.md). The real
+//! binary, a real cgroup: under cgroup v1's `cpu` controller and as a threaded child in cgroup v2.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -88,14 +87,14 @@ fn chrome(request: RawRequest) -> RawRequest {
     request.header(format!("User-Agent: {CHROME_LINUX}"))
 }
 
-/// The binary with its hashing threads in `cgroup`: exactly they are there, and a sign-in, which
-/// hashes on them, works. The threads are the hashing process's, a child of the app's.
+/// The binary with its hashing threads in `cgroup`: exactly they are there (the app's other
+/// threads stay where they were), and a sign-in, which hashes on them, works.
 async fn hashing_threads_join(cgroup: TestCgroup) {
     let app = TestApp::new().await;
     app.create_user("alice", Role::User).await;
     let binary = RunningApp::start(with_hashing_cgroup(&app, &cgroup.dir)).await;
 
-    let hashing = threads_named(binary.hashing_process(), "argon2-");
+    let hashing = threads_named(binary.pid(), "argon2-");
     let cores = std::thread::available_parallelism().unwrap().get();
     assert_eq!(hashing.len(), cores, "one hashing thread per core");
     assert_eq!(cgroup.threads(), hashing, "{}", binary.log());
@@ -134,7 +133,7 @@ async fn a_hashing_cgroup_that_cannot_be_joined_stops_the_launch() {
     let missing =
         std::env::temp_dir().join(format!("no-such-cgroup-{}", uuid::Uuid::new_v4().simple()));
     let log = RunningApp::refused(with_hashing_cgroup(&app, &missing)).await;
-    assert!(log.contains("the hashing process could not start"), "{log}");
+    assert!(log.contains("password hashing could not start"), "{log}");
     assert!(
         log.contains(&format!("{}/tasks", missing.display())),
         "{log}"
@@ -156,7 +155,7 @@ async fn a_directory_that_is_not_a_cgroup_is_not_written_to() {
     let log = RunningApp::refused(with_hashing_cgroup(&app, &dir)).await;
     let written = dir.join("tasks").exists();
     std::fs::remove_dir_all(&dir).unwrap();
-    assert!(log.contains("the hashing process could not start"), "{log}");
+    assert!(log.contains("password hashing could not start"), "{log}");
     assert!(
         !written,
         "the app created a tasks file in a plain directory"

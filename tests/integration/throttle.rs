@@ -356,7 +356,7 @@ async fn recheck_rows(app: &TestApp) -> i64 {
 }
 
 /// An unknown username costs the argon2 work a wrong password does: each refusal sends exactly
-/// one password to the hashing process, whoever's name it carries. (The answers' times are
+/// one password to the hashing threads, whoever's name it carries. (The answers' times are
 /// measured by `scripts/bench-sign-in-timing`, never asserted by a test.)
 #[rocket::async_test]
 async fn an_unknown_username_costs_the_one_hash_a_wrong_password_costs() {

@@ -47,13 +47,6 @@ impl RunningApp {
         self.process.id()
     }
 
-    /// The process id of the app's hashing process (a child of the app's, started with
-    /// `hash-passwords`); panics if there is none.
-    pub fn hashing_process(&self) -> u32 {
-        hashing_process_of(self.pid())
-            .unwrap_or_else(|| panic!("no hashing process: {}", self.log()))
-    }
-
     /// Everything the app has written to standard output and standard error so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -106,53 +99,6 @@ pub fn with_sessions<'a>(app: &'a TestApp, sessions: &'a str) -> impl FnOnce(&mu
             .env("ROCKET_SECRET_KEY", random_secret_key())
             .env("ROCKET_SESSIONS", sessions);
     }
-}
-
-/// The running hashing process among `app`'s children, if any.
-pub fn hashing_process_of(app: u32) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|&pid| {
-            let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            process_stat(pid).is_some_and(|stat| stat.parent == app && stat.state != 'Z')
-                && command.split(|&byte| byte == 0).nth(1) == Some(b"hash-passwords".as_slice())
-        })
-}
-
-/// How many bytes wait unread in the standard input (a pipe) of process `pid`: what was sent to it
-/// and not taken yet. The pipe is opened through `/proc` only for the look: an open read end
-/// would keep a writer from learning that the process has gone.
-pub fn unread_input(pid: u32) -> u64 {
-    let input = std::fs::File::open(format!("/proc/{pid}/fd/0"))
-        .unwrap_or_else(|error| panic!("the standard input of {pid}: {error}"));
-    rustix::io::ioctl_fionread(&input)
-        .unwrap_or_else(|error| panic!("FIONREAD on the standard input of {pid}: {error}"))
-}
-
-/// What `/proc/<pid>/stat` says of a process.
-pub struct ProcessStat {
-    /// `R`, `S`, ...; `Z` for a zombie: ended, not yet reaped.
-    pub state: char,
-    pub parent: u32,
-    pub session: u32,
-}
-
-pub fn process_stat(pid: u32) -> Option<ProcessStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After "pid (name) ": state, parent, process group, session.
-    let (_, fields) = stat.rsplit_once(") ")?;
-    let mut fields = fields.split(' ');
-    Some(ProcessStat {
-        state: fields.next()?.chars().next()?,
-        parent: fields.next()?.parse().ok()?,
-        session: fields.nth(1)?.parse().ok()?,
-    })
-}
-
-/// Whether `pid` has ended: gone, or a zombie nobody has reaped yet.
-pub fn has_ended(pid: u32) -> bool {
-    process_stat(pid).is_none_or(|stat| stat.state == 'Z')
 }
 
 /// The ids of the process's threads whose name starts with `prefix`.

@@ -64,20 +64,14 @@ static PASSWORD_HASH: LazyLock<String> = LazyLock::new(|| {
         .to_string()
 });
 
-/// The app's password hasher, outside an app: its hashing process started from the app's binary,
-/// with `threads` hashing threads.
+/// The app's password hasher, outside an app, with `threads` hashing threads.
 pub fn password_hasher(threads: usize) -> users::PasswordHasher {
     let settings = users::hashing::HashingSettings {
         threads,
-        nice: 0,
         cgroup: None,
     };
-    users::PasswordHasher::start(
-        std::path::Path::new(env!("CARGO_BIN_EXE_secure-sessions")),
-        settings,
-        SessionConfig::default().hashing_admission(),
-    )
-    .expect("the hashing process starts")
+    users::PasswordHasher::start(settings, SessionConfig::default().hashing_admission())
+        .expect("the hashing threads start")
 }
 
 /// The PostgreSQL server to test against: `scripts/test` starts one and sets this.
@@ -232,12 +226,7 @@ impl TestApp {
             // admit them all (the hashing tests set the default back).
             .merge(("sessions.hashing_admission_ms", 60_000))
             // The test profile is not `debug`, so Rocket wants a real key for private cookies.
-            .merge(("secret_key", random_secret_key()))
-            // The app hashes in a second process of its own binary; this test runner is not it.
-            .merge((
-                "sessions.hashing_program",
-                env!("CARGO_BIN_EXE_secure-sessions"),
-            ));
+            .merge(("secret_key", random_secret_key()));
         let figment = configure(figment);
         let pool = PgPool::connect(&database_url)
             .await

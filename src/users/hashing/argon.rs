@@ -6,9 +6,14 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// A hash of a random password nobody kept, with our parameters: an unknown username is verified
 /// against it, so it costs the same work as a known one. A constant rather than made at start:
-/// making it took a third 19 MiB work area, which the allocator kept (the hashing process held
-/// 71 MB instead of 50). A test holds it to the parameters `Worker::hash` uses.
+/// making it took one more 19 MiB work area, which the allocator kept. A test holds it to the
+/// parameters `Worker::hash` uses.
 pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$cDlM3c7fhLfIUtYJnEdAlA$eWVGX/2wQ4qCaGYC8hIFHPnKo8F4xKbZpJr5fiGxep0";
+
+/// The most memory (KiB) a stored hash may ask of a work area: far above any setting argon2id is
+/// used with (RFC 9106's second choice is 64 MiB). A damaged row asking for terabytes is refused,
+/// since failing to allocate its work area would abort the app.
+const MAX_STORED_MEMORY_KIB: u32 = 256 * 1024;
 
 /// One hashing thread's argon2id and the work area it reuses.
 ///
@@ -89,6 +94,12 @@ impl Worker {
             .map_err(hash_error)?
             .unwrap_or_default();
         let params = Params::try_from(&phc).map_err(hash_error)?;
+        if params.m_cost() > MAX_STORED_MEMORY_KIB {
+            return Err(format!(
+                "a stored hash asks for {} KiB, more than {MAX_STORED_MEMORY_KIB}",
+                params.m_cost()
+            ));
+        }
         // A hash made with more memory than ours (an older, stronger setting) grows the area once.
         let memory = self.memory_for(&params);
         let argon2 = Argon2::new(algorithm, version, params);
@@ -175,5 +186,15 @@ mod tests {
                 .verify(b"violet tractor mango", "not a phc string")
                 .is_err()
         );
+    }
+
+    /// A row asking for a 4 TiB work area is an error, not an allocation that aborts the app.
+    #[test]
+    fn a_stored_hash_asking_for_terabytes_is_an_error_not_an_abort() {
+        let damaged = DUMMY_HASH.replace("m=19456", "m=4294967295");
+        let error = Worker::new()
+            .verify(b"violet tractor mango", &damaged)
+            .unwrap_err();
+        assert!(error.contains("4294967295 KiB"), "{error}");
     }
 }
