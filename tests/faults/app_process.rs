@@ -55,7 +55,7 @@ async fn sigterm_finishes_sign_ins_in_flight_refuses_new_connections_closes_the_
     let settings = AppSettings::new(&[&url])
         .with(
             "ROCKET_SESSIONS",
-            "{seed_demo_users=false,max_sessions_per_user=100000,max_concurrent_hashes=1}",
+            "{seed_demo_users=false,max_sessions_per_user=100000,hashing_admission_ms=60000,max_concurrent_hashes=1}",
         )
         .with(
             "ROCKET_SHUTDOWN",

@@ -20,7 +20,7 @@ async fn two_instances_see_each_others_revocations_at_once_and_reap_without_conf
     // Both reapers every second, in small batches: they overlap on every run.
     let settings = AppSettings::new(&[&url]).with(
         "ROCKET_SESSIONS",
-        "{seed_demo_users=false,max_sessions_per_user=100000,reaper_interval_secs=1,reaper_batch_size=50}",
+        "{seed_demo_users=false,max_sessions_per_user=100000,hashing_admission_ms=60000,reaper_interval_secs=1,reaper_batch_size=50}",
     );
     let first = AppProcess::start(&settings).await;
     let second = AppProcess::start(&settings).await;
