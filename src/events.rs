@@ -36,6 +36,9 @@ crate::codes::text_codes! {
         NetworkAlternation = "network_alternation",
         ApiRefreshTooFast = "refresh_too_fast",
         SuspiciousSignIn = "suspicious_sign_in",
+        PasskeySignIn = "passkey_sign_in",
+        PasskeyAdded = "passkey_added",
+        PasskeyRemoved = "passkey_removed",
     }
 }
 
@@ -84,6 +87,9 @@ impl EventKind {
             EventKind::SuspiciousSignIn => {
                 "Signed in from a new device and a new network right after failed sign-in attempts"
             }
+            EventKind::PasskeySignIn => "Signed in with a passkey",
+            EventKind::PasskeyAdded => "Passkey added",
+            EventKind::PasskeyRemoved => "Passkey removed",
         }
     }
 
@@ -93,6 +99,7 @@ impl EventKind {
         matches!(
             self,
             EventKind::SignIn
+                | EventKind::PasskeySignIn
                 | EventKind::SignOut
                 | EventKind::Registered
                 | EventKind::SessionRevoked
@@ -119,7 +126,16 @@ impl EventKind {
                 | EventKind::NetworkAlternation
                 | EventKind::ApiRefreshTooFast
                 | EventKind::SuspiciousSignIn
+                // A new way into the account, or one gone: whoever holds this session may not be
+                // its owner (NIST SP 800-63B-4 asks for a notice).
+                | EventKind::PasskeyAdded
+                | EventKind::PasskeyRemoved
         )
+    }
+
+    /// A sign-in's own entry, whatever it proved (`session::start`).
+    pub fn is_sign_in(self) -> bool {
+        matches!(self, EventKind::SignIn | EventKind::PasskeySignIn)
     }
 }
 

@@ -10,7 +10,8 @@
 //!   sessions in [`session::dbsc`] and [`session::proof`], the fingerprint in
 //!   [`session::fingerprint`].
 //! - [`users`]: usernames, passwords and roles, and their SQL; [`throttle`]: the sign-in and
-//!   confirmation budgets; [`events`]: the security activity log.
+//!   confirmation budgets; [`events`]: the security activity log; [`passkeys`]: the
+//!   account's passkeys and their ceremonies.
 //! - [`clock`]: the one source of time, which tests move; [`config`]: the `[sessions]`
 //!   settings; [`client`], [`device`], [`codes`]: what a request's client is, in words, and
 //!   enums stored as text codes.
@@ -43,6 +44,7 @@ pub mod headers;
 pub mod html;
 pub mod local_path;
 pub mod notice;
+pub mod passkeys;
 pub mod routes;
 pub mod session;
 pub mod sign_in;
