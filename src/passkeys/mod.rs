@@ -15,9 +15,9 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, DiscoverableAuthentication, Passkey, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Webauthn,
-    WebauthnBuilder, WebauthnError,
+    DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, RequestChallengeResponse, Url, Webauthn, WebauthnBuilder,
+    WebauthnError,
 };
 
 use crate::config::SessionConfig;
@@ -146,7 +146,11 @@ pub struct Account<'a> {
 }
 
 /// Starts registering a passkey for `account`, owned by `session`: the options for
-/// `navigator.credentials.create`, and the ceremony's id to send back with the answer.
+/// `navigator.credentials.create` (as JSON), and the ceremony's id to send back with the answer.
+///
+/// The options ask for a discoverable credential (a resident key): signing in names no
+/// account, so the authenticator must find the passkey on its own. webauthn-rs's passkey
+/// options leave that to the authenticator; a passkey made without it could never sign in.
 pub async fn start_registration(
     conn: &mut PgConnection,
     rp: &RelyingParty,
@@ -154,7 +158,7 @@ pub async fn start_registration(
     account: Account<'_>,
     session: Uuid,
     now: OffsetDateTime,
-) -> Result<(Uuid, CreationChallengeResponse), sqlx::Error> {
+) -> Result<(Uuid, serde_json::Value), sqlx::Error> {
     let handle = store::user_handle(conn, account.user_id).await?;
     // The account's own passkeys are excluded: the authenticator says it has one already.
     let existing = store::credential_ids(conn, account.user_id).await?;
@@ -162,6 +166,10 @@ pub async fn start_registration(
         .webauthn
         .start_passkey_registration(handle, account.username, account.username, Some(existing))
         .map_err(unexpected)?;
+    let mut options = serde_json::to_value(options).map_err(unexpected)?;
+    let selection = &mut options["publicKey"]["authenticatorSelection"];
+    selection["residentKey"] = "required".into();
+    selection["requireResidentKey"] = true.into();
     let state = serde_json::to_value(state).map_err(unexpected)?;
     let id = store::insert_ceremony(
         conn,
