@@ -108,8 +108,8 @@ pub struct SessionConfig {
     pub bound_cookie_secs: Option<u32>,
     /// The origin passkeys are made for and used from (`https://example.com`): the browser's
     /// answer must name exactly this one. Unset: `http://localhost:PORT` for an app listening on
-    /// a loopback address, else `http://ADDRESS:PORT` (which an IP address cannot serve: set
-    /// it). Checked at start (`passkeys::RelyingParty::new`).
+    /// a loopback address; on any other address it must be set. Checked at start
+    /// (`passkeys::RelyingParty::new`).
     pub passkey_origin: Option<String>,
     /// The relying party id passkeys are bound to: the origin's host or a parent domain of it.
     /// Unset: the origin's host.

@@ -34,15 +34,19 @@ pub struct RelyingParty {
 
 impl RelyingParty {
     /// From `passkey_origin` and `passkey_rp_id`, or their defaults: `http://localhost:PORT` for
-    /// an app listening on a loopback address (else `http://ADDRESS:PORT`), and the origin's
-    /// host. Refuses an origin that is not HTTPS (plain HTTP only on `localhost`, which
-    /// browsers treat as secure), and an RP id that is not the origin's host or a parent
-    /// domain of it (an IP address never is one).
+    /// an app listening on a loopback address, and the origin's host. Refuses to guess for any
+    /// other address (an IP address is never an RP id, and the public origin is the proxy's),
+    /// an origin that is not HTTPS (plain HTTP only on `localhost`, which browsers treat as
+    /// secure), and an RP id that is not the origin's host or a parent domain of it.
     pub fn new(config: &SessionConfig, address: IpAddr, port: u16) -> Result<Self, String> {
         let origin = match &config.passkey_origin {
             Some(origin) => origin.clone(),
             None if address.is_loopback() => format!("http://localhost:{port}"),
-            None => format!("http://{address}:{port}"),
+            None => {
+                return Err(format!(
+                    "passkey_origin must be set when the app listens on {address}: the public https:// origin passkeys are used from (a passkey never names an IP address)"
+                ));
+            }
         };
         let origin = Url::parse(&origin)
             .map_err(|error| format!("passkey_origin = {origin:?} is not a URL: {error}"))?;
@@ -350,4 +354,79 @@ pub async fn verify_sign_in(
             Aal::Aal1
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn with(origin: Option<&str>, rp_id: Option<&str>) -> SessionConfig {
+        SessionConfig {
+            passkey_origin: origin.map(str::to_owned),
+            passkey_rp_id: rp_id.map(str::to_owned),
+            ..SessionConfig::default()
+        }
+    }
+
+    #[test]
+    fn unset_on_a_loopback_address_the_origin_is_localhost_on_the_apps_port() {
+        let rp = RelyingParty::new(&with(None, None), LOOPBACK, 8000).unwrap();
+        assert_eq!(rp.origin(), "http://localhost:8000");
+        assert_eq!(rp.rp_id(), "localhost");
+    }
+
+    #[test]
+    fn an_ip_address_is_never_guessed_nor_accepted_as_the_rp_id() {
+        let address = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let error = RelyingParty::new(&with(None, None), address, 8000)
+            .err()
+            .unwrap();
+        assert!(error.starts_with("passkey_origin must be set"), "{error}");
+        // Named explicitly, an IP address is refused as the RP id.
+        let origin = Some("https://192.0.2.1");
+        let error = RelyingParty::new(&with(origin, None), LOOPBACK, 8000)
+            .err()
+            .unwrap();
+        assert!(
+            error.starts_with("passkey_rp_id = \"192.0.2.1\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_origin_must_be_https_but_on_localhost_and_have_no_path() {
+        for origin in [
+            "http://app.example",
+            "https://app.example/login",
+            "ftp://app.example",
+        ] {
+            let error = RelyingParty::new(&with(Some(origin), None), LOOPBACK, 8000)
+                .err()
+                .unwrap();
+            assert!(error.starts_with("passkey_origin = "), "{origin}: {error}");
+        }
+        let error = RelyingParty::new(&with(Some("not a url"), None), LOOPBACK, 8000)
+            .err()
+            .unwrap();
+        assert!(error.contains("is not a URL"), "{error}");
+    }
+
+    #[test]
+    fn the_rp_id_is_the_origins_host_or_a_parent_domain() {
+        let origin = Some("https://app.example.com");
+        let rp = RelyingParty::new(&with(origin, None), LOOPBACK, 8000).unwrap();
+        assert_eq!(rp.rp_id(), "app.example.com");
+        let rp = RelyingParty::new(&with(origin, Some("example.com")), LOOPBACK, 8000).unwrap();
+        assert_eq!(rp.rp_id(), "example.com");
+        for rp_id in ["other.com", "ample.com", "www.app.example.com"] {
+            let error = RelyingParty::new(&with(origin, Some(rp_id)), LOOPBACK, 8000)
+                .err()
+                .unwrap();
+            assert!(error.starts_with("passkey_rp_id = "), "{rp_id}: {error}");
+        }
+    }
 }
