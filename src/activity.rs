@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::device;
 use crate::events::{Concern, EventKind, EventRecord};
+use crate::session::Aal;
 
 /// The device reading the page.
 pub struct Viewer<'a> {
@@ -44,6 +45,8 @@ pub struct Entry {
     pub count: i64,
     pub first: OffsetDateTime,
     pub last: OffsetDateTime,
+    /// A sign-in's entry: the assurance level it reached (`aal1`, `aal2`).
+    pub aal: Option<&'static str>,
 }
 
 /// What makes two rows next to each other the same entry.
@@ -78,8 +81,15 @@ pub fn entries(
         if event.kind == EventKind::NewDevice && session.is_some() {
             continue;
         }
+        let aal = match event.kind {
+            EventKind::SignIn => Some(Aal::Aal1.code()),
+            EventKind::PasskeySignIn => Some(Aal::Aal2.code()),
+            _ => None,
+        };
         let kind = match event.kind {
-            EventKind::SignIn if session.is_some_and(|id| new_device_sign_ins.contains(&id)) => {
+            kind if kind.is_sign_in()
+                && session.is_some_and(|id| new_device_sign_ins.contains(&id)) =>
+            {
                 EventKind::NewDevice
             }
             kind => kind,
@@ -104,7 +114,7 @@ pub fn entries(
         if entries.len() == limit {
             break;
         }
-        entries.push(entry(&event, kind, is_flagged, user_agents, viewer));
+        entries.push(entry(&event, kind, aal, is_flagged, user_agents, viewer));
         last_key = Some(key);
     }
     for entry in &mut entries {
@@ -118,6 +128,7 @@ pub fn entries(
 fn entry(
     event: &EventRecord,
     kind: EventKind,
+    aal: Option<&'static str>,
     flagged: bool,
     user_agents: &HashMap<Uuid, String>,
     viewer: &Viewer<'_>,
@@ -159,6 +170,7 @@ fn entry(
         Concern::Never => false,
     };
     Entry {
+        aal,
         description,
         warning,
         flagged,

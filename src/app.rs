@@ -14,6 +14,7 @@ use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::{self, Db};
 use crate::headers::SecurityHeaders;
+use crate::passkeys::RelyingParty;
 use crate::users::PasswordHasher;
 use crate::{demo, routes, session, test_mode};
 
@@ -159,7 +160,19 @@ fn settings_stage() -> AdHoc {
             .and_then(|c| c.validate().map(|()| c))
         {
             Ok(config) => match start_hasher(&config).await {
-                Ok(hasher) => Ok(rocket.manage(config).manage(hasher)),
+                Ok(hasher) => {
+                    let rocket_config = rocket::Config::from(rocket.figment());
+                    let (address, port) = (rocket_config.address, rocket_config.port);
+                    match RelyingParty::new(&config, address, port) {
+                        Ok(relying_party) => {
+                            Ok(rocket.manage(config).manage(hasher).manage(relying_party))
+                        }
+                        Err(error) => {
+                            rocket::error!("invalid [sessions] settings: {error}");
+                            Err(rocket)
+                        }
+                    }
+                }
                 Err(error) => {
                     rocket::error!("password hashing could not start: {error}");
                     Err(rocket)

@@ -98,6 +98,16 @@ pub struct SessionConfig {
     /// signed with the device's key brings a new one. Unset: 10 min, or `absolute_timeout_secs`
     /// if that is less.
     pub bound_cookie_secs: Option<u32>,
+    /// The origin passkeys are made for and used from (`https://example.com`): the browser's
+    /// answer must name exactly this one. Unset: `http://localhost:PORT` for an app listening on
+    /// a loopback address; on any other address it must be set. Checked at start
+    /// (`passkeys::RelyingParty::new`).
+    pub passkey_origin: Option<String>,
+    /// The relying party id passkeys are bound to: the origin's host or a parent domain of it.
+    /// Unset: the origin's host.
+    pub passkey_rp_id: Option<String>,
+    /// How long a passkey registration or sign-in may take, from its options to its answer.
+    pub passkey_ceremony_secs: u32,
     /// Test mode: mount the `/__test/` API for end-to-end suites ([`crate::test_mode`]).
     pub test_hooks: bool,
     /// The second switch test mode needs in the release profile or a release build.
@@ -147,6 +157,9 @@ impl Default for SessionConfig {
             throttle_ip_sign_ups: 10,
             throttle_window_secs: 15 * 60,
             bound_cookie_secs: None,
+            passkey_origin: None,
+            passkey_rp_id: None,
+            passkey_ceremony_secs: 5 * 60,
             test_hooks: false,
             test_hooks_in_release: false,
         }
@@ -188,6 +201,10 @@ impl SessionConfig {
     pub fn idle_warning_secs(&self) -> u32 {
         self.idle_warning_secs
             .unwrap_or_else(|| DEFAULT_IDLE_WARNING_SECS.min(self.shortest_idle_timeout_secs() / 2))
+    }
+
+    pub fn passkey_ceremony(&self) -> Duration {
+        Duration::seconds(self.passkey_ceremony_secs.into())
     }
 
     pub fn confirm_window(&self) -> Duration {
@@ -277,6 +294,13 @@ impl SessionConfig {
             ),
             ("touch_interval_secs", self.touch_interval_secs(), 0..=DAY),
             ("confirm_window_secs", self.confirm_window_secs, 1..=DAY),
+            // Minutes at most: the state is a challenge waiting for its answer (WebAuthn's own
+            // recommended timeout is five).
+            (
+                "passkey_ceremony_secs",
+                self.passkey_ceremony_secs,
+                30..=15 * 60,
+            ),
             ("tombstone_grace_secs", self.tombstone_grace_secs, 0..=MONTH),
             ("idle_warning_secs", self.idle_warning_secs(), 0..=DAY),
             (

@@ -36,6 +36,9 @@ crate::codes::text_codes! {
         NetworkAlternation = "network_alternation",
         ApiRefreshTooFast = "refresh_too_fast",
         SuspiciousSignIn = "suspicious_sign_in",
+        PasskeySignIn = "passkey_sign_in",
+        PasskeyAdded = "passkey_added",
+        PasskeyRemoved = "passkey_removed",
     }
 }
 
@@ -84,6 +87,9 @@ impl EventKind {
             EventKind::SuspiciousSignIn => {
                 "Signed in from a new device and a new network right after failed sign-in attempts"
             }
+            EventKind::PasskeySignIn => "Signed in with a passkey",
+            EventKind::PasskeyAdded => "Passkey added",
+            EventKind::PasskeyRemoved => "Passkey removed",
         }
     }
 
@@ -107,8 +113,13 @@ impl EventKind {
             | EventKind::SessionRevoked
             | EventKind::SessionLimit
             | EventKind::AccountSecured
-            | EventKind::NetworkChanged => Concern::UnlessThisDevice,
+            | EventKind::NetworkChanged
+            // A new way into the account, or one gone: a notice (NIST SP 800-63B-4), and a
+            // warning when another device did it.
+            | EventKind::PasskeyAdded
+            | EventKind::PasskeyRemoved => Concern::UnlessThisDevice,
             EventKind::SignIn
+            | EventKind::PasskeySignIn
             | EventKind::SignOut
             | EventKind::IdleTimeout
             | EventKind::SessionExpired
@@ -140,6 +151,11 @@ impl EventKind {
                 | EventKind::SessionLimit
                 | EventKind::AccountSecured
         )
+    }
+
+    /// A sign-in's own entry, whatever it proved (`session::start`).
+    pub fn is_sign_in(self) -> bool {
+        matches!(self, EventKind::SignIn | EventKind::PasskeySignIn)
     }
 }
 

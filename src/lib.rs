@@ -11,7 +11,8 @@
 //!   [`session::fingerprint`].
 //! - [`users`]: usernames, passwords and roles, and their SQL; [`throttle`]: the sign-in and
 //!   confirmation budgets; [`events`]: the security activity log, and [`activity`]: how it reads
-//!   to the person looking at it (warnings, repeats, device names).
+//!   to the person looking at it (warnings, repeats, device names); [`passkeys`]: the account's
+//!   passkeys and their ceremonies.
 //! - [`clock`]: the one source of time, which tests move; [`config`]: the `[sessions]`
 //!   settings; [`client`], [`device`], [`codes`]: what a request's client is, in words, and
 //!   enums stored as text codes.
@@ -46,6 +47,7 @@ pub mod headers;
 pub mod html;
 pub mod local_path;
 pub mod notice;
+pub mod passkeys;
 pub mod routes;
 pub mod session;
 pub mod sign_in;

@@ -1,5 +1,5 @@
-//! `/account`: who you are, your devices (and signing them out), your recent security activity,
-//! and "This wasn't me".
+//! `/account`: who you are, your devices (and signing them out), your passkeys (`passkeys`
+//! adds and removes them), your recent security activity, and "This wasn't me".
 
 use std::collections::HashMap;
 
@@ -21,6 +21,7 @@ use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::html::{Nav, Page, When, format_ago};
 use crate::notice::Notice;
+use crate::passkeys;
 use crate::session::pending::{AccountAction, PendingAction};
 use crate::session::{
     self, AuthenticatedUser, ConfirmationRequired, ConfirmedUser, Reason, SessionKind, store,
@@ -44,8 +45,16 @@ pub struct AccountPage {
     signed_in_at: When,
     confirmed: bool,
     devices: Vec<DeviceRow>,
+    passkeys: Vec<PasskeyRow>,
     events: Vec<EventRow>,
     csrf_token: String,
+}
+
+pub struct PasskeyRow {
+    id: i64,
+    name: String,
+    added: When,
+    last_used: Option<When>,
 }
 
 pub struct DeviceRow {
@@ -58,6 +67,8 @@ pub struct DeviceRow {
     current: bool,
     /// Bound to a key on that device (DBSC).
     bound: bool,
+    /// The assurance level its sign-in reached (`aal1`, `aal2`).
+    aal: &'static str,
 }
 
 pub struct EventRow {
@@ -75,6 +86,8 @@ pub struct EventRow {
     this_device: bool,
     /// "This wasn't me" is offered (`activity`).
     disown: bool,
+    /// A sign-in's entry: the assurance level it reached.
+    aal: Option<&'static str>,
 }
 
 impl From<Entry> for EventRow {
@@ -92,6 +105,7 @@ impl From<Entry> for EventRow {
             ip: entry.ip,
             this_device: entry.this_device,
             disown: entry.disown,
+            aal: entry.aal,
         }
     }
 }
@@ -115,6 +129,16 @@ pub async fn page(
     let devices =
         store::list_live_for_user(&mut conn, user.user_id(), &session::alive(ctx.config, now))
             .await?;
+    let passkeys = passkeys::store::list_for_user(&mut conn, user.user_id())
+        .await?
+        .into_iter()
+        .map(|passkey| PasskeyRow {
+            id: passkey.id,
+            name: passkey.name,
+            added: When::at(passkey.created_at),
+            last_used: passkey.last_used_at.map(When::at),
+        })
+        .collect();
     // Open flags first, however much came after them; then the newest entries.
     let flags = events::open_flags(&mut conn, user.user_id(), RECENT_EVENTS).await?;
     let flagged: Vec<i64> = flags.iter().map(|event| event.id).collect();
@@ -162,6 +186,7 @@ pub async fn page(
             last_active: format_ago(device.last_seen_at, now),
             current: device.public_id == user.session_public_id(),
             bound: device.bound,
+            aal: device.aal.code(),
         })
         .collect();
     // This device first, then the others by most recent activity.
@@ -175,6 +200,7 @@ pub async fn page(
         signed_in_at: When::at(user.signed_in_at()),
         confirmed: user.is_confirmed(),
         devices,
+        passkeys,
         events,
         csrf_token: user.csrf_token().to_owned(),
     }))

@@ -248,6 +248,8 @@ pub struct DeviceBody {
     current: bool,
     /// Bound to a key on the device (DBSC).
     bound: bool,
+    /// The assurance level its sign-in reached: `aal1` (a password), `aal2` (a passkey).
+    aal: &'static str,
 }
 
 #[derive(Serialize)]
@@ -281,6 +283,7 @@ pub async fn list_sessions(user: &ApiUser, ctx: RequestContext<'_>) -> AppResult
             signed_in_at: rfc3339(device.created_at),
             last_active_at: rfc3339(device.last_seen_at),
             bound: device.bound,
+            aal: device.aal.code(),
         })
         .collect();
     Ok(Json(DeviceList { sessions }))

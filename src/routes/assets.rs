@@ -1,5 +1,5 @@
 //! The stylesheet and the small scripts (the idle warning, local times, pages brought back by
-//! Back or Forward), compiled into the binary so it runs from anywhere.
+//! Back or Forward, passkeys), compiled into the binary so it runs from anywhere.
 
 use rocket::http::{ContentType, Header};
 use rocket::{Responder, Route, get, routes};
@@ -48,11 +48,20 @@ fn local_time_script() -> Asset {
     )
 }
 
+#[get("/static/passkeys.js")]
+fn passkeys_script() -> Asset {
+    asset(
+        include_str!("../../static/passkeys.js"),
+        ContentType::JavaScript,
+    )
+}
+
 pub fn routes() -> Vec<Route> {
     routes![
         stylesheet,
         idle_script,
         back_forward_script,
-        local_time_script
+        local_time_script,
+        passkeys_script
     ]
 }

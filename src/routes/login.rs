@@ -14,7 +14,7 @@ use crate::html::{FormErrors, Nav, Page, When};
 use crate::local_path::LocalPath;
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::session::reason::{CHANGE_PASSWORD, Tone};
-use crate::session::{self, AuthenticatedUser, Reason, SessionError};
+use crate::session::{self, Aal, AuthenticatedUser, Reason, SessionError};
 use crate::sign_in::{self, SignInVerdict};
 use crate::throttle;
 
@@ -187,6 +187,7 @@ pub async fn submit(
         presented_token(cookies, ctx.config),
         ctx.client,
         ctx.config,
+        Aal::Aal1,
         now,
     )
     .await?

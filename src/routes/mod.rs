@@ -12,6 +12,7 @@ pub mod home;
 pub mod keepalive;
 pub mod login;
 pub mod logout;
+pub mod passkeys;
 pub mod password;
 pub mod register;
 
@@ -26,6 +27,7 @@ pub fn routes() -> Vec<Route> {
         account::routes(),
         password::routes(),
         confirm::routes(),
+        passkeys::routes(),
         admin::routes(),
         api::routes(),
         health::routes(),

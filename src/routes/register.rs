@@ -13,8 +13,8 @@ use crate::error::AppResult;
 use crate::events::{self, EventKind, NewEvent};
 use crate::headers;
 use crate::html::{FormErrors, Nav, Page};
-use crate::session;
 use crate::session::cookie::{presented_token, session_cookie};
+use crate::session::{self, Aal};
 use crate::throttle::{self, Admission};
 use crate::users::{self, CheckedCredentials, Password, Role, Username};
 
@@ -147,8 +147,16 @@ pub async fn submit(
     events::record(&mut tx, created, now).await?;
     let credentials = CheckedCredentials::new_account(user_id);
     let presented = presented_token(cookies, ctx.config);
-    let Some(started) =
-        session::start(&mut tx, credentials, presented, ctx.client, ctx.config, now).await?
+    let Some(started) = session::start(
+        &mut tx,
+        credentials,
+        presented,
+        ctx.client,
+        ctx.config,
+        Aal::Aal1,
+        now,
+    )
+    .await?
     else {
         // Unreachable in practice: no one else can change an account this transaction created.
         let mut errors = FormErrors::default();

@@ -106,6 +106,8 @@ pub async fn issue(
             fingerprint: &client.fingerprint,
             ip: &client.ip,
             user_agent: &client.user_agent,
+            // A token family is issued for a password.
+            aal: super::Aal::Aal1,
         },
     )
     .await?;

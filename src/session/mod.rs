@@ -33,6 +33,17 @@ use policy::{Decision, FingerprintMatch, Lifetimes, Limits};
 use token::{SessionKey, SessionToken};
 
 crate::codes::text_codes! {
+    /// How strongly the sign-in that made a session proved who was signing in (NIST SP
+    /// 800-63B-4's authentication assurance level): `aal1` a password, `aal2` a passkey with
+    /// user verification. Set when the session starts and never changed: a session is never
+    /// worth more than the sign-in that made it.
+    pub enum Aal {
+        Aal1 = "aal1",
+        Aal2 = "aal2",
+    }
+}
+
+crate::codes::text_codes! {
     /// What a `sessions` row is: a browser's session, or an API token family (`api`).
     pub enum SessionKind {
         Browser = "browser",
@@ -254,12 +265,17 @@ impl SignInNews {
 ///
 /// Always a new random token: a token chosen before sign-in (fixation) never becomes a
 /// signed-in one.
+///
+/// `aal` is what the sign-in proved: a password (`Aal1`) or a passkey with user verification
+/// (`Aal2`, recorded as `passkey_sign_in` rather than `sign_in`). Everything else is the same
+/// for both: one path, one set of defences.
 pub async fn start(
     tx: &mut PgConnection,
     credentials: CheckedCredentials,
     presented: Option<SessionToken>,
     client: &ClientInfo,
     config: &SessionConfig,
+    aal: Aal,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<Started>> {
     let Some(role) = users::store::lock_if_current(tx, credentials).await? else {
@@ -285,12 +301,17 @@ pub async fn start(
             fingerprint: &client.fingerprint,
             ip: &client.ip,
             user_agent: &client.user_agent,
+            aal,
         },
     )
     .await?;
+    let kind = match aal {
+        Aal::Aal1 => EventKind::SignIn,
+        Aal::Aal2 => EventKind::PasskeySignIn,
+    };
     events::record(
         tx,
-        NewEvent::new(user_id, EventKind::SignIn, Some(public_id), client),
+        NewEvent::new(user_id, kind, Some(public_id), client),
         now,
     )
     .await?;

@@ -12,6 +12,7 @@ use crate::clock::AppClock;
 use crate::config::SessionConfig;
 use crate::db::{Db, PgPool};
 use crate::events;
+use crate::passkeys;
 use crate::throttle;
 use rocket_db_pools::Database;
 
@@ -94,6 +95,27 @@ pub async fn round(pool: &PgPool, config: &SessionConfig, clock: &AppClock) {
     }
     if let Err(error) = throttle::forget_old(&mut conn, config, clock.now()).await {
         rocket::warn!("reaper could not delete old sign-in failures (will retry): {error}");
+    }
+    if let Err(error) = expire_passkey_ceremonies(&mut conn, config, clock).await {
+        rocket::warn!("reaper could not delete expired passkey ceremonies (will retry): {error}");
+    }
+}
+
+/// Deletes passkey ceremonies past their expiry (no one can finish them any more), in batches
+/// that each commit on their own. Returns how many went.
+pub async fn expire_passkey_ceremonies(
+    conn: &mut PgConnection,
+    config: &SessionConfig,
+    clock: &AppClock,
+) -> sqlx::Result<u64> {
+    let batch = i64::from(config.reaper_batch_size);
+    let mut total = 0;
+    loop {
+        let deleted = passkeys::store::reap_ceremonies(conn, clock.now(), batch).await?;
+        total += deleted;
+        if deleted < batch.unsigned_abs() {
+            return Ok(total);
+        }
     }
 }
 

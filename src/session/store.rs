@@ -14,10 +14,10 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::SessionKind;
 use super::fingerprint::Fingerprint;
 use super::reason::Reason;
 use super::token::SessionKey;
+use super::{Aal, SessionKind};
 use crate::users::Role;
 
 /// A session row joined with the account it belongs to: one round trip per request.
@@ -83,6 +83,8 @@ pub struct NewSession<'a> {
     pub fingerprint: &'a Fingerprint,
     pub ip: &'a str,
     pub user_agent: &'a str,
+    /// What the sign-in proved (API token families: a password, `Aal1`).
+    pub aal: Aal,
 }
 
 /// A browser session, or an API token family with its first access token's expiry. The API
@@ -106,8 +108,9 @@ pub async fn insert(conn: &mut PgConnection, session: &NewSession<'_>) -> sqlx::
     };
     sqlx::query!(
         "INSERT INTO sessions (key, public_id, user_id, kind, created_at, last_seen_at, expires_at,
-                               fingerprint_bind, fingerprint_watch, ip, user_agent, generation, access_expires_at)
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12)",
+                               fingerprint_bind, fingerprint_watch, ip, user_agent, generation, access_expires_at,
+                               aal)
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         session.key.as_bytes(),
         public_id,
         session.user_id,
@@ -120,6 +123,7 @@ pub async fn insert(conn: &mut PgConnection, session: &NewSession<'_>) -> sqlx::
         session.user_agent,
         generation,
         access_expires_at,
+        session.aal as _,
     )
     .execute(conn)
     .await?;
@@ -341,6 +345,7 @@ pub struct DeviceRecord {
     pub user_agent: String,
     /// Bound to a key on the device (DBSC).
     pub bound: bool,
+    pub aal: Aal,
 }
 
 /// Which sessions a list or a count shows: those `policy::decide` would let continue at `now`,
@@ -366,7 +371,7 @@ pub async fn list_live_for_user(
     sqlx::query_as!(
         DeviceRecord,
         r#"SELECT s.public_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at, s.ip,
-                  s.user_agent, s.dbsc_key IS NOT NULL AS "bound!"
+                  s.user_agent, s.dbsc_key IS NOT NULL AS "bound!", s.aal AS "aal: Aal"
            FROM sessions s JOIN users u ON u.id = s.user_id
            WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2
              AND (s.kind = 'api' OR s.last_seen_at > $3)

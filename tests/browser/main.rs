@@ -12,6 +12,7 @@ mod foundation;
 mod harness;
 mod notices;
 mod pages;
+mod passkeys;
 mod tabs;
 mod throttle;
 mod tls;

@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 
 use secure_sessions::client::ClientInfo;
 use secure_sessions::events::{self, EventKind, NewEvent};
+use secure_sessions::passkeys::store::CeremonyKind;
 use secure_sessions::session::fingerprint::Fingerprint;
 use secure_sessions::session::token::SessionToken;
-use secure_sessions::session::{Reason, SessionKind, store};
+use secure_sessions::session::{Aal, Reason, SessionKind, store};
 use secure_sessions::throttle::Scope;
 use secure_sessions::users::Role;
 
@@ -59,7 +60,13 @@ async fn every_code_the_database_admits_has_a_variant_and_every_variant_is_admit
             "revoke_reason",
             codes(Reason::ALL, Reason::code),
         ),
+        ("sessions", "aal", codes(Aal::ALL, Aal::code)),
         ("users", "role", codes(Role::ALL, Role::code)),
+        (
+            "passkey_ceremonies",
+            "kind",
+            codes(CeremonyKind::ALL, CeremonyKind::code),
+        ),
         (
             "security_events",
             "kind",
@@ -136,6 +143,7 @@ async fn every_revoke_reason_is_written_and_read_back_as_itself() {
                 fingerprint: &client.fingerprint,
                 ip: &client.ip,
                 user_agent: &client.user_agent,
+                aal: Aal::Aal1,
             },
         )
         .await

@@ -10,7 +10,7 @@ use crate::support::http::{Device, FIREFOX_WINDOWS, Reply, form_body};
 use crate::support::{PASSWORD, TestApp};
 
 /// Every field name any form of the app reads, so a request can be complete but for its token.
-const EVERY_OTHER_FIELD: [(&str, &str); 7] = [
+const EVERY_OTHER_FIELD: [(&str, &str); 10] = [
     ("username", "mallory"),
     ("password", PASSWORD),
     ("password_confirm", PASSWORD),
@@ -18,6 +18,9 @@ const EVERY_OTHER_FIELD: [(&str, &str); 7] = [
     ("new_password", "violet tractor mango seventeen"),
     ("new_password_confirm", "violet tractor mango seventeen"),
     ("next", "/account"),
+    ("ceremony", "00000000-0000-4000-8000-000000000000"),
+    ("name", "Phone"),
+    ("credential", "{}"),
 ];
 
 fn assert_refused_as_forged(reply: &Reply, what: &str) {
@@ -71,13 +74,16 @@ async fn every_state_changing_form_refuses_a_missing_or_foreign_csrf_token_with_
             let path = route.uri.path().to_owned();
             let id = if path.starts_with("/admin/users/") {
                 bob_id.to_string()
+            } else if path.starts_with("/account/passkeys/") {
+                // A passkey id: a number (none exists; the token is checked first).
+                "1".to_owned()
             } else {
                 phone_id.clone()
             };
             path.replace("<id>", &id)
         })
         .collect();
-    assert_eq!(form_routes.len(), 12, "{form_routes:?}");
+    assert_eq!(form_routes.len(), 17, "{form_routes:?}");
 
     for path in &form_routes {
         for token in [
@@ -300,19 +306,22 @@ async fn every_state_changing_form_refuses_what_the_browser_says_another_site_se
             let path = route.uri.path().to_owned();
             let id = if path.starts_with("/admin/users/") {
                 bob_id.to_string()
+            } else if path.starts_with("/account/passkeys/") {
+                // A passkey id: a number (none exists; the token is checked first).
+                "1".to_owned()
             } else {
                 phone_id.clone()
             };
             path.replace("<id>", &id)
         })
         .collect();
-    assert_eq!(form_routes.len(), 12, "{form_routes:?}");
+    assert_eq!(form_routes.len(), 17, "{form_routes:?}");
 
     for path in &form_routes {
         for header in ELSEWHERE {
             // The right token and every field, the right password included: only the
             // browser's word refuses it.
-            let (device, token) = if path == "/login" || path == "/register" {
+            let (device, token) = if path.starts_with("/login") || path == "/register" {
                 (&visitor, visitor_csrf.as_str())
             } else {
                 (&admin, csrf.as_str())

@@ -21,6 +21,7 @@ mod hashing_cgroup;
 mod logs;
 mod outage;
 mod pages;
+mod passkeys;
 mod races;
 mod request_path;
 mod retention;

@@ -13,7 +13,7 @@ use secure_sessions::client::ClientInfo;
 use secure_sessions::events::EventKind;
 use secure_sessions::session::fingerprint::Fingerprint;
 use secure_sessions::session::token::SessionToken;
-use secure_sessions::session::{self, Activity, LiveSession, Reason, Validated, api, store};
+use secure_sessions::session::{self, Aal, Activity, LiveSession, Reason, Validated, api, store};
 use secure_sessions::throttle::{self, Admission};
 use secure_sessions::users::{self, CheckedCredentials, Password, Role};
 use serde_json::json;
@@ -164,6 +164,7 @@ async fn started(app: &TestApp, user_id: i64, client: &ClientInfo) -> (SessionTo
         None,
         client,
         &app.config(),
+        Aal::Aal1,
         app.clock_now(),
     )
     .await
@@ -750,6 +751,7 @@ async fn a_sign_in_counts_against_the_cap_only_after_the_one_before_it_commits()
         None,
         &info,
         &app.config(),
+        Aal::Aal1,
         app.clock_now(),
     )
     .await

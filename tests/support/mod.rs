@@ -36,6 +36,7 @@ pub mod cluster;
 pub mod dbsc;
 pub mod html;
 pub mod http;
+pub mod passkey;
 pub mod raw;
 pub mod relay;
 pub mod server;

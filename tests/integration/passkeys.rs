@@ -1,0 +1,420 @@
+//! Passkeys through the app's own endpoints, answered by a software authenticator
+//! (`support::passkey`) with real signatures: registration after a confirmation, sign-in at
+//! `aal2`, and every answer that must be refused with a 4xx (replayed or foreign ceremony
+//! state, a wrong origin or RP id, a counter going backwards, a removed passkey).
+
+use rocket::http::Status;
+use secure_sessions::clock::AppClock;
+use secure_sessions::users::Role;
+use serde_json::Value;
+
+use crate::support::http::{Device, Reply};
+use crate::support::passkey::SoftAuthenticator;
+use crate::support::{PASSWORD, TestApp};
+
+const ORIGIN: &str = "https://app.example";
+
+/// The confirmation window shorter than the test profile's idle timeout, so it can pass while
+/// the session lives.
+const CONFIRM_WINDOW_SECS: i64 = 5;
+
+async fn app() -> TestApp {
+    TestApp::with(|figment| {
+        figment
+            .merge(("sessions.passkey_origin", ORIGIN))
+            .merge(("sessions.confirm_window_secs", CONFIRM_WINDOW_SECS))
+    })
+    .await
+}
+
+/// Signs `device` in with the password and confirms it, as the account page asks first.
+async fn signed_in_and_confirmed(device: &Device<'_>) {
+    assert_eq!(
+        device.sign_in("alice", PASSWORD).await.status,
+        Status::SeeOther
+    );
+    assert_eq!(device.confirm(PASSWORD).await.status, Status::SeeOther);
+}
+
+/// Asks for registration options: the ceremony id and the options.
+async fn registration_options(device: &Device<'_>) -> (String, Value) {
+    let reply = device
+        .post_from("/account", "/account/passkeys/options", &[])
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let body = reply.json();
+    (body["ceremony"].as_str().unwrap().to_owned(), body)
+}
+
+async fn add(device: &Device<'_>, ceremony: &str, name: &str, credential: &str) -> Reply {
+    device
+        .post_from(
+            "/account",
+            "/account/passkeys",
+            &[
+                ("ceremony", ceremony),
+                ("name", name),
+                ("credential", credential),
+            ],
+        )
+        .await
+}
+
+/// Registers a passkey named `name` on the signed-in, confirmed `device`.
+async fn register(device: &Device<'_>, authenticator: &mut SoftAuthenticator, name: &str) {
+    let (ceremony, body) = registration_options(device).await;
+    let answer = authenticator.register(&body["options"], ORIGIN);
+    let reply = add(device, &ceremony, name, &answer).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+}
+
+/// A sign-in ceremony started by `device` (not signed in): its id and options.
+async fn sign_in_options(device: &Device<'_>) -> (String, Value) {
+    let reply = device
+        .post_from("/login", "/login/passkey/options", &[])
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let body = reply.json();
+    (body["ceremony"].as_str().unwrap().to_owned(), body)
+}
+
+async fn finish_sign_in(device: &Device<'_>, ceremony: &str, credential: &str) -> Reply {
+    device
+        .post_from(
+            "/login",
+            "/login/passkey",
+            &[("ceremony", ceremony), ("credential", credential)],
+        )
+        .await
+}
+
+/// The error message of a refused ceremony.
+fn refusal(reply: &Reply) -> String {
+    reply.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[rocket::async_test]
+async fn a_passkey_added_after_a_confirmation_signs_in_at_aal2() {
+    let app = app().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    signed_in_and_confirmed(&laptop).await;
+    let mut authenticator = SoftAuthenticator::new();
+    register(&laptop, &mut authenticator, "Work laptop").await;
+    let account = laptop.get("/account").await;
+    assert_eq!(account.count_testid("passkey-row"), 1);
+    assert!(account.shows("Work laptop"), "{}", account.body);
+    assert!(account.shows("never used"));
+
+    let phone = Device::with(
+        &client,
+        "Mozilla/5.0 (Android 14) Chrome/130",
+        "203.0.113.9",
+    );
+    let (ceremony, body) = sign_in_options(&phone).await;
+    let answer = authenticator.sign_in(&body["options"], ORIGIN);
+    let reply = finish_sign_in(&phone, &ceremony, &answer).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(reply.json()["redirect"], "/account");
+    assert!(phone.session_cookie().is_some(), "a session started");
+
+    // The phone's session is aal2 on the device list, the laptop's (password) aal1.
+    let page = phone.get("/account").await.html();
+    let levels: Vec<(bool, String)> = page
+        .testids("session-row")
+        .into_iter()
+        .map(|row| {
+            (
+                row.value().attr("data-current") == Some("true"),
+                row.value().attr("data-aal").unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        levels,
+        vec![(true, "aal2".to_owned()), (false, "aal1".to_owned())]
+    );
+    assert!(phone.get("/account").await.shows("last used"));
+    let kinds = app.event_kinds(user_id).await;
+    for kind in ["passkey_added", "passkey_sign_in", "new_device"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+}
+
+#[rocket::async_test]
+async fn adding_or_removing_a_passkey_needs_a_recent_confirmation() {
+    let app = app().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let device = Device::new(&client);
+    device.sign_in("alice", PASSWORD).await;
+    let reply = device
+        .post_from("/account", "/account/passkeys/options", &[])
+        .await;
+    assert_eq!(
+        reply.status,
+        Status::SeeOther,
+        "to /confirm: {}",
+        reply.body
+    );
+    assert!(
+        reply.location().starts_with("/confirm"),
+        "{}",
+        reply.location()
+    );
+
+    device.confirm(PASSWORD).await;
+    let mut authenticator = SoftAuthenticator::new();
+    register(&device, &mut authenticator, "Phone").await;
+    let page = device.get("/account").await;
+    let id = page.html().testids("passkey-row")[0]
+        .value()
+        .attr("data-passkey-id")
+        .unwrap()
+        .to_owned();
+    // Past the confirmation window: the remove button is gone and the endpoint refuses.
+    app.advance_secs(CONFIRM_WINDOW_SECS + 1);
+    assert_eq!(
+        device.get("/account").await.count_testid("passkey-remove"),
+        0
+    );
+    let action = format!("/account/passkeys/{id}/remove");
+    let reply = device.post_from("/account", &action, &[]).await;
+    assert!(
+        reply.location().starts_with("/confirm"),
+        "{}",
+        reply.location()
+    );
+    assert_eq!(device.get("/account").await.count_testid("passkey-row"), 1);
+}
+
+#[rocket::async_test]
+async fn a_registration_ceremony_is_used_once_and_only_by_the_session_that_started_it() {
+    let app = app().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let one = Device::new(&client);
+    let other = Device::with(
+        &client,
+        "Mozilla/5.0 (Macintosh) Firefox/130",
+        "198.51.100.4",
+    );
+    signed_in_and_confirmed(&one).await;
+    signed_in_and_confirmed(&other).await;
+
+    // Another session of the same account cannot finish this session's ceremony.
+    let (ceremony, body) = registration_options(&one).await;
+    let answer = SoftAuthenticator::new().register(&body["options"], ORIGIN);
+    let reply = add(&other, &ceremony, "Stolen", &answer).await;
+    assert_eq!(reply.status, Status::BadRequest);
+    assert!(
+        refusal(&reply).contains("expired or was already used"),
+        "{}",
+        reply.body
+    );
+
+    // Its owner can, once; the same answer again is refused.
+    let reply = add(&one, &ceremony, "Mine", &answer).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let reply = add(&one, &ceremony, "Mine again", &answer).await;
+    assert_eq!(reply.status, Status::BadRequest);
+    assert_eq!(one.get("/account").await.count_testid("passkey-row"), 1);
+}
+
+#[rocket::async_test]
+async fn a_sign_in_ceremony_is_used_once_by_the_browser_that_started_it_before_it_expires() {
+    let app = app().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let owner = Device::new(&client);
+    signed_in_and_confirmed(&owner).await;
+    let mut authenticator = SoftAuthenticator::new();
+    register(&owner, &mut authenticator, "Key").await;
+
+    // Started by one browser, answered from another: refused, and no session.
+    let started_by = Device::with(&client, "Mozilla/5.0 (X11) Chrome/130", "192.0.2.1");
+    let thief = Device::with(&client, "Mozilla/5.0 (X11) Chrome/130", "192.0.2.2");
+    let (ceremony, body) = sign_in_options(&started_by).await;
+    let answer = authenticator.sign_in(&body["options"], ORIGIN);
+    thief.get("/login").await;
+    let reply = finish_sign_in(&thief, &ceremony, &answer).await;
+    assert_eq!(reply.status, Status::BadRequest, "{}", reply.body);
+    assert!(thief.session_cookie().is_none());
+
+    // The stranger's try took nothing: the browser that started it signs in, once.
+    let reply = finish_sign_in(&started_by, &ceremony, &answer).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert!(started_by.session_cookie().is_some());
+    // The very same answer again, from a browser with the same pre-session cookie: refused.
+    let again = Device::with(&client, "Mozilla/5.0 (X11) Chrome/130", "192.0.2.1");
+    again.set_cookie("__Host-csrf", &started_by.cookie("__Host-csrf").unwrap());
+    let reply = finish_sign_in(&again, &ceremony, &answer).await;
+    assert_eq!(reply.status, Status::BadRequest);
+    assert!(
+        refusal(&reply).contains("expired or was already used"),
+        "{}",
+        reply.body
+    );
+    assert!(again.session_cookie().is_none());
+
+    // Past its lifetime, a ceremony is refused, and the reaper deletes it.
+    let late = Device::new(&client);
+    let (ceremony, body) = sign_in_options(&late).await;
+    let answer = authenticator.sign_in(&body["options"], ORIGIN);
+    app.advance_secs(i64::from(app.config().passkey_ceremony_secs) + 1);
+    let reply = finish_sign_in(&late, &ceremony, &answer).await;
+    assert_eq!(reply.status, Status::BadRequest);
+    let mut conn = app.pool.acquire().await.unwrap();
+    sign_in_options(&late).await;
+    app.advance_secs(i64::from(app.config().passkey_ceremony_secs) + 1);
+    let reaped = secure_sessions::session::reaper::expire_passkey_ceremonies(
+        &mut conn,
+        &app.config(),
+        &AppClock::new(app.clock.clone()),
+    )
+    .await
+    .unwrap();
+    // The refused one (an expired ceremony is never taken) and the one started after it.
+    assert_eq!(reaped, 2);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM passkey_ceremonies")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[rocket::async_test]
+async fn an_answer_for_another_origin_or_rp_id_is_refused() {
+    let app = app().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let owner = Device::new(&client);
+    signed_in_and_confirmed(&owner).await;
+    let mut authenticator = SoftAuthenticator::new();
+
+    // Registration made for a look-alike site is refused.
+    let (ceremony, body) = registration_options(&owner).await;
+    let answer = authenticator.register(&body["options"], "https://app.example.evil");
+    let reply = add(&owner, &ceremony, "Phished", &answer).await;
+    assert_eq!(reply.status, Status::BadRequest, "{}", reply.body);
+    register(&owner, &mut authenticator, "Real").await;
+
+    let visitor = Device::with(&client, "Mozilla/5.0 (X11) Chrome/130", "192.0.2.7");
+    let (ceremony, body) = sign_in_options(&visitor).await;
+    let phished =
+        authenticator.assertion(&body["options"], "https://evil.example", "app.example", 5);
+    let reply = finish_sign_in(&visitor, &ceremony, &phished).await;
+    assert_eq!(reply.status, Status::BadRequest, "{}", reply.body);
+
+    let (ceremony, body) = sign_in_options(&visitor).await;
+    let other_rp = authenticator.assertion(&body["options"], ORIGIN, "evil.example", 6);
+    let reply = finish_sign_in(&visitor, &ceremony, &other_rp).await;
+    assert_eq!(reply.status, Status::BadRequest, "{}", reply.body);
+    assert!(visitor.session_cookie().is_none());
+}
+
+#[rocket::async_test]
+async fn a_counter_that_goes_backwards_is_refused() {
+    let app = app().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let owner = Device::new(&client);
+    signed_in_and_confirmed(&owner).await;
+    let mut authenticator = SoftAuthenticator::new();
+    register(&owner, &mut authenticator, "Key").await;
+
+    let visitor = Device::with(&client, "Mozilla/5.0 (X11) Chrome/130", "192.0.2.7");
+    let (ceremony, body) = sign_in_options(&visitor).await;
+    let answer = authenticator.assertion(&body["options"], ORIGIN, "app.example", 10);
+    assert_eq!(
+        finish_sign_in(&visitor, &ceremony, &answer).await.status,
+        Status::Ok
+    );
+
+    // A copy of the key, behind the real one: its counter says so.
+    let copy = Device::with(&client, "Mozilla/5.0 (X11) Chrome/130", "192.0.2.8");
+    for counter in [10, 9] {
+        let (ceremony, body) = sign_in_options(&copy).await;
+        let answer = authenticator.assertion(&body["options"], ORIGIN, "app.example", counter);
+        let reply = finish_sign_in(&copy, &ceremony, &answer).await;
+        assert_eq!(reply.status, Status::BadRequest, "{}", reply.body);
+        assert!(refusal(&reply).contains("counter"), "{}", reply.body);
+    }
+    assert!(copy.session_cookie().is_none());
+    let stored: i64 = sqlx::query_scalar("SELECT counter FROM passkeys")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 10);
+}
+
+#[rocket::async_test]
+async fn a_removed_passkey_signs_in_no_more() {
+    let app = app().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let owner = Device::new(&client);
+    signed_in_and_confirmed(&owner).await;
+    let mut authenticator = SoftAuthenticator::new();
+    register(&owner, &mut authenticator, "Old key").await;
+    let page = owner.get("/account").await;
+    let id = page.html().testids("passkey-row")[0]
+        .value()
+        .attr("data-passkey-id")
+        .unwrap()
+        .to_owned();
+    let action = format!("/account/passkeys/{id}/remove");
+    let reply = owner.post_from("/account", &action, &[]).await;
+    assert_eq!(reply.location(), "/account");
+    assert_eq!(owner.get("/account").await.count_testid("passkey-row"), 0);
+    // Gone already: 404, not a second event.
+    assert_eq!(
+        owner.post_from("/account", &action, &[]).await.status,
+        Status::NotFound
+    );
+    let kinds = app.event_kinds(user_id).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "passkey_removed").count(), 1);
+
+    let visitor = Device::with(&client, "Mozilla/5.0 (X11) Chrome/130", "192.0.2.7");
+    let (ceremony, body) = sign_in_options(&visitor).await;
+    let answer = authenticator.sign_in(&body["options"], ORIGIN);
+    let reply = finish_sign_in(&visitor, &ceremony, &answer).await;
+    assert_eq!(reply.status, Status::BadRequest, "{}", reply.body);
+    assert!(refusal(&reply).contains("not registered"), "{}", reply.body);
+    assert!(visitor.session_cookie().is_none());
+    // The password is still a way in.
+    assert_eq!(
+        visitor.sign_in("alice", PASSWORD).await.status,
+        Status::SeeOther
+    );
+}
+
+#[rocket::async_test]
+async fn malformed_answers_get_a_400_and_forged_forms_a_403() {
+    let app = app().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    let (ceremony, _) = sign_in_options(&visitor).await;
+    for (ceremony, credential) in [
+        (ceremony.as_str(), "{not json"),
+        (ceremony.as_str(), r#"{"id": 1}"#),
+        ("not-a-uuid", "{}"),
+    ] {
+        let reply = finish_sign_in(&visitor, ceremony, credential).await;
+        assert_eq!(
+            reply.status,
+            Status::BadRequest,
+            "{credential}: {}",
+            reply.body
+        );
+        assert!(!refusal(&reply).is_empty());
+    }
+    // Without the CSRF token: refused before anything is read.
+    let reply = visitor.post_form("/login/passkey/options", &[]).await;
+    assert_eq!(reply.status, Status::Forbidden);
+}
