@@ -387,6 +387,50 @@ async fn each_reason_says_what_to_do_and_the_session_limit_says_the_limit() {
     assert!(fingerprint.contains("Please sign in again"));
 }
 
+/// The title is the first thing a screen reader says on arrival: it names why the person is
+/// here, in words of its own for each reason.
+#[rocket::async_test]
+async fn the_sign_in_pages_title_says_why_the_person_was_signed_out() {
+    let app = TestApp::new().await;
+    let client = app.client().await;
+    let visitor = Device::new(&client);
+    let expected = [
+        ("login_required", "Sign in"),
+        ("signed_out", "Signed out – Sign in"),
+        ("idle_timeout", "Signed out after inactivity – Sign in"),
+        ("session_expired", "Session expired – Sign in"),
+        (
+            "fingerprint_mismatch",
+            "Signed out: browser changed – Sign in",
+        ),
+        ("revoked", "Signed out from another device – Sign in"),
+        ("password_changed", "Signed out: password changed – Sign in"),
+        ("session_limit", "Signed out: too many devices – Sign in"),
+        (
+            "bound_cookie_expired",
+            "Signed out: device sign-in expired – Sign in",
+        ),
+        (
+            "network_alternation",
+            "Signed out: used from two networks – Sign in",
+        ),
+    ];
+    assert_eq!(
+        expected.len(),
+        secure_sessions::session::Reason::ALL.len(),
+        "every reason has its title here"
+    );
+    for (reason, title) in expected {
+        let page = visitor.get(&format!("/login?reason={reason}")).await;
+        assert_eq!(page.status, Status::Ok, "{reason}");
+        assert_eq!(
+            page.html().texts("title"),
+            [format!("{title} · secure-sessions")],
+            "{reason}"
+        );
+    }
+}
+
 #[rocket::async_test]
 async fn a_throttled_sign_in_says_when_the_form_can_be_used_again() {
     let app = TestApp::new().await;
