@@ -77,6 +77,8 @@ impl rocket_db_pools::Pool for RocketPool {
         let urls: Vec<String> = extra_setting(figment, "urls", single.into_iter().collect())?;
         let settings = PoolSettings {
             urls,
+            min_connections: usize::try_from(config.min_connections.unwrap_or(0))
+                .unwrap_or(usize::MAX),
             max_connections: config.max_connections,
             connect_timeout: Duration::from_secs(config.connect_timeout),
             acquire_timeout: Duration::from_millis(acquire_timeout_ms),

@@ -63,7 +63,7 @@ impl From<managed::PoolError<sqlx::Error>> for PoolError {
 }
 
 /// The pool: deadpool keeps the connections (at most `max_connections`, the most recently used
-/// handed out first, so a quiet pool keeps few of them warm) and queues the requests that wait for
+/// handed out first, so a quiet pool keeps few of them warm, at least `min_connections`) and queues the requests that wait for
 /// one; `Manager` opens them and decides which may be reused.
 ///
 /// sqlx's own pool tests every connection with a round trip when it hands it out and again when it
@@ -85,6 +85,9 @@ pub struct PoolSettings {
     /// The same database on one or more servers, in order of preference: the primary first,
     /// its standbys after it.
     pub urls: Vec<String>,
+    /// At least this many connections are kept open, opened at start and replaced when retired,
+    /// so the first requests after a quiet spell do not each wait for a new connection.
+    pub min_connections: usize,
     /// At most this many connections are open at once.
     pub max_connections: usize,
     /// How long the pool waits for the database to answer at start, before it gives up.
@@ -142,6 +145,7 @@ impl PgPool {
     pub async fn connect(settings: PoolSettings) -> Result<PgPool, PoolError> {
         let PoolSettings {
             urls,
+            min_connections,
             max_connections,
             connect_timeout,
             acquire_timeout,
@@ -153,6 +157,11 @@ impl PgPool {
                 "no database URL: set databases.main.url (or DATABASE_URL) or databases.main.urls"
                     .into(),
             ));
+        }
+        if min_connections > max_connections {
+            return Err(PoolError::Configuration(format!(
+                "min_connections ({min_connections}) is more than max_connections ({max_connections})"
+            )));
         }
         let mut hosts = Vec::with_capacity(urls.len());
         for url in &urls {
@@ -188,7 +197,8 @@ impl PgPool {
             }),
         };
         pool.wait_for_database(connect_timeout).await?;
-        tokio::spawn(sweep(pool.pool.weak()));
+        top_up(&pool.pool, min_connections).await;
+        tokio::spawn(sweep(pool.pool.weak(), min_connections));
         Ok(pool)
     }
 
@@ -365,9 +375,10 @@ impl managed::Manager for Manager {
     }
 }
 
-/// Every `SWEEP_EVERY`, closes the idle connections that have expired: a connection in use is
-/// retired at the first sweep that finds it back in the pool. Ends with the pool.
-async fn sweep(pool: managed::WeakPool<Manager>) {
+/// Every `SWEEP_EVERY`, closes the idle connections that have expired (a connection in use is
+/// retired at the first sweep that finds it back in the pool), then opens new ones up to
+/// `min_connections`. Ends with the pool.
+async fn sweep(pool: managed::WeakPool<Manager>, min_connections: usize) {
     loop {
         sleep(SWEEP_EVERY).await;
         let Some(pool) = pool.upgrade().filter(|pool| !pool.is_closed()) else {
@@ -375,9 +386,26 @@ async fn sweep(pool: managed::WeakPool<Manager>) {
         };
         let manager = pool.manager();
         let expired = pool.retain(|pooled, metrics| !manager.expired(pooled, &metrics));
+        top_up(&pool, min_connections).await;
         drop(pool);
         for pooled in expired.removed {
             let _ = pooled.conn.close().await;
+        }
+    }
+}
+
+/// Opens connections until the pool holds `min_connections`. They are taken out all together, so
+/// that an idle connection cannot stand in for a new one, and go back at once. A database that
+/// cannot be reached leaves the pool short until a later sweep.
+async fn top_up(pool: &managed::Pool<Manager>, min_connections: usize) {
+    if pool.status().size >= min_connections {
+        return;
+    }
+    let mut held = Vec::with_capacity(min_connections);
+    while held.len() < min_connections {
+        match timeout(SWEEP_EVERY, pool.get()).await {
+            Ok(Ok(object)) => held.push(object),
+            _ => break,
         }
     }
 }
