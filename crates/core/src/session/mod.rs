@@ -208,7 +208,7 @@ pub(crate) async fn sign_in_news(
     // The network and the failures are looked at only when the device already points at a
     // stranger.
     let suspicious = new_device
-        && store::is_new_network(tx, user_id, &client.fingerprint).await?
+        && events::is_new_network(tx, user_id, &client.ip).await?
         && events::count_since(
             tx,
             user_id,
