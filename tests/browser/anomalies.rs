@@ -13,20 +13,22 @@ const FIREFOX_WINDOWS: &str =
 #[rocket::async_test]
 async fn the_owner_sees_a_sign_in_after_failed_guesses_first_and_signs_the_guesser_out() {
     let _one = exclusive().await;
-    // Every browser here is on loopback, so one network: the watched part is the User-Agent
-    // instead, which makes the guesser's browser a new device on a new network.
+    // Every browser here is on loopback, one network: as behind a proxy, the app takes each
+    // browser's address from X-Real-IP, so the owner is at home and the guesser elsewhere.
     let app = TestApp::with(|figment| {
         figment
-            .merge(("sessions.fingerprint_watch", ["user-agent"]))
+            .merge(("ip_header", "X-Real-IP"))
             .merge(("sessions.idle_timeout_secs", 300))
     })
     .await;
     app.create_user("alice", Role::User).await;
     let server = app.serve().await;
     let owner = Browser::launch().await;
+    owner.send_header("X-Real-IP", "198.51.100.7").await;
     owner.sign_in(&server.base_url, "alice", PASSWORD).await;
 
     let guesser = Browser::launch_as(FIREFOX_WINDOWS).await;
+    guesser.send_header("X-Real-IP", "203.0.113.66").await;
     for guess in ["password123", "alice-2024", "letmein-now"] {
         guesser.sign_in(&server.base_url, "alice", guess).await;
         assert!(guesser.has_testid("login-error").await);

@@ -11,11 +11,13 @@ use std::time::Duration;
 use fantoccini::cookies::Cookie;
 use fantoccini::elements::Element;
 use fantoccini::key::Key;
+use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rocket::tokio::sync::{Mutex, MutexGuard};
 use rocket::tokio::time::sleep;
 use serde_json::json;
+use url::Url;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
@@ -186,6 +188,29 @@ impl Browser {
             .for_element(Locator::Css(&format!("[data-testid=\"{testid}\"]")))
             .await
             .expect(testid)
+    }
+
+    /// Sends `name: value` with every request from now on, as a proxy in front of the app would
+    /// add it: with the app's `ip_header` set to `name`, the browser appears to come from the
+    /// address `value` (every browser here is otherwise on loopback, one network).
+    pub async fn send_header(&self, name: &str, value: &str) {
+        self.devtools("Network.enable", json!({})).await;
+        self.devtools(
+            "Network.setExtraHTTPHeaders",
+            json!({ "headers": { name: value } }),
+        )
+        .await;
+    }
+
+    /// Runs a DevTools protocol command in the current tab, through ChromeDriver.
+    async fn devtools(&self, command: &str, params: serde_json::Value) {
+        self.client
+            .issue_cmd(DevTools {
+                command: command.to_owned(),
+                params,
+            })
+            .await
+            .unwrap_or_else(|error| panic!("DevTools {command}: {error}"));
     }
 
     pub async fn has_testid(&self, testid: &str) -> bool {
@@ -454,5 +479,24 @@ impl Drop for Browser {
             .ok();
         self.driver.wait().ok();
         std::fs::remove_dir_all(&self.profile).ok();
+    }
+}
+
+/// `POST /session/{id}/goog/cdp/execute`: ChromeDriver's way to send a DevTools protocol command.
+#[derive(Debug)]
+struct DevTools {
+    command: String,
+    params: serde_json::Value,
+}
+
+impl WebDriverCompatibleCommand for DevTools {
+    fn endpoint(&self, base_url: &Url, session_id: Option<&str>) -> Result<Url, url::ParseError> {
+        let session = session_id.unwrap_or_default();
+        base_url.join(&format!("session/{session}/goog/cdp/execute"))
+    }
+
+    fn method_and_body(&self, _: &Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.command, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
     }
 }
