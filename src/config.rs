@@ -18,6 +18,20 @@ const DEFAULT_IDLE_WARNING_SECS: u32 = 2 * 60;
 const DEFAULT_ACCESS_TOKEN_SECS: u32 = 15 * 60;
 const DEFAULT_BOUND_COOKIE_SECS: u32 = 10 * 60;
 
+/// What a sensitive action asks of the confirmation before it (docs/passkeys.md, "Step-up").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepUp {
+    /// A recent confirmation of either kind, password or passkey.
+    Confirmed,
+    /// A recent confirmation at the session's own level or higher: a session signed in (or
+    /// raised) with a passkey confirms with a passkey, while the account has one.
+    SessionLevel,
+    /// A recent confirmation with a passkey (`aal2`) when the account has one; an account
+    /// without one confirms with its password, as it cannot do more.
+    Aal2,
+}
+
 /// Every knob of the session design. Durations are whole seconds with the unit in the name.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -108,6 +122,13 @@ pub struct SessionConfig {
     pub passkey_rp_id: Option<String>,
     /// How long a passkey registration or sign-in may take, from its options to its answer.
     pub passkey_ceremony_secs: u32,
+    /// What changing the password asks for (`StepUp`). Default: `session_level`.
+    pub password_change_step_up: StepUp,
+    /// What removing a passkey asks for. Default: `session_level`.
+    pub passkey_removal_step_up: StepUp,
+    /// What an administrator's page and actions ask for. Default: `aal2` (a passkey, for an
+    /// administrator who has one).
+    pub admin_step_up: StepUp,
     /// Test mode: mount the `/__test/` API for end-to-end suites ([`crate::test_mode`]).
     pub test_hooks: bool,
     /// The second switch test mode needs in the release profile or a release build.
@@ -160,6 +181,9 @@ impl Default for SessionConfig {
             passkey_origin: None,
             passkey_rp_id: None,
             passkey_ceremony_secs: 5 * 60,
+            password_change_step_up: StepUp::SessionLevel,
+            passkey_removal_step_up: StepUp::SessionLevel,
+            admin_step_up: StepUp::Aal2,
             test_hooks: false,
             test_hooks_in_release: false,
         }

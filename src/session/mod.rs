@@ -35,8 +35,10 @@ use token::{SessionKey, SessionToken};
 crate::codes::text_codes! {
     /// How strongly the sign-in that made a session proved who was signing in (NIST SP
     /// 800-63B-4's authentication assurance level): `aal1` a password, `aal2` a passkey with
-    /// user verification. Set when the session starts and never changed: a session is never
-    /// worth more than the sign-in that made it.
+    /// user verification. Set when the session starts; only a confirmation with a passkey
+    /// raises it (to `aal2`), and nothing lowers it: a session is never worth more than the
+    /// strongest proof it was given. Ordered: `Aal1 < Aal2`.
+    #[derive(PartialOrd, Ord)]
     pub enum Aal {
         Aal1 = "aal1",
         Aal2 = "aal2",
@@ -63,6 +65,10 @@ pub struct LiveSession {
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub confirmed_until: Option<OffsetDateTime>,
+    /// The level the confirmation in `confirmed_until` was made at.
+    pub confirmed_aal: Option<Aal>,
+    /// The session's level now (its sign-in's, or raised by a confirmation with a passkey).
+    pub aal: Aal,
     /// Device-bound sessions only: the CSRF token their forms carry.
     pub bound_csrf: Option<Vec<u8>>,
     /// The registration challenge on offer, and since when (unbound sessions).
@@ -479,6 +485,8 @@ async fn validate_once(
         },
         expires_at: record.expires_at,
         confirmed_until,
+        confirmed_aal: record.confirmed_aal,
+        aal: record.aal,
         bound_csrf: record.bound_csrf,
         dbsc_offer: match record.new_offer {
             Some(challenge) => Some((challenge, now)),
@@ -538,8 +546,8 @@ pub async fn end(
     Ok(ended)
 }
 
-/// Gives the current session a new token and sets or clears its privileged confirmation, inside
-/// the caller's transaction. The old token no longer passes as the session; for
+/// Gives the current session a new token and sets (until when, at which level) or clears its
+/// privileged confirmation, inside the caller's transaction. The old token no longer passes as the session; for
 /// `policy::ROTATION_GRACE` it is still recognised as the session's (`Validated::Superseded`), so
 /// a sign-out sent with it ends the session. `None`: it ended meanwhile.
 /// A device-bound session stays bound: the new token gets its own deadline (set its cookie
@@ -547,21 +555,14 @@ pub async fn end(
 pub async fn rotate(
     tx: &mut PgConnection,
     session: &LiveSession,
-    confirmed_until: Option<OffsetDateTime>,
+    confirmed: Option<(OffsetDateTime, Aal)>,
     config: &SessionConfig,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<SessionToken>> {
     let token = SessionToken::generate();
     let grace_until = now + policy::ROTATION_GRACE;
-    let mut rotated = store::rotate(
-        tx,
-        &session.key,
-        &token.key(),
-        confirmed_until,
-        grace_until,
-        now,
-    )
-    .await?;
+    let mut rotated =
+        store::rotate(tx, &session.key, &token.key(), confirmed, grace_until, now).await?;
     if rotated && session.is_bound() {
         let bound_until = now + config.bound_cookie_lifetime();
         rotated = store::rebind_rotated(tx, &token.key(), &token.csrf_bytes(), bound_until).await?;

@@ -37,7 +37,9 @@
 
 use time::{Duration, OffsetDateTime};
 
+use super::Aal;
 use super::reason::Reason;
+use crate::config::StepUp;
 use crate::users::Role;
 
 /// How long after a rotation the token it replaced is still recognised as the session's (never
@@ -182,6 +184,24 @@ pub fn idle_deadline(lifetimes: Lifetimes, limits: Limits, role: Role) -> Offset
         lifetimes.created_at,
         lifetimes.expires_at,
     ))
+}
+
+/// The level the confirmation before an action must be at: the action's `step_up` setting, for
+/// a session at level `session`, on an account that has a passkey or not. Without one, the
+/// password is the only way to confirm, so it is enough: a setting never locks an account out
+/// of its own actions.
+pub fn level_needed(step_up: StepUp, session: Aal, has_passkey: bool) -> Aal {
+    match step_up {
+        StepUp::SessionLevel if has_passkey => session,
+        StepUp::Aal2 if has_passkey => Aal::Aal2,
+        StepUp::Confirmed | StepUp::SessionLevel | StepUp::Aal2 => Aal::Aal1,
+    }
+}
+
+/// Whether the confirmation in force (made at `confirmed`; `None`: none in force) is enough for
+/// an action that needs `needed`.
+pub fn confirmation_suffices(confirmed: Option<Aal>, needed: Aal) -> bool {
+    confirmed.is_some_and(|level| level >= needed)
 }
 
 /// Whether the presented token of a session may be used at `now`. An unbound session's token
@@ -355,6 +375,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_level_an_action_needs_follows_its_setting_the_session_and_the_passkeys() {
+        use Aal::{Aal1, Aal2};
+        use StepUp::{Aal2 as Passkey, Confirmed, SessionLevel};
+        // (setting, session's level, account has a passkey) -> level needed.
+        let table = [
+            (Confirmed, Aal1, true, Aal1),
+            (Confirmed, Aal2, true, Aal1),
+            (SessionLevel, Aal1, true, Aal1),
+            (SessionLevel, Aal2, true, Aal2),
+            (Passkey, Aal1, true, Aal2),
+            (Passkey, Aal2, true, Aal2),
+            // No passkey (never had one, or the last one removed): the password is enough.
+            (SessionLevel, Aal2, false, Aal1),
+            (Passkey, Aal1, false, Aal1),
+        ];
+        for (step_up, session, has_passkey, needed) in table {
+            assert_eq!(
+                level_needed(step_up, session, has_passkey),
+                needed,
+                "{step_up:?}, {session:?}, passkey {has_passkey}"
+            );
+        }
+        assert!(confirmation_suffices(Some(Aal2), Aal1));
+        assert!(confirmation_suffices(Some(Aal1), Aal1));
+        assert!(!confirmation_suffices(Some(Aal1), Aal2));
+        assert!(!confirmation_suffices(None, Aal1));
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct SessionRecord {
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub confirmed_until: Option<OffsetDateTime>,
+    /// The level `confirmed_until`'s confirmation was made at (none before the first).
+    pub confirmed_aal: Option<Aal>,
+    /// The level the session is at: its sign-in's, or `aal2` after a confirmation with a passkey.
+    pub aal: Aal,
     /// API families only: when the current access token stops working.
     pub access_expires_at: Option<OffsetDateTime>,
     pub fingerprint_bind: Vec<u8>,
@@ -157,7 +161,8 @@ pub async fn find_with_user(
     sqlx::query_as!(
         SessionRecord,
         r#"SELECT s.public_id, s.user_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at,
-                  s.expires_at, s.confirmed_until, s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch,
+                  s.expires_at, s.confirmed_until, s.confirmed_aal AS "confirmed_aal: Aal", s.aal AS "aal: Aal",
+                  s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch,
                   s.revoke_reason AS "revoke_reason: Reason", s.bound_until, s.bound_csrf, s.dbsc_offer,
                   s.dbsc_offered_at, u.username, u.role AS "role: Role", u.disabled,
                   CASE WHEN s.revoked_at IS NULL AND s.last_seen_at <= $4
@@ -390,25 +395,40 @@ pub async fn list_live_for_user(
 
 /// Rotation: the row keeps its identity (public id, sign-in time) under a new key. The old key
 /// moves to `previous_key` until `grace_until` (see `find_rotated_from`): no request with the old
-/// token passes as the session from the moment this commits. Sets or clears privileged
-/// confirmation with it.
+/// token passes as the session from the moment this commits. Sets privileged confirmation, with
+/// the level it was made at, or clears it (`None`).
 pub async fn rotate(
     conn: &mut PgConnection,
     old_key: &SessionKey,
     new_key: &SessionKey,
-    confirmed_until: Option<OffsetDateTime>,
+    confirmed: Option<(OffsetDateTime, Aal)>,
     grace_until: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
+    let (confirmed_until, confirmed_aal) = confirmed.unzip();
     let result = sqlx::query!(
-        "UPDATE sessions SET key = $2, confirmed_until = $3, last_seen_at = $4,
-                             previous_key = key, previous_key_until = $5
+        "UPDATE sessions SET key = $2, confirmed_until = $3, confirmed_aal = $4, last_seen_at = $5,
+                             previous_key = key, previous_key_until = $6
          WHERE key = $1 AND revoked_at IS NULL",
         old_key.as_bytes(),
         new_key.as_bytes(),
         confirmed_until,
+        confirmed_aal as _,
         now,
         grace_until,
+    )
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Raises a live session to `aal2`: a confirmation with a passkey, with user verification, has
+/// just proved as much as a passkey sign-in. Nothing lowers a level. Whether it was still live.
+pub async fn raise_to_aal2(conn: &mut PgConnection, public_id: Uuid) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        "UPDATE sessions SET aal = $2 WHERE public_id = $1 AND revoked_at IS NULL",
+        public_id,
+        Aal::Aal2 as _,
     )
     .execute(conn)
     .await?;
