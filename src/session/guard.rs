@@ -91,14 +91,18 @@ impl AuthenticatedUser {
     }
 
     /// The level the confirmation before an action that asks for `step_up` must be at, for this
-    /// session and account (whether it has a passkey is read now).
+    /// session and account. Whether the account has a passkey is read only when the answer
+    /// depends on it (a passkey can only make `aal2` needed): an `aal1` session's pages under
+    /// the default settings cost no query for it.
     pub async fn level_needed(
         &self,
         conn: &mut PgConnection,
         step_up: StepUp,
     ) -> sqlx::Result<Aal> {
-        let has_passkey = step_up != StepUp::Confirmed
-            && passkeys::store::has_passkey(conn, self.user_id()).await?;
+        if policy::level_needed(step_up, self.aal(), true) == Aal::Aal1 {
+            return Ok(Aal::Aal1);
+        }
+        let has_passkey = passkeys::store::has_passkey(conn, self.user_id()).await?;
         Ok(policy::level_needed(step_up, self.aal(), has_passkey))
     }
 
@@ -123,8 +127,10 @@ impl AuthenticatedUser {
         conn: &mut PgConnection,
         step_up: StepUp,
     ) -> sqlx::Result<bool> {
-        let needed = self.level_needed(conn, step_up).await?;
-        Ok(needed == Aal::Aal2 && !policy::confirmation_suffices(self.confirmed, needed))
+        if self.confirmed == Some(Aal::Aal2) {
+            return Ok(false);
+        }
+        Ok(self.level_needed(conn, step_up).await? == Aal::Aal2)
     }
 
     pub fn idle_countdown(&self) -> IdleCountdown {
