@@ -170,6 +170,7 @@ impl ConfirmPage {
                 "secure your account: sign out every other device, then choose a new password"
                     .to_owned(),
             ),
+            "/account/password" => Some("change your password".to_owned()),
             "/admin" if admin => Some("open the administration page".to_owned()),
             path if admin => match path
                 .strip_prefix("/admin/users/")
