@@ -81,13 +81,14 @@ impl LiveSession {
             created_at: self.created_at,
             last_seen_at: self.last_seen_at,
             expires_at: self.expires_at,
+            aal: self.aal,
         }
     }
 
     /// When the session ends however active: its absolute expiry, brought forward for an
-    /// administrator (the role as read on this request).
+    /// administrator or by its level's lifetime (the role and level as read on this request).
     pub fn ends_at(&self, config: &SessionConfig) -> OffsetDateTime {
-        limits(config).absolute_expiry(self.role, self.created_at, self.expires_at)
+        limits(config).absolute_expiry(self.role, self.aal, self.created_at, self.expires_at)
     }
 
     /// Bound to a key on the device (DBSC): its tokens are short-lived and renewed by signed refreshes.
@@ -131,23 +132,26 @@ pub struct Started {
 }
 
 /// When a browser session's lookup writes last-seen (see `policy::touch_window`): the lookup
-/// reads the role in the same statement, and applies the window of the role it reads. Never for
-/// a request that is not the person's (`Activity::Page`).
+/// reads the level and the role in the same statement, and applies the windows of what it
+/// reads. Never for a request that is not the person's (`Activity::Page`).
 pub(crate) fn browser_touch(
     config: &SessionConfig,
     activity: Activity,
     now: OffsetDateTime,
 ) -> store::Touch {
-    let user = policy::touch_window(limits(config), Role::User, now);
-    let admin = policy::touch_window(limits(config), Role::Admin, now);
+    let window = policy::touch_window(limits(config), now);
     store::Touch {
         kind: SessionKind::Browser,
         now,
-        seen_before: (activity == Activity::Person).then_some(user.seen_before),
-        seen_after: Some(user.seen_after),
-        admin: Some(store::AdminTouch {
-            seen_after: admin.seen_after,
-            created_after: admin.created_after,
+        seen_before: (activity == Activity::Person).then_some(window.seen_before),
+        seen_after: Some(window.seen_after),
+        aal2: Some(store::LimitTouch {
+            seen_after: window.aal2_seen_after,
+            created_after: window.aal2_created_after,
+        }),
+        admin: Some(store::LimitTouch {
+            seen_after: window.admin_seen_after,
+            created_after: window.admin_created_after,
         }),
     }
 }
@@ -179,22 +183,26 @@ pub async fn keep_alive(
 /// Which sessions the device list and the admin page's counts show at `now` (`store::Alive`):
 /// those `policy::decide` would let continue, whose windows are the ones the lookup touches in.
 pub fn alive(config: &SessionConfig, now: OffsetDateTime) -> store::Alive {
-    let user = policy::touch_window(limits(config), Role::User, now);
-    let admin = policy::touch_window(limits(config), Role::Admin, now);
+    let window = policy::touch_window(limits(config), now);
     store::Alive {
         now,
-        seen_after: user.seen_after,
-        admin_seen_after: admin.seen_after,
-        admin_created_after: admin.created_after,
+        seen_after: window.seen_after,
+        aal2_seen_after: window.aal2_seen_after,
+        aal2_created_after: window.aal2_created_after,
+        admin_seen_after: window.admin_seen_after,
+        admin_created_after: window.admin_created_after,
     }
 }
 
+/// The settings the policy applies, read from the configuration on every request.
 pub fn limits(config: &SessionConfig) -> Limits {
     Limits {
         idle_timeout: config.idle_timeout(),
         touch_interval: config.touch_interval(),
         admin_idle_timeout: config.admin_idle_timeout(),
         admin_absolute_timeout: config.admin_absolute_timeout(),
+        aal2_idle_timeout: config.aal2_idle_timeout(),
+        aal2_absolute_timeout: config.aal2_absolute_timeout(),
     }
 }
 
@@ -293,9 +301,14 @@ pub async fn start(
     }
     let news = sign_in_news(tx, user_id, client, config, now).await?;
     let token = SessionToken::generate();
-    // The role's own deadline, so an administrator's row expires (and its tombstone is reaped)
-    // on time; the role read on each request still tightens it after a promotion.
-    let expires_at = limits(config).absolute_expiry(role, now, now + config.absolute_timeout());
+    // The level's lifetime, and the role's own deadline, so an administrator's row expires (and
+    // its tombstone is reaped) on time; the role read on each request still tightens it after a
+    // promotion.
+    let lifetime = match aal {
+        Aal::Aal1 => config.absolute_timeout(),
+        Aal::Aal2 => config.aal2_absolute_timeout(),
+    };
+    let expires_at = limits(config).absolute_expiry(role, aal, now, now + lifetime);
     let public_id = store::insert(
         tx,
         &store::NewSession {
@@ -401,10 +414,12 @@ async fn validate_once(
         // alone, so a copied cookie can neither use nor end it.
         return Ok(Some(Validated::Ended(Reason::BoundCookieExpired)));
     }
+    // The level as read by this very statement, like the role: a raise applies from now on.
     let lifetimes = Lifetimes {
         created_at: record.created_at,
         last_seen_at: record.last_seen_at,
         expires_at: record.expires_at,
+        aal: record.aal,
     };
     let fingerprint = FingerprintMatch {
         bound: record.fingerprint_bind == client.fingerprint.bind,

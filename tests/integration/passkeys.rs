@@ -850,3 +850,147 @@ async fn a_passkey_sign_in_from_a_new_device_offers_this_wasnt_me() {
         "with \"This wasn't me\""
     );
 }
+
+#[rocket::async_test]
+async fn a_passkey_session_lives_by_its_levels_timeouts_and_a_password_one_by_aal1s() {
+    let app = app().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let config = app.config();
+    // The test profile's aal1 timeouts, and aal2's unset: twice them (within NIST's bounds).
+    let (idle, absolute) = (
+        i64::from(config.idle_timeout_secs),
+        i64::from(config.absolute_timeout_secs),
+    );
+    assert_eq!(i64::from(config.aal2_idle_timeout_secs()), 2 * idle);
+    assert_eq!(i64::from(config.aal2_absolute_timeout_secs()), 2 * absolute);
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    signed_in_and_confirmed(&laptop).await;
+    let mut authenticator = SoftAuthenticator::new();
+    register(&laptop, &mut authenticator, "Key").await;
+    let phone = Device::with(
+        &client,
+        "Mozilla/5.0 (Android 14) Chrome/130",
+        "203.0.113.9",
+    );
+    passkey_sign_in(&phone, &mut authenticator).await;
+    let tablet = Device::with(&client, "Mozilla/5.0 (iPad) Safari/17", "203.0.113.10");
+    passkey_sign_in(&tablet, &mut authenticator).await;
+
+    // Idle past aal1's timeout, within aal2's: the password session has ended, the passkey ones
+    // live; the device list counts the idle tablet, not the laptop.
+    app.advance_secs(idle + 1);
+    let page = phone.get("/account").await;
+    assert_eq!(page.status, Status::Ok);
+    let levels: Vec<String> = page
+        .html()
+        .testids("session-row")
+        .into_iter()
+        .filter_map(|row| row.value().attr("data-aal").map(str::to_owned))
+        .collect();
+    assert_eq!(levels, vec!["aal2", "aal2"], "{}", page.body);
+    assert_eq!(
+        laptop.get("/account").await.location(),
+        "/login?reason=idle_timeout&next=%2Faccount"
+    );
+    // Idle past aal2's too (the tablet, not seen since sign-in): the reason code is the same.
+    app.advance_secs(idle);
+    assert_eq!(
+        tablet.get("/account").await.location(),
+        "/login?reason=idle_timeout&next=%2Faccount"
+    );
+
+    // Active, the phone outlives aal1's lifetime, and ends at aal2's.
+    let mut elapsed = 2 * idle + 1;
+    while elapsed + idle < 2 * absolute {
+        assert_eq!(
+            phone.get("/account").await.status,
+            Status::Ok,
+            "at {elapsed}s"
+        );
+        app.advance_secs(idle);
+        elapsed += idle;
+    }
+    assert!(elapsed > absolute);
+    app.advance_secs(2 * absolute - elapsed);
+    assert_eq!(
+        phone.get("/account").await.location(),
+        "/login?reason=session_expired&next=%2Faccount"
+    );
+    let kinds = app.event_kinds(user_id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "idle_timeout").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last().map(String::as_str), Some("session_expired"));
+}
+
+#[rocket::async_test]
+async fn a_raised_session_takes_aal2s_idle_timeout_but_keeps_its_sign_ins_lifetime() {
+    let app = app().await;
+    app.create_user("alice", Role::User).await;
+    let config = app.config();
+    let (idle, absolute) = (
+        i64::from(config.idle_timeout_secs),
+        i64::from(config.absolute_timeout_secs),
+    );
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    signed_in_and_confirmed(&laptop).await;
+    let mut authenticator = SoftAuthenticator::new();
+    register(&laptop, &mut authenticator, "Key").await;
+    let reply = confirm_with_passkey(&laptop, &mut authenticator, "/confirm").await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+
+    // From the next request on, the raised session has aal2's idle timeout.
+    app.advance_secs(idle + 1);
+    assert_eq!(laptop.get("/account").await.status, Status::Ok);
+    assert_eq!(own_level(&laptop).await, "aal2");
+    // But not a longer life: it ends when the password sign-in would have.
+    let mut elapsed = idle + 1;
+    while elapsed + idle < absolute {
+        app.advance_secs(idle);
+        elapsed += idle;
+        assert_eq!(
+            laptop.get("/account").await.status,
+            Status::Ok,
+            "at {elapsed}s"
+        );
+    }
+    app.advance_secs(absolute - elapsed);
+    assert_eq!(
+        laptop.get("/account").await.location(),
+        "/login?reason=session_expired&next=%2Faccount"
+    );
+}
+
+#[rocket::async_test]
+async fn explicit_aal2_timeouts_apply_to_passkey_sessions_only() {
+    let app = TestApp::with(|figment| {
+        figment
+            .merge(("sessions.passkey_origin", ORIGIN))
+            .merge(("sessions.aal2_idle_timeout_secs", 10))
+    })
+    .await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    signed_in_and_confirmed(&laptop).await;
+    let mut authenticator = SoftAuthenticator::new();
+    register(&laptop, &mut authenticator, "Key").await;
+    let phone = Device::with(
+        &client,
+        "Mozilla/5.0 (Android 14) Chrome/130",
+        "203.0.113.9",
+    );
+    passkey_sign_in(&phone, &mut authenticator).await;
+
+    // Set tighter than aal1's 20 s: the passkey session ends first.
+    app.advance_secs(11);
+    assert_eq!(
+        phone.get("/account").await.location(),
+        "/login?reason=idle_timeout&next=%2Faccount"
+    );
+    assert_eq!(laptop.get("/account").await.status, Status::Ok);
+}
