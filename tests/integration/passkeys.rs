@@ -3,6 +3,7 @@
 //! `aal2`, and every answer that must be refused with a 4xx (replayed or foreign ceremony
 //! state, a wrong origin or RP id, a counter going backwards, a removed passkey).
 
+use rocket::futures::future::join_all;
 use rocket::http::Status;
 use secure_sessions::clock::AppClock;
 use secure_sessions::users::Role;
@@ -993,4 +994,63 @@ async fn explicit_aal2_timeouts_apply_to_passkey_sessions_only() {
         "/login?reason=idle_timeout&next=%2Faccount"
     );
     assert_eq!(laptop.get("/account").await.status, Status::Ok);
+}
+
+/// The same answer to one confirmation ceremony, sent several times at once by its session:
+/// the ceremony is taken by one of them (`take_ceremony` deletes as it reads), so the session is
+/// confirmed and raised once, and each of the others is refused.
+#[rocket::async_test]
+async fn concurrent_answers_to_one_confirmation_ceremony_confirm_once() {
+    const ROUNDS: usize = 10;
+    // Under the session's budget of failed confirmations, so every loser is a 400, not a 429.
+    const AT_ONCE: usize = 4;
+    let app = app().await;
+    let user_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let device = Device::new(&client);
+    signed_in_and_confirmed(&device).await;
+    let mut authenticator = SoftAuthenticator::new();
+    register(&device, &mut authenticator, "Key").await;
+    for round in 0..ROUNDS {
+        // A fresh aal1 session, and so a fresh budget, each round.
+        device.sign_out().await;
+        assert_eq!(
+            device.sign_in("alice", PASSWORD).await.status,
+            Status::SeeOther
+        );
+        let (ceremony, body) = confirm_options(&device, "/confirm").await;
+        let answer = authenticator.sign_in(&body["options"], ORIGIN);
+        let csrf = device.get("/confirm").await.csrf_token();
+        let fields = [
+            ("csrf_token", csrf.as_str()),
+            ("ceremony", ceremony.as_str()),
+            ("credential", answer.as_str()),
+            ("next", "/account"),
+        ];
+        let replies =
+            join_all((0..AT_ONCE).map(|_| device.post_form("/confirm/passkey", &fields))).await;
+        let statuses: Vec<Status> = replies.iter().map(|reply| reply.status).collect();
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|status| **status == Status::Ok)
+                .count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        // The others: the ceremony gone (400), or the token the winner rotated away (403).
+        assert!(
+            statuses
+                .iter()
+                .all(|status| [Status::Ok, Status::BadRequest, Status::Forbidden].contains(status)),
+            "round {round}: {statuses:?}"
+        );
+        assert_eq!(own_level(&device).await, "aal2", "round {round}");
+    }
+    let kinds = app.event_kinds(user_id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "passkey_confirmed").count(),
+        ROUNDS,
+        "{kinds:?}"
+    );
 }
