@@ -83,7 +83,7 @@ pub fn entries(
         }
         let aal = match event.kind {
             EventKind::SignIn => Some(Aal::Aal1.code()),
-            EventKind::PasskeySignIn => Some(Aal::Aal2.code()),
+            EventKind::PasskeySignIn | EventKind::PasskeyConfirmed => Some(Aal::Aal2.code()),
             _ => None,
         };
         let kind = match event.kind {

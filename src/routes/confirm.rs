@@ -28,6 +28,7 @@ use crate::notice::Notice;
 use crate::passkeys::{self, RelyingParty};
 use crate::session::cookie::issued_cookie;
 use crate::session::pending::{AccountAction, AdminAction, PENDING_ACTION_LIFETIME, PendingAction};
+use crate::session::token::SessionToken;
 use crate::session::{self, Aal, AuthenticatedUser, Reason, policy, store};
 use crate::sign_in::{self, Verdict};
 use crate::throttle::{self, Admission};
@@ -295,12 +296,9 @@ pub async fn submit(
         action: form.action.as_deref(),
     };
     match confirm(&mut tx, user, confirmation, &ctx).await? {
-        Some((next, token, resumed)) => {
+        Some(confirmed) => {
             tx.commit().await?;
-            cookies.add(issued_cookie(config, &token, user.session(), now));
-            if let Some(notice) = resumed {
-                cookies.add(notice.cookie());
-            }
+            let next = confirmed.set_cookies(cookies, user, config, now);
             Ok(ConfirmResponse::Redirect(Redirect::to(next)))
         }
         None => Ok(ConfirmResponse::Redirect(Redirect::to(uri!(login::page(
@@ -319,16 +317,43 @@ struct Confirmation<'a> {
     action: Option<&'a str>,
 }
 
+/// What a recorded confirmation gives the browser once its transaction commits.
+struct Confirmed {
+    /// The page to go to.
+    next: LocalPath,
+    /// The session's new token.
+    token: SessionToken,
+    /// What the resumed action did, for that page to say.
+    resumed: Option<Notice>,
+}
+
+impl Confirmed {
+    /// Sets the new token's cookie and the resumed action's notice; the page to go to.
+    fn set_cookies(
+        self,
+        cookies: &CookieJar<'_>,
+        user: &AuthenticatedUser,
+        config: &SessionConfig,
+        now: OffsetDateTime,
+    ) -> String {
+        cookies.add(issued_cookie(config, &self.token, user.session(), now));
+        if let Some(notice) = self.resumed {
+            cookies.add(notice.cookie());
+        }
+        self.next.as_str().to_owned()
+    }
+}
+
 /// Records a confirmation inside the caller's transaction: a new token with `confirmed_until`
 /// and its level, the event, and the action that sent the person here, run now, once, when the
-/// confirmation's level is enough for it. The page to go to, the new token and the resumed
-/// action's notice; `None` if the session ended meanwhile (nothing is to be committed).
+/// confirmation's level is enough for it. `None` if the session ended meanwhile (nothing is to
+/// be committed).
 async fn confirm(
     tx: &mut PgConnection,
     user: &AuthenticatedUser,
     confirmation: Confirmation<'_>,
     ctx: &RequestContext<'_>,
-) -> AppResult<Option<(String, session::token::SessionToken, Option<Notice>)>> {
+) -> AppResult<Option<Confirmed>> {
     let (now, config, client) = (ctx.now(), ctx.config, ctx.client);
     // A new token as privilege rises: a token seen before the confirmation is worth less than this one.
     let confirmed = Some((now + config.confirm_window(), confirmation.level));
@@ -368,7 +393,11 @@ async fn confirm(
         }
         None => None,
     };
-    Ok(Some((next.as_str().to_owned(), token, resumed)))
+    Ok(Some(Confirmed {
+        next,
+        token,
+        resumed,
+    }))
 }
 
 async fn resume(
@@ -489,17 +518,14 @@ pub async fn passkey_submit(
         next: form.next.as_deref(),
         action: form.action.as_deref(),
     };
-    let Some((next, token, resumed)) = confirm(&mut tx, user, confirmation, &ctx).await? else {
+    let Some(confirmed) = confirm(&mut tx, user, confirmation, &ctx).await? else {
         return Ok(CeremonyResponse::refused(
             Status::Unauthorized,
             "This session has ended. Please sign in again.",
         ));
     };
     tx.commit().await?;
-    cookies.add(issued_cookie(config, &token, user.session(), now));
-    if let Some(notice) = resumed {
-        cookies.add(notice.cookie());
-    }
+    let next = confirmed.set_cookies(cookies, user, config, now);
     Ok(CeremonyResponse::Done(Json(json!({ "redirect": next }))))
 }
 
