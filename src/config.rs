@@ -595,9 +595,12 @@ mod tests {
             error,
             "bound_cookie_secs = 600 must be at most absolute_timeout_secs (4)"
         );
-        let error = with(|c| c.aal2_absolute_timeout_secs = Some(300))
-            .validate()
-            .unwrap_err();
+        let error = with(|c| {
+            c.aal2_absolute_timeout_secs = Some(300);
+            c.bound_cookie_secs = Some(600);
+        })
+        .validate()
+        .unwrap_err();
         assert_eq!(
             error,
             "bound_cookie_secs = 600 must be at most aal2_absolute_timeout_secs (300)"

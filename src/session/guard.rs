@@ -192,7 +192,7 @@ impl<'r> Responder<'r, 'static> for ConfirmationRequired {
     }
 }
 
-/// Proof of a live session whose owner re-entered their password within `confirm_window_secs`.
+/// Proof of a live session whose owner confirmed (password or passkey) within `confirm_window_secs`.
 /// Required to sign other devices out: a stolen cookie alone cannot sign the owner out everywhere.
 /// Only its guard builds one (the field is private).
 pub struct ConfirmedUser<'r>(&'r AuthenticatedUser);
