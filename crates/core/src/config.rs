@@ -141,7 +141,7 @@ pub struct SessionConfig {
     /// What an administrator's page and actions ask for. Default: `aal2` (a passkey, for an
     /// administrator who has one).
     pub admin_step_up: StepUp,
-    /// Test mode: mount the `/__test/` API for end-to-end suites ([`crate::test_mode`]).
+    /// Test mode: mount the `/__test/` API for end-to-end suites (the web layer's `test_mode`).
     pub test_hooks: bool,
     /// The second switch test mode needs in the release profile or a release build.
     pub test_hooks_in_release: bool,
@@ -672,7 +672,7 @@ mod tests {
 
     /// The default configuration with one numeric setting replaced by name.
     fn at(name: &str, value: u32) -> SessionConfig {
-        rocket::figment::Figment::new()
+        figment::Figment::new()
             .merge((name, value))
             .extract()
             .expect("a numeric setting")
