@@ -98,6 +98,7 @@ pub async fn check_password(
             events::record_sign_in_failure(
                 &mut *ctx.connection().await?,
                 account_id,
+                events::Refused::Password,
                 ctx.client,
                 now,
             )

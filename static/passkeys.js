@@ -224,6 +224,48 @@
     startConditional();
   }
 
+  // The confirmation page: "Confirm with a passkey", which resumes what waited, as the
+  // password does.
+  function setUpConfirm(block) {
+    var error = block.querySelector("[data-passkey-error]");
+    var csrf = block.getAttribute("data-csrf");
+    var unsupported = document.querySelector("[data-passkey-unsupported]");
+    if (unsupported) {
+      unsupported.hidden = true;
+    }
+    block.hidden = false;
+    block.querySelector("[data-testid=confirm-with-passkey]").addEventListener("click", function () {
+      error.hidden = true;
+      post("/confirm/passkey/options", { csrf_token: csrf }).then(function (started) {
+        if (started.error) {
+          throw new Error(started.error);
+        }
+        return navigator.credentials.get(requestOptions(started.options, undefined, false))
+          .then(function (credential) {
+            var fields = {
+              csrf_token: csrf,
+              ceremony: started.ceremony,
+              credential: answer(credential),
+              next: block.getAttribute("data-next")
+            };
+            if (block.hasAttribute("data-action")) {
+              fields.action = block.getAttribute("data-action");
+            }
+            return post("/confirm/passkey", fields);
+          });
+      }).then(function (confirmed) {
+        if (confirmed.error) {
+          throw new Error(confirmed.error);
+        }
+        window.location.assign(confirmed.redirect);
+      }).catch(function (failure) {
+        showError(error, cancelled(failure)
+          ? "Not confirmed: the passkey request was cancelled or timed out."
+          : failure.message);
+      });
+    });
+  }
+
   function start() {
     var adding = document.querySelector("[data-passkey-add]");
     if (adding) {
@@ -232,6 +274,10 @@
     var signIn = document.querySelector("[data-passkey-sign-in]");
     if (signIn) {
       setUpSignIn(signIn);
+    }
+    var confirming = document.querySelector("[data-passkey-confirm]");
+    if (confirming) {
+      setUpConfirm(confirming);
     }
   }
 

@@ -44,6 +44,8 @@ pub struct AccountPage {
     role: Option<&'static str>,
     signed_in_at: When,
     confirmed: bool,
+    /// The confirmation in force is enough to remove a passkey (`passkey_removal_step_up`).
+    can_remove_passkeys: bool,
     devices: Vec<DeviceRow>,
     passkeys: Vec<PasskeyRow>,
     events: Vec<EventRow>,
@@ -170,6 +172,9 @@ pub async fn page(
         user_agent: &ctx.client.user_agent,
         ip: &ctx.client.ip,
     };
+    let can_remove_passkeys = user
+        .confirmed_for(&mut conn, ctx.config.passkey_removal_step_up)
+        .await?;
     let events = activity::entries(recent, &flagged, &user_agents, &viewer, RECENT_ENTRIES)
         .into_iter()
         .map(EventRow::from)
@@ -199,6 +204,7 @@ pub async fn page(
         role: (user.role() != Role::User).then(|| user.role().code()),
         signed_in_at: When::at(user.signed_in_at()),
         confirmed: user.is_confirmed(),
+        can_remove_passkeys,
         devices,
         passkeys,
         events,

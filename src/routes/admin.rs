@@ -1,6 +1,7 @@
 //! `/admin`: list accounts, disable or enable one, sign all of an account's sessions out.
-//! Needs the `admin` role (read fresh on every request) and a recent password confirmation; an
-//! action asked for without one waits on the session until `/confirm` resumes it.
+//! Needs the `admin` role (read fresh on every request) and a recent confirmation, with a passkey
+//! for an administrator who has one (`admin_step_up`); an action asked for without it waits on
+//! the session until `/confirm` resumes it.
 
 use askama::Template;
 use rocket::http::{CookieJar, Status};
@@ -179,7 +180,7 @@ async fn act_from_page(
 ) -> AppResult<AdminAnswer<Result<Redirect, ConfirmationRequired>>> {
     let now = ctx.now();
     let mut conn = ctx.connection().await?;
-    let Some(admin) = admin.confirmed() else {
+    let Some(admin) = admin.confirmed(&mut conn, ctx.config).await? else {
         // Refusals that need no password come first: nothing is kept that could never run.
         if id == admin.user().user_id() && action != AdminAction::SignOutEverywhere {
             return Ok(AdminAnswer::OwnAccount);

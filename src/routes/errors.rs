@@ -116,6 +116,8 @@ async fn forbidden(request: &Request<'_>) -> ErrorResponse {
             // Back to where the action started: the page for a GET, its section's page for a form post.
             let next = if request.method() == Method::Get {
                 request.uri().to_string()
+            } else if request.uri().path() == "/account/password" {
+                "/account/password".to_owned()
             } else if request.uri().path().starts_with("/admin") {
                 "/admin".to_owned()
             } else {

@@ -19,12 +19,12 @@ use super::account;
 use crate::context::RequestContext;
 use crate::csrf::{CsrfForm, NoFields, PreSessionCsrf, PreSessionCsrfForm};
 use crate::error::AppResult;
-use crate::events::{self, EventKind, NewEvent};
+use crate::events::{self, EventKind, NewEvent, Refused};
 use crate::headers;
 use crate::local_path::LocalPath;
 use crate::passkeys::{self, Account, PasskeyError, Registration, RelyingParty};
 use crate::session::cookie::{presented_token, session_cookie};
-use crate::session::{self, ConfirmedUser};
+use crate::session::{self, ConfirmationRequired, ConfirmedUser};
 use crate::throttle::{self, Admission};
 use crate::users::Username;
 
@@ -44,11 +44,11 @@ pub enum CeremonyResponse {
 }
 
 impl CeremonyResponse {
-    fn refused(status: Status, message: impl std::fmt::Display) -> Self {
+    pub(super) fn refused(status: Status, message: impl std::fmt::Display) -> Self {
         CeremonyResponse::Refused((status, Json(json!({ "error": message.to_string() }))))
     }
 
-    fn from_error(error: &PasskeyError) -> Self {
+    pub(super) fn from_error(error: &PasskeyError) -> Self {
         let status = match error {
             PasskeyError::AlreadyRegistered => Status::Conflict,
             PasskeyError::UnknownCeremony
@@ -61,7 +61,7 @@ impl CeremonyResponse {
 }
 
 /// The ceremony id and the browser's answer, each refused with a 400 when malformed.
-fn parse<T: serde::de::DeserializeOwned>(
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
     ceremony: &str,
     credential: &str,
 ) -> Result<(Uuid, T), CeremonyResponse> {
@@ -155,21 +155,29 @@ pub async fn add(
     Ok(CeremonyResponse::Done(Json(json!({ "added": name }))))
 }
 
-/// Removes one of the account's passkeys, with a `passkey_removed` event. 404 for a passkey
-/// that is not this account's (or is already gone).
+/// Removes one of the account's passkeys, with a `passkey_removed` event, after a recent
+/// confirmation at the level `passkey_removal_step_up` asks for (by default the session's own:
+/// a session signed in with a passkey confirms with one). 404 for a passkey that is not this
+/// account's (or is already gone).
 #[post("/account/passkeys/<id>/remove", data = "<_csrf>")]
 pub async fn remove(
     confirmed: ConfirmedUser<'_>,
     id: i64,
     _csrf: CsrfForm,
     ctx: RequestContext<'_>,
-) -> AppResult<Result<Redirect, Status>> {
+) -> AppResult<Result<Redirect, Result<Status, ConfirmationRequired>>> {
     let user = confirmed.user();
     let (now, client) = (ctx.now(), ctx.client);
     let mut conn = ctx.connection().await?;
+    if !user
+        .confirmed_for(&mut conn, ctx.config.passkey_removal_step_up)
+        .await?
+    {
+        return Ok(Err(Err(ConfirmationRequired)));
+    }
     let mut tx = conn.begin().await?;
     let Some(name) = passkeys::store::remove(&mut tx, user.user_id(), id).await? else {
-        return Ok(Err(Status::NotFound));
+        return Ok(Err(Ok(Status::NotFound)));
     };
     let event = NewEvent::new(
         user.user_id(),
@@ -240,14 +248,25 @@ pub async fn sign_in(
             });
         }
     };
+    // A refused answer is a failed sign-in, recorded like a wrong password: against the account
+    // whose passkey it named, if any, so the suspicious sign-in rule counts it.
     let attempt = match begun {
         Ok(attempt) => attempt,
-        Err(error) => return Ok(CeremonyResponse::from_error(&error)),
+        Err(error) => {
+            events::record_sign_in_failure(&mut conn, None, Refused::Passkey, client, now).await?;
+            return Ok(CeremonyResponse::from_error(&error));
+        }
     };
+    let account = attempt.user_id;
     let mut tx = conn.begin().await?;
     let signed_in = match passkeys::verify_sign_in(&mut tx, rp, attempt, &answer, now).await? {
         Ok(signed_in) => signed_in,
-        Err(error) => return Ok(CeremonyResponse::from_error(&error)),
+        Err(error) => {
+            tx.rollback().await?;
+            events::record_sign_in_failure(&mut conn, Some(account), Refused::Passkey, client, now)
+                .await?;
+            return Ok(CeremonyResponse::from_error(&error));
+        }
     };
     throttle::succeeded(&mut tx, budget).await?;
     let Some(started) = session::start(

@@ -1,7 +1,10 @@
 //! `GET /account/password` and `POST /account/password`: change the password. In one
 //! transaction: the new hash, every other session and API token ended (`password_changed`),
 //! and a new token for this one. The current password is asked for unless this session
-//! confirmed it within the confirmation window (as "This wasn't me" has just had it do).
+//! confirmed it within the confirmation window (as "This wasn't me" has just had it do). When
+//! `password_change_step_up` asks for `aal2` (by default, a session signed in or raised with a
+//! passkey), a recent confirmation with the passkey comes first: the 403 sends the browser to
+//! `/confirm`, which returns here.
 
 use askama::Template;
 use rocket::http::{CookieJar, Header};
@@ -18,7 +21,7 @@ use crate::headers;
 use crate::html::{FormErrors, Nav, Page};
 use crate::notice::Notice;
 use crate::session::cookie::issued_cookie;
-use crate::session::{self, AuthenticatedUser, Reason};
+use crate::session::{self, AuthenticatedUser, ConfirmationRequired, Reason};
 use crate::sign_in::{self, Verdict};
 use crate::throttle;
 use crate::users::{self, Password};
@@ -43,6 +46,8 @@ pub struct PasswordPage {
 pub enum PasswordResponse {
     Redirect(Redirect),
     Page(Page<PasswordPage>),
+    /// A confirmation with the passkey must come first (`password_change_step_up`).
+    Confirm(ConfirmationRequired),
     /// Too many wrong current passwords: the form again, with how long to wait.
     #[response(status = 429)]
     Throttled {
@@ -72,10 +77,21 @@ fn form_page(user: &AuthenticatedUser, errors: FormErrors) -> Page<PasswordPage>
 }
 
 #[get("/account/password")]
-pub fn page(user: &AuthenticatedUser, cookies: &CookieJar<'_>) -> Page<PasswordPage> {
+pub async fn page(
+    user: &AuthenticatedUser,
+    cookies: &CookieJar<'_>,
+    ctx: RequestContext<'_>,
+) -> AppResult<Result<Page<PasswordPage>, ConfirmationRequired>> {
+    let step_up = ctx.config.password_change_step_up;
+    if user
+        .needs_passkey_for(&mut *ctx.connection().await?, step_up)
+        .await?
+    {
+        return Ok(Err(ConfirmationRequired));
+    }
     let mut page = form_page(user, FormErrors::default());
     page.0.notice = Notice::take(cookies);
-    page
+    Ok(Ok(page))
 }
 
 #[derive(FromForm)]
@@ -137,6 +153,13 @@ pub async fn submit(
     ctx: RequestContext<'_>,
 ) -> AppResult<PasswordResponse> {
     let (now, config, client) = (ctx.now(), ctx.config, ctx.client);
+    let step_up = config.password_change_step_up;
+    if user
+        .needs_passkey_for(&mut *ctx.connection().await?, step_up)
+        .await?
+    {
+        return Ok(PasswordResponse::Confirm(ConfirmationRequired));
+    }
     let new_password = match validate(&form, user.username(), user.is_confirmed()) {
         Ok(password) => password,
         Err(errors) => return Ok(PasswordResponse::Page(form_page(user, errors))),

@@ -11,23 +11,25 @@ use uuid::Uuid;
 use super::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note, read_ended_note};
 use super::dbsc::{self, Offer};
 use super::token::{SessionToken, encode_csrf};
-use super::{Activity, LiveSession, Reason, Superseded, Validated, policy};
+use super::{Aal, Activity, LiveSession, Reason, Superseded, Validated, policy};
 use crate::clock::AppClock;
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, StepUp};
 use crate::context;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::fetch_metadata;
+use crate::passkeys;
 use crate::users::Role;
 use rocket_db_pools::Database;
+use sqlx::PgConnection;
 
 /// A signed-in user and the session that proves it. Only `FromRequest` builds one.
 pub struct AuthenticatedUser {
     session: Box<LiveSession>,
     csrf_token: String,
     idle: IdleCountdown,
-    /// Privileged confirmation ("sudo mode") is in force for this request.
-    confirmed: bool,
+    /// The level of the privileged confirmation ("sudo mode") in force for this request, if one is.
+    confirmed: Option<Aal>,
 }
 
 /// How long this session has before the idle timeout, as of this request, in whole seconds
@@ -75,7 +77,60 @@ impl AuthenticatedUser {
     }
 
     pub fn is_confirmed(&self) -> bool {
+        self.confirmed.is_some()
+    }
+
+    /// The level of the confirmation in force, if one is.
+    pub fn confirmed_level(&self) -> Option<Aal> {
         self.confirmed
+    }
+
+    /// The session's level now (`Aal`).
+    pub fn aal(&self) -> Aal {
+        self.session.aal
+    }
+
+    /// The level the confirmation before an action that asks for `step_up` must be at, for this
+    /// session and account. Whether the account has a passkey is read only when the answer
+    /// depends on it (a passkey can only make `aal2` needed): an `aal1` session's pages under
+    /// the default settings cost no query for it.
+    pub async fn level_needed(
+        &self,
+        conn: &mut PgConnection,
+        step_up: StepUp,
+    ) -> sqlx::Result<Aal> {
+        if policy::level_needed(step_up, self.aal(), true) == Aal::Aal1 {
+            return Ok(Aal::Aal1);
+        }
+        let has_passkey = passkeys::store::has_passkey(conn, self.user_id()).await?;
+        Ok(policy::level_needed(step_up, self.aal(), has_passkey))
+    }
+
+    /// Whether the confirmation in force is enough for an action that asks for `step_up`.
+    pub async fn confirmed_for(
+        &self,
+        conn: &mut PgConnection,
+        step_up: StepUp,
+    ) -> sqlx::Result<bool> {
+        if !self.is_confirmed() {
+            return Ok(false);
+        }
+        let needed = self.level_needed(conn, step_up).await?;
+        Ok(policy::confirmation_suffices(self.confirmed, needed))
+    }
+
+    /// Whether an action that asks for `step_up`, and that a password typed with it would
+    /// otherwise confirm (the password change), must first be confirmed with a passkey: it
+    /// needs `aal2`, and no confirmation at `aal2` is in force.
+    pub async fn needs_passkey_for(
+        &self,
+        conn: &mut PgConnection,
+        step_up: StepUp,
+    ) -> sqlx::Result<bool> {
+        if self.confirmed == Some(Aal::Aal2) {
+            return Ok(false);
+        }
+        Ok(self.level_needed(conn, step_up).await? == Aal::Aal2)
     }
 
     pub fn idle_countdown(&self) -> IdleCountdown {
@@ -137,7 +192,7 @@ impl<'r> Responder<'r, 'static> for ConfirmationRequired {
     }
 }
 
-/// Proof of a live session whose owner re-entered their password within `confirm_window_secs`.
+/// Proof of a live session whose owner confirmed (password or passkey) within `confirm_window_secs`.
 /// Required to sign other devices out: a stolen cookie alone cannot sign the owner out everywhere.
 /// Only its guard builds one (the field is private).
 pub struct ConfirmedUser<'r>(&'r AuthenticatedUser);
@@ -168,9 +223,15 @@ impl<'r> AdminRole<'r> {
         self.0
     }
 
-    /// The proof that this admin also confirmed their password recently, if they did.
-    pub fn confirmed(&self) -> Option<AdminUser<'r>> {
-        self.0.is_confirmed().then_some(AdminUser(self.0))
+    /// The proof that this admin also confirmed recently, at the level `admin_step_up` asks
+    /// for, if they did.
+    pub async fn confirmed(
+        &self,
+        conn: &mut PgConnection,
+        config: &SessionConfig,
+    ) -> sqlx::Result<Option<AdminUser<'r>>> {
+        let confirmed = self.0.confirmed_for(conn, config.admin_step_up).await?;
+        Ok(confirmed.then_some(AdminUser(self.0)))
     }
 }
 
@@ -209,9 +270,32 @@ impl<'r> FromRequest<'r> for AdminUser<'r> {
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         // The role first: a non-admin is not asked for a password it cannot use here.
-        try_outcome!(request.guard::<AdminRole<'r>>().await);
-        let confirmed = try_outcome!(request.guard::<ConfirmedUser<'r>>().await);
-        Outcome::Success(AdminUser(confirmed.user()))
+        let admin = try_outcome!(request.guard::<AdminRole<'r>>().await);
+        try_outcome!(request.guard::<ConfirmedUser<'r>>().await);
+        let rocket = request.rocket();
+        let config = rocket
+            .state::<SessionConfig>()
+            .expect("session settings are managed at ignite");
+        let db = Db::fetch(rocket).expect("the database is attached at ignite");
+        let proof = match db.pool().acquire().await {
+            Ok(mut conn) => admin
+                .confirmed(&mut conn, config)
+                .await
+                .map_err(AppError::from),
+            Err(error) => Err(AppError::from(error)),
+        };
+        match proof {
+            Ok(Some(admin)) => Outcome::Success(admin),
+            // Confirmed, but below the level asked for: `/confirm` asks for the passkey.
+            Ok(None) => {
+                request.local_cache(|| Refusal::ConfirmationRequired);
+                Outcome::Error((Status::Forbidden, SessionError::ConfirmationRequired))
+            }
+            Err(error) => {
+                rocket::warn!("admin step-up check failed: {error}");
+                Outcome::Error((Status::ServiceUnavailable, SessionError::Unavailable))
+            }
+        }
     }
 }
 
@@ -344,7 +428,11 @@ async fn check(request: &Request<'_>, activity: Activity) -> Check {
             let deadline =
                 policy::idle_deadline(session.lifetimes(), super::limits(config), session.role);
             let idle = IdleCountdown::until(deadline, now, config);
-            let confirmed = session.confirmed_until.is_some_and(|until| until > now);
+            // A confirmation written before levels were recorded was a password's.
+            let confirmed = session
+                .confirmed_until
+                .is_some_and(|until| until > now)
+                .then(|| session.confirmed_aal.unwrap_or(Aal::Aal1));
             // A bound session keeps its forms' token while DBSC refreshes replace the cookie.
             let csrf_token = session
                 .bound_csrf

@@ -1,7 +1,8 @@
 //! Passkeys in real Chromium, through the WebDriver virtual authenticator that ChromeDriver
 //! implements (a platform authenticator with resident keys and user verification): add one
 //! after a confirmation, sign in with it from the sign-in page's button and from the username
-//! field's autofill, remove it.
+//! field's autofill, confirm with it (which raises the session to `aal2` and resumes what
+//! waited: a password change, a removal), remove it.
 
 use std::time::Duration;
 
@@ -130,6 +131,20 @@ async fn confirm_from_account(browser: &Browser) {
     assert_eq!(browser.path().await, "/account");
 }
 
+/// Presses "Confirm with a passkey" (the virtual authenticator answers at once) and waits for
+/// the page the confirmation goes back to.
+async fn confirm_with_passkey(browser: &Browser, back_to: &str) {
+    browser
+        .client
+        .find(Locator::Css("[data-testid=confirm-with-passkey]"))
+        .await
+        .expect("the passkey button")
+        .click()
+        .await
+        .expect("click");
+    wait_for_path(browser, back_to).await;
+}
+
 #[rocket::async_test]
 async fn a_passkey_is_added_signs_in_by_button_and_autofill_at_aal2_and_is_removed() {
     let _one = exclusive().await;
@@ -210,13 +225,89 @@ async fn a_passkey_is_added_signs_in_by_button_and_autofill_at_aal2_and_is_remov
     wait_for_path(&browser, "/account").await;
     assert_eq!(current_aal(&browser).await, "aal2");
 
-    // Removing it asks for a confirmation again (this session has none yet).
-    confirm_from_account(&browser).await;
+    // Removing it asks for a confirmation again (this session has none yet), with the passkey:
+    // the session signed in with one, and the password is not offered.
+    browser
+        .click_and_wait(Locator::Css("[data-testid=passkey-confirm]"))
+        .await;
+    assert!(browser.path().await.starts_with("/confirm"));
+    assert!(!browser.has_testid("confirm-form").await);
+    confirm_with_passkey(&browser, "/account").await;
     browser
         .click_and_wait(Locator::Css("[data-testid=passkey-remove]"))
         .await;
     assert_eq!(browser.path().await, "/account");
     assert_eq!(browser.count_testid("passkey-row").await, 0);
     browser.screenshot("account-passkey-removed").await;
+    browser.close().await;
+}
+
+#[rocket::async_test]
+async fn a_passkey_confirmation_raises_a_password_session_to_aal2_and_resumes_the_password_change()
+{
+    let _one = exclusive().await;
+    let port = free_port();
+    let origin = format!("http://localhost:{port}");
+    // Sessions outlive the confirmation window, which the test lets lapse twice.
+    let app = TestApp::with(|figment| {
+        figment
+            .merge(("port", port))
+            .merge(("sessions.passkey_origin", &origin))
+            .merge(("sessions.idle_timeout_secs", 3600))
+            .merge(("sessions.absolute_timeout_secs", 7200))
+    })
+    .await;
+    app.create_user("alice", Role::User).await;
+    let _server = app.serve().await;
+    let browser = Browser::launch().await;
+    browser
+        .client
+        .issue_cmd(AddVirtualAuthenticator)
+        .await
+        .expect("a virtual authenticator");
+
+    browser.sign_in(&origin, "alice", PASSWORD).await;
+    confirm_from_account(&browser).await;
+    browser.fill("name", "This laptop").await;
+    browser
+        .client
+        .find(Locator::Css("[data-testid=passkey-add]"))
+        .await
+        .expect("the add button")
+        .click()
+        .await
+        .expect("click");
+    wait_for_count(&browser, "passkey-row", 1).await;
+    assert_eq!(current_aal(&browser).await, "aal1");
+
+    // Once the confirmation lapses, the confirmation page offers the passkey beside the password.
+    app.advance_secs(i64::from(app.config().confirm_window_secs));
+    browser.goto(&format!("{origin}/account")).await;
+    browser
+        .click_and_wait(Locator::Css("[data-testid=passkey-confirm]"))
+        .await;
+    assert!(browser.has_testid("confirm-form").await);
+    assert!(browser.has_testid("confirm-with-passkey").await);
+    browser.screenshot("confirm-passkey-option").await;
+    confirm_with_passkey(&browser, "/account").await;
+    // The password session is now aal2, on the device list.
+    assert_eq!(current_aal(&browser).await, "aal2");
+
+    // Lapsed again: the password change asks for the passkey (not the password), then resumes.
+    app.advance_secs(i64::from(app.config().confirm_window_secs));
+    browser.goto(&format!("{origin}/account/password")).await;
+    assert_eq!(browser.path().await, "/confirm?next=%2Faccount%2Fpassword");
+    assert!(!browser.has_testid("confirm-form").await);
+    browser.screenshot("confirm-passkey-only").await;
+    confirm_with_passkey(&browser, "/account/password").await;
+    assert!(
+        browser.has_testid("password-confirmed").await,
+        "the confirmation stands for the current password"
+    );
+    let new_password = "violet tractor mango seventeen";
+    browser.fill("new_password", new_password).await;
+    browser.fill("new_password_confirm", new_password).await;
+    browser.submit("[data-testid=password-form]").await;
+    assert!(browser.has_testid("password-changed").await);
     browser.close().await;
 }

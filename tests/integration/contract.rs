@@ -83,7 +83,7 @@ async fn every_state_changing_form_refuses_a_missing_or_foreign_csrf_token_with_
             path.replace("<id>", &id)
         })
         .collect();
-    assert_eq!(form_routes.len(), 17, "{form_routes:?}");
+    assert_eq!(form_routes.len(), 19, "{form_routes:?}");
 
     for path in &form_routes {
         for token in [
@@ -315,7 +315,7 @@ async fn every_state_changing_form_refuses_what_the_browser_says_another_site_se
             path.replace("<id>", &id)
         })
         .collect();
-    assert_eq!(form_routes.len(), 17, "{form_routes:?}");
+    assert_eq!(form_routes.len(), 19, "{form_routes:?}");
 
     for path in &form_routes {
         for header in ELSEWHERE {

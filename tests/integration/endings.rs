@@ -340,6 +340,7 @@ async fn a_late_write_after_sign_out_does_not_bring_the_session_back() {
         now: app.clock_now(),
         seen_before: Some(app.clock_now()),
         seen_after: None,
+        aal2: None,
         admin: None,
     };
     assert!(

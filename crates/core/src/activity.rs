@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::device;
-use crate::events::{Concern, EventKind, EventRecord};
+use crate::events::{Concern, EventKind, EventRecord, Refused};
 use crate::session::Aal;
 
 /// The device reading the page.
@@ -83,7 +83,7 @@ pub fn entries(
         }
         let aal = match event.kind {
             EventKind::SignIn => Some(Aal::Aal1.code()),
-            EventKind::PasskeySignIn => Some(Aal::Aal2.code()),
+            EventKind::PasskeySignIn | EventKind::PasskeyConfirmed => Some(Aal::Aal2.code()),
             _ => None,
         };
         let kind = match event.kind {
@@ -157,6 +157,9 @@ fn entry(
         }
         (EventKind::SessionLimit, Some(subject)) => {
             format!("{subject} was signed out: too many devices signed in when {actor} signed in")
+        }
+        (EventKind::SignInFailed, _) if event.detail == Refused::PASSKEY_DETAIL => {
+            "Failed sign-in attempt (a passkey's answer was refused)".into()
         }
         (EventKind::SignInFailed, _) if this_device => "Password mistyped when signing in".into(),
         (EventKind::ConfirmFailed, _) if this_device => {

@@ -17,13 +17,39 @@ const DEFAULT_TOUCH_INTERVAL_SECS: u32 = 60;
 const DEFAULT_IDLE_WARNING_SECS: u32 = 2 * 60;
 const DEFAULT_ACCESS_TOKEN_SECS: u32 = 15 * 60;
 const DEFAULT_BOUND_COOKIE_SECS: u32 = 10 * 60;
+/// NIST SP 800-63B-4's bounds for AAL2: reauthentication after an hour of inactivity, and at
+/// least once a day. The `aal2` timeouts' defaults never exceed them.
+const NIST_AAL2_IDLE_SECS: u32 = 60 * 60;
+const NIST_AAL2_ABSOLUTE_SECS: u32 = DAY;
+
+/// What a sensitive action asks of the confirmation before it (docs/passkeys.md, "Step-up").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepUp {
+    /// A recent confirmation of either kind, password or passkey.
+    Confirmed,
+    /// A recent confirmation at the session's own level or higher: a session signed in (or
+    /// raised) with a passkey confirms with a passkey, while the account has one.
+    SessionLevel,
+    /// A recent confirmation with a passkey (`aal2`) when the account has one; an account
+    /// without one confirms with its password, as it cannot do more.
+    Aal2,
+}
 
 /// Every knob of the session design. Durations are whole seconds with the unit in the name.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
+    /// The idle timeout of a session at `aal1` (a password).
     pub idle_timeout_secs: u32,
+    /// The absolute lifetime of a session at `aal1`, from sign-in.
     pub absolute_timeout_secs: u32,
+    /// The idle timeout of a session at `aal2` (a passkey). Unset: twice `idle_timeout_secs`, at
+    /// most NIST's hour (`aal2_idle_timeout_secs()`).
+    pub aal2_idle_timeout_secs: Option<u32>,
+    /// The absolute lifetime of a session at `aal2`, from sign-in. Unset: twice
+    /// `absolute_timeout_secs`, at most NIST's day (`aal2_absolute_timeout_secs()`).
+    pub aal2_absolute_timeout_secs: Option<u32>,
     /// An administrator's idle timeout (applied from the role read on each request). It only
     /// ever tightens `idle_timeout_secs`.
     pub admin_idle_timeout_secs: u32,
@@ -108,6 +134,13 @@ pub struct SessionConfig {
     pub passkey_rp_id: Option<String>,
     /// How long a passkey registration or sign-in may take, from its options to its answer.
     pub passkey_ceremony_secs: u32,
+    /// What changing the password asks for (`StepUp`). Default: `session_level`.
+    pub password_change_step_up: StepUp,
+    /// What removing a passkey asks for. Default: `session_level`.
+    pub passkey_removal_step_up: StepUp,
+    /// What an administrator's page and actions ask for. Default: `aal2` (a passkey, for an
+    /// administrator who has one).
+    pub admin_step_up: StepUp,
     /// Test mode: mount the `/__test/` API for end-to-end suites (the web layer's `test_mode`).
     pub test_hooks: bool,
     /// The second switch test mode needs in the release profile or a release build.
@@ -119,6 +152,8 @@ impl Default for SessionConfig {
         SessionConfig {
             idle_timeout_secs: 30 * 60,
             absolute_timeout_secs: 12 * 60 * 60,
+            aal2_idle_timeout_secs: None,
+            aal2_absolute_timeout_secs: None,
             admin_idle_timeout_secs: 15 * 60,
             admin_absolute_timeout_secs: 4 * 60 * 60,
             touch_interval_secs: None,
@@ -160,6 +195,9 @@ impl Default for SessionConfig {
             passkey_origin: None,
             passkey_rp_id: None,
             passkey_ceremony_secs: 5 * 60,
+            password_change_step_up: StepUp::SessionLevel,
+            passkey_removal_step_up: StepUp::SessionLevel,
+            admin_step_up: StepUp::Aal2,
             test_hooks: false,
             test_hooks_in_release: false,
         }
@@ -175,6 +213,34 @@ impl SessionConfig {
         Duration::seconds(self.absolute_timeout_secs.into())
     }
 
+    /// A passkey proves more than a password, so its session may last longer: twice `aal1`'s,
+    /// within NIST's bound for AAL2. With the defaults, exactly NIST's hour; an operator who
+    /// shortens `aal1`'s timeout shortens this one with it.
+    pub fn aal2_idle_timeout_secs(&self) -> u32 {
+        self.aal2_idle_timeout_secs.unwrap_or_else(|| {
+            self.idle_timeout_secs
+                .saturating_mul(2)
+                .min(NIST_AAL2_IDLE_SECS)
+        })
+    }
+
+    /// As `aal2_idle_timeout_secs`: twice `aal1`'s, within NIST's day.
+    pub fn aal2_absolute_timeout_secs(&self) -> u32 {
+        self.aal2_absolute_timeout_secs.unwrap_or_else(|| {
+            self.absolute_timeout_secs
+                .saturating_mul(2)
+                .min(NIST_AAL2_ABSOLUTE_SECS)
+        })
+    }
+
+    pub fn aal2_idle_timeout(&self) -> Duration {
+        Duration::seconds(self.aal2_idle_timeout_secs().into())
+    }
+
+    pub fn aal2_absolute_timeout(&self) -> Duration {
+        Duration::seconds(self.aal2_absolute_timeout_secs().into())
+    }
+
     pub fn admin_idle_timeout(&self) -> Duration {
         Duration::seconds(self.admin_idle_timeout_secs.into())
     }
@@ -183,9 +249,18 @@ impl SessionConfig {
         Duration::seconds(self.admin_absolute_timeout_secs.into())
     }
 
-    /// The shorter of the two idle timeouts: the one the dependent defaults must fit.
+    /// The shortest idle timeout (a level's, or an administrator's): the one the dependent
+    /// defaults must fit.
     fn shortest_idle_timeout_secs(&self) -> u32 {
-        self.idle_timeout_secs.min(self.admin_idle_timeout_secs)
+        self.idle_timeout_secs
+            .min(self.aal2_idle_timeout_secs())
+            .min(self.admin_idle_timeout_secs)
+    }
+
+    /// The shorter of the two levels' absolute lifetimes: a device-bound token must fit it.
+    fn shortest_absolute_timeout_secs(&self) -> u32 {
+        self.absolute_timeout_secs
+            .min(self.aal2_absolute_timeout_secs())
     }
 
     pub fn touch_interval_secs(&self) -> u32 {
@@ -250,7 +325,7 @@ impl SessionConfig {
 
     pub fn bound_cookie_secs(&self) -> u32 {
         self.bound_cookie_secs
-            .unwrap_or_else(|| DEFAULT_BOUND_COOKIE_SECS.min(self.absolute_timeout_secs))
+            .unwrap_or_else(|| DEFAULT_BOUND_COOKIE_SECS.min(self.shortest_absolute_timeout_secs()))
     }
 
     pub fn bound_cookie_lifetime(&self) -> Duration {
@@ -280,6 +355,16 @@ impl SessionConfig {
             (
                 "absolute_timeout_secs",
                 self.absolute_timeout_secs,
+                1..=YEAR,
+            ),
+            (
+                "aal2_idle_timeout_secs",
+                self.aal2_idle_timeout_secs(),
+                1..=MONTH,
+            ),
+            (
+                "aal2_absolute_timeout_secs",
+                self.aal2_absolute_timeout_secs(),
                 1..=YEAR,
             ),
             (
@@ -394,7 +479,7 @@ impl SessionConfig {
         let shortest_idle = self.shortest_idle_timeout_secs();
         if self.touch_interval_secs() >= shortest_idle {
             return Err(format!(
-                "touch_interval_secs = {} must be shorter than the shortest idle timeout ({shortest_idle} s: idle_timeout_secs, admin_idle_timeout_secs)",
+                "touch_interval_secs = {} must be shorter than the shortest idle timeout ({shortest_idle} s: idle_timeout_secs, aal2_idle_timeout_secs, admin_idle_timeout_secs)",
                 self.touch_interval_secs()
             ));
         }
@@ -405,11 +490,20 @@ impl SessionConfig {
                 self.refresh_token_secs
             ));
         }
-        if self.bound_cookie_secs() > self.absolute_timeout_secs {
+        if self.bound_cookie_secs() > self.shortest_absolute_timeout_secs() {
+            // Named by the lifetime it does not fit.
+            let (name, lifetime) =
+                if self.absolute_timeout_secs <= self.aal2_absolute_timeout_secs() {
+                    ("absolute_timeout_secs", self.absolute_timeout_secs)
+                } else {
+                    (
+                        "aal2_absolute_timeout_secs",
+                        self.aal2_absolute_timeout_secs(),
+                    )
+                };
             return Err(format!(
-                "bound_cookie_secs = {} must be at most absolute_timeout_secs ({})",
-                self.bound_cookie_secs(),
-                self.absolute_timeout_secs
+                "bound_cookie_secs = {} must be at most {name} ({lifetime})",
+                self.bound_cookie_secs()
             ));
         }
         if self
@@ -459,6 +553,10 @@ mod tests {
         assert_eq!(short_admin_idle.validate(), Ok(()));
         assert_eq!(short_admin_idle.touch_interval_secs(), 0);
 
+        // The aal2 timeouts follow aal1's: twice them, within NIST's bounds for AAL2.
+        assert_eq!(short_session.aal2_absolute_timeout_secs(), 8);
+        assert_eq!(short_idle.aal2_idle_timeout_secs(), 60);
+
         let short_family = with(|c| c.refresh_token_secs = 600);
         assert_eq!(short_family.validate(), Ok(()));
         assert_eq!(short_family.access_token_secs(), 600);
@@ -473,6 +571,16 @@ mod tests {
             ),
             (600, 60, 120, 900)
         );
+        // The defaults: aal1 keeps 30 minutes and 12 hours, aal2 gets NIST's hour and day.
+        assert_eq!(
+            (
+                defaults.idle_timeout_secs,
+                defaults.absolute_timeout_secs,
+                defaults.aal2_idle_timeout_secs(),
+                defaults.aal2_absolute_timeout_secs()
+            ),
+            (30 * 60, 12 * 60 * 60, 60 * 60, 24 * 60 * 60)
+        );
     }
 
     #[test]
@@ -486,6 +594,16 @@ mod tests {
         assert_eq!(
             error,
             "bound_cookie_secs = 600 must be at most absolute_timeout_secs (4)"
+        );
+        let error = with(|c| {
+            c.aal2_absolute_timeout_secs = Some(300);
+            c.bound_cookie_secs = Some(600);
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "bound_cookie_secs = 600 must be at most aal2_absolute_timeout_secs (300)"
         );
         let error = with(|c| {
             c.idle_timeout_secs = 30;

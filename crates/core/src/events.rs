@@ -39,6 +39,7 @@ crate::codes::text_codes! {
         PasskeySignIn = "passkey_sign_in",
         PasskeyAdded = "passkey_added",
         PasskeyRemoved = "passkey_removed",
+        PasskeyConfirmed = "passkey_confirmed",
     }
 }
 
@@ -90,6 +91,9 @@ impl EventKind {
             EventKind::PasskeySignIn => "Signed in with a passkey",
             EventKind::PasskeyAdded => "Passkey added",
             EventKind::PasskeyRemoved => "Passkey removed",
+            EventKind::PasskeyConfirmed => {
+                "Confirmed with a passkey for a sensitive action (the session is now aal2)"
+            }
         }
     }
 
@@ -125,6 +129,7 @@ impl EventKind {
             | EventKind::SessionExpired
             | EventKind::Registered
             | EventKind::Confirmed
+            | EventKind::PasskeyConfirmed
             | EventKind::AccountEnabled
             | EventKind::ApiTokenIssued
             | EventKind::ApiSignOut
@@ -273,23 +278,46 @@ fn window_start(now: OffsetDateTime, window: Duration) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(start).expect("within the range of `now`")
 }
 
-/// Records a refused sign-in against `account`, or against no account for a name that has none
-/// (`None`): the same statement writing one row either way (migrations/0021), so the time to
-/// the answer does not tell a real account from an unknown name. Only a real account's entries
-/// are shown to anyone (`recent_for_user`); all are deleted after `event_retention_days`.
+/// What was refused at a failed sign-in: the `detail` of its `sign_in_failed` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Password,
+    Passkey,
+}
+
+impl Refused {
+    /// The detail stored (a password's is empty, as it was before passkeys).
+    pub const PASSKEY_DETAIL: &'static str = "passkey";
+
+    fn detail(self) -> &'static str {
+        match self {
+            Refused::Password => "",
+            Refused::Passkey => Self::PASSKEY_DETAIL,
+        }
+    }
+}
+
+/// Records a refused sign-in against `account`, or against no account for a name (or passkey)
+/// that has none (`None`): the same statement writing one row either way (migrations/0021), so
+/// the time to the answer does not tell a real account from an unknown name. Only a real
+/// account's entries are shown to anyone (`recent_for_user`); all are deleted after
+/// `event_retention_days`. A refused passkey counts like a wrong password (the suspicious
+/// sign-in rule counts both).
 pub async fn record_sign_in_failure(
     conn: &mut PgConnection,
     account: Option<i64>,
+    refused: Refused,
     client: &ClientInfo,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO security_events (user_id, kind, ip, user_agent, occurred_at)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO security_events (user_id, kind, ip, user_agent, detail, occurred_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
         account,
         EventKind::SignInFailed as _,
         client.ip,
         client.user_agent,
+        refused.detail(),
         now,
     )
     .execute(conn)

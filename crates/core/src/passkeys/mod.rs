@@ -15,9 +15,9 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential, RequestChallengeResponse, Url, Webauthn, WebauthnBuilder,
-    WebauthnError,
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Webauthn,
+    WebauthnBuilder, WebauthnError,
 };
 
 use crate::config::SessionConfig;
@@ -354,6 +354,101 @@ pub async fn verify_sign_in(
             Aal::Aal1
         },
     }))
+}
+
+/// Starts a confirmation with a passkey for the signed-in `session` of `user_id`: the options for
+/// `navigator.credentials.get`, naming the account's passkeys and requiring user verification,
+/// and the ceremony's id. `None`: the account has no passkey to confirm with.
+pub async fn start_confirmation(
+    conn: &mut PgConnection,
+    rp: &RelyingParty,
+    config: &SessionConfig,
+    user_id: i64,
+    session: Uuid,
+    now: OffsetDateTime,
+) -> Result<Option<(Uuid, RequestChallengeResponse)>, sqlx::Error> {
+    let passkeys: Vec<Passkey> = store::passkeys_of(conn, user_id)
+        .await?
+        .into_iter()
+        .filter_map(|passkey| serde_json::from_value(passkey).ok())
+        .collect();
+    if passkeys.is_empty() {
+        return Ok(None);
+    }
+    let (options, state) = rp
+        .webauthn
+        .start_passkey_authentication(&passkeys)
+        .map_err(unexpected)?;
+    let state = serde_json::to_value(state).map_err(unexpected)?;
+    let id = store::insert_ceremony(
+        conn,
+        CeremonyKind::Confirm,
+        Owner::Session(session),
+        &state,
+        now + config.passkey_ceremony(),
+    )
+    .await?;
+    Ok(Some((id, options)))
+}
+
+/// A confirmation ceremony taken by its session: what `verify_confirmation` checks.
+pub struct ConfirmAttempt {
+    state: PasskeyAuthentication,
+}
+
+/// Takes the confirmation ceremony (once, only for the session that started it, only before it
+/// expires), on its own statement: it is used up whatever happens next.
+pub async fn begin_confirmation(
+    conn: &mut PgConnection,
+    ceremony: Uuid,
+    session: Uuid,
+    now: OffsetDateTime,
+) -> Result<Result<ConfirmAttempt, PasskeyError>, sqlx::Error> {
+    let state = store::take_ceremony(
+        conn,
+        ceremony,
+        CeremonyKind::Confirm,
+        Owner::Session(session),
+        now,
+    )
+    .await?;
+    match state.map(serde_json::from_value::<PasskeyAuthentication>) {
+        Some(Ok(state)) => Ok(Ok(ConfirmAttempt { state })),
+        _ => Ok(Err(PasskeyError::UnknownCeremony)),
+    }
+}
+
+/// Checks a confirmation's answer against the passkey of `user_id` it names, inside the caller's
+/// transaction (the confirmation's), holding the passkey's row lock while its counter and last
+/// use are written, as a sign-in does. Success proves `aal2`: the options required user
+/// verification, and the answer is refused without it.
+pub async fn verify_confirmation(
+    tx: &mut PgConnection,
+    rp: &RelyingParty,
+    attempt: ConfirmAttempt,
+    user_id: i64,
+    answer: &PublicKeyCredential,
+    now: OffsetDateTime,
+) -> Result<Result<(), PasskeyError>, sqlx::Error> {
+    let Some(stored) = store::lock_passkey(tx, answer.get_credential_id(), user_id).await? else {
+        return Ok(Err(PasskeyError::UnknownCredential));
+    };
+    let Ok(mut passkey) = serde_json::from_value::<Passkey>(stored.passkey) else {
+        return Ok(Err(PasskeyError::UnknownCredential));
+    };
+    let result = match rp
+        .webauthn
+        .finish_passkey_authentication(answer, &attempt.state)
+    {
+        Ok(result) => result,
+        Err(error) => return Ok(Err(error.into())),
+    };
+    if !result.user_verified() {
+        return Ok(Err(PasskeyError::Refused(WebauthnError::UserNotVerified)));
+    }
+    passkey.update_credential(&result);
+    store::record_use(tx, stored.id, &passkey, result.counter(), now).await?;
+    Ok(Ok(()))
 }
 
 #[cfg(test)]

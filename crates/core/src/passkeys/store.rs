@@ -14,6 +14,8 @@ crate::codes::text_codes! {
     pub enum CeremonyKind {
         Register = "register",
         SignIn = "sign_in",
+        /// A signed-in session confirming with one of its account's passkeys.
+        Confirm = "confirm",
     }
 }
 
@@ -31,6 +33,26 @@ pub async fn credential_ids(
 ) -> sqlx::Result<Vec<CredentialID>> {
     sqlx::query_scalar!(
         "SELECT credential_id FROM passkeys WHERE user_id = $1",
+        user_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Whether the account has a passkey (what step-up asks for depends on it).
+pub async fn has_passkey(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1) AS "exists!""#,
+        user_id
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The account's passkeys as webauthn-rs stored them: the credentials a confirmation may use.
+pub async fn passkeys_of(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Vec<Value>> {
+    sqlx::query_scalar!(
+        r#"SELECT passkey AS "passkey: Value" FROM passkeys WHERE user_id = $1 ORDER BY id"#,
         user_id
     )
     .fetch_all(conn)

@@ -66,7 +66,8 @@ fn family_expiry(
     created_at: OffsetDateTime,
     expires_at: OffsetDateTime,
 ) -> OffsetDateTime {
-    super::limits(config).absolute_expiry(role, created_at, expires_at)
+    // A token family is signed in with a password: aal1, whose expiry is the one written.
+    super::limits(config).absolute_expiry(role, super::Aal::Aal1, created_at, expires_at)
 }
 
 /// Starts a family for a user who has just proved who they are, inside the caller's transaction.
@@ -255,6 +256,7 @@ pub async fn validate(
         seen_before: Some(now - config.touch_interval()),
         seen_after: None,
         // Token families have lifetimes of their own (`access_token_secs`, `refresh_token_secs`).
+        aal2: None,
         admin: None,
     };
     // A second look only when the first one's write lost a race, as for browser sessions.

@@ -172,6 +172,7 @@ pub async fn register(
         created_at: record.created_at,
         last_seen_at: record.last_seen_at,
         expires_at: record.expires_at,
+        aal: record.aal,
     };
     let same_device = FingerprintMatch {
         bound: true,
@@ -370,6 +371,7 @@ pub async fn refresh(
         created_at: record.created_at,
         last_seen_at: record.last_seen_at,
         expires_at: record.expires_at,
+        aal: record.aal,
     };
     let same_device = FingerprintMatch {
         bound: true,

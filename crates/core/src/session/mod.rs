@@ -28,8 +28,10 @@ use token::{SessionKey, SessionToken};
 crate::codes::text_codes! {
     /// How strongly the sign-in that made a session proved who was signing in (NIST SP
     /// 800-63B-4's authentication assurance level): `aal1` a password, `aal2` a passkey with
-    /// user verification. Set when the session starts and never changed: a session is never
-    /// worth more than the sign-in that made it.
+    /// user verification. Set when the session starts; only a confirmation with a passkey
+    /// raises it (to `aal2`), and nothing lowers it: a session is never worth more than the
+    /// strongest proof it was given. Ordered: `Aal1 < Aal2`.
+    #[derive(PartialOrd, Ord)]
     pub enum Aal {
         Aal1 = "aal1",
         Aal2 = "aal2",
@@ -56,6 +58,10 @@ pub struct LiveSession {
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub confirmed_until: Option<OffsetDateTime>,
+    /// The level the confirmation in `confirmed_until` was made at.
+    pub confirmed_aal: Option<Aal>,
+    /// The session's level now (its sign-in's, or raised by a confirmation with a passkey).
+    pub aal: Aal,
     /// Device-bound sessions only: the CSRF token their forms carry.
     pub bound_csrf: Option<Vec<u8>>,
     /// The registration challenge on offer, and since when (unbound sessions).
@@ -68,13 +74,14 @@ impl LiveSession {
             created_at: self.created_at,
             last_seen_at: self.last_seen_at,
             expires_at: self.expires_at,
+            aal: self.aal,
         }
     }
 
     /// When the session ends however active: its absolute expiry, brought forward for an
-    /// administrator (the role as read on this request).
+    /// administrator or by its level's lifetime (the role and level as read on this request).
     pub fn ends_at(&self, config: &SessionConfig) -> OffsetDateTime {
-        limits(config).absolute_expiry(self.role, self.created_at, self.expires_at)
+        limits(config).absolute_expiry(self.role, self.aal, self.created_at, self.expires_at)
     }
 
     /// Bound to a key on the device (DBSC): its tokens are short-lived and renewed by signed refreshes.
@@ -118,23 +125,26 @@ pub struct Started {
 }
 
 /// When a browser session's lookup writes last-seen (see `policy::touch_window`): the lookup
-/// reads the role in the same statement, and applies the window of the role it reads. Never for
-/// a request that is not the person's (`Activity::Page`).
+/// reads the level and the role in the same statement, and applies the windows of what it
+/// reads. Never for a request that is not the person's (`Activity::Page`).
 pub(crate) fn browser_touch(
     config: &SessionConfig,
     activity: Activity,
     now: OffsetDateTime,
 ) -> store::Touch {
-    let user = policy::touch_window(limits(config), Role::User, now);
-    let admin = policy::touch_window(limits(config), Role::Admin, now);
+    let window = policy::touch_window(limits(config), now);
     store::Touch {
         kind: SessionKind::Browser,
         now,
-        seen_before: (activity == Activity::Person).then_some(user.seen_before),
-        seen_after: Some(user.seen_after),
-        admin: Some(store::AdminTouch {
-            seen_after: admin.seen_after,
-            created_after: admin.created_after,
+        seen_before: (activity == Activity::Person).then_some(window.seen_before),
+        seen_after: Some(window.seen_after),
+        aal2: Some(store::LimitTouch {
+            seen_after: window.aal2_seen_after,
+            created_after: window.aal2_created_after,
+        }),
+        admin: Some(store::LimitTouch {
+            seen_after: window.admin_seen_after,
+            created_after: window.admin_created_after,
         }),
     }
 }
@@ -166,22 +176,26 @@ pub async fn keep_alive(
 /// Which sessions the device list and the admin page's counts show at `now` (`store::Alive`):
 /// those `policy::decide` would let continue, whose windows are the ones the lookup touches in.
 pub fn alive(config: &SessionConfig, now: OffsetDateTime) -> store::Alive {
-    let user = policy::touch_window(limits(config), Role::User, now);
-    let admin = policy::touch_window(limits(config), Role::Admin, now);
+    let window = policy::touch_window(limits(config), now);
     store::Alive {
         now,
-        seen_after: user.seen_after,
-        admin_seen_after: admin.seen_after,
-        admin_created_after: admin.created_after,
+        seen_after: window.seen_after,
+        aal2_seen_after: window.aal2_seen_after,
+        aal2_created_after: window.aal2_created_after,
+        admin_seen_after: window.admin_seen_after,
+        admin_created_after: window.admin_created_after,
     }
 }
 
+/// The settings the policy applies, read from the configuration on every request.
 pub fn limits(config: &SessionConfig) -> Limits {
     Limits {
         idle_timeout: config.idle_timeout(),
         touch_interval: config.touch_interval(),
         admin_idle_timeout: config.admin_idle_timeout(),
         admin_absolute_timeout: config.admin_absolute_timeout(),
+        aal2_idle_timeout: config.aal2_idle_timeout(),
+        aal2_absolute_timeout: config.aal2_absolute_timeout(),
     }
 }
 
@@ -280,9 +294,14 @@ pub async fn start(
     }
     let news = sign_in_news(tx, user_id, client, config, now).await?;
     let token = SessionToken::generate();
-    // The role's own deadline, so an administrator's row expires (and its tombstone is reaped)
-    // on time; the role read on each request still tightens it after a promotion.
-    let expires_at = limits(config).absolute_expiry(role, now, now + config.absolute_timeout());
+    // The level's lifetime, and the role's own deadline, so an administrator's row expires (and
+    // its tombstone is reaped) on time; the role read on each request still tightens it after a
+    // promotion.
+    let lifetime = match aal {
+        Aal::Aal1 => config.absolute_timeout(),
+        Aal::Aal2 => config.aal2_absolute_timeout(),
+    };
+    let expires_at = limits(config).absolute_expiry(role, aal, now, now + lifetime);
     let public_id = store::insert(
         tx,
         &store::NewSession {
@@ -388,10 +407,12 @@ async fn validate_once(
         // alone, so a copied cookie can neither use nor end it.
         return Ok(Some(Validated::Ended(Reason::BoundCookieExpired)));
     }
+    // The level as read by this very statement, like the role: a raise applies from now on.
     let lifetimes = Lifetimes {
         created_at: record.created_at,
         last_seen_at: record.last_seen_at,
         expires_at: record.expires_at,
+        aal: record.aal,
     };
     let fingerprint = FingerprintMatch {
         bound: record.fingerprint_bind == client.fingerprint.bind,
@@ -472,6 +493,8 @@ async fn validate_once(
         },
         expires_at: record.expires_at,
         confirmed_until,
+        confirmed_aal: record.confirmed_aal,
+        aal: record.aal,
         bound_csrf: record.bound_csrf,
         dbsc_offer: match record.new_offer {
             Some(challenge) => Some((challenge, now)),
@@ -531,8 +554,8 @@ pub async fn end(
     Ok(ended)
 }
 
-/// Gives the current session a new token and sets or clears its privileged confirmation, inside
-/// the caller's transaction. The old token no longer passes as the session; for
+/// Gives the current session a new token and sets (until when, at which level) or clears its
+/// privileged confirmation, inside the caller's transaction. The old token no longer passes as the session; for
 /// `policy::ROTATION_GRACE` it is still recognised as the session's (`Validated::Superseded`), so
 /// a sign-out sent with it ends the session. `None`: it ended meanwhile.
 /// A device-bound session stays bound: the new token gets its own deadline (set its cookie
@@ -540,21 +563,14 @@ pub async fn end(
 pub async fn rotate(
     tx: &mut PgConnection,
     session: &LiveSession,
-    confirmed_until: Option<OffsetDateTime>,
+    confirmed: Option<(OffsetDateTime, Aal)>,
     config: &SessionConfig,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<SessionToken>> {
     let token = SessionToken::generate();
     let grace_until = now + policy::ROTATION_GRACE;
-    let mut rotated = store::rotate(
-        tx,
-        &session.key,
-        &token.key(),
-        confirmed_until,
-        grace_until,
-        now,
-    )
-    .await?;
+    let mut rotated =
+        store::rotate(tx, &session.key, &token.key(), confirmed, grace_until, now).await?;
     if rotated && session.is_bound() {
         let bound_until = now + config.bound_cookie_lifetime();
         rotated = store::rebind_rotated(tx, &token.key(), &token.csrf_bytes(), bound_until).await?;

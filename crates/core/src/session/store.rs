@@ -30,6 +30,10 @@ pub struct SessionRecord {
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub confirmed_until: Option<OffsetDateTime>,
+    /// The level `confirmed_until`'s confirmation was made at (none before the first).
+    pub confirmed_aal: Option<Aal>,
+    /// The level the session is at: its sign-in's, or `aal2` after a confirmation with a passkey.
+    pub aal: Aal,
     /// API families only: when the current access token stops working.
     pub access_expires_at: Option<OffsetDateTime>,
     pub fingerprint_bind: Vec<u8>,
@@ -54,21 +58,23 @@ pub struct SessionRecord {
 /// When a lookup also writes last-seen: for a session of `kind` that is neither revoked nor past
 /// its absolute expiry (nor its access token's, nor a device-bound token's deadline: a copied
 /// cookie must not keep a session alive), last seen at or before `seen_before` (the touch
-/// interval has passed) and, when given, after `seen_after` (not idle past its timeout: such a
-/// session is ended, not touched) and, for an account whose role is `admin` at that moment,
-/// inside `admin` (the administrator's shorter limits). No `seen_before`: the request is not the
-/// person's doing (a page's own timer), and nothing is written.
+/// interval has passed) and, when given, after `seen_after` (an `aal1` session not idle past
+/// its timeout: such a session is ended, not touched), inside `aal2` for a session at `aal2`,
+/// and, for an account whose role is `admin` at that moment, inside `admin` too (the
+/// administrator's shorter limits). No `seen_before`: the request is not the person's doing (a
+/// page's own timer), and nothing is written. `policy::TouchWindow::contains` says the same.
 pub struct Touch {
     pub kind: SessionKind,
     pub now: OffsetDateTime,
     pub seen_before: Option<OffsetDateTime>,
     pub seen_after: Option<OffsetDateTime>,
-    pub admin: Option<AdminTouch>,
+    pub aal2: Option<LimitTouch>,
+    pub admin: Option<LimitTouch>,
 }
 
-/// An administrator's session is touched only when last seen after `seen_after` and signed in
-/// after `created_after`.
-pub struct AdminTouch {
+/// A session under a level's or a role's own limits is touched only when last seen after
+/// `seen_after` and signed in after `created_after`.
+pub struct LimitTouch {
     pub seen_after: OffsetDateTime,
     pub created_after: OffsetDateTime,
 }
@@ -157,17 +163,18 @@ pub async fn find_with_user(
     sqlx::query_as!(
         SessionRecord,
         r#"SELECT s.public_id, s.user_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at,
-                  s.expires_at, s.confirmed_until, s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch,
+                  s.expires_at, s.confirmed_until, s.confirmed_aal AS "confirmed_aal: Aal", s.aal AS "aal: Aal",
+                  s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch,
                   s.revoke_reason AS "revoke_reason: Reason", s.bound_until, s.bound_csrf, s.dbsc_offer,
                   s.dbsc_offered_at, u.username, u.role AS "role: Role", u.disabled,
                   CASE WHEN s.revoked_at IS NULL AND s.last_seen_at <= $4
-                       THEN coalesce(touch_session($1, $2, $3, $4, $5, $6, $7), false)
+                       THEN coalesce(touch_session($1, $2, $3, $4, $5, $6, $7, $8, $9), false)
                        ELSE false
                   END AS "touched!",
-                  CASE WHEN $8::text IS NOT NULL AND s.kind = $3 AND s.revoked_at IS NULL
+                  CASE WHEN $10::text IS NOT NULL AND s.kind = $3 AND s.revoked_at IS NULL
                             AND s.dbsc_key IS NULL
-                            AND (s.dbsc_offered_at IS NULL OR s.dbsc_offered_at <= $9 OR s.dbsc_offered_at > $2)
-                       THEN offer_dbsc_challenge($1, $8, $2, $3, $9)
+                            AND (s.dbsc_offered_at IS NULL OR s.dbsc_offered_at <= $11 OR s.dbsc_offered_at > $2)
+                       THEN offer_dbsc_challenge($1, $10, $2, $3, $11)
                   END AS new_offer
            FROM sessions s JOIN users u ON u.id = s.user_id
            WHERE s.key = $1"#,
@@ -176,6 +183,8 @@ pub async fn find_with_user(
         touch.kind as _,
         touch.seen_before,
         touch.seen_after,
+        touch.aal2.as_ref().map(|aal2| aal2.seen_after),
+        touch.aal2.as_ref().map(|aal2| aal2.created_after),
         touch.admin.as_ref().map(|admin| admin.seen_after),
         touch.admin.as_ref().map(|admin| admin.created_after),
         offer.map(|offer| offer.challenge.as_str()),
@@ -194,12 +203,14 @@ pub async fn keep_alive(
     touch: &Touch,
 ) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
-        r#"SELECT coalesce(touch_session($1, $2, $3, $4, $5, $6, $7), false) AS "touched!""#,
+        r#"SELECT coalesce(touch_session($1, $2, $3, $4, $5, $6, $7, $8, $9), false) AS "touched!""#,
         key.as_bytes(),
         touch.now,
         touch.kind as _,
         touch.seen_before,
         touch.seen_after,
+        touch.aal2.as_ref().map(|aal2| aal2.seen_after),
+        touch.aal2.as_ref().map(|aal2| aal2.created_after),
         touch.admin.as_ref().map(|admin| admin.seen_after),
         touch.admin.as_ref().map(|admin| admin.created_after),
     )
@@ -357,6 +368,10 @@ pub struct DeviceRecord {
 pub struct Alive {
     pub now: OffsetDateTime,
     pub seen_after: OffsetDateTime,
+    /// A browser session at `aal2`: last seen after `aal2_seen_after` in place of `seen_after`,
+    /// and signed in after `aal2_created_after` (token families are `aal1`).
+    pub aal2_seen_after: OffsetDateTime,
+    pub aal2_created_after: OffsetDateTime,
     pub admin_seen_after: OffsetDateTime,
     pub admin_created_after: OffsetDateTime,
 }
@@ -374,7 +389,8 @@ pub async fn list_live_for_user(
                   s.user_agent, s.dbsc_key IS NOT NULL AS "bound!", s.aal AS "aal: Aal"
            FROM sessions s JOIN users u ON u.id = s.user_id
            WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2
-             AND (s.kind = 'api' OR s.last_seen_at > $3)
+             AND (s.kind = 'api' OR s.last_seen_at > CASE WHEN s.aal = 'aal2' THEN $6::timestamptz ELSE $3::timestamptz END)
+             AND (s.aal = 'aal1' OR s.created_at > $7)
              AND (u.role <> 'admin'
                   OR (s.created_at > $5 AND (s.kind = 'api' OR s.last_seen_at > $4)))
            ORDER BY s.last_seen_at DESC, s.created_at DESC"#,
@@ -383,6 +399,8 @@ pub async fn list_live_for_user(
         alive.seen_after,
         alive.admin_seen_after,
         alive.admin_created_after,
+        alive.aal2_seen_after,
+        alive.aal2_created_after,
     )
     .fetch_all(conn)
     .await
@@ -390,25 +408,40 @@ pub async fn list_live_for_user(
 
 /// Rotation: the row keeps its identity (public id, sign-in time) under a new key. The old key
 /// moves to `previous_key` until `grace_until` (see `find_rotated_from`): no request with the old
-/// token passes as the session from the moment this commits. Sets or clears privileged
-/// confirmation with it.
+/// token passes as the session from the moment this commits. Sets privileged confirmation, with
+/// the level it was made at, or clears it (`None`).
 pub async fn rotate(
     conn: &mut PgConnection,
     old_key: &SessionKey,
     new_key: &SessionKey,
-    confirmed_until: Option<OffsetDateTime>,
+    confirmed: Option<(OffsetDateTime, Aal)>,
     grace_until: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
+    let (confirmed_until, confirmed_aal) = confirmed.unzip();
     let result = sqlx::query!(
-        "UPDATE sessions SET key = $2, confirmed_until = $3, last_seen_at = $4,
-                             previous_key = key, previous_key_until = $5
+        "UPDATE sessions SET key = $2, confirmed_until = $3, confirmed_aal = $4, last_seen_at = $5,
+                             previous_key = key, previous_key_until = $6
          WHERE key = $1 AND revoked_at IS NULL",
         old_key.as_bytes(),
         new_key.as_bytes(),
         confirmed_until,
+        confirmed_aal as _,
         now,
         grace_until,
+    )
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Raises a live session to `aal2`: a confirmation with a passkey, with user verification, has
+/// just proved as much as a passkey sign-in. Nothing lowers a level. Whether it was still live.
+pub async fn raise_to_aal2(conn: &mut PgConnection, public_id: Uuid) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        "UPDATE sessions SET aal = $2 WHERE public_id = $1 AND revoked_at IS NULL",
+        public_id,
+        Aal::Aal2 as _,
     )
     .execute(conn)
     .await?;
@@ -602,7 +635,8 @@ pub async fn users_with_live_sessions(
         r#"SELECT u.id, u.username, u.role AS "role: Role", u.disabled,
                   count(s.key) FILTER (
                       WHERE s.revoked_at IS NULL AND s.expires_at > $1
-                        AND (s.kind = 'api' OR s.last_seen_at > $2)
+                        AND (s.kind = 'api' OR s.last_seen_at > CASE WHEN s.aal = 'aal2' THEN $5::timestamptz ELSE $2::timestamptz END)
+                        AND (s.aal = 'aal1' OR s.created_at > $6)
                         AND (u.role <> 'admin'
                              OR (s.created_at > $4 AND (s.kind = 'api' OR s.last_seen_at > $3)))
                   ) AS "live_sessions!"
@@ -612,6 +646,8 @@ pub async fn users_with_live_sessions(
         alive.seen_after,
         alive.admin_seen_after,
         alive.admin_created_after,
+        alive.aal2_seen_after,
+        alive.aal2_created_after,
     )
     .fetch_all(conn)
     .await
@@ -771,6 +807,7 @@ pub struct BoundRecord {
     pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    pub aal: Aal,
     pub revoke_reason: Option<Reason>,
     pub dbsc_key: Option<Vec<u8>>,
     pub role: Role,
@@ -786,7 +823,7 @@ pub async fn find_by_public_id(
     sqlx::query_as!(
         BoundRecord,
         r#"SELECT s.key, s.user_id, s.kind AS "kind: SessionKind", s.created_at, s.last_seen_at, s.expires_at,
-                  s.revoke_reason AS "revoke_reason: Reason", s.dbsc_key, u.role AS "role: Role", u.disabled,
+                  s.aal AS "aal: Aal", s.revoke_reason AS "revoke_reason: Reason", s.dbsc_key, u.role AS "role: Role", u.disabled,
                   k.key AS "challenge_key?"
            FROM sessions s JOIN users u ON u.id = s.user_id
                 LEFT JOIN dbsc_challenge_key k ON k.only_row
