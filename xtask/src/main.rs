@@ -7,13 +7,15 @@
 //! - `e2e`: the example end-to-end suite against the app in test mode;
 //! - `sqlx-prepare`: regenerates `.sqlx/`, the query data the build checks SQL against;
 //! - `proxy`: the app served through nginx;
-//! - `mutants`: mutation testing of the security modules.
+//! - `mutants`: mutation testing of the security modules;
+//! - `helper`: clusters, ports and packages for the bash scripts that remain (`scripts/lib.sh`).
 //!
 //! PostgreSQL clusters come from the `pg-cluster` crate, which the tests use too. Progress goes
 //! to standard error, each line starting with the command's name.
 
 mod audit;
 mod e2e;
+mod helper;
 mod mutants;
 mod process;
 mod proxy;
@@ -36,7 +38,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let args: Vec<String> = args.collect();
-    pg_cluster::set_name(&command);
+    if command != "helper" {
+        pg_cluster::set_name(&command);
+    }
     // The commands work from the repository's root, wherever cargo was started.
     if let Some(root) = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()
         && let Err(error) = std::env::set_current_dir(root)
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         "sqlx-prepare" => sqlx_prepare::main(&args),
         "proxy" => proxy::main(&args),
         "mutants" => mutants::main(&args),
+        "helper" => helper::main(&args),
         _ => {
             eprintln!("xtask: no command {command:?}\n{USAGE}");
             return ExitCode::from(2);
