@@ -85,10 +85,11 @@ pub fn main(args: &[String]) -> Outcome {
             .map_err(|error| Failure::Message(format!("could not run cargo-deny: {error}")))?;
         check_interrupted()?;
         if output.status.success() {
-            let all = text(&output);
+            // Its verdict ("bans ok, licenses ok, sources ok") is the last line it prints.
+            let verdict = String::from_utf8_lossy(&output.stdout);
             say(format!(
                 "cargo deny: {}",
-                all.lines().last().unwrap_or_default()
+                verdict.lines().last().unwrap_or_default()
             ));
         } else {
             eprint!("{}", text(&output));
