@@ -141,7 +141,7 @@ impl Cluster {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.base.join("log")).unwrap_or_default()
+        std::fs::read_to_string(self.server.log()).unwrap_or_default()
     }
 
     /// A URL for `database` (the cluster has `postgres` from the start).

@@ -85,10 +85,12 @@ pub fn main(args: &[String]) -> Outcome {
     Ok(status_code(status))
 }
 
-/// Creates `dir` (mode 0755) unless it exists.
+/// Creates `dir` with mode 0755, whatever the umask, unless it exists.
 fn create_private_dir(dir: &std::path::Path) -> Result<(), Failure> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let created = std::fs::create_dir(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)));
+    match created {
         Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
             fail(format!("could not create {}: {error}", dir.display()))
         }

@@ -142,7 +142,7 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
 // -------------------------------------------------------------------------- programs --
 
 /// The major version of the PostgreSQL server whose programs are in `bin` (15), if any.
-pub fn major_version(bin: &Path) -> Option<u32> {
+fn major_version(bin: &Path) -> Option<u32> {
     let output = Command::new(bin.join("initdb"))
         .arg("--version")
         .output()
@@ -161,7 +161,7 @@ fn is_recent(bin: &Path) -> bool {
 /// The newest directory of PostgreSQL (>= 15) server programs on this machine, if any: Debian
 /// installs each major version side by side, in `/usr/lib/postgresql/<major>/bin`; other systems
 /// put `initdb` on the `PATH`.
-pub fn find_bin() -> Option<PathBuf> {
+fn find_bin() -> Option<PathBuf> {
     let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -187,7 +187,7 @@ pub fn find_bin() -> Option<PathBuf> {
 }
 
 /// The directory of the PostgreSQL (>= 15) server programs: `PG_BIN` from the environment when
-/// it holds `initdb`, else the newest found ([`find_bin`]), installing Debian's `postgresql`
+/// it holds `initdb`, else the newest found, installing Debian's `postgresql`
 /// package when there is none. Callers pass it on to their children as `PG_BIN`.
 pub fn ensure_postgres() -> Result<PathBuf> {
     if let Some(bin) = std::env::var_os("PG_BIN").map(PathBuf::from)
@@ -253,7 +253,7 @@ pub fn any_free_port() -> Result<u16> {
 
 /// `program` as the user PostgreSQL runs as: `postgres`, from `/` (a directory it can read),
 /// when we are root; ourselves otherwise.
-pub fn as_postgres(program: impl AsRef<OsStr>) -> Command {
+fn as_postgres(program: impl AsRef<OsStr>) -> Command {
     if running_as_root() {
         let mut command = Command::new("runuser");
         command
@@ -328,7 +328,7 @@ pub fn run(command: &mut Command) -> Result<Output> {
 /// killed or the machine crashes, and by then its process may be a zombie (dead, not yet reaped
 /// by its parent) or its process id may belong to another program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcessKind {
+enum ProcessKind {
     /// The live server of the cluster in that data directory (`postgres -D DIR ...`).
     Server,
     /// Some other live PostgreSQL process.
@@ -338,7 +338,7 @@ pub enum ProcessKind {
 }
 
 /// What process `pid` is now, for the cluster in `data` (an absolute path).
-pub fn process_kind(pid: &str, data: &Path) -> ProcessKind {
+fn process_kind(pid: &str, data: &Path) -> ProcessKind {
     let Ok(pid) = pid.trim().parse::<u32>() else {
         return ProcessKind::None;
     };
@@ -579,7 +579,7 @@ impl Cluster {
 
     /// Waits until the server accepts connections: a reused server may still be starting, e.g.
     /// recovering after a crash.
-    pub fn wait_ready(&self) -> Result<()> {
+    fn wait_ready(&self) -> Result<()> {
         for _ in 0..60 {
             let ready = Command::new(self.bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
