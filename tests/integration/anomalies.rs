@@ -4,6 +4,8 @@
 //! Wi-Fi and mobile data never trips them.
 
 use rocket::http::Status;
+use secure_sessions::clock::AppClock;
+use secure_sessions::session::reaper::reap_once;
 use secure_sessions::users::Role;
 use serde_json::json;
 
@@ -394,6 +396,58 @@ async fn a_flagged_sign_in_stays_first_until_the_owner_acts_on_it() {
         page.html().select("[data-flagged]").is_empty(),
         "{}",
         page.body
+    );
+}
+
+/// The account's networks are remembered by the security log, as its devices are, not by session
+/// rows the reaper deletes: days later, with every row gone, a thief who gets in after guessing is
+/// still flagged, and the owner's new phone on the home network is not.
+#[rocket::async_test]
+async fn networks_are_remembered_after_every_session_row_is_reaped() {
+    let app = app_with_production_timeouts().await;
+    let config = app.config();
+    let clock = AppClock::new(app.clock.clone());
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::with(&client, CHROME_LINUX, HOME_WIFI);
+    laptop.sign_in("alice", PASSWORD).await;
+    laptop.sign_out().await;
+    app.advance_secs(
+        i64::from(config.absolute_timeout_secs) + i64::from(config.tombstone_grace_secs) + 1,
+    );
+    let reaped = reap_once(&mut app.pool.acquire().await.unwrap(), &config, &clock)
+        .await
+        .unwrap();
+    assert!(reaped >= 1, "the laptop's session row is gone: {reaped}");
+
+    let guesser = Device::with(&client, FIREFOX_WINDOWS, THIEF);
+    for guess in ["password1", "alice2024", "letmein!!"] {
+        app.advance_secs(MINUTE);
+        guesser.sign_in("alice", guess).await;
+    }
+    app.advance_secs(MINUTE);
+    guesser.sign_in("alice", PASSWORD).await;
+    let kinds = app.event_kinds(alice_id).await;
+    assert_eq!(kinds_of(&kinds, "suspicious_sign_in"), 1, "{kinds:?}");
+
+    // An hour on, more guesses; then the owner on a new phone at home (the same /24).
+    app.advance_secs(61 * MINUTE);
+    for guess in ["qwerty123", "alice1990", "sunshine!"] {
+        app.advance_secs(MINUTE);
+        guesser.sign_in("alice", guess).await;
+    }
+    let phone = Device::with(
+        &client,
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1",
+        "198.51.100.201",
+    );
+    phone.sign_in("alice", PASSWORD).await;
+    let kinds = app.event_kinds(alice_id).await;
+    assert_eq!(kinds_of(&kinds, "sign_in_failed"), 6, "{kinds:?}");
+    assert_eq!(
+        kinds_of(&kinds, "suspicious_sign_in"),
+        1,
+        "a new device on a known network is not flagged: {kinds:?}"
     );
 }
 

@@ -352,6 +352,57 @@ async fn connections_past_their_lifetime_are_closed_and_the_next_request_gets_a_
     );
 }
 
+/// `databases.main.min_connections` connections are open as soon as the app has started, before
+/// any request; when their lifetime retires them, new ones take their place without a request
+/// asking for them.
+#[rocket::async_test]
+async fn the_pool_keeps_min_connections_open_from_the_start_and_replaces_those_it_retires() {
+    let app = TestApp::with(|figment| {
+        figment
+            .merge(("databases.main.min_connections", 3))
+            .merge(("databases.main.max_lifetime_secs", 1))
+    })
+    .await;
+    let _client = app.client().await;
+    let mut admin = PgConnection::connect(&server_url()).await.unwrap();
+    let first = app_backends(&app, &mut admin).await;
+    assert!(
+        first.len() >= 3,
+        "three connections open before any request: {first:?}"
+    );
+
+    let mut now = first.clone();
+    for _ in 0..250 {
+        if now.len() >= 3 && !now.iter().any(|pid| first.contains(pid)) {
+            break;
+        }
+        sleep(Duration::from_millis(20)).await;
+        now = app_backends(&app, &mut admin).await;
+    }
+    assert!(
+        now.len() >= 3 && !now.iter().any(|pid| first.contains(pid)),
+        "the retired connections replaced by three new ones: {first:?} then {now:?}"
+    );
+}
+
+/// More connections kept than allowed is a mistake in the settings: the app does not start.
+#[rocket::async_test]
+async fn min_connections_above_max_connections_stops_the_launch() {
+    let app = TestApp::with(|figment| {
+        figment
+            .merge(("databases.main.min_connections", 9))
+            .merge(("databases.main.max_connections", 4))
+    })
+    .await;
+    let Err(error) = rocket::local::asynchronous::Client::untracked(app.rocket()).await else {
+        panic!("the launch must be refused");
+    };
+    assert!(
+        matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+        "the database stage refuses the settings: {error:?}"
+    );
+}
+
 /// The row lock a sign-in or a password change takes on the account.
 async fn lock_user(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<()> {
     sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! scripts/mutants                   every security module (many hours on a small machine)
-//! scripts/mutants FILE...           these files only (src/csrf.rs src/throttle.rs ...)
+//! scripts/mutants FILE...           these files only (src/csrf.rs crates/core/src/throttle.rs ...)
 //! scripts/mutants --in-diff [BASE]  only the functions a change touches: what differs from
 //!                                   the merge base with BASE (default main), uncommitted
 //!                                   changes included, in any file
@@ -36,25 +36,25 @@ use crate::tools::{cargo_install, tools_on_path, version_of};
 const MUTANTS_VERSION: &str = "27.1.0";
 
 /// The security modules (docs/security.md, "Threats"): sessions, throttling, CSRF, sign-in, test
-/// mode, DBSC (src/session/dbsc.rs and proof.rs). store.rs is the SQL, tested through every
+/// mode, DBSC (crates/core/src/session/dbsc.rs and proof.rs). store.rs is the SQL, tested through every
 /// request above.
 const SECURITY_FILES: &[&str] = &[
     "src/csrf.rs",
-    "src/session/policy.rs",
-    "src/session/token.rs",
-    "src/throttle.rs",
-    "src/session/proof.rs",
-    "src/session/dbsc.rs",
+    "crates/core/src/session/policy.rs",
+    "crates/core/src/session/token.rs",
+    "crates/core/src/throttle.rs",
+    "crates/core/src/session/proof.rs",
+    "crates/core/src/session/dbsc.rs",
     "src/session/cookie.rs",
     "src/session/bearer.rs",
-    "src/session/fingerprint.rs",
+    "crates/core/src/session/fingerprint.rs",
     "src/session/guard.rs",
-    "src/session/pending.rs",
-    "src/session/reason.rs",
+    "crates/core/src/session/pending.rs",
+    "crates/core/src/session/reason.rs",
     "src/session/reaper.rs",
-    "src/session/api.rs",
-    "src/session/mod.rs",
-    "src/session/store.rs",
+    "crates/core/src/session/api.rs",
+    "crates/core/src/session/mod.rs",
+    "crates/core/src/session/store.rs",
     "src/sign_in.rs",
     "src/test_mode/mod.rs",
     "src/test_mode/routes.rs",
@@ -71,12 +71,14 @@ const ALL_TESTS: &str = "--lib --test integration";
 /// file, and a diff, runs every unit and integration test.
 pub fn tests_for(file: &str) -> &'static str {
     match file {
-        "src/session/policy.rs" | "src/session/token.rs" | "src/session/proof.rs" => "--lib",
+        "crates/core/src/session/policy.rs"
+        | "crates/core/src/session/token.rs"
+        | "crates/core/src/session/proof.rs" => "--lib",
         "src/csrf.rs" => {
             "--lib --test integration -- csrf:: contract:: foundation::forms_without bad_input::"
         }
-        "src/throttle.rs" => "--lib --test integration -- throttle::",
-        "src/session/dbsc.rs" => "--lib --test integration -- session::dbsc:: dbsc::",
+        "crates/core/src/throttle.rs" => "--lib --test integration -- throttle::",
+        "crates/core/src/session/dbsc.rs" => "--lib --test integration -- session::dbsc:: dbsc::",
         "src/session/cookie.rs" => {
             "--lib --test integration -- session::cookie:: dbsc:: foundation::"
         }
@@ -171,7 +173,8 @@ pub fn main(args: &[String]) -> Outcome {
             if !Path::new(file).is_file() {
                 return fail(format!("no such file: {file}"));
             }
-            let name = file.strip_prefix("src/").unwrap_or(file).replace('/', "-");
+            let name = file.strip_prefix("crates/core/").unwrap_or(file);
+            let name = name.strip_prefix("src/").unwrap_or(name).replace('/', "-");
             let mut file_options = options.clone();
             file_options.extend(["--file".to_owned(), file.clone()]);
             status = status.max(run_mutants(
@@ -195,6 +198,9 @@ fn run_mutants(context: &Context, name: &str, tests: &str, options: &[String]) -
         context
             .cargo()
             .args(["mutants", "--output", &format!("target/mutants.out/{name}")])
+            // A mutant in the core (crates/core) is tested by the app's integration tests too,
+            // not only by its own crate's.
+            .arg("--test-workspace=true")
             .args(&cargo_args)
             .args(options)
             .args(extra.split_whitespace())
@@ -230,7 +236,7 @@ mod tests {
 
     #[test]
     fn targets_go_to_cargo_and_name_filters_to_the_test_binaries() {
-        let (cargo_args, filters) = mutants_args(tests_for("src/throttle.rs"));
+        let (cargo_args, filters) = mutants_args(tests_for("crates/core/src/throttle.rs"));
         assert_eq!(
             cargo_args,
             ["--cargo-arg=--lib", "--cargo-arg=--test=integration"]
@@ -241,10 +247,10 @@ mod tests {
     #[test]
     fn pure_decisions_run_their_unit_tests_alone_and_other_files_every_test() {
         assert_eq!(
-            mutants_args(tests_for("src/session/policy.rs")),
+            mutants_args(tests_for("crates/core/src/session/policy.rs")),
             (vec!["--cargo-arg=--lib".to_owned()], vec![])
         );
-        let (cargo_args, filters) = mutants_args(tests_for("src/session/store.rs"));
+        let (cargo_args, filters) = mutants_args(tests_for("crates/core/src/session/store.rs"));
         assert_eq!(
             cargo_args,
             ["--cargo-arg=--lib", "--cargo-arg=--test=integration"]

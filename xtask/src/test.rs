@@ -183,7 +183,7 @@ fn check(context: &Context) -> Result<(), crate::Failure> {
     }
     context.run(
         context.cargo().args(["fmt", "--all", "--check"]),
-        "cargo fmt --check failed: the code above is not formatted (run cargo fmt); no test ran",
+        "cargo fmt --check failed: the code above is not formatted (run cargo fmt --all); no test ran",
     )?;
     context.run(
         context.cargo().args([

@@ -581,25 +581,6 @@ pub async fn revoke_beyond_cap(
     .await
 }
 
-/// Whether a sign-in from `fingerprint` is on a new network for the account: no session row
-/// (live, ended or tombstoned) is, or was just before, on it (the watched fingerprint). The
-/// account's first session is not news.
-pub async fn is_new_network(
-    conn: &mut PgConnection,
-    user_id: i64,
-    fingerprint: &Fingerprint,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1)
-                  AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1
-                                  AND (fingerprint_watch = $2 OR previous_watch = $2)) AS "new_network!""#,
-        user_id,
-        &fingerprint.watch[..],
-    )
-    .fetch_one(conn)
-    .await
-}
-
 /// A user as the admin page lists them.
 #[derive(Debug)]
 pub struct UserOverview {

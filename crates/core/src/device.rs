@@ -2,7 +2,7 @@
 //! Linux", "192.168.1.20 (a private network)").
 //!
 //! ```
-//! use secure_sessions::device::describe;
+//! use secure_sessions_core::device::describe;
 //!
 //! let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
 //!               Chrome/120.0.0.0 Safari/537.36";

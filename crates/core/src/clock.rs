@@ -2,7 +2,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use secure_sessions::clock::{AppClock, ClockError, ShiftedClock};
+//! use secure_sessions_core::clock::{AppClock, ClockError, ShiftedClock};
 //! use time::Duration;
 //!
 //! // Tests (and test mode) run on real time plus an offset they can only grow.

@@ -319,6 +319,16 @@ impl EventRecord {
     }
 }
 
+/// The events by which the account came to know a device or a network: it was created there, or
+/// signed in there (with a password, a passkey or for an API token). Failed sign-ins teach it
+/// nothing: a guesser does not become known by guessing.
+const KNOWN_BY_SIGN_IN: [EventKind; 4] = [
+    EventKind::Registered,
+    EventKind::SignIn,
+    EventKind::PasskeySignIn,
+    EventKind::ApiTokenIssued,
+];
+
 /// Whether a sign-in with `user_agent` is from a new device, by what the log knows (so within
 /// `event_retention_days`): the account has signed in or been created before (the device it
 /// was created on is known from then), and never from this User-Agent. Failed sign-ins teach it
@@ -328,12 +338,10 @@ pub async fn is_new_device(
     user_id: i64,
     user_agent: &str,
 ) -> sqlx::Result<bool> {
-    let known = [
-        EventKind::Registered,
-        EventKind::SignIn,
-        EventKind::ApiTokenIssued,
-    ];
-    let known: Vec<String> = known.iter().map(|kind| kind.code().to_owned()).collect();
+    let known: Vec<String> = KNOWN_BY_SIGN_IN
+        .iter()
+        .map(|kind| kind.code().to_owned())
+        .collect();
     sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM security_events WHERE user_id = $1 AND kind = ANY($2))
                   AND NOT EXISTS (SELECT 1 FROM security_events
@@ -344,6 +352,37 @@ pub async fn is_new_device(
     )
     .fetch_one(conn)
     .await
+}
+
+/// Whether a sign-in from the address `ip` comes from a new network, by what the log knows (so
+/// within `event_retention_days`): the account has signed in or been created before, and never
+/// from this network (an IPv4 /24 or an IPv6 /48, the prefix old addresses are cut to). Like
+/// devices, networks are remembered by the log, not by session rows that the reaper deletes.
+pub async fn is_new_network(conn: &mut PgConnection, user_id: i64, ip: &str) -> sqlx::Result<bool> {
+    let known: Vec<String> = KNOWN_BY_SIGN_IN
+        .iter()
+        .map(|kind| kind.code().to_owned())
+        .collect();
+    let addresses = sqlx::query_scalar!(
+        "SELECT DISTINCT ip FROM security_events WHERE user_id = $1 AND kind = ANY($2)",
+        user_id,
+        &known,
+    )
+    .fetch_all(conn)
+    .await?;
+    let network = network_of(ip);
+    Ok(!addresses.is_empty() && !addresses.iter().any(|seen| network_of(seen) == network))
+}
+
+/// The network an address recorded in the log belongs to: a cut address is its own network; an
+/// address that is not one (none was known) is the empty network.
+fn network_of(ip: &str) -> String {
+    if ip.contains('/') {
+        return ip.to_owned();
+    }
+    ip.parse()
+        .map(crate::session::fingerprint::network_prefix)
+        .unwrap_or_default()
 }
 
 /// The User-Agent each of the user's sessions or token families in `ids` signed in with, as

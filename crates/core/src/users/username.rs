@@ -1,7 +1,7 @@
 //! [`Username`]: a name that passed the rules, built only through [`Username::parse`].
 //!
 //! ```
-//! use secure_sessions::users::Username;
+//! use secure_sessions_core::users::Username;
 //!
 //! let alice = Username::parse("  Alice ").expect("a valid name");
 //! assert_eq!(alice.as_str(), "Alice");

@@ -108,7 +108,7 @@ pub struct SessionConfig {
     pub passkey_rp_id: Option<String>,
     /// How long a passkey registration or sign-in may take, from its options to its answer.
     pub passkey_ceremony_secs: u32,
-    /// Test mode: mount the `/__test/` API for end-to-end suites ([`crate::test_mode`]).
+    /// Test mode: mount the `/__test/` API for end-to-end suites (the web layer's `test_mode`).
     pub test_hooks: bool,
     /// The second switch test mode needs in the release profile or a release build.
     pub test_hooks_in_release: bool,
@@ -554,7 +554,7 @@ mod tests {
 
     /// The default configuration with one numeric setting replaced by name.
     fn at(name: &str, value: u32) -> SessionConfig {
-        rocket::figment::Figment::new()
+        figment::Figment::new()
             .merge((name, value))
             .extract()
             .expect("a numeric setting")

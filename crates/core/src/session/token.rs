@@ -2,7 +2,7 @@
 //! only in the database.
 //!
 //! ```
-//! use secure_sessions::session::token::SessionToken;
+//! use secure_sessions_core::session::token::SessionToken;
 //!
 //! let token = SessionToken::generate();
 //! let cookie_value = token.expose();

@@ -4,9 +4,9 @@
 //! idle timeout, ends for idleness at half past, whatever its absolute lifetime:
 //!
 //! ```
-//! use secure_sessions::session::Reason;
-//! use secure_sessions::session::policy::{decide, Decision, FingerprintMatch, Lifetimes, Limits};
-//! use secure_sessions::users::Role;
+//! use secure_sessions_core::session::Reason;
+//! use secure_sessions_core::session::policy::{decide, Decision, FingerprintMatch, Lifetimes, Limits};
+//! use secure_sessions_core::users::Role;
 //! use time::{Duration, macros::datetime};
 //!
 //! let nine = datetime!(2026-12-06 09:00 UTC);

@@ -1,7 +1,7 @@
 //! Passwords: length rules and a strength estimate (hashing lives in [`super::hashing`]).
 //!
 //! ```
-//! use secure_sessions::users::Password;
+//! use secure_sessions_core::users::Password;
 //!
 //! assert!(Password::parse("short".into()).is_err());
 //! let weak = Password::parse("password123".into()).expect("long enough");

@@ -18,19 +18,9 @@ const MAX_STORED_MEMORY_KIB: u32 = 256 * 1024;
 /// One hashing thread's argon2id and the work area it reuses.
 ///
 /// Each thread owns one 19 MiB work area and reuses it for every hash, so memory stays at
-/// `threads` × 19 MiB. (Allocating it per hash, as `argon2`'s `PasswordHasher` does, let glibc
-/// keep ~200 MiB per thread: measured 427 MiB resident after 400 sign-ins on 4 threads.)
-///
-/// Why not `spawn_blocking`, a semaphore and the argon2 crate's own `PasswordHasher` and
-/// `PasswordVerifier`, with glibc told to return each work area (`mallopt(M_MMAP_THRESHOLD,
-/// 1 MiB)`)? Built and measured against these workers, then in the app's own process
-/// (`scripts/bench --quick`, three alternating runs each, 2 shared cores at load 11 to 17):
-/// every hash then maps a fresh 19 MiB, faults it in and unmaps it, and a sign-in cost 37.3 to
-/// 52.9 ms of CPU (median 37.7) against 24.7 to 36.3 (median 28.3) here, 1.33 × the median;
-/// sign-ins per second alone 7, 13, 15 against 18, 19, 8 here, and during the flood 7, 7, 12
-/// against 18, 20, 14. It did win at rest: 24 MB resident after load against 63 to 65, with the
-/// same peak (62 to 63 MB against 63 to 65). Speed decides: the workers stay. The runs are in
-/// docs/benchmarks.md's git history.
+/// `threads` × 19 MiB. Allocating it per hash, as `argon2`'s `PasswordHasher` does, let glibc keep
+/// far more per thread; telling glibc to return each area instead made every hash map, fault in
+/// and unmap a fresh one, and a sign-in cost more CPU (docs/benchmarks.md, "Work areas").
 pub struct Worker {
     argon2: Argon2<'static>,
     memory: Vec<Block>,
