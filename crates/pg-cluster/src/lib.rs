@@ -187,8 +187,8 @@ fn find_bin() -> Option<PathBuf> {
 }
 
 /// The directory of the PostgreSQL (>= 15) server programs: `PG_BIN` from the environment when
-/// it holds `initdb`, else the newest found, installing Debian's `postgresql`
-/// package when there is none. Callers pass it on to their children as `PG_BIN`.
+/// it holds `initdb`, else the newest on this machine, installing Debian's `postgresql` package
+/// when there is none. Callers pass it on to their children as `PG_BIN`.
 pub fn ensure_postgres() -> Result<PathBuf> {
     if let Some(bin) = std::env::var_os("PG_BIN").map(PathBuf::from)
         && is_executable(&bin.join("initdb"))
