@@ -2,6 +2,7 @@
 //! use them.
 
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 
 use pg_cluster::{Cluster, Mode, Stop, TempDir, Throwaway, ensure_postgres, port_is_free};
 
@@ -29,11 +30,13 @@ fn a_throwaway_cluster_serves_its_databases_and_is_gone_when_dropped() {
     cluster.create_database("it's a name").unwrap();
     assert_eq!(select(cluster, "it's a name", "SHOW fsync"), "off");
     assert_eq!(select(cluster, "postgres", "SHOW max_connections"), "300");
-    let (port, data) = (cluster.port(), cluster.data().to_path_buf());
-    assert!(!port_is_free(port));
+    let data = cluster.data().to_path_buf();
+    let server = server_pid(&data);
+    assert!(!port_is_free(cluster.port()));
 
     drop(throwaway);
-    assert!(port_is_free(port), "the server still listens on {port}");
+    // (Not its port: a cluster of the other test may listen there by now.)
+    assert!(!is_running(&server), "the server {server} still runs");
     assert!(!data.exists(), "{} is still there", data.display());
 }
 
@@ -50,18 +53,22 @@ fn a_persistent_cluster_is_reused_while_running_and_keeps_its_data_when_stopped(
     let second = Cluster::open(&bin, &data, Mode::Persistent, "").unwrap();
     assert_eq!(second.port(), first.port());
 
+    let server = server_pid(&data);
     second.stop(Stop::Fast).unwrap();
-    assert!(port_is_free(first.port()));
+    assert!(!is_running(&server), "the server {server} still runs");
+    assert!(!data.join("postmaster.pid").exists());
     // Stopping a stopped cluster is quietly nothing.
     second.stop(Stop::Fast).unwrap();
 
-    // A postmaster.pid left by a crash, naming a process that is not the server, is removed.
+    // A postmaster.pid left by a crash, naming a live process of PostgreSQL's user that is not
+    // the server (its process id reused): PostgreSQL would refuse to start; it is removed first.
+    let mut other = live_process_of_postgres_user();
     let pid_file = data.join("postmaster.pid");
-    std::fs::write(
-        &pid_file,
-        format!("{}\n{}\n0\n55432\n", std::process::id(), data.display()),
-    )
-    .unwrap();
+    let pid = std::io::BufRead::lines(std::io::BufReader::new(other.stdout.take().unwrap()))
+        .next()
+        .unwrap()
+        .unwrap();
+    std::fs::write(&pid_file, format!("{pid}\n{}\n0\n55432\n", data.display())).unwrap();
     let third = Cluster::open(&bin, &data, Mode::Persistent, "").unwrap();
     assert_eq!(
         select(
@@ -72,4 +79,34 @@ fn a_persistent_cluster_is_reused_while_running_and_keeps_its_data_when_stopped(
         "kept"
     );
     third.stop(Stop::Fast).unwrap();
+    other.kill().ok();
+    other.wait().ok();
+}
+
+/// The process id of the server running the cluster in `data`.
+fn server_pid(data: &std::path::Path) -> String {
+    let pid_file = std::fs::read_to_string(data.join("postmaster.pid")).unwrap();
+    pid_file.lines().next().unwrap().to_owned()
+}
+
+/// Whether process `pid` lives (a zombie, ended but not yet reaped, does not).
+fn is_running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .is_ok_and(|status| !status.lines().any(|line| line.starts_with("State:\tZ")))
+}
+
+/// `sleep`, as the user PostgreSQL runs as (`postgres` when we are root); its process id is the
+/// first line of its standard output.
+fn live_process_of_postgres_user() -> Child {
+    let script = "echo $$; exec sleep 60";
+    let mut command = if pg_cluster::running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", "sh", "-c", script]);
+        command
+    } else {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    };
+    command.stdout(Stdio::piped()).spawn().expect("start sleep")
 }
