@@ -517,6 +517,41 @@ async fn a_passkey_confirmation_raises_the_session_to_aal2_and_a_password_one_ne
     assert_eq!(own_level(&laptop).await, "aal2");
 }
 
+/// The confirmation's options name the passkey as it was when they were made. A sign-in with the
+/// real key since then moves the counter on: a copy answering the confirmation with a counter
+/// past the options' but not past the sign-in's is refused.
+#[rocket::async_test]
+async fn a_confirmation_refuses_a_counter_that_a_sign_in_since_its_options_has_passed() {
+    let app = app().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    signed_in_and_confirmed(&laptop).await;
+    let mut authenticator = SoftAuthenticator::new();
+    register(&laptop, &mut authenticator, "Key").await;
+    app.advance_secs(CONFIRM_WINDOW_SECS + 1);
+    let (ceremony, body) = confirm_options(&laptop, "/confirm").await;
+
+    let visitor = Device::with(&client, "Mozilla/5.0 (X11) Chrome/130", "192.0.2.7");
+    let (signing_in, options) = sign_in_options(&visitor).await;
+    let answer = authenticator.assertion(&options["options"], ORIGIN, "app.example", 10);
+    assert_eq!(
+        finish_sign_in(&visitor, &signing_in, &answer).await.status,
+        Status::Ok
+    );
+
+    let copy = authenticator.assertion(&body["options"], ORIGIN, "app.example", 5);
+    let reply = finish_confirm(&laptop, "/confirm", &ceremony, &copy).await;
+    assert_eq!(reply.status, Status::BadRequest, "{}", reply.body);
+    assert!(refusal(&reply).contains("counter"), "{}", reply.body);
+    assert_eq!(own_level(&laptop).await, "aal1");
+    let stored: i64 = sqlx::query_scalar("SELECT counter FROM passkeys")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 10);
+}
+
 #[rocket::async_test]
 async fn a_confirmation_ceremony_is_used_once_and_only_by_the_session_that_started_it() {
     let app = app().await;

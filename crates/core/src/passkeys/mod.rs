@@ -446,6 +446,13 @@ pub async fn verify_confirmation(
     if !result.user_verified() {
         return Ok(Err(PasskeyError::Refused(WebauthnError::UserNotVerified)));
     }
+    // webauthn-rs checked the counter against the passkey as the options named it; a sign-in
+    // since may have moved it on. As WebAuthn asks, against the row as it is now: when either
+    // counter is in use, the answer's must be the greater.
+    let counter = i64::from(result.counter());
+    if (counter != 0 || stored.counter != 0) && counter <= stored.counter {
+        return Ok(Err(PasskeyError::CounterWentBack));
+    }
     passkey.update_credential(&result);
     store::record_use(tx, stored.id, &passkey, result.counter(), now).await?;
     Ok(Ok(()))

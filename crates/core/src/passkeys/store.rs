@@ -176,6 +176,8 @@ pub async fn owner_of(
 pub struct LockedPasskey {
     pub id: i64,
     pub passkey: Value,
+    /// The signature counter the last accepted answer carried.
+    pub counter: i64,
     pub credentials: CheckedCredentials,
 }
 
@@ -185,7 +187,7 @@ pub async fn lock_passkey(
     user_id: i64,
 ) -> sqlx::Result<Option<LockedPasskey>> {
     let row = sqlx::query!(
-        r#"SELECT p.id, p.passkey AS "passkey: Value", u.credentials_version
+        r#"SELECT p.id, p.passkey AS "passkey: Value", p.counter, u.credentials_version
            FROM passkeys p JOIN users u ON u.id = p.user_id
            WHERE p.credential_id = $1 AND p.user_id = $2
            FOR UPDATE OF p"#,
@@ -197,6 +199,7 @@ pub async fn lock_passkey(
     Ok(row.map(|row| LockedPasskey {
         id: row.id,
         passkey: row.passkey,
+        counter: row.counter,
         credentials: CheckedCredentials {
             user_id,
             version: row.credentials_version,
