@@ -611,7 +611,19 @@ impl Cluster {
             Stop::Fast => "fast",
             Stop::Immediate => "immediate",
         };
-        run(self.pg_ctl().args(["-m", mode, "-w", "-s", "stop"])).map(drop)
+        run(self.pg_ctl().args(["-m", mode, "-w", "-s", "stop"]))?;
+        // pg_ctl returns once the server has removed its pid file, which it does just before it
+        // exits: wait for the process itself, so that a caller (CI's check that nothing is left
+        // running, say) never sees it still there.
+        for _ in 0..200 {
+            if process_kind(pid, &self.data) == ProcessKind::None {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Err(Error::new(format!(
+            "the PostgreSQL server {pid} still runs after pg_ctl stop"
+        )))
     }
 
     /// `pg_ctl -D <data>`, as PostgreSQL's user.
