@@ -147,8 +147,8 @@ pub fn decide(
 }
 
 /// For which sessions a request at `now` writes last-seen, as `decide` has it for `role`.
-/// The lookup writes in the statement that reads the row (and the role), before `decide` has
-/// seen it, so it applies this window to the role it reads.
+/// The write (`store::touch`) checks the newest row, whose role may have changed since the
+/// lookup read it, so it applies this window to the role it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TouchWindow {
     /// Last seen at or before this: the touch interval has passed.
@@ -156,7 +156,7 @@ pub struct TouchWindow {
     /// Last seen after this: not idle past the role's timeout.
     pub seen_after: OffsetDateTime,
     /// Signed in after this: not past the role's absolute lifetime (the row's own expiry is
-    /// checked by the lookup anyway).
+    /// checked by the write anyway).
     pub created_after: OffsetDateTime,
 }
 
