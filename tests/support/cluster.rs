@@ -1,11 +1,14 @@
 //! A private PostgreSQL server that one test owns, so the test can stop it: a real outage.
-//! Started like `scripts/lib.sh` starts its clusters (as the `postgres` user when run as root).
+//! Started by the `pg-cluster` crate, as `scripts/` start theirs (as the `postgres` user when run
+//! as root).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use pg_cluster::Stop;
+
 pub struct Cluster {
-    bin: PathBuf,
+    server: pg_cluster::Cluster,
     /// The folder holding the data directory and the server's log; removed on drop.
     base: PathBuf,
     pub port: u16,
@@ -29,21 +32,7 @@ impl Cluster {
     /// A throwaway cluster with these server options (`-c name=value ...`) as well.
     pub fn start_with(options: &str) -> Cluster {
         let cluster = Cluster::create(options);
-        let initdb = cluster.bin.join("initdb");
-        run(cluster
-            .as_postgres(&initdb)
-            .arg("-D")
-            .arg(cluster.data())
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ]));
+        cluster.server.initdb().unwrap();
         cluster.start_again();
         cluster
     }
@@ -52,21 +41,15 @@ impl Cluster {
     fn create(options: &str) -> Cluster {
         let base = PathBuf::from(format!("/tmp/ss-cluster-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir(&base).expect("create the cluster folder");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cluster = Cluster {
-            bin: postgres_bin(),
-            base,
+        pg_cluster::give_to_postgres(&[&base]).unwrap();
+        let bin = pg_cluster::ensure_postgres().unwrap();
+        let port = pg_cluster::any_free_port().unwrap();
+        Cluster {
+            server: pg_cluster::Cluster::new(&bin, base.join("data"), base.join("log"), port),
             port,
+            base,
             options: options.to_owned(),
-        };
-        if running_as_root() {
-            run(Command::new("chown").arg("postgres:").arg(&cluster.base));
         }
-        cluster
     }
 
     /// A primary that commits only once its synchronous standby named `standby` has the commit
@@ -83,7 +66,8 @@ impl Cluster {
         let standby = Cluster::create("-c synchronous_commit=on");
         let port = primary.port.to_string();
         run(standby
-            .as_postgres(&standby.bin.join("pg_basebackup"))
+            .server
+            .program("pg_basebackup")
             .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D"])
             .arg(standby.data())
             // -R: standby.signal and the connection to the primary; -X stream: the WAL
@@ -112,7 +96,7 @@ impl Cluster {
 
     /// Promotes a standby to primary (`pg_ctl promote`), returning once it accepts writes.
     pub fn promote(&self) {
-        run(self.pg_ctl().args(["-w", "-s", "promote"]));
+        run(self.server.pg_ctl().args(["-w", "-s", "promote"]));
     }
 
     /// Kills the server and every one of its processes with SIGKILL, as a crash would: no
@@ -147,10 +131,9 @@ impl Cluster {
     /// One value (or nothing) from a query run with `psql` as the superuser.
     pub fn psql(&self, sql: &str) -> String {
         let output = self
-            .as_postgres(&self.bin.join("psql"))
-            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .args(["-U", "postgres", "-d", "postgres", "-c", sql])
+            .server
+            .psql()
+            .args(["-A", "-t", "-d", "postgres", "-c", sql])
             .output()
             .expect("run psql");
         String::from_utf8_lossy(&output.stdout).into_owned()
@@ -158,7 +141,7 @@ impl Cluster {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.base.join("log")).unwrap_or_default()
+        std::fs::read_to_string(self.server.log()).unwrap_or_default()
     }
 
     /// A URL for `database` (the cluster has `postgres` from the start).
@@ -168,77 +151,26 @@ impl Cluster {
 
     /// Stops the server, disconnecting every client: from now on connections are refused.
     pub fn stop(&self) {
-        run(self.pg_ctl().args(["-m", "fast", "-w", "-s", "stop"]));
+        self.server.stop(Stop::Fast).unwrap();
     }
 
     /// Starts the (stopped) server again on the same port.
     pub fn start_again(&self) {
-        let options = format!(
-            "-p {} -k '' -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off {}",
-            self.port, self.options
-        );
-        run(self
-            .pg_ctl()
-            .arg("-l")
-            .arg(self.base.join("log"))
-            .args(["-w", "-s", "-o", &options, "start"]));
+        let options = format!("{} {}", pg_cluster::NO_DISK_WAITS, self.options);
+        self.server.start(&options).unwrap();
     }
 
     fn data(&self) -> PathBuf {
-        self.base.join("data")
-    }
-
-    fn pg_ctl(&self) -> Command {
-        let mut command = self.as_postgres(&self.bin.join("pg_ctl"));
-        command.arg("-D").arg(self.data());
-        command
-    }
-
-    /// PostgreSQL refuses to run as root: then its programs run as `postgres`, from `/`.
-    fn as_postgres(&self, program: &Path) -> Command {
-        if running_as_root() {
-            let mut command = Command::new("runuser");
-            command
-                .args(["-u", "postgres", "--"])
-                .arg(program)
-                .current_dir("/");
-            command
-        } else {
-            Command::new(program)
-        }
+        self.server.data().to_path_buf()
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Quietly: the server may be stopped already.
-        self.pg_ctl()
-            .args(["-m", "immediate", "-w", "-s", "stop"])
-            .output()
-            .ok();
+        self.server.stop(Stop::Immediate).ok();
         std::fs::remove_dir_all(&self.base).ok();
     }
-}
-
-/// `PG_BIN` (which `scripts/test` exports), else the newest `/usr/lib/postgresql/<major>/bin`.
-fn postgres_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("PG_BIN") {
-        return PathBuf::from(bin);
-    }
-    let mut versions: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server programs in /usr/lib/postgresql, or PG_BIN")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    versions.sort();
-    let newest = versions
-        .last()
-        .expect("a PostgreSQL version in /usr/lib/postgresql");
-    PathBuf::from(format!("/usr/lib/postgresql/{newest}/bin"))
-}
-
-fn running_as_root() -> bool {
-    let output = Command::new("id").arg("-u").output().expect("run id -u");
-    String::from_utf8_lossy(&output.stdout).trim() == "0"
 }
 
 fn run(command: &mut Command) {
