@@ -12,6 +12,7 @@ use super::cookie::{cleared_ended_note, cleared_session_cookie, has_ended_note, 
 use super::dbsc::{self, Offer};
 use super::token::{SessionToken, encode_csrf};
 use super::{Aal, Activity, LiveSession, Reason, Superseded, Validated, policy};
+use crate::client::ClientInfo;
 use crate::clock::AppClock;
 use crate::config::{SessionConfig, StepUp};
 use crate::context;
@@ -410,21 +411,11 @@ async fn check(request: &Request<'_>, activity: Activity) -> Check {
     let client = context::client_info(request, config);
 
     let now = clock.now();
-    // A page offers the browser to bind this session to a key of its own (DBSC); the lookup
-    // renews a stale offer in its own statement.
-    let offer = (request.method() == Method::Get && activity == Activity::Person)
-        .then(|| dbsc::offer_if_stale(now));
-    let validated = match db.pool().acquire().await {
-        Ok(mut conn) => {
-            let offer = offer.as_ref();
-            super::validate(&mut conn, &token, client, config, activity, offer, now)
-                .await
-                .map_err(AppError::from)
-        }
-        Err(error) => Err(AppError::from(error)),
-    };
+    // A page offers the browser to bind this session to a key of its own (DBSC).
+    let offers = request.method() == Method::Get && activity == Activity::Person;
+    let validated = look_up(db, &token, client, config, activity, offers, now).await;
     match validated {
-        Ok(Validated::Live(session)) => {
+        Ok((Validated::Live(session), offer)) => {
             let deadline =
                 policy::idle_deadline(session.lifetimes(), super::limits(config), session.role);
             let idle = IdleCountdown::until(deadline, now, config);
@@ -441,11 +432,7 @@ async fn check(request: &Request<'_>, activity: Activity) -> Check {
             if has_ended_note(cookies, config) {
                 cookies.add(cleared_ended_note(config)); // about an earlier session: stale now
             }
-            if offer.is_some()
-                && let Some(challenge) = dbsc::offer(&session, now)
-            {
-                request.local_cache(|| Offer(Some(challenge)));
-            }
+            request.local_cache(|| Offer(offer));
             Check::Live(AuthenticatedUser {
                 session,
                 csrf_token,
@@ -454,10 +441,10 @@ async fn check(request: &Request<'_>, activity: Activity) -> Check {
             })
         }
         // Neither signed in nor out: the browser holds the new cookie, or is about to.
-        Ok(Validated::Superseded(superseded)) => {
+        Ok((Validated::Superseded(superseded), _)) => {
             Check::Failed(SessionError::Superseded(superseded))
         }
-        Ok(Validated::Ended(reason)) => {
+        Ok((Validated::Ended(reason), _)) => {
             // Kept when the handler runs anyway (an optional guard); the 401 catcher clears it otherwise.
             cookies.add(cleared_session_cookie(config));
             Check::Failed(SessionError::Ended(reason))
@@ -467,6 +454,26 @@ async fn check(request: &Request<'_>, activity: Activity) -> Check {
             Check::Failed(SessionError::Unavailable)
         }
     }
+}
+
+/// The session's check on one pooled connection, and for a page of a live session the
+/// device-binding challenge it offers (`dbsc::offer`).
+async fn look_up(
+    db: &Db,
+    token: &SessionToken,
+    client: &ClientInfo,
+    config: &SessionConfig,
+    activity: Activity,
+    offers: bool,
+    now: OffsetDateTime,
+) -> Result<(Validated, Option<String>), AppError> {
+    let mut conn = db.pool().acquire().await?;
+    let validated = super::validate(&mut conn, token, client, config, activity, now).await?;
+    let offer = match &validated {
+        Validated::Live(session) if offers => dbsc::offer(&mut conn, session, now).await?,
+        _ => None,
+    };
+    Ok((validated, offer))
 }
 
 #[cfg(test)]

@@ -216,8 +216,8 @@ async fn pages_of_an_unbound_session_offer_binding_and_nothing_else_does() {
 
 #[rocket::async_test]
 async fn pages_opened_at_once_all_offer_the_one_challenge_on_offer() {
-    // Every page of a new session finds no offer and asks for one in the same statement: one
-    // write wins, and a page whose write lost must not offer a challenge that cannot bind.
+    // Every page of a new session finds no offer and asks for one: one write wins, and a page
+    // whose write lost must not offer a challenge that cannot bind.
     const ROUNDS: usize = 12;
     const PAGES: usize = 8;
     let app = TestApp::new().await;

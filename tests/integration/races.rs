@@ -132,7 +132,6 @@ async fn validated(app: &TestApp, token: &SessionToken, client: &ClientInfo) -> 
         client,
         &app.config(),
         Activity::Person,
-        None,
         app.clock_now(),
     )
     .await
@@ -428,17 +427,9 @@ async fn ending_a_session_finds_it_after_a_concurrent_rotation() {
     );
     let mut conn = app.pool.acquire().await.unwrap();
     let config = app.config();
-    let after = session::validate(
-        &mut conn,
-        &rotated,
-        &client,
-        &config,
-        Activity::Person,
-        None,
-        now,
-    )
-    .await
-    .unwrap();
+    let after = session::validate(&mut conn, &rotated, &client, &config, Activity::Person, now)
+        .await
+        .unwrap();
     assert!(
         matches!(after, Validated::Ended(Reason::SignedOut)),
         "its new token is dead too"
@@ -599,17 +590,9 @@ async fn a_session_ended_by_its_guard_ends_even_when_its_token_rotates_meanwhile
     let check = async {
         let mut conn = app.pool.acquire().await.unwrap();
         let now = app.clock_now();
-        session::validate(
-            &mut conn,
-            &token,
-            &thief,
-            &config,
-            Activity::Person,
-            None,
-            now,
-        )
-        .await
-        .unwrap()
+        session::validate(&mut conn, &token, &thief, &config, Activity::Person, now)
+            .await
+            .unwrap()
     };
     let (validated, waited) = while_held(&app, holder, check).await;
     assert!(waited);

@@ -31,7 +31,7 @@ impl ClientInfo {
             ip: ip
                 .map(|ip| ip.to_canonical().to_string())
                 .unwrap_or_default(),
-            user_agent: user_agent.chars().take(MAX_USER_AGENT_CHARS).collect(),
+            user_agent: first_chars(user_agent, MAX_USER_AGENT_CHARS).to_owned(),
             fingerprint: Fingerprint::of(
                 ip,
                 header,
@@ -39,5 +39,27 @@ impl ClientInfo {
                 &config.fingerprint_watch,
             ),
         }
+    }
+}
+
+/// The first `max` characters of `text`, cut on a character boundary.
+fn first_chars(text: &str, max: usize) -> &str {
+    text.char_indices()
+        .nth(max)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_user_agent_keeps_its_first_characters_whole() {
+        assert_eq!(first_chars("abc", 5), "abc");
+        assert_eq!(first_chars("abc", 3), "abc");
+        assert_eq!(first_chars("abcdef", 3), "abc");
+        assert_eq!(first_chars("héllo wörld", 7), "héllo w");
+        assert_eq!(first_chars("ééé", 2), "éé");
+        assert_eq!(first_chars("", 2), "");
     }
 }

@@ -248,12 +248,11 @@ pub async fn validate(
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<ApiSession>> {
     let key = access_token.key();
-    // "Last active" on the device list, written at most once per touch interval like a browser's,
-    // by the lookup itself.
+    // "Last active" on the device list, written at most once per touch interval like a browser's.
     let touch = store::Touch {
         kind: SessionKind::Api,
         now,
-        seen_before: Some(now - config.touch_interval()),
+        seen_before: now - config.touch_interval(),
         seen_after: None,
         // Token families have lifetimes of their own (`access_token_secs`, `refresh_token_secs`).
         aal2: None,
@@ -261,7 +260,7 @@ pub async fn validate(
     };
     // A second look only when the first one's write lost a race, as for browser sessions.
     for _ in 0..2 {
-        let Some(record) = store::find_with_user(conn, &key, &touch, None).await? else {
+        let Some(record) = store::find_with_user(conn, &key).await? else {
             return Ok(None);
         };
         let live = record.kind == SessionKind::Api
@@ -275,7 +274,9 @@ pub async fn validate(
             return Ok(None);
         }
         // Due but not written: the family was refreshed, ended or touched meanwhile.
-        if now - record.last_seen_at >= config.touch_interval() && !record.touched {
+        if now - record.last_seen_at >= config.touch_interval()
+            && !store::touch(conn, &key, &touch).await?
+        {
             continue;
         }
         return Ok(Some(ApiSession {

@@ -46,23 +46,24 @@ fn new_challenge() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes())
 }
 
-/// A new registration challenge for the session lookup of a page to put on offer, in the same
-/// statement, if the session has none fresh (`store::find_with_user`).
-pub fn offer_if_stale(now: OffsetDateTime) -> store::OfferIfStale {
-    store::OfferIfStale {
-        challenge: new_challenge(),
-        stale_from: policy::offer_stale_from(CHALLENGE_LIFETIME, now),
-    }
-}
-
-/// The registration challenge a page of `session` offers: the one on offer while it is fresh
-/// (the lookup renewed it if it was not), none once the session is bound.
-pub fn offer(session: &LiveSession, now: OffsetDateTime) -> Option<String> {
+/// The registration challenge a page of `session` offers: the one on offer while it is fresh,
+/// else a new one put on offer now (a write only now and then); none once the session is bound,
+/// nor when a concurrent page renewed the offer first (a challenge that lost cannot bind).
+pub async fn offer(
+    conn: &mut PgConnection,
+    session: &LiveSession,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<String>> {
     if session.is_bound() {
-        return None;
+        return Ok(None);
     }
-    let (challenge, offered_at) = session.dbsc_offer.as_ref()?;
-    policy::offer_is_fresh(Some(*offered_at), CHALLENGE_LIFETIME, now).then(|| challenge.clone())
+    if let Some((challenge, offered_at)) = &session.dbsc_offer
+        && policy::offer_is_fresh(Some(*offered_at), CHALLENGE_LIFETIME, now)
+    {
+        return Ok(Some(challenge.clone()));
+    }
+    let stale_from = policy::offer_stale_from(CHALLENGE_LIFETIME, now);
+    store::offer_challenge(conn, &session.key, &new_challenge(), stale_from, now).await
 }
 
 /// Why a registration or a refresh was refused. Nothing about the session changed.
@@ -145,15 +146,7 @@ pub async fn register(
         return Ok(Registered::Ended(Reason::LoginRequired));
     };
     let key = token.key();
-    // A registration is a request of the session like any other: it may write last-seen too.
-    let Some(record) = store::find_with_user(
-        conn,
-        &key,
-        &super::browser_touch(config, super::Activity::Person, now),
-        None,
-    )
-    .await?
-    else {
+    let Some(record) = store::find_with_user(conn, &key).await? else {
         return Ok(Registered::Ended(Reason::LoginRequired));
     };
     if let Some(reason) = record.revoke_reason {
@@ -179,11 +172,16 @@ pub async fn register(
         watched: true,
     };
     let role = record.role;
-    if let Decision::End(reason) =
-        policy::decide(lifetimes, super::limits(config), role, same_device, now)
-    {
-        super::end(conn, record.user_id, record.public_id, reason, client, now).await?;
-        return Ok(Registered::Ended(reason));
+    match policy::decide(lifetimes, super::limits(config), role, same_device, now) {
+        Decision::End(reason) => {
+            super::end(conn, record.user_id, record.public_id, reason, client, now).await?;
+            return Ok(Registered::Ended(reason));
+        }
+        // A registration is a request of the session like any other: it writes last-seen too.
+        Decision::Continue { touch: true, .. } => {
+            store::touch(conn, &key, &super::browser_touch(config, now)).await?;
+        }
+        Decision::Continue { touch: false, .. } => {}
     }
 
     let refusal = 'refused: {

@@ -124,19 +124,14 @@ pub struct Started {
     pub expires_at: OffsetDateTime,
 }
 
-/// When a browser session's lookup writes last-seen (see `policy::touch_window`): the lookup
-/// reads the level and the role in the same statement, and applies the windows of what it
-/// reads. Never for a request that is not the person's (`Activity::Page`).
-pub(crate) fn browser_touch(
-    config: &SessionConfig,
-    activity: Activity,
-    now: OffsetDateTime,
-) -> store::Touch {
+/// When a request of a browser session writes last-seen (see `policy::touch_window`): the write
+/// reads the level and the role again, and applies the windows of what it reads.
+pub(crate) fn browser_touch(config: &SessionConfig, now: OffsetDateTime) -> store::Touch {
     let window = policy::touch_window(limits(config), now);
     store::Touch {
         kind: SessionKind::Browser,
         now,
-        seen_before: (activity == Activity::Person).then_some(window.seen_before),
+        seen_before: window.seen_before,
         seen_after: Some(window.seen_after),
         aal2: Some(store::LimitTouch {
             seen_after: window.aal2_seen_after,
@@ -159,9 +154,9 @@ pub async fn keep_alive(
     config: &SessionConfig,
     now: OffsetDateTime,
 ) -> sqlx::Result<OffsetDateTime> {
-    let mut touch = browser_touch(config, Activity::Person, now);
-    touch.seen_before = Some(now - policy::KEEPALIVE_GAP);
-    let touched = store::keep_alive(conn, &session.key, &touch).await?;
+    let mut touch = browser_touch(config, now);
+    touch.seen_before = now - policy::KEEPALIVE_GAP;
+    let touched = store::touch(conn, &session.key, &touch).await?;
     let mut lifetimes = session.lifetimes();
     if touched {
         lifetimes.last_seen_at = now;
@@ -350,9 +345,8 @@ pub async fn start(
     }))
 }
 
-/// Checks a presented token against its row, the account and the policy, writing last-seen in
-/// the same statement when it is due and the request is the person's (and renewing a stale
-/// device-binding offer with `offer`, for a page); ends the session (with its security event, in
+/// Checks a presented token against its row, the account and the policy, and writes last-seen
+/// when it is due and the request is the person's; ends the session (with its security event, in
 /// one transaction) when the policy says so.
 pub async fn validate(
     conn: &mut PgConnection,
@@ -360,15 +354,12 @@ pub async fn validate(
     client: &ClientInfo,
     config: &SessionConfig,
     activity: Activity,
-    offer: Option<&store::OfferIfStale>,
     now: OffsetDateTime,
 ) -> sqlx::Result<Validated> {
     let key = token.key();
     // A second look only when the first one's write lost a race (see `validate_once`).
     for _ in 0..2 {
-        if let Some(validated) =
-            validate_once(conn, &key, client, config, activity, offer, now).await?
-        {
+        if let Some(validated) = validate_once(conn, &key, client, config, activity, now).await? {
             return Ok(validated);
         }
     }
@@ -377,19 +368,17 @@ pub async fn validate(
 }
 
 /// One look at the session. `None`: last-seen was due, but the write found the row changed since
-/// the statement began (revoked, rotated, or touched by a concurrent request of this session),
-/// so this snapshot cannot tell whether the session lives: look again.
+/// it was read (revoked, rotated, or touched by a concurrent request of this session), so this
+/// read cannot tell whether the session lives: look again.
 async fn validate_once(
     conn: &mut PgConnection,
     key: &SessionKey,
     client: &ClientInfo,
     config: &SessionConfig,
     activity: Activity,
-    offer: Option<&store::OfferIfStale>,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<Validated>> {
-    let touch = browser_touch(config, activity, now);
-    let Some(record) = store::find_with_user(conn, key, &touch, offer).await? else {
+    let Some(record) = store::find_with_user(conn, key).await? else {
         return superseded_or_unknown(conn, key, now).await.map(Some);
     };
     if let Some(reason) = record.revoke_reason {
@@ -418,7 +407,7 @@ async fn validate_once(
         bound: record.fingerprint_bind == client.fingerprint.bind,
         watched: record.fingerprint_watch == client.fingerprint.watch,
     };
-    // The role as read by this very statement: a promotion or demotion applies from now on.
+    // The role as read on this request: a promotion or demotion applies from now on.
     let role = record.role;
     let (touch, watched_changed) =
         match policy::decide(lifetimes, limits(config), role, fingerprint, now) {
@@ -438,7 +427,8 @@ async fn validate_once(
             } => (touch, watched_changed),
         };
     let touch = touch && activity == Activity::Person;
-    if touch && !record.touched {
+    // Last-seen is a statement of its own, sent only when due; a change of network writes it below.
+    if touch && !watched_changed && !store::touch(conn, key, &browser_touch(config, now)).await? {
         return Ok(None);
     }
 
@@ -496,10 +486,7 @@ async fn validate_once(
         confirmed_aal: record.confirmed_aal,
         aal: record.aal,
         bound_csrf: record.bound_csrf,
-        dbsc_offer: match record.new_offer {
-            Some(challenge) => Some((challenge, now)),
-            None => record.dbsc_offer.zip(record.dbsc_offered_at),
-        },
+        dbsc_offer: record.dbsc_offer.zip(record.dbsc_offered_at),
     }))))
 }
 

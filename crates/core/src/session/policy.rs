@@ -181,11 +181,11 @@ pub fn decide(
     }
 }
 
-/// For which sessions a request at `now` writes last-seen, as `decide` has it. The lookup
-/// writes in the statement that reads the row (its level, and the account's role), before
-/// `decide` has seen it, so it applies each bound to what it reads: the level's window to the
-/// row's level, and the administrator's window too when the role is `admin`. Both hold for an
-/// administrator, which is `decide`'s tighter of the two.
+/// For which sessions a request at `now` writes last-seen, as `decide` has it. The write
+/// (`store::touch`) checks the newest row, whose level and role may have changed since the lookup
+/// read it, so it applies each bound to what it reads: the level's window to the row's level,
+/// and the administrator's window too when the role is `admin`. Both hold for an administrator,
+/// which is `decide`'s tighter of the two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TouchWindow {
     /// Last seen at or before this: the touch interval has passed.
@@ -196,7 +196,7 @@ pub struct TouchWindow {
     pub aal2_seen_after: OffsetDateTime,
     pub aal2_created_after: OffsetDateTime,
     /// An administrator's session last seen after this, and signed in after
-    /// `admin_created_after` (the row's own expiry is checked by the lookup anyway).
+    /// `admin_created_after` (the row's own expiry is checked by the write anyway).
     pub admin_seen_after: OffsetDateTime,
     pub admin_created_after: OffsetDateTime,
 }
@@ -219,7 +219,7 @@ pub fn touch_window(limits: Limits, now: OffsetDateTime) -> TouchWindow {
 impl TouchWindow {
     /// Whether a session at `aal`, of an account whose role is `role`, last seen at
     /// `last_seen_at` and signed in at `created_at`, is inside the window: what the lookup's
-    /// SQL checks (migrations/0025), said once in Rust for the tests to hold it to `decide`.
+    /// SQL checks (`store::touch`), said once in Rust for the tests to hold it to `decide`.
     pub fn contains(
         &self,
         role: Role,

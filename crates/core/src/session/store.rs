@@ -49,24 +49,19 @@ pub struct SessionRecord {
     pub username: String,
     pub role: Role,
     pub disabled: bool,
-    /// This lookup wrote `last_seen_at` (see `Touch`); the other fields are as they were before.
-    pub touched: bool,
-    /// The registration challenge this lookup put on offer in place of `dbsc_offer`, if it did.
-    pub new_offer: Option<String>,
 }
 
-/// When a lookup also writes last-seen: for a session of `kind` that is neither revoked nor past
-/// its absolute expiry (nor its access token's, nor a device-bound token's deadline: a copied
-/// cookie must not keep a session alive), last seen at or before `seen_before` (the touch
-/// interval has passed) and, when given, after `seen_after` (an `aal1` session not idle past
-/// its timeout: such a session is ended, not touched), inside `aal2` for a session at `aal2`,
-/// and, for an account whose role is `admin` at that moment, inside `admin` too (the
-/// administrator's shorter limits). No `seen_before`: the request is not the person's doing (a
-/// page's own timer), and nothing is written. `policy::TouchWindow::contains` says the same.
+/// When a request writes last-seen (`touch`): for a session of `kind` that is neither revoked
+/// nor past its absolute expiry (nor its access token's, nor a device-bound token's deadline: a
+/// copied cookie must not keep a session alive), last seen at or before `seen_before` (the touch
+/// interval has passed) and, when given, after `seen_after` (an `aal1` session not idle past its
+/// timeout: such a session is ended, not touched), inside `aal2` for a session at `aal2`, and,
+/// for an account whose role is `admin` at that moment, inside `admin` too (the administrator's
+/// shorter limits). `policy::TouchWindow::contains` says the same.
 pub struct Touch {
     pub kind: SessionKind,
     pub now: OffsetDateTime,
-    pub seen_before: Option<OffsetDateTime>,
+    pub seen_before: OffsetDateTime,
     pub seen_after: Option<OffsetDateTime>,
     pub aal2: Option<LimitTouch>,
     pub admin: Option<LimitTouch>,
@@ -136,29 +131,12 @@ pub async fn insert(conn: &mut PgConnection, session: &NewSession<'_>) -> sqlx::
     Ok(public_id)
 }
 
-/// A registration challenge to put on offer if the session has none fresh (see `find_with_user`).
-pub struct OfferIfStale {
-    pub challenge: String,
-    /// The offer on the row is stale if made at or before this.
-    pub stale_from: OffsetDateTime,
-}
-
 /// The session and its user's current role and status, revoked or not (a tombstone tells why):
-/// one statement, one round trip per request. In the same statement, and only when due, it
-/// writes last-seen as `touch` says, and for a live unbound session puts `offer` on offer
-/// when the one on the row is missing or stale (`SessionRecord::new_offer`).
-///
-/// The writes are the database functions of migrations 0017 and 0018, called from CASE branches
-/// so a request that writes nothing costs a plain SELECT. The record shows the row as it was
-/// when the statement began (the old last-seen). Each write re-checks its conditions on the newest
-/// row: if the session was revoked, rotated or written by a concurrent request meanwhile, it
-/// writes nothing (`touched` is false, `new_offer` is `None`). It never brings a revoked
-/// session back.
+/// one plain prepared SELECT, one round trip per request, writing nothing. The occasional writes
+/// a request makes are statements of their own, sent only when due (`touch`, `offer_challenge`).
 pub async fn find_with_user(
     conn: &mut PgConnection,
     key: &SessionKey,
-    touch: &Touch,
-    offer: Option<&OfferIfStale>,
 ) -> sqlx::Result<Option<SessionRecord>> {
     sqlx::query_as!(
         SessionRecord,
@@ -166,44 +144,32 @@ pub async fn find_with_user(
                   s.expires_at, s.confirmed_until, s.confirmed_aal AS "confirmed_aal: Aal", s.aal AS "aal: Aal",
                   s.access_expires_at, s.fingerprint_bind, s.fingerprint_watch,
                   s.revoke_reason AS "revoke_reason: Reason", s.bound_until, s.bound_csrf, s.dbsc_offer,
-                  s.dbsc_offered_at, u.username, u.role AS "role: Role", u.disabled,
-                  CASE WHEN s.revoked_at IS NULL AND s.last_seen_at <= $4
-                       THEN coalesce(touch_session($1, $2, $3, $4, $5, $6, $7, $8, $9), false)
-                       ELSE false
-                  END AS "touched!",
-                  CASE WHEN $10::text IS NOT NULL AND s.kind = $3 AND s.revoked_at IS NULL
-                            AND s.dbsc_key IS NULL
-                            AND (s.dbsc_offered_at IS NULL OR s.dbsc_offered_at <= $11 OR s.dbsc_offered_at > $2)
-                       THEN offer_dbsc_challenge($1, $10, $2, $3, $11)
-                  END AS new_offer
+                  s.dbsc_offered_at, u.username, u.role AS "role: Role", u.disabled
            FROM sessions s JOIN users u ON u.id = s.user_id
            WHERE s.key = $1"#,
         key.as_bytes(),
-        touch.now,
-        touch.kind as _,
-        touch.seen_before,
-        touch.seen_after,
-        touch.aal2.as_ref().map(|aal2| aal2.seen_after),
-        touch.aal2.as_ref().map(|aal2| aal2.created_after),
-        touch.admin.as_ref().map(|admin| admin.seen_after),
-        touch.admin.as_ref().map(|admin| admin.created_after),
-        offer.map(|offer| offer.challenge.as_str()),
-        offer.map(|offer| offer.stale_from),
     )
     .fetch_optional(conn)
     .await
 }
 
-/// "Stay signed in": writes last-seen as `touch` says (the same function and conditions as a
-/// lookup's write, so it never brings a revoked, expired or idle session back), without reading
-/// the row. One statement. Whether it wrote.
-pub async fn keep_alive(
-    conn: &mut PgConnection,
-    key: &SessionKey,
-    touch: &Touch,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"SELECT coalesce(touch_session($1, $2, $3, $4, $5, $6, $7, $8, $9), false) AS "touched!""#,
+/// Writes last-seen as `touch` says: after a lookup found it due, and for "Stay signed in".
+/// Every condition is checked on the newest row, so it never brings a revoked, expired or idle
+/// session back. `false`: nothing written, because the session was revoked, rotated or written
+/// by a concurrent request since it was read, or is not in the window.
+pub async fn touch(conn: &mut PgConnection, key: &SessionKey, touch: &Touch) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        "UPDATE sessions s SET last_seen_at = $2
+         FROM users u
+         WHERE s.key = $1 AND u.id = s.user_id AND s.kind = $3 AND s.revoked_at IS NULL
+           AND s.expires_at > $2 AND (s.access_expires_at IS NULL OR s.access_expires_at > $2)
+           AND (s.bound_until IS NULL OR s.bound_until > $2)
+           AND s.last_seen_at <= $4
+           AND ($5::timestamptz IS NULL OR s.aal <> 'aal1' OR s.last_seen_at > $5)
+           AND ($6::timestamptz IS NULL OR s.aal <> 'aal2'
+                OR (s.last_seen_at > $6 AND s.created_at > $7))
+           AND ($8::timestamptz IS NULL OR u.role <> 'admin'
+                OR (s.last_seen_at > $8 AND s.created_at > $9))",
         key.as_bytes(),
         touch.now,
         touch.kind as _,
@@ -214,7 +180,34 @@ pub async fn keep_alive(
         touch.admin.as_ref().map(|admin| admin.seen_after),
         touch.admin.as_ref().map(|admin| admin.created_after),
     )
-    .fetch_one(conn)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Puts `challenge` on offer for a live, unbound browser session whose offer is missing or
+/// stale (offered at or before `stale_from`, or after `now`: the clock went back), checked on
+/// the newest row. The challenge now on offer; `None` when a concurrent request renewed the
+/// offer first, or the session ended or was bound meanwhile.
+pub async fn offer_challenge(
+    conn: &mut PgConnection,
+    key: &SessionKey,
+    challenge: &str,
+    stale_from: OffsetDateTime,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        r#"UPDATE sessions SET dbsc_offer = $2, dbsc_offered_at = $4
+           WHERE key = $1 AND kind = $5 AND revoked_at IS NULL AND dbsc_key IS NULL
+             AND (dbsc_offered_at IS NULL OR dbsc_offered_at <= $3 OR dbsc_offered_at > $4)
+           RETURNING dbsc_offer AS "dbsc_offer!""#,
+        key.as_bytes(),
+        challenge,
+        stale_from,
+        now,
+        SessionKind::Browser as _,
+    )
+    .fetch_optional(conn)
     .await
 }
 
