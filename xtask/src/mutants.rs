@@ -28,9 +28,10 @@
 
 use std::path::Path;
 
-use pg_cluster::{Throwaway, ensure_pg_stat_statements, ensure_postgres, say};
+use pg_cluster::{ensure_pg_stat_statements, ensure_postgres, say};
 
 use crate::process::{Context, Failure, Outcome, fail, handle_signals};
+use crate::test::start_test_postgres;
 use crate::tools::{cargo_install, tools_on_path, version_of};
 
 const MUTANTS_VERSION: &str = "27.1.0";
@@ -117,16 +118,7 @@ pub fn main(args: &[String]) -> Outcome {
     let bin = ensure_postgres()?;
     context.set("PG_BIN", &bin);
     ensure_pg_stat_statements(&bin)?;
-    let mut _cluster = None;
-    if context.get("DATABASE_URL").is_none() {
-        let throwaway = Throwaway::start(
-            &bin,
-            "secure-sessions-test",
-            "-c shared_preload_libraries=pg_stat_statements",
-        )?;
-        context.set("DATABASE_URL", throwaway.cluster().url("postgres"));
-        _cluster = Some(throwaway);
-    }
+    let _cluster = start_test_postgres(&mut context, &bin)?;
     // As in scripts/test: the query! macros check against the committed .sqlx/.
     context.set("SQLX_OFFLINE", "true");
     let mut options: Vec<String> = Vec::new();

@@ -22,6 +22,8 @@
 //! Only for checking this command itself: if `SS_TEST_COMMAND` is set, that shell command runs
 //! instead of the checks and cargo test, in the same environment and with the same arguments.
 
+use std::path::Path;
+
 use pg_cluster::{Throwaway, ensure_pg_stat_statements, ensure_postgres, say};
 
 use crate::process::{Context, Outcome, handle_signals};
@@ -120,17 +122,7 @@ pub fn main(args: &[String]) -> Outcome {
     }
 
     // Stopped and deleted when this command ends, however it ends.
-    let mut _cluster = None;
-    if context.get("DATABASE_URL").is_none() {
-        // The request-path tests count the app's SQL statements with pg_stat_statements.
-        let throwaway = Throwaway::start(
-            &bin,
-            "secure-sessions-test",
-            "-c shared_preload_libraries=pg_stat_statements",
-        )?;
-        context.set("DATABASE_URL", throwaway.cluster().url("postgres"));
-        _cluster = Some(throwaway);
-    }
+    let _cluster = start_test_postgres(&mut context, &bin)?;
 
     // A whole run starts with the supply-chain audit (it installs cargo-audit and cargo-deny once
     // where missing, and says which advisory database it used). Its verdict counts at the end.
@@ -165,6 +157,25 @@ pub fn main(args: &[String]) -> Outcome {
         status = audit_status;
     }
     Ok(status)
+}
+
+/// Unless `DATABASE_URL` names a server already, a throwaway PostgreSQL for the tests (with
+/// `pg_stat_statements`: the request-path tests count the app's SQL statements), its maintenance
+/// database in `DATABASE_URL`. It is stopped and deleted when the returned value is dropped.
+pub fn start_test_postgres(
+    context: &mut Context,
+    bin: &Path,
+) -> Result<Option<Throwaway>, crate::Failure> {
+    if context.get("DATABASE_URL").is_some() {
+        return Ok(None);
+    }
+    let throwaway = Throwaway::start(
+        bin,
+        "secure-sessions-test",
+        "-c shared_preload_libraries=pg_stat_statements",
+    )?;
+    context.set("DATABASE_URL", throwaway.cluster().url("postgres"));
+    Ok(Some(throwaway))
 }
 
 /// cargo fmt, clippy and doc, stopping at the first that fails.
