@@ -50,7 +50,7 @@ use pg_cluster::{
 
 use crate::e2e::secret_key;
 use crate::process::{Context, Failure, Outcome, fail, handle_signals};
-use app::{IdleCgroup, Launcher, check_size, fill_rows, response_size};
+use app::{App, IdleCgroup, Launcher, check_size, fill_rows, response_size};
 use measure::{Background, Kind, Lab, Load, Target, USER_AGENT, pause, resident_mb, ticks};
 use report::{Header, Limit, Memory, Record, Summary, WrkRun};
 
@@ -165,6 +165,7 @@ pub fn main(args: &[String]) -> Outcome {
         sizes,
         seeded: &seeded,
         access_tokens: work.path().join("access-tokens"),
+        sign_in_page: 0,
         records: Vec::new(),
     };
     let (summary, app) = scenarios.run(app, grouped, &launcher)?;
@@ -216,7 +217,46 @@ struct Scenarios<'a> {
     seeded: &'a app::Seeded,
     /// The bearer path's tokens, one a line (scenario c).
     access_tokens: PathBuf,
+    /// The size of a sign-in's answer (scenario d measures it, e uses it too).
+    sign_in_page: u64,
     records: Vec<Record>,
+}
+
+/// The size of each page measured, headers included.
+struct Pages {
+    /// `GET /account/password`: the session path.
+    session: u64,
+    /// `GET /account`: the full page.
+    account: u64,
+    /// `GET /static/local-time.js`: the floor.
+    floor: u64,
+}
+
+/// Scenario a's runs, and the limit at 32 connections the others are compared with.
+struct ScenarioA {
+    limit_32: Limit,
+    a32: Vec<WrkRun>,
+    a128: Vec<WrkRun>,
+    floor32: Vec<WrkRun>,
+    floor128: Vec<WrkRun>,
+}
+
+/// Scenario d's runs, and the app's memory through it.
+struct ScenarioD {
+    sign_ins: WrkRun,
+    alone: Vec<WrkRun>,
+    beside: Vec<WrkRun>,
+    grouped_alone: Vec<WrkRun>,
+    grouped_beside: Vec<WrkRun>,
+    memory: Memory,
+}
+
+/// Scenario e's runs, and the last limit at the grown table (scenario f's).
+struct ScenarioE {
+    small: Vec<WrkRun>,
+    large: Vec<WrkRun>,
+    sign_ins: WrkRun,
+    limit: Limit,
 }
 
 impl Scenarios<'_> {
@@ -268,57 +308,90 @@ impl Scenarios<'_> {
         self.records.push(Record::Wrk(Box::new(run.clone())));
     }
 
-    /// Every scenario; returns what the targets are checked against, and the app (scenario f
-    /// restarts it).
+    /// Every scenario, in order; returns what the targets are checked against, and the app
+    /// (scenario f restarts it).
     fn run(
         &mut self,
-        app: app::App,
-        grouped: Option<app::App>,
+        app: App,
+        grouped: Option<App>,
         launcher: &Launcher<'_>,
-    ) -> Result<(Summary, app::App), Failure> {
-        let context = self.lab.context;
-        let sizes = self.sizes;
+    ) -> Result<(Summary, App), Failure> {
         let target = app.target();
-        let cookie = format!("Cookie: __Host-sid={}", self.seeded.first_session_cookie);
-        let session_page = response_size(
-            context,
-            &[
-                "-A",
-                USER_AGENT,
-                "-H",
-                &cookie,
-                &format!("{}/account/password", target.base),
-            ],
-        )?;
-        let account_page = response_size(
-            context,
-            &[
-                "-A",
-                USER_AGENT,
-                "-H",
-                &cookie,
-                &format!("{}/account", target.base),
-            ],
-        )?;
-        let floor_page = response_size(
-            context,
-            &[
-                "-A",
-                USER_AGENT,
-                &format!("{}/static/local-time.js", target.base),
-            ],
-        )?;
+        let pages = self.page_sizes(&target)?;
+        let a = self.scenario_a(&target, &pages)?;
+        self.scenario_b(&target, &pages, a.limit_32)?;
+        self.scenario_c(&target, a.limit_32)?;
+        let d = self.scenario_d(&target, grouped, &pages, a.limit_32)?;
+        let e = self.scenario_e(&target, &pages)?;
+        let (f, filler_before, app) = self.scenario_f(app, launcher, &pages, e.limit)?;
+        self.records.push(Record::Memory(d.memory));
+        let summary = Summary {
+            rows_small: self.sizes.rows_small,
+            rows_large: self.sizes.rows_large,
+            reap_secs: self.sizes.reap_secs,
+            limit_32: a.limit_32,
+            a32: a.a32,
+            a128: a.a128,
+            floor32: a.floor32,
+            floor128: a.floor128,
+            sign_ins_alone: d.sign_ins,
+            sign_ins_large: e.sign_ins,
+            d_alone: d.alone,
+            d_flood: d.beside,
+            g_alone: d.grouped_alone,
+            g_flood: d.grouped_beside,
+            e_small: e.small,
+            e_large: e.large,
+            f,
+            filler_before,
+            memory: d.memory,
+        };
+        Ok((summary, app))
+    }
 
+    /// The size of each page measured, as wrk counts it (headers included): a run whose
+    /// responses average another size was not answered with that page.
+    fn page_sizes(&self, target: &Target) -> Result<Pages, Failure> {
+        let context = self.lab.context;
+        let cookie = format!("Cookie: __Host-sid={}", self.seeded.first_session_cookie);
+        let with_session = |path: &str| {
+            response_size(
+                context,
+                &[
+                    "-A",
+                    USER_AGENT,
+                    "-H",
+                    &cookie,
+                    &format!("{}{path}", target.base),
+                ],
+            )
+        };
+        Ok(Pages {
+            session: with_session("/account/password")?,
+            account: with_session("/account")?,
+            floor: response_size(
+                context,
+                &[
+                    "-A",
+                    USER_AGENT,
+                    &format!("{}/static/local-time.js", target.base),
+                ],
+            )?,
+        })
+    }
+
+    fn scenario_a(&mut self, target: &Target, pages: &Pages) -> Result<ScenarioA, Failure> {
         say("a: the session path, and the pgbench limit, at 32 and 128 connections (two rounds)");
         let limit_32 = self.record_pgbench("limit: lookup joined to users (pgbench)", 32)?;
         let limit_128 = self.record_pgbench("limit: lookup joined to users (pgbench)", 128)?;
+        let context = self.lab.context;
         let _perf = match context.get("BENCH_PERF") {
             Some(file) => Some(start_perf(
                 context,
                 self.lab.dir,
                 Path::new(&file),
                 target.pid,
-                sizes.run_secs,
+                self.sizes.run_secs,
             )?),
             None => None,
         };
@@ -326,17 +399,25 @@ impl Scenarios<'_> {
         // alike, and the comparisons use both rounds. Each round also measures the floor: a
         // route of the same app with no session and no SQL (a static file), which shows what
         // 128 connections cost Rocket itself (docs/benchmarks.md).
-        let (mut a32, mut a128, mut floor32, mut floor128) = (vec![], vec![], vec![], vec![]);
+        let mut a = ScenarioA {
+            limit_32,
+            a32: vec![],
+            a128: vec![],
+            floor32: vec![],
+            floor128: vec![],
+        };
         for _ in 0..2 {
-            let run = self.session_path("a: session path /account/password", 32, &target)?;
-            check_size("a", run.bytes_per_response, session_page)?;
-            a32.push(run.against(limit_32));
-            self.record(&a32[a32.len() - 1]);
-            let run = self.session_path("a: session path /account/password", 128, &target)?;
-            check_size("a", run.bytes_per_response, session_page)?;
-            a128.push(run.against(limit_128));
-            self.record(&a128[a128.len() - 1]);
-            for (connections, runs) in [(32, &mut floor32), (128, &mut floor128)] {
+            for (connections, limit, runs) in
+                [(32, limit_32, &mut a.a32), (128, limit_128, &mut a.a128)]
+            {
+                let run =
+                    self.session_path("a: session path /account/password", connections, target)?;
+                check_size("a", run.bytes_per_response, pages.session)?;
+                let run = run.against(limit);
+                self.record(&run);
+                runs.push(run);
+            }
+            for (connections, runs) in [(32, &mut a.floor32), (128, &mut a.floor128)] {
                 let load = self.load(
                     "a: floor, no session /static/local-time.js",
                     connections,
@@ -344,21 +425,28 @@ impl Scenarios<'_> {
                     "/static/local-time.js",
                     Kind::Cookie,
                 );
-                let run = self.lab.wrk_run(&load, &target)?;
-                check_size("a (floor)", run.bytes_per_response, floor_page)?;
+                let run = self.lab.wrk_run(&load, target)?;
+                check_size("a (floor)", run.bytes_per_response, pages.floor)?;
                 self.record(&run);
                 runs.push(run);
             }
         }
+        Ok(a)
+    }
 
+    fn scenario_b(&mut self, target: &Target, pages: &Pages, limit: Limit) -> Result<(), Failure> {
         say("b: the full /account page");
         let load = self.load("b: full page /account", 32, "GET", "/account", Kind::Cookie);
-        let run = self.lab.wrk_run(&load, &target)?;
-        check_size("b", run.bytes_per_response, account_page)?;
-        self.record(&run.against(limit_32));
+        let run = self.lab.wrk_run(&load, target)?;
+        check_size("b", run.bytes_per_response, pages.account)?;
+        self.record(&run.against(limit));
+        Ok(())
+    }
 
+    fn scenario_c(&mut self, target: &Target, limit: Limit) -> Result<(), Failure> {
         say("c: the bearer path /api/me");
-        let token_response = context
+        let context = self.lab.context;
+        let answer = context
             .command("curl")
             .args(["-fs", "-H", "Content-Type: application/json", "-d"])
             .arg(format!(
@@ -368,8 +456,8 @@ impl Scenarios<'_> {
             .arg(format!("{}/api/token", target.base))
             .output()
             .map_err(|error| Failure::Message(format!("could not run curl: {error}")))?;
-        let token_response = String::from_utf8_lossy(&token_response.stdout);
-        let Some(token) = access_token(&token_response) else {
+        let answer = String::from_utf8_lossy(&answer.stdout);
+        let Some(token) = access_token(&answer) else {
             return fail("could not get an API token");
         };
         measure::write(&self.access_tokens, &format!("{token}\n"))?;
@@ -382,18 +470,29 @@ impl Scenarios<'_> {
             ],
         )?;
         let load = self.load("c: bearer path /api/me", 32, "GET", "/api/me", Kind::Bearer);
-        let run = self.lab.wrk_run(&load, &target)?;
+        let run = self.lab.wrk_run(&load, target)?;
         check_size("c", run.bytes_per_response, me_size)?;
-        self.record(&run.against(limit_32));
+        self.record(&run.against(limit));
+        Ok(())
+    }
 
+    /// Sign-ins alone, then the session path alone and beside a flood of them, on the app and
+    /// then on the second app, when there is one (stopped afterwards). The app's memory is read
+    /// along the way (scenario g).
+    fn scenario_d(
+        &mut self,
+        target: &Target,
+        grouped: Option<App>,
+        pages: &Pages,
+        limit: Limit,
+    ) -> Result<ScenarioD, Failure> {
         let peak_under_load = resident_mb(target.pid, "VmHWM")?;
         let after_load = resident_mb(target.pid, "VmRSS")?;
-
         say(
             "d: sign-ins per second, then the session path alone and beside a sign-in flood (two rounds)",
         );
-        let sign_in_size = response_size(
-            context,
+        let sign_in_page = response_size(
+            self.lab.context,
             &[
                 "-A",
                 USER_AGENT,
@@ -404,6 +503,7 @@ impl Scenarios<'_> {
                 &format!("{}/login", target.base),
             ],
         )?;
+        self.sign_in_page = sign_in_page;
         let load = self.load(
             "d: sign-ins POST /login",
             FLOOD_CONNECTIONS,
@@ -411,32 +511,36 @@ impl Scenarios<'_> {
             "/login",
             Kind::SignIn,
         );
-        let sign_ins_alone = self.lab.wrk_run(&load, &target)?;
-        check_size("d", sign_ins_alone.bytes_per_response, sign_in_size)?;
-        self.record(&sign_ins_alone);
+        let sign_ins = self.lab.wrk_run(&load, target)?;
+        check_size("d", sign_ins.bytes_per_response, sign_in_page)?;
+        self.record(&sign_ins);
         let after_flood_1 = resident_mb(target.pid, "VmRSS")?;
 
         // The session path alone and beside the flood alternate, twice, like scenario a: the
         // flood's effect is judged against the machine of the same minute.
-        let (mut d_alone, mut d_flood) = (vec![], vec![]);
+        let (mut alone, mut beside) = (vec![], vec![]);
         for _ in 0..2 {
-            let (alone, beside) = self.d_round("d", &target, session_page, limit_32)?;
-            self.record(&alone);
-            self.record(&beside);
-            d_alone.push(alone);
-            d_flood.push(beside);
+            let (alone_run, beside_run) = self.d_round("d", target, pages, limit)?;
+            self.record(&alone_run);
+            self.record(&beside_run);
+            alone.push(alone_run);
+            beside.push(beside_run);
         }
-        let after_flood_2 = resident_mb(target.pid, "VmRSS")?;
-        let peak = resident_mb(target.pid, "VmHWM")?;
+        let memory = Memory {
+            peak_under_load,
+            after_load,
+            after_flood_1,
+            after_flood_2: resident_mb(target.pid, "VmRSS")?,
+            peak: resident_mb(target.pid, "VmHWM")?,
+        };
 
         // The same on the second app, whose hashing threads are in the idle cgroup.
-        let (mut g_alone, mut g_flood) = (vec![], vec![]);
+        let (mut grouped_alone, mut grouped_beside) = (vec![], vec![]);
         if let Some(grouped) = grouped {
             say(
                 "d: the same, on an app whose hashing threads are in a cgroup of idle CPU weight (two rounds)",
             );
-            let grouped_app = grouped;
-            let grouped = grouped_app.target();
+            let grouped_target = grouped.target();
             // Unmeasured: the app has been idle since it started, its connections unprepared.
             let mut load = self.load(
                 "warming up the second app",
@@ -445,38 +549,48 @@ impl Scenarios<'_> {
                 "/account/password",
                 Kind::Cookie,
             );
-            load.seconds = sizes.run_secs / 4 + 1;
-            self.lab.warm_up(&load, &grouped)?;
+            load.seconds = self.sizes.run_secs / 4 + 1;
+            self.lab.warm_up(&load, &grouped_target)?;
             for _ in 0..2 {
-                let (alone, beside) =
-                    self.d_round("d (hashing_cgroup)", &grouped, session_page, limit_32)?;
-                self.record(&alone);
-                self.record(&beside);
-                g_alone.push(alone);
-                g_flood.push(beside);
+                let (alone_run, beside_run) =
+                    self.d_round("d (hashing_cgroup)", &grouped_target, pages, limit)?;
+                self.record(&alone_run);
+                self.record(&beside_run);
+                grouped_alone.push(alone_run);
+                grouped_beside.push(beside_run);
             }
             // Stopped now: the scenarios that follow measure the first app alone.
-            drop(grouped_app);
+            drop(grouped);
         } else {
             say(
                 "d: no rounds with hashing_cgroup: making a CPU cgroup needs root and cgroup v1's cpu controller",
             );
         }
+        Ok(ScenarioD {
+            sign_ins,
+            alone,
+            beside,
+            grouped_alone,
+            grouped_beside,
+            memory,
+        })
+    }
 
+    /// The session path with the small table, then grown, two rounds each, each against a
+    /// limit of its own measured just before it; then sign-ins at the grown table.
+    fn scenario_e(&mut self, target: &Target, pages: &Pages) -> Result<ScenarioE, Failure> {
+        let sizes = self.sizes;
         say(format!(
             "e: the session path with {}, then {} session rows (two rounds each)",
             sizes.rows_small, sizes.rows_large
         ));
-        // Each run against a limit of its own, measured just before it; two of each, for the
-        // means. The small-table runs come just before the table grows: scenario a ran minutes
-        // ago, and floods since.
-        let mut e_small = vec![];
-        let mut limit_rows = limit_32;
+        // The small-table runs come just before the table grows: scenario a ran minutes ago,
+        // and floods since.
+        let mut small = vec![];
         for _ in 0..2 {
-            let (run, limit) = self.e_round(sizes.rows_small, &target, session_page)?;
-            limit_rows = limit;
+            let (run, _) = self.e_round(sizes.rows_small, target, pages)?;
             self.record(&run);
-            e_small.push(run);
+            small.push(run);
         }
         fill_rows(
             self.lab,
@@ -486,13 +600,14 @@ impl Scenarios<'_> {
         let rows_now = self
             .lab
             .sql_number("bench", "SELECT count(*) FROM sessions")?;
-        let mut e_large = vec![];
+        let mut large = vec![];
+        let mut limit = None;
         for _ in 0..2 {
-            let (mut run, limit) = self.e_round(sizes.rows_large, &target, session_page)?;
-            limit_rows = limit;
+            let (mut run, round_limit) = self.e_round(sizes.rows_large, target, pages)?;
             run.session_rows = Some(rows_now);
             self.record(&run);
-            e_large.push(run);
+            large.push(run);
+            limit = Some(round_limit);
         }
         // A sign-in reads the account's rows ("a new device?"): it must not slow down with the
         // table.
@@ -503,13 +618,30 @@ impl Scenarios<'_> {
             "/login",
             Kind::SignIn,
         );
-        let sign_ins_large = self.lab.wrk_run(&load, &target)?;
-        check_size("e", sign_ins_large.bytes_per_response, sign_in_size)?;
-        self.record(&sign_ins_large);
+        let sign_ins = self.lab.wrk_run(&load, target)?;
+        check_size("e", sign_ins.bytes_per_response, self.sign_in_page)?;
+        self.record(&sign_ins);
+        Ok(ScenarioE {
+            small,
+            large,
+            sign_ins,
+            limit: limit.ok_or_else(|| Failure::Message("scenario e made no round".into()))?,
+        })
+    }
 
+    /// The app restarted, so that its reaper deletes the expired rows while the session path
+    /// runs; compared with `limit`, scenario e's last at the grown table. Returns the run, the
+    /// expired rows before it, and the restarted app.
+    fn scenario_f(
+        &mut self,
+        app: App,
+        launcher: &Launcher<'_>,
+        pages: &Pages,
+        limit: Limit,
+    ) -> Result<(WrkRun, u64, App), Failure> {
         say(format!(
             "f: the reaper deleting {} expired rows while the session path runs",
-            sizes.rows_large - sizes.sessions
+            self.sizes.rows_large - self.sizes.sessions
         ));
         let port = app.port;
         drop(app);
@@ -525,45 +657,14 @@ impl Scenarios<'_> {
             "/account/password",
             Kind::Cookie,
         );
-        load.seconds = sizes.reap_secs;
+        load.seconds = self.sizes.reap_secs;
         let run = self.lab.wrk_run(&load, &target)?;
-        // Against the latest limit at the large table, scenario e's last.
-        check_size("f", run.bytes_per_response, session_page)?;
+        check_size("f", run.bytes_per_response, pages.session)?;
         let filler_after = self.lab.sql_number("bench", filler)?;
-        let mut f = run.against(limit_rows);
+        let mut f = run.against(limit);
         f.reaped = Some((filler_before.saturating_sub(filler_after), filler_after));
         self.record(&f);
-
-        let memory = Memory {
-            peak_under_load,
-            after_load,
-            after_flood_1,
-            after_flood_2,
-            peak,
-        };
-        self.records.push(Record::Memory(memory));
-        let summary = Summary {
-            rows_small: sizes.rows_small,
-            rows_large: sizes.rows_large,
-            reap_secs: sizes.reap_secs,
-            limit_32,
-            a32,
-            a128,
-            floor32,
-            floor128,
-            sign_ins_alone,
-            sign_ins_large,
-            d_alone,
-            d_flood,
-            g_alone,
-            g_flood,
-            e_small,
-            e_large,
-            f,
-            filler_before,
-            memory,
-        };
-        Ok((summary, app))
+        Ok((f, filler_before, app))
     }
 
     /// The session path alone, then beside a sign-in flood, on `target`.
@@ -571,11 +672,11 @@ impl Scenarios<'_> {
         &self,
         scenario: &str,
         target: &Target,
-        session_page: u64,
+        pages: &Pages,
         limit: Limit,
     ) -> Result<(WrkRun, WrkRun), Failure> {
         let alone = self.session_path(&format!("{scenario}: session path alone"), 32, target)?;
-        check_size("d", alone.bytes_per_response, session_page)?;
+        check_size("d", alone.bytes_per_response, pages.session)?;
         // The flood runs longer than the measured session-path run, on both sides of it.
         let flood = self.lab.start_flood(
             target,
@@ -593,7 +694,7 @@ impl Scenarios<'_> {
         let flood_cores = self
             .lab
             .cores_since(flood.pid(), flood_ticks, beside.window)?;
-        check_size("d", beside.bytes_per_response, session_page)?;
+        check_size("d", beside.bytes_per_response, pages.session)?;
         let mut beside = beside.against(limit);
         beside.flood = Some(self.lab.finish_flood(flood, flood_cores)?);
         Ok((alone.against(limit), beside))
@@ -604,11 +705,11 @@ impl Scenarios<'_> {
         &mut self,
         rows: u64,
         target: &Target,
-        session_page: u64,
+        pages: &Pages,
     ) -> Result<(WrkRun, Limit), Failure> {
         let limit = self.record_pgbench(&format!("limit at {rows} rows (pgbench)"), 32)?;
         let run = self.session_path(&format!("e: session path, {rows} rows"), 32, target)?;
-        check_size("e", run.bytes_per_response, session_page)?;
+        check_size("e", run.bytes_per_response, pages.session)?;
         Ok((run.against(limit), limit))
     }
 }

@@ -533,31 +533,43 @@ pub fn text(records: &[Record], summary: &Summary, written: &str) -> String {
     for row in records.iter().filter_map(Record::row) {
         line(table_line(&row));
     }
-    for (what, run) in [
-        ("sign-ins alone", &summary.sign_ins_alone),
-        (
-            &format!("sign-ins at {} rows", summary.rows_large),
-            &summary.sign_ins_large,
-        ),
-    ] {
-        let sign_ins = run.sign_ins.unwrap_or_default();
-        line(format!(
-            "{what}: {}",
-            sign_in_rates(&[(sign_ins, run.duration)])
-        ));
-    }
+    let alone = [sign_ins_of(&summary.sign_ins_alone)];
+    let large = [sign_ins_of(&summary.sign_ins_large)];
+    let beside = floods(&summary.d_flood);
+    let grouped = floods(&summary.g_flood);
+    let made = |sign_ins: &SignIns| sign_ins.made;
+    line(format!(
+        "sign-ins alone: {} sign-ins/s, at {} rows: {} sign-ins/s",
+        rates(&alone, made),
+        summary.rows_large,
+        rates(&large, made)
+    ));
     let mut flood = format!(
-        "sign-in flood beside the session path: {}",
-        flood_rates(&summary.d_flood)
+        "sign-in flood beside the session path: {} sign-ins/s",
+        rates(&beside, made)
     );
-    if !summary.g_flood.is_empty() {
-        let _ = write!(
-            flood,
-            " (with hashing_cgroup: {})",
-            flood_rates(&summary.g_flood)
-        );
+    if !grouped.is_empty() {
+        let _ = write!(flood, " (with hashing_cgroup: {})", rates(&grouped, made));
     }
     line(flood);
+    let refused = |runs: &[(SignIns, Duration)]| {
+        format!(
+            "{} · {}",
+            rates(runs, |sign_ins| sign_ins.throttled),
+            rates(runs, |sign_ins| sign_ins.busy)
+        )
+    };
+    let mut refusals = format!(
+        "refused at once, a second (by the throttle, 429 · with the hashing queue full, 503): alone {}, at {} rows {}, beside the session path {}",
+        refused(&alone),
+        summary.rows_large,
+        refused(&large),
+        refused(&beside)
+    );
+    if !grouped.is_empty() {
+        let _ = write!(refusals, " (with hashing_cgroup: {})", refused(&grouped));
+    }
+    line(refusals);
     let (reaped, _) = summary.f.reaped.unwrap_or_default();
     line(format!(
         "reaper: {reaped} of {} expired rows deleted during the {}s run",
@@ -577,30 +589,26 @@ pub fn text(records: &[Record], summary: &Summary, written: &str) -> String {
     out
 }
 
-/// "119 sign-ins/s (refused a second: 0 throttled, 0 busy)", for one run or for each round.
-fn sign_in_rates(runs: &[(SignIns, Duration)]) -> String {
-    let rates = |count: fn(&SignIns) -> u64| {
-        runs.iter()
-            .map(|(sign_ins, duration)| per_second(count(sign_ins), *duration).to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    format!(
-        "{} sign-ins/s (refused a second: {} throttled, {} busy)",
-        rates(|sign_ins| sign_ins.made),
-        rates(|sign_ins| sign_ins.throttled),
-        rates(|sign_ins| sign_ins.busy)
-    )
+/// A sign-in run's responses, and how long it ran.
+fn sign_ins_of(run: &WrkRun) -> (SignIns, Duration) {
+    (run.sign_ins.unwrap_or_default(), run.duration)
 }
 
-/// The floods beside the session path's rounds, as [`sign_in_rates`] gives them.
-fn flood_rates(rounds: &[WrkRun]) -> String {
-    let floods: Vec<(SignIns, Duration)> = rounds
+/// The floods beside the session path's rounds.
+fn floods(rounds: &[WrkRun]) -> Vec<(SignIns, Duration)> {
+    rounds
         .iter()
         .filter_map(|round| round.flood)
         .map(|flood| (flood.sign_ins, flood.duration))
-        .collect();
-    sign_in_rates(&floods)
+        .collect()
+}
+
+/// One kind of response a second, in each run: "56 59".
+fn rates(runs: &[(SignIns, Duration)], count: fn(&SignIns) -> u64) -> String {
+    runs.iter()
+        .map(|(sign_ins, duration)| per_second(count(sign_ins), *duration).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One target's line.
@@ -832,10 +840,10 @@ mod tests {
             ),
             "{json}"
         );
-        assert_eq!(
-            flood_rates(&[beside.clone(), beside]),
-            "10 10 sign-ins/s (refused a second: 90 90 throttled, 3 3 busy)"
-        );
+        let both = floods(&[beside.clone(), beside]);
+        assert_eq!(rates(&both, |sign_ins| sign_ins.made), "10 10");
+        assert_eq!(rates(&both, |sign_ins| sign_ins.throttled), "90 90");
+        assert_eq!(rates(&both, |sign_ins| sign_ins.busy), "3 3");
 
         let mut alone = run("d: sign-ins POST /login", 103, 70.0, 90.0);
         alone.duration = Duration::from_secs(10);
@@ -975,15 +983,43 @@ mod tests {
     #[test]
     fn the_text_says_how_many_sign_ins_were_made_and_how_many_refused() {
         let text = text(&[], &summary(), "target/bench/x.json");
+        assert!(
+            text.contains("\nsign-ins alone: 120 sign-ins/s, at 1000000 rows: 120 sign-ins/s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nsign-in flood beside the session path: 10 10 sign-ins/s\n"),
+            "{text}"
+        );
         assert!(text.contains(
-            "\nsign-ins alone: 120 sign-ins/s (refused a second: 0 throttled, 0 busy)\n"
-        ));
-        assert!(text.contains(
-            "\nsign-in flood beside the session path: 10 10 sign-ins/s (refused a second: 90 90 throttled, 3 3 busy)\n"
-        ));
+            "\nrefused at once, a second (by the throttle, 429 · with the hashing queue full, 503): alone 0 · 0, at 1000000 rows 0 · 0, beside the session path 90 90 · 3 3\n"
+        ), "{text}");
         assert!(
             text.contains("\nreaper: 99000 of 100000 expired rows deleted during the 30s run\n")
         );
         assert!(text.ends_with("\nwritten: target/bench/x.json\n"));
+    }
+
+    #[test]
+    fn the_rounds_with_hashing_cgroup_follow_in_parentheses() {
+        let mut summary = summary();
+        summary.g_flood = summary.d_flood.clone();
+        summary.g_alone = summary.d_alone.clone();
+        let text = text(&[], &summary, "x");
+        assert!(text.contains(
+            "\nsign-in flood beside the session path: 10 10 sign-ins/s (with hashing_cgroup: 10 10)\n"
+        ), "{text}");
+        assert!(
+            text.contains(
+                "beside the session path 90 90 · 3 3 (with hashing_cgroup: 90 90 · 3 3)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n  met        ... with hashing_cgroup at idle weight (9.1 vs 3.8 ms)\n"
+            ),
+            "{text}"
+        );
     }
 }
