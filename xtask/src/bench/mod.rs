@@ -173,7 +173,7 @@ pub fn main(args: &[String]) -> Outcome {
     drop(cgroup);
     drop(app);
     let records = scenarios.records;
-    report(&context, sizes, &binary, &records, &summary)?;
+    write_report(&context, sizes, &binary, &records, &summary)?;
     Ok(0)
 }
 
@@ -762,7 +762,7 @@ fn start_perf(
 }
 
 /// Writes the JSON into `target/bench/` and prints the table and the targets.
-fn report(
+fn write_report(
     context: &Context,
     sizes: Sizes,
     binary: &Path,
