@@ -144,7 +144,7 @@ pub fn main(args: &[String]) -> Outcome {
     let cgroup = IdleCgroup::make()?;
     let grouped = match &cgroup {
         Some(cgroup) => Some(launcher.launch(
-            free_port(port + 1)?,
+            free_port(port.saturating_add(1))?,
             &format!("hashing_cgroup=\"{}\"", cgroup.path.display()),
         )?),
         None => None,
