@@ -247,7 +247,7 @@ fn ensure_e2e_venv(context: &Context) -> Result<(), Failure> {
 }
 
 /// A new `ROCKET_SECRET_KEY`: 64 random bytes, base64.
-fn secret_key() -> Result<String, Failure> {
+pub fn secret_key() -> Result<String, Failure> {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let bytes = random_bytes::<64>()?;
     let mut key = String::new();

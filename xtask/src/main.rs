@@ -8,12 +8,14 @@
 //! - `sqlx-prepare`: regenerates `.sqlx/`, the query data the build checks SQL against;
 //! - `proxy`: the app served through nginx;
 //! - `mutants`: mutation testing of the security modules;
+//! - `bench`: the release build's speed against the database's own limit (docs/benchmarks.md);
 //! - `helper`: clusters, ports and packages for the bash scripts that remain (`scripts/lib.sh`).
 //!
 //! PostgreSQL clusters come from the `pg-cluster` crate, which the tests use too. Progress goes
 //! to standard error, each line starting with the command's name.
 
 mod audit;
+mod bench;
 mod e2e;
 mod helper;
 mod mutants;
@@ -29,7 +31,7 @@ use std::process::ExitCode;
 pub use process::{Context, Failure, Outcome};
 
 const USAGE: &str = "usage: cargo xtask COMMAND [ARGUMENTS...]
-commands: test, run, audit, e2e, sqlx-prepare, proxy, mutants (scripts/COMMAND runs each)";
+commands: test, run, audit, e2e, sqlx-prepare, proxy, mutants, bench (scripts/COMMAND runs each)";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         "sqlx-prepare" => sqlx_prepare::main(&args),
         "proxy" => proxy::main(&args),
         "mutants" => mutants::main(&args),
+        "bench" => bench::main(&args),
         "helper" => helper::main(&args),
         _ => {
             eprintln!("xtask: no command {command:?}\n{USAGE}");
