@@ -382,6 +382,18 @@ impl Browser {
         panic!("Tab never reached {css}");
     }
 
+    /// Whether a page just loaded gives `css` the focus: waited for up to 3 s, since a page's
+    /// `autofocus` applies as it renders, which on a loaded machine can follow its load event.
+    pub async fn autofocused(&self, css: &str) -> bool {
+        for _ in 0..100 {
+            if self.focus_matches(css).await {
+                return true;
+            }
+            sleep(Duration::from_millis(30)).await;
+        }
+        false
+    }
+
     /// Whether the focused element matches `css`.
     pub async fn focus_matches(&self, css: &str) -> bool {
         self.client

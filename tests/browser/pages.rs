@@ -87,7 +87,7 @@ async fn a_keyboard_user_signs_the_other_devices_out_through_the_confirmation_an
     // A wrong password: the error sits at the password field, which takes the focus; the
     // username typed stays, the password does not.
     laptop.goto(&server.url("/login")).await;
-    assert!(laptop.focus_matches("#username").await);
+    assert!(laptop.autofocused("#username").await);
     laptop.type_text("alice").await;
     laptop.press(fantoccini::key::Key::Tab).await;
     laptop.type_text("not the password").await;
@@ -135,7 +135,7 @@ async fn a_keyboard_user_signs_the_other_devices_out_through_the_confirmation_an
         "/confirm names the action"
     );
     assert!(
-        laptop.focus_matches("#password").await,
+        laptop.autofocused("#password").await,
         "the password field has the focus"
     );
     laptop.screenshot("confirm-action").await;
