@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Helpers for the bash scripts that remain: the benchmarks (scripts/bench, bench-sign-in-timing,
-# bench-frameworks) and .ci/run. Source this file; it does nothing on its own:
+# Helpers for the bash script that remains: the benchmark scripts/bench. Source this file; it does
+# nothing on its own:
 #
 #     source "$(dirname "$0")/lib.sh"
 #
