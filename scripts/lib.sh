@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Helpers for the bash script that remains: the benchmark scripts/bench. Source this file; it does
-# nothing on its own:
+# Helpers for bash scripts (every script in scripts/ is now an entry point of cargo xtask, and
+# none sources this file). Source this file; it does nothing on its own:
 #
 #     source "$(dirname "$0")/lib.sh"
 #

@@ -53,6 +53,8 @@ pub struct ConfirmPage {
     passkey: bool,
     /// The password is enough for what waits (no step-up to `aal2`): its form is shown.
     password: bool,
+    /// When it is not, why: the session's own level, or the action's setting.
+    passkey_because: Option<&'static str>,
 }
 
 impl ConfirmPage {
@@ -68,6 +70,7 @@ impl ConfirmPage {
             window_minutes: config.confirm_window_secs.div_ceil(60),
             passkey: false,
             password: true,
+            passkey_because: None,
         }
     }
 
@@ -81,7 +84,7 @@ impl ConfirmPage {
     }
 
     /// Which ways to confirm the page offers: a passkey when the account has one, and the
-    /// password unless what waits needs more (`needed_level`).
+    /// password unless what waits needs more (`step_up_for`).
     async fn with_ways(
         mut self,
         conn: &mut PgConnection,
@@ -93,8 +96,16 @@ impl ConfirmPage {
             .action
             .as_ref()
             .and_then(|(code, _)| PendingAction::parse(code));
-        let needed = needed_level(conn, user, config, &self.next, pending).await?;
+        let step_up = step_up_for(config, &self.next, pending);
+        let needed = user.level_needed(conn, step_up).await?;
         self.password = needed == Aal::Aal1;
+        self.passkey_because = (needed == Aal::Aal2).then_some(match step_up {
+            StepUp::Aal2 => "this action asks for a passkey whenever your account has one",
+            // `Confirmed` never needs more than a password.
+            StepUp::SessionLevel | StepUp::Confirmed => {
+                "this session signed in or confirmed with a passkey, so it confirms with one too"
+            }
+        });
         Ok(self)
     }
 
@@ -218,26 +229,19 @@ pub async fn page(
     Ok(Page(page))
 }
 
-/// What the confirmation is for decides the level it must be at: the waiting action's setting,
-/// or the setting of the page it returns to (the password change; the account page, where a
-/// passkey is removed; the admin pages), applied to this session and account
-/// (`AuthenticatedUser::level_needed`). Anything else asks for any confirmation.
-async fn needed_level(
-    conn: &mut PgConnection,
-    user: &AuthenticatedUser,
-    config: &SessionConfig,
-    next: &str,
-    pending: Option<PendingAction>,
-) -> sqlx::Result<Aal> {
-    let step_up = match pending {
+/// What the confirmation is for decides the setting it must meet: the waiting action's, or the
+/// setting of the page it returns to (the password change; the account page, where a passkey is
+/// removed; the admin pages). Anything else asks for any confirmation. The level that setting
+/// needs depends on this session and account (`AuthenticatedUser::level_needed`).
+fn step_up_for(config: &SessionConfig, next: &str, pending: Option<PendingAction>) -> StepUp {
+    match pending {
         Some(PendingAction::Admin(..)) => config.admin_step_up,
         None if next == "/admin" || next.starts_with("/admin/") => config.admin_step_up,
         None if next == "/account/password" => config.password_change_step_up,
         None if next == "/account" => config.passkey_removal_step_up,
         // The account page's sign-outs, and any other page.
         Some(PendingAction::Account(_)) | None => StepUp::Confirmed,
-    };
-    user.level_needed(conn, step_up).await
+    }
 }
 
 #[derive(FromForm)]
@@ -384,7 +388,8 @@ async fn confirm(
     let resumed = match action {
         Some(action) => {
             // The level the action asks for, as the page that offered this confirmation saw it.
-            let needed = needed_level(tx, user, config, next.as_str(), Some(action)).await?;
+            let step_up = step_up_for(config, next.as_str(), Some(action));
+            let needed = user.level_needed(tx, step_up).await?;
             if policy::confirmation_suffices(Some(confirmation.level), needed) {
                 resume(tx, user, action, ctx).await?
             } else {

@@ -655,6 +655,14 @@ async fn a_session_signed_in_with_a_passkey_confirms_with_it_to_change_the_passw
     let page = phone.get(reply.location()).await;
     assert_eq!(page.count_testid("confirm-form"), 0, "{}", page.body);
     assert_eq!(page.count_testid("confirm-with-passkey"), 1);
+    assert_eq!(
+        page.testid_text("confirm-level").as_deref(),
+        Some(
+            "Your password is not enough here: this session signed in or confirmed with a \
+             passkey, so it confirms with one too."
+        ),
+        "the page says why: the session's own level"
+    );
     // A password confirmation sent anyway is recorded, but does not open the form.
     phone.confirm_at("/confirm", PASSWORD).await;
     assert!(
@@ -779,6 +787,14 @@ async fn an_admin_with_a_passkey_confirms_with_it_and_one_without_keeps_the_pass
     let page = admin.get("/confirm?next=%2Fadmin").await;
     assert_eq!(page.count_testid("confirm-form"), 0, "{}", page.body);
     assert!(page.shows("disable bob"), "{}", page.body);
+    assert_eq!(
+        page.testid_text("confirm-level").as_deref(),
+        Some(
+            "Your password is not enough here: this action asks for a passkey whenever your \
+             account has one."
+        ),
+        "the page says why: the setting of what waits, not this password session's level"
+    );
     let forged = admin
         .post_from(
             "/account",

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use pg_cluster::{apt_install, free_port, on_path, say};
 
+use crate::bench::{ticks, utc_stamp};
 use crate::http::status_of;
 use crate::process::{Context, Failure, Outcome, Stopped, check_interrupted, fail, handle_signals};
 
@@ -100,9 +101,9 @@ pub fn main(args: &[String]) -> Outcome {
         for connections in CONNECTIONS {
             for (server, port, child) in &servers {
                 let pid = child.0.id();
-                let before = ticks(pid)?;
+                let before = ticks(pid, false)?;
                 let rate = wrk(&context, server, *port, connections, run_secs)?;
-                let cpu = ticks(pid)? - before;
+                let cpu = ticks(pid, false)? - before;
                 let run = Run {
                     round,
                     server,
@@ -199,23 +200,6 @@ fn requests_per_second(report: &str) -> Option<f64> {
         .filter(|rate: &f64| *rate > 0.0)
 }
 
-/// The CPU time process `pid` has used, in clock ticks (user + system).
-fn ticks(pid: u32) -> Result<u64, Failure> {
-    let path = format!("/proc/{pid}/stat");
-    std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|stat| ticks_of(&stat))
-        .ok_or_else(|| Failure::Message(format!("could not read the CPU time in {path}")))
-}
-
-/// utime + stime from the text of `/proc/PID/stat`: the 12th and 13th fields after the
-/// program's name (which may hold spaces and parentheses).
-fn ticks_of(stat: &str) -> Option<u64> {
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let field = |index: usize| fields.get(index)?.parse::<u64>().ok();
-    Some(field(11)? + field(12)?)
-}
-
 /// Clock ticks per second (`getconf CLK_TCK`).
 fn clock_ticks(context: &Context) -> Result<u64, Failure> {
     let output = context.command("getconf").arg("CLK_TCK").output().ok();
@@ -267,35 +251,6 @@ fn json(stamp: &str, rounds: u32, secs: u64, runs: &[Run]) -> String {
     out
 }
 
-/// `time` in UTC as `YYYYMMDDTHHMMSSZ`.
-fn utc_stamp(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm), in 400-year eras.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,14 +273,6 @@ mod tests {
             None
         );
         assert_eq!(requests_per_second("Requests/sec:      0.00"), None);
-    }
-
-    #[test]
-    fn cpu_time_is_user_plus_system_whatever_the_program_is_called() {
-        let stat = "4242 (rocket (floor)) S 1 4242 4242 0 -1 4194560 900 0 0 0 150 25 3 4 20 0 2 0";
-        assert_eq!(ticks_of(stat), Some(175));
-        assert_eq!(ticks_of("4242 (x) S 1"), None);
-        assert!(ticks(std::process::id()).is_ok());
     }
 
     #[test]
@@ -353,13 +300,5 @@ mod tests {
             json("20261206T131054Z", 2, 6, &runs[..1]),
             "{\"when\":\"20261206T131054Z\",\"rounds\":2,\"seconds\":6,\"runs\":[{\"round\":1,\"server\":\"rocket\",\"connections\":32,\"req_per_s\":1000,\"cpu_us_per_request\":1.5}]}\n"
         );
-    }
-
-    #[test]
-    fn the_file_s_time_is_utc() {
-        let at = |secs| utc_stamp(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-        assert_eq!(at(0), "19700101T000000Z");
-        assert_eq!(at(951_868_799), "20000229T235959Z");
-        assert_eq!(at(1_796_562_654), "20261206T131054Z");
     }
 }

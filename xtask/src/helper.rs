@@ -1,6 +1,6 @@
-//! `cargo xtask helper WHAT ...`: the pieces the bash script that remains (`scripts/bench`,
-//! through `scripts/lib.sh`) takes from the tools, so that PostgreSQL clusters, ports and Debian
-//! packages have one implementation. Values go to standard output, progress to
+//! `cargo xtask helper WHAT ...`: the pieces `scripts/lib.sh` takes from the tools for bash
+//! scripts (no script in the repository sources it any more), so that PostgreSQL clusters, ports
+//! and Debian packages have one implementation. Values go to standard output, progress to
 //! standard error, prefixed with the calling script's name (`--as NAME`, first):
 //!
 //! ```text

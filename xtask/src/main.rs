@@ -8,15 +8,17 @@
 //! - `sqlx-prepare`: regenerates `.sqlx/`, the query data the build checks SQL against;
 //! - `proxy`: the app served through nginx;
 //! - `mutants`: mutation testing of the security modules;
+//! - `bench`: the release build's speed against the database's own limit (docs/benchmarks.md);
 //! - `bench-sign-in-timing`: a wrong password's time, real account against unknown name;
 //! - `bench-frameworks`: bare Rocket against bare axum at 32 and 128 connections;
 //! - `ci`: CI's run (`.ci/run`): scripts/test and scripts/run in a fresh clone;
-//! - `helper`: clusters, ports and packages for the bash scripts that remain (`scripts/lib.sh`).
+//! - `helper`: clusters, ports and packages for bash scripts (`scripts/lib.sh`, which none sources now).
 //!
 //! PostgreSQL clusters come from the `pg-cluster` crate, which the tests use too. Progress goes
 //! to standard error, each line starting with the command's name.
 
 mod audit;
+mod bench;
 mod bench_frameworks;
 mod bench_sign_in_timing;
 mod ci;
@@ -36,7 +38,7 @@ use std::process::ExitCode;
 pub use process::{Context, Failure, Outcome};
 
 const USAGE: &str = "usage: cargo xtask COMMAND [ARGUMENTS...]
-commands: test, run, audit, e2e, sqlx-prepare, proxy, mutants, bench-sign-in-timing,
+commands: test, run, audit, e2e, sqlx-prepare, proxy, mutants, bench, bench-sign-in-timing,
 bench-frameworks (scripts/COMMAND runs each), ci (.ci/run runs it)";
 
 fn main() -> ExitCode {
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         "sqlx-prepare" => sqlx_prepare::main(&args),
         "proxy" => proxy::main(&args),
         "mutants" => mutants::main(&args),
+        "bench" => bench::main(&args),
         "bench-sign-in-timing" => bench_sign_in_timing::main(&args),
         "bench-frameworks" => bench_frameworks::main(&args),
         "ci" => ci::main(&args),
