@@ -12,7 +12,7 @@
 //! - `bench-sign-in-timing`: a wrong password's time, real account against unknown name;
 //! - `bench-frameworks`: bare Rocket against bare axum at 32 and 128 connections;
 //! - `ci`: CI's run (`.ci/run`): scripts/test and scripts/run in a fresh clone;
-//! - `helper`: clusters, ports and packages for bash scripts (`scripts/lib.sh`, which none sources now).
+//! - `helper`: clusters, ports and packages for `scripts/lib.sh` (which no script sources now).
 //!
 //! PostgreSQL clusters come from the `pg-cluster` crate, which the tests use too. Progress goes
 //! to standard error, each line starting with the command's name.
