@@ -9,6 +9,7 @@ use rocket::shield::Shield;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::clock::AppClock;
 use crate::config::SessionConfig;
@@ -101,7 +102,7 @@ pub fn run() -> ExitCode {
     }));
     let launched = runtime.block_on(app.launch());
     if force_end {
-        runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+        runtime.shutdown_timeout(Duration::from_millis(500));
     }
     match launched {
         Ok(_) => ExitCode::SUCCESS,
@@ -117,6 +118,7 @@ pub fn build(figment: Figment, clock: AppClock) -> Rocket<Build> {
     rocket::custom(without_header_dumps(figment))
         .manage(clock)
         .attach(settings_stage())
+        .attach(hashing_shutdown())
         .attach(test_mode::stage())
         .attach(Db::init())
         .attach(db::RequestsInFlight)
@@ -183,6 +185,23 @@ fn settings_stage() -> AdHoc {
                 Err(rocket)
             }
         }
+    })
+}
+
+/// At shutdown, requests still waiting for a password hash stop waiting a moment before Rocket's
+/// grace period ends: they are answered 503 while their connections can still carry it (after
+/// `grace`, Rocket closes them), and the process exits in time however slow hashing has become.
+fn hashing_shutdown() -> AdHoc {
+    AdHoc::on_shutdown("Password hashing", |rocket| {
+        Box::pin(async move {
+            if let Some(hasher) = rocket.state::<PasswordHasher>() {
+                let grace = Duration::from_secs(u64::from(rocket.config().shutdown.grace));
+                // A second to write the answers, or half the grace when it is shorter than two.
+                hasher.stop_waiting_after(
+                    grace.saturating_sub(Duration::from_secs(1)).max(grace / 2),
+                );
+            }
+        })
     })
 }
 

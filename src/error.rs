@@ -60,9 +60,9 @@ impl AppError {
             AppError::DatabaseUnavailable(_)
             | AppError::NoConnection(_)
             | AppError::SessionCheckFailed
-            | AppError::Hashing(HashingError::Busy { .. } | HashingError::Unavailable) => {
-                Status::ServiceUnavailable
-            }
+            | AppError::Hashing(
+                HashingError::Busy { .. } | HashingError::Unavailable | HashingError::ShuttingDown,
+            ) => Status::ServiceUnavailable,
             AppError::FormRefused(refused) => refused.status(),
             AppError::Database(_)
             | AppError::Template(_)
@@ -78,6 +78,10 @@ impl<'r> Responder<'r, 'static> for AppError {
         if let AppError::Hashing(HashingError::Busy { retry_after_secs }) = self {
             // Logged once per flood by the hasher, not once per refusal.
             request.local_cache(|| RetryAfterSecs(Some(retry_after_secs.max(1))));
+            return Err(self.status());
+        }
+        if let AppError::Hashing(HashingError::ShuttingDown) = self {
+            // Logged once by the hasher, with how many requests it answered so.
             return Err(self.status());
         }
         let mut message = self.to_string();

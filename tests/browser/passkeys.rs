@@ -298,6 +298,11 @@ async fn a_passkey_confirmation_raises_a_password_session_to_aal2_and_resumes_th
     browser.goto(&format!("{origin}/account/password")).await;
     assert_eq!(browser.path().await, "/confirm?next=%2Faccount%2Fpassword");
     assert!(!browser.has_testid("confirm-form").await);
+    assert_eq!(
+        browser.text_of("confirm-level").await,
+        "Your password is not enough here: this session signed in or confirmed with a passkey, \
+         so it confirms with one too."
+    );
     browser.screenshot("confirm-passkey-only").await;
     confirm_with_passkey(&browser, "/account/password").await;
     assert!(

@@ -842,6 +842,11 @@ async fn a_refresh_for_an_ended_session_stops_the_browser_and_its_next_page_says
         json!({"continue": false, "error": "unauthorized", "reason": "password_changed"})
     );
     assert!(reply.header("Secure-Session-Challenge").is_none());
+    // The note is a cookie named after the session cookie, holding the public reason code.
+    let note = reply
+        .set_cookie("__Host-sid-ended")
+        .expect("the refresh leaves a note for the next page");
+    assert_eq!(note.value(), "password_changed");
     let page = laptop.get("/account").await;
     assert_eq!(
         page.location(),

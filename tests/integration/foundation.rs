@@ -133,6 +133,27 @@ async fn the_account_page_shows_who_you_are_and_when_this_session_signed_in() {
     assert!(page.shows("Chrome on Linux"));
 }
 
+/// A page of a live session sets no cookie: the token and its CSRF token stay as they are, and
+/// nothing else (no note clearing, no stray cookie) churns the browser's jar or a cache's key.
+#[rocket::async_test]
+async fn a_live_sessions_pages_set_no_cookie() {
+    let app = TestApp::new().await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    for path in ["/account", "/account/password", "/account", "/confirm"] {
+        let page = alice.get(path).await;
+        assert_eq!(page.status, Status::Ok, "{path}");
+        let set: Vec<_> = page
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("Set-Cookie"))
+            .collect();
+        assert!(set.is_empty(), "{path} set {set:?}");
+    }
+}
+
 #[rocket::async_test]
 async fn after_sign_in_the_user_lands_on_the_local_page_they_asked_for() {
     let app = TestApp::new().await;

@@ -5,7 +5,10 @@
 //! (`threads`), each of which keeps one argon2 work area for all its hashes (`argon`). It admits
 //! no more work than those threads finish in a moment (`hashing_admission_ms`): a sign-in beyond
 //! that gets [`HashingError::Busy`] at once, which the web layer answers with 503. Queued work
-//! whose requester went away (its future was dropped) is skipped, never hashed.
+//! whose requester went away (its future was dropped) is skipped, never hashed. When the app
+//! shuts down, what is still waiting near the end of its grace period is answered
+//! [`HashingError::ShuttingDown`] (`PasswordHasher::stop_waiting_after`), so every request ends in
+//! time.
 //!
 //! Nothing here knows about HTTP: the web layer maps [`HashingError`] to its pages.
 
@@ -17,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 pub use threads::HashingSettings;
 use threads::Job;
@@ -39,6 +42,10 @@ pub enum HashingError {
     /// The hashing thread panicked while it held this request, or no hashing thread runs.
     #[error("password hashing is unavailable")]
     Unavailable,
+    /// The app is shutting down: this request stopped waiting for a hash
+    /// (`PasswordHasher::stop_waiting_after`).
+    #[error("password hashing has stopped: the app is shutting down")]
+    ShuttingDown,
     /// argon2 refused the work: a stored hash that is not one (a damaged row).
     #[error("password hashing failed: {0}")]
     Failed(String),
@@ -70,6 +77,8 @@ struct Load {
     hashed: AtomicU64,
     refused: AtomicU64,
     abandoned: AtomicU64,
+    /// Set once, at shutdown: nothing is admitted any more, and nobody waits for an answer.
+    stopped: watch::Sender<bool>,
 }
 
 /// What the hasher has done with the work it was offered since it started (tests and logs read
@@ -155,15 +164,21 @@ impl Admitted<'_> {
             // The requester may have gone away meanwhile; nothing to tell then.
             let _ = done.send(outcome);
         });
+        let mut stopped = self.hasher.load.stopped.subscribe();
         self.hasher
             .jobs
             .send(job)
             .map_err(|_| HashingError::Unavailable)?;
-        match answer.await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(reason)) => Err(HashingError::Failed(reason)),
-            // The thread panicked with the job, which dropped `done`.
-            Err(_) => Err(HashingError::Unavailable),
+        tokio::select! {
+            biased;
+            answer = answer => match answer {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(reason)) => Err(HashingError::Failed(reason)),
+                // The thread panicked with the job, which dropped `done`.
+                Err(_) => Err(HashingError::Unavailable),
+            },
+            // Dropping `answer` here makes the thread skip the job if it has not begun it.
+            _ = stopped.wait_for(|stopped| *stopped) => Err(HashingError::ShuttingDown),
         }
     }
 }
@@ -196,6 +211,7 @@ impl PasswordHasher {
             hashed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
+            stopped: watch::Sender::new(false),
         });
         let jobs = threads::start(&settings)?;
         Ok(PasswordHasher { jobs, load })
@@ -206,6 +222,9 @@ impl PasswordHasher {
     /// only wait longer, and make every one after it wait.
     pub fn admit(&self) -> Result<Admitted<'_>, HashingError> {
         let load = &self.load;
+        if *load.stopped.borrow() {
+            return Err(HashingError::ShuttingDown);
+        }
         let capacity = load.capacity();
         let admitted =
             load.admitted
@@ -241,6 +260,25 @@ impl PasswordHasher {
         stored: Option<String>,
     ) -> Result<bool, HashingError> {
         self.admit()?.verify(password, stored).await
+    }
+
+    /// At shutdown: after `limit`, what is still queued or hashing is answered
+    /// `HashingError::ShuttingDown` and nothing more is admitted. The web layer calls it with a
+    /// little less than Rocket's grace period, so those requests are answered (503) while their
+    /// connections can still carry the answer, and the process ends in time instead of waiting
+    /// on hashes a starved machine may take long to finish.
+    pub fn stop_waiting_after(&self, limit: Duration) {
+        let load = Arc::clone(&self.load);
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            let waiting = load.admitted.load(Ordering::Relaxed);
+            load.stopped.send_replace(true);
+            if waiting > 0 {
+                log::warn!(
+                    "shutting down: {waiting} requests still waiting for password hashing are answered 503"
+                );
+            }
+        });
     }
 
     /// How much work is admitted at once now (it follows the measured speed of a hash).
@@ -300,5 +338,61 @@ mod tests {
         .expect("a check hung after the panics");
         assert!(answered.unwrap());
         assert_eq!(hasher.counts().hashed, 14);
+    }
+
+    /// At shutdown, work still waiting for the thread is answered `ShuttingDown` instead of
+    /// being waited for, and nothing more is admitted; the thread is left to skip it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn once_stopped_nothing_waits_for_a_hash_and_nothing_more_is_admitted() {
+        let settings = HashingSettings {
+            threads: 1,
+            cgroup: None,
+        };
+        let hasher = Arc::new(PasswordHasher::start(settings, Duration::from_secs(60)).unwrap());
+        // The one thread held busy until the test lets it go.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = oneshot::channel();
+        let busy = Arc::clone(&hasher);
+        let holding = tokio::spawn(async move {
+            busy.admit()
+                .unwrap()
+                .run(move |_: &mut Worker| {
+                    started.send(()).unwrap();
+                    held.recv().map_err(|error| error.to_string())
+                })
+                .await
+        });
+        has_started.await.unwrap();
+        let queued = Arc::clone(&hasher);
+        let waiting = tokio::spawn(async move {
+            let password = Password::parse("violet tractor mango".into()).unwrap();
+            queued.verify(&password, None).await
+        });
+
+        hasher.stop_waiting_after(Duration::ZERO);
+        let answer = tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .expect("the queued check was answered while the thread was still busy")
+            .unwrap();
+        assert!(
+            matches!(answer, Err(HashingError::ShuttingDown)),
+            "{answer:?}"
+        );
+        assert!(matches!(
+            holding.await.unwrap(),
+            Err(HashingError::ShuttingDown)
+        ));
+        assert!(matches!(hasher.admit(), Err(HashingError::ShuttingDown)));
+
+        // Let go, the thread skips the queued check nobody waits for any more.
+        release.send(()).unwrap();
+        let skipped = tokio::time::timeout(Duration::from_secs(60), async {
+            while hasher.counts().abandoned == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(skipped.is_ok(), "{:?}", hasher.counts());
+        assert_eq!(hasher.counts().hashed, 1);
     }
 }
