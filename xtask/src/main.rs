@@ -11,8 +11,7 @@
 //! - `bench`: the release build's speed against the database's own limit (docs/benchmarks.md);
 //! - `bench-sign-in-timing`: a wrong password's time, real account against unknown name;
 //! - `bench-frameworks`: bare Rocket against bare axum at 32 and 128 connections;
-//! - `ci`: CI's run (`.ci/run`): scripts/test and scripts/run in a fresh clone;
-//! - `helper`: clusters, ports and packages for `scripts/lib.sh` (which no script sources now).
+//! - `ci`: CI's run (`.ci/run`): scripts/test and scripts/run in a fresh clone.
 //!
 //! PostgreSQL clusters come from the `pg-cluster` crate, which the tests use too. Progress goes
 //! to standard error, each line starting with the command's name.
@@ -23,7 +22,6 @@ mod bench_frameworks;
 mod bench_sign_in_timing;
 mod ci;
 mod e2e;
-mod helper;
 mod http;
 mod mutants;
 mod process;
@@ -48,9 +46,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let args: Vec<String> = args.collect();
-    if command != "helper" {
-        pg_cluster::set_name(&command);
-    }
+    pg_cluster::set_name(&command);
     // The commands work from the repository's root, wherever cargo was started.
     if let Some(root) = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()
         && let Err(error) = std::env::set_current_dir(root)
@@ -70,7 +66,6 @@ fn main() -> ExitCode {
         "bench-sign-in-timing" => bench_sign_in_timing::main(&args),
         "bench-frameworks" => bench_frameworks::main(&args),
         "ci" => ci::main(&args),
-        "helper" => helper::main(&args),
         _ => {
             eprintln!("xtask: no command {command:?}\n{USAGE}");
             return ExitCode::from(2);
