@@ -13,13 +13,14 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pg_cluster::{Throwaway, apt_install, ensure_postgres, free_port, port_is_free, say};
-use rustix::process::Signal;
 
-use crate::process::{Context, Failure, Outcome, check_interrupted, fail, handle_signals, send};
+use crate::process::{
+    Context, Failure, Outcome, Stopped, check_interrupted, fail, handle_signals, print_tail,
+};
 use crate::run::build_app;
 use crate::tools::ensure_browser;
 
@@ -91,12 +92,12 @@ pub fn main(args: &[String]) -> Outcome {
         .stderr(log_copy)
         .spawn()
         .map_err(|error| Failure::Message(format!("could not start {}: {error}", app.display())))?;
-    let mut app = App(child);
+    let mut app = Stopped(child);
 
     let mut listening = false;
     for _ in 0..150 {
         if let Ok(Some(_)) = app.0.try_wait() {
-            print_tail(log, 30);
+            print_tail(Path::new(log), 30);
             return fail(format!("the app stopped during start (log: {log})"));
         }
         if !port_is_free(port) {
@@ -115,19 +116,9 @@ pub fn main(args: &[String]) -> Outcome {
     let status = context.status(&mut pytest(&context, &format!("http://127.0.0.1:{port}")))?;
     if status != 0 {
         say(format!("the app's log ({log}) ends with:"));
-        print_tail(log, 40);
+        print_tail(Path::new(log), 40);
     }
     Ok(status)
-}
-
-/// The app in test mode, stopped when dropped.
-struct App(Child);
-
-impl Drop for App {
-    fn drop(&mut self) {
-        send(self.0.id(), Signal::TERM);
-        self.0.wait().ok();
-    }
 }
 
 /// The suite's database, dropped when dropped.
@@ -269,7 +260,7 @@ pub fn secret_key() -> Result<String, Failure> {
     Ok(key)
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], Failure> {
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], Failure> {
     use std::io::Read as _;
     let mut bytes = [0_u8; N];
     std::fs::File::open("/dev/urandom")
@@ -280,15 +271,6 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], Failure> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// The last `lines` lines of the file `path`, on standard error.
-fn print_tail(path: &str, lines: usize) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    for line in &all[all.len().saturating_sub(lines)..] {
-        eprintln!("{line}");
-    }
 }
 
 #[cfg(test)]

@@ -9,15 +9,20 @@
 //! - `proxy`: the app served through nginx;
 //! - `mutants`: mutation testing of the security modules;
 //! - `bench`: the release build's speed against the database's own limit (docs/benchmarks.md);
-//! - `helper`: clusters, ports and packages for the bash scripts that remain (`scripts/lib.sh`).
+//! - `bench-sign-in-timing`: a wrong password's time, real account against unknown name;
+//! - `bench-frameworks`: bare Rocket against bare axum at 32 and 128 connections;
+//! - `ci`: CI's run (`.ci/run`): scripts/test and scripts/run in a fresh clone.
 //!
 //! PostgreSQL clusters come from the `pg-cluster` crate, which the tests use too. Progress goes
 //! to standard error, each line starting with the command's name.
 
 mod audit;
 mod bench;
+mod bench_frameworks;
+mod bench_sign_in_timing;
+mod ci;
 mod e2e;
-mod helper;
+mod http;
 mod mutants;
 mod process;
 mod proxy;
@@ -31,7 +36,8 @@ use std::process::ExitCode;
 pub use process::{Context, Failure, Outcome};
 
 const USAGE: &str = "usage: cargo xtask COMMAND [ARGUMENTS...]
-commands: test, run, audit, e2e, sqlx-prepare, proxy, mutants, bench (scripts/COMMAND runs each)";
+commands: test, run, audit, e2e, sqlx-prepare, proxy, mutants, bench, bench-sign-in-timing,
+bench-frameworks (scripts/COMMAND runs each), ci (.ci/run runs it)";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -40,9 +46,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let args: Vec<String> = args.collect();
-    if command != "helper" {
-        pg_cluster::set_name(&command);
-    }
+    pg_cluster::set_name(&command);
     // The commands work from the repository's root, wherever cargo was started.
     if let Some(root) = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()
         && let Err(error) = std::env::set_current_dir(root)
@@ -59,7 +63,9 @@ fn main() -> ExitCode {
         "proxy" => proxy::main(&args),
         "mutants" => mutants::main(&args),
         "bench" => bench::main(&args),
-        "helper" => helper::main(&args),
+        "bench-sign-in-timing" => bench_sign_in_timing::main(&args),
+        "bench-frameworks" => bench_frameworks::main(&args),
+        "ci" => ci::main(&args),
         _ => {
             eprintln!("xtask: no command {command:?}\n{USAGE}");
             return ExitCode::from(2);

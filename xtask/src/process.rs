@@ -195,3 +195,25 @@ impl Context {
         }
     }
 }
+
+/// A program started in the background, sent SIGTERM and waited for when dropped: stopped
+/// however the command ends.
+pub struct Stopped(pub Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            send(self.0.id(), Signal::TERM);
+            self.0.wait().ok();
+        }
+    }
+}
+
+/// The last `lines` lines of the file `path`, on standard error.
+pub fn print_tail(path: &std::path::Path, lines: usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    for line in &all[all.len().saturating_sub(lines)..] {
+        eprintln!("{line}");
+    }
+}

@@ -14,8 +14,9 @@ use crate::process::{
     Context, Failure, Outcome, fail, forward_to, handle_signals, status_code, stop_forwarding,
 };
 
-/// The private cluster, stopped however the command ends (also when it fails half-way).
-struct Private(Cluster);
+/// A cluster of the command's own (here the private one), stopped however the command ends
+/// (also when it fails half-way).
+pub struct Private(pub Cluster);
 
 impl Drop for Private {
     fn drop(&mut self) {

@@ -51,7 +51,8 @@ use pg_cluster::{
 use crate::e2e::secret_key;
 use crate::process::{Context, Failure, Outcome, fail, handle_signals};
 use app::{App, IdleCgroup, Launcher, check_size, fill_rows, response_size};
-use measure::{Background, Kind, Lab, Load, Target, USER_AGENT, pause, resident_mb, ticks};
+pub use measure::ticks;
+use measure::{Background, Kind, Lab, Load, Target, USER_AGENT, pause, resident_mb};
 use report::{Header, Limit, Memory, Record, Summary, WrkRun};
 
 /// How long and how big a run is.
@@ -802,7 +803,7 @@ fn write_report(
 }
 
 /// `time` in UTC as `20261206T130724Z`.
-fn utc_stamp(time: std::time::SystemTime) -> String {
+pub fn utc_stamp(time: std::time::SystemTime) -> String {
     let seconds = time
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
