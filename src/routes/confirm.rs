@@ -486,10 +486,7 @@ pub async fn passkey_submit(
     let attempt = match throttle::begin_recheck(&mut conn, config, session_id, now).await? {
         Admission::Admitted(attempt) => attempt,
         Admission::Throttled(retry_after) => {
-            return Ok(CeremonyResponse::Throttled {
-                body: Json(json!({ "error": retry_after.message() })),
-                retry_after: headers::throttled(retry_after),
-            });
+            return Ok(CeremonyResponse::throttled(retry_after));
         }
     };
     let failed = async |conn: &mut PgConnection, error: passkeys::PasskeyError| {

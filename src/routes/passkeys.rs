@@ -25,7 +25,7 @@ use crate::local_path::LocalPath;
 use crate::passkeys::{self, Account, PasskeyError, Registration, RelyingParty};
 use crate::session::cookie::{presented_token, session_cookie};
 use crate::session::{self, ConfirmationRequired, ConfirmedUser};
-use crate::throttle::{self, Admission};
+use crate::throttle::{self, Admission, RetryAfter};
 use crate::users::Username;
 
 /// The longest name a passkey may have (the column's CHECK agrees).
@@ -57,6 +57,14 @@ impl CeremonyResponse {
             | PasskeyError::UnknownCredential => Status::BadRequest,
         };
         CeremonyResponse::refused(status, error)
+    }
+
+    /// 429: the budget is spent; the body and `Retry-After` say how long to wait.
+    pub(super) fn throttled(retry_after: RetryAfter) -> Self {
+        CeremonyResponse::Throttled {
+            body: Json(json!({ "error": retry_after.message() })),
+            retry_after: headers::throttled(retry_after),
+        }
     }
 }
 
@@ -242,10 +250,7 @@ pub async fn sign_in(
     let budget = match throttled {
         Admission::Admitted(budget) => budget,
         Admission::Throttled(retry_after) => {
-            return Ok(CeremonyResponse::Throttled {
-                body: Json(json!({ "error": retry_after.message() })),
-                retry_after: headers::throttled(retry_after),
-            });
+            return Ok(CeremonyResponse::throttled(retry_after));
         }
     };
     // A refused answer is a failed sign-in, recorded like a wrong password: against the account
