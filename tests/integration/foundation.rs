@@ -757,9 +757,8 @@ async fn a_name_that_looks_like_an_existing_account_is_refused_at_sign_up() {
 /// old accounts that already look alike, the oldest holds the key and both keep working.
 #[rocket::async_test]
 async fn accounts_older_than_the_look_alike_rule_get_the_key_the_app_computes() {
-    let mut conn = PgConnection::connect(&empty_database().await)
-        .await
-        .unwrap();
+    let database = empty_database().await;
+    let mut conn = PgConnection::connect(&database.url).await.unwrap();
     let (before, rule): (Vec<_>, Vec<_>) = MIGRATOR.iter().partition(|m| m.version < 19);
     for migration in before {
         conn.execute(&*migration.sql).await.unwrap();

@@ -164,9 +164,9 @@ async fn a_signed_in_request_is_one_sql_statement_and_a_due_write_is_one_more() 
 /// pinged.
 #[rocket::async_test]
 async fn a_signed_in_request_is_one_round_trip_to_the_database_and_the_pool_adds_none() {
-    let database_url = fresh_database().await;
-    let relay = StallingRelay::start(&database_url).await;
-    let app = TestApp::on(database_url, |figment| {
+    let database = fresh_database().await;
+    let relay = StallingRelay::start(&database.url).await;
+    let app = TestApp::on(database.url.clone(), |figment| {
         figment.merge(("databases.main.url", relay.url()))
     })
     .await;
@@ -456,9 +456,9 @@ async fn answered<T>(what: &str, reply: impl Future<Output = T>) -> T {
 /// the connection's end alone, so it holds for any pool.
 #[rocket::async_test]
 async fn a_connection_whose_rollback_the_server_never_answers_is_thrown_away_not_handed_on() {
-    let database_url = fresh_database().await;
-    let relay = StallingRelay::start(&database_url).await;
-    let app = TestApp::on(database_url, |figment| {
+    let database = fresh_database().await;
+    let relay = StallingRelay::start(&database.url).await;
+    let app = TestApp::on(database.url.clone(), |figment| {
         figment.merge(("databases.main.url", relay.url()))
     })
     .await;

@@ -1,5 +1,6 @@
 //! Test support shared by the integration, browser and fault suites: a fresh PostgreSQL database
-//! per test (copied from a migrated template), the app built on it, clusters a test can break.
+//! per test (copied from a migrated template, dropped when the test ends), the app built on it,
+//! clusters a test can break.
 //!
 //! One way to do each thing; reach for these rather than writing another:
 //!
@@ -156,33 +157,76 @@ async fn ensure_template(admin: &mut PgConnection) -> String {
     name
 }
 
-/// A new, migrated, empty database for one test; returns its URL.
-pub async fn fresh_database() -> String {
+/// A database of one test's own, dropped when the test ends (passed or failed): a suite
+/// leaves no databases behind, so runs after runs on one server (scripts/mutants runs the suite
+/// once per mutant) do not fill its disk.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create(template: Option<&str>) -> TestDatabase {
+        let mut admin = PgConnection::connect(&server_url())
+            .await
+            .expect("connect to the test server");
+        let name = format!("ss_test_{}", uuid::Uuid::new_v4().simple());
+        let create = match template {
+            Some(template) => format!("CREATE DATABASE {name} TEMPLATE {template}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        admin
+            .execute(create.as_str())
+            .await
+            .expect("create the test's database");
+        admin.close().await.ok();
+        TestDatabase {
+            url: database_url(&name),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's async runtime, which cannot block on a future of its own:
+        // a thread with a runtime of its own drops the database, and the test waits for it.
+        // FORCE ends the connections the app's pool still holds.
+        let drop_database = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = rocket::tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime to drop the test's database");
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&server_url()).await?;
+                admin.execute(drop_database.as_str()).await?;
+                admin.close().await
+            })
+        })
+        .join();
+        // A test that already failed keeps its own message; the drop's failure is only noise.
+        if !std::thread::panicking() {
+            dropped
+                .expect("the thread dropping the test's database")
+                .expect("drop the test's database");
+        }
+    }
+}
+
+/// A new, migrated, empty database for one test.
+pub async fn fresh_database() -> TestDatabase {
     let mut admin = PgConnection::connect(&server_url())
         .await
         .expect("connect to the test server");
     let template = ensure_template(&mut admin).await;
-    let name = format!("ss_test_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute(format!("CREATE DATABASE {name} TEMPLATE {template}").as_str())
-        .await
-        .expect("copy the template");
     admin.close().await.ok();
-    database_url(&name)
+    TestDatabase::create(Some(&template)).await
 }
 
-/// A new database with no schema at all, for a test that applies migrations itself; returns its URL.
-pub async fn empty_database() -> String {
-    let mut admin = PgConnection::connect(&server_url())
-        .await
-        .expect("connect to the test server");
-    let name = format!("ss_test_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("create an empty database");
-    admin.close().await.ok();
-    database_url(&name)
+/// A new database with no schema at all, for a test that applies migrations itself.
+pub async fn empty_database() -> TestDatabase {
+    TestDatabase::create(None).await
 }
 
 /// A random value for Rocket's `secret_key` (the key that seals private cookies).
@@ -201,6 +245,8 @@ pub struct TestApp {
     pub system_clock: bool,
     pub pool: PgPool,
     pub database_url: String,
+    /// The database the app made for itself, dropped with it; none when it was given one.
+    database: Option<TestDatabase>,
 }
 
 impl TestApp {
@@ -209,7 +255,10 @@ impl TestApp {
     }
 
     pub async fn with(configure: impl FnOnce(Figment) -> Figment) -> TestApp {
-        TestApp::on(fresh_database().await, configure).await
+        let database = fresh_database().await;
+        let mut app = TestApp::on(database.url.clone(), configure).await;
+        app.database = Some(database);
+        app
     }
 
     /// The app on the database at `database_url` (migrated when the app starts).
@@ -239,6 +288,7 @@ impl TestApp {
             system_clock: false,
             pool,
             database_url,
+            database: None,
         }
     }
 
