@@ -19,9 +19,10 @@
 //! Each file's mutants run the tests chosen for it ([`tests_for`]): unit tests, and integration
 //! tests where the file's code is reached only through requests; never the browser or fault
 //! suites, which take minutes each. A throwaway PostgreSQL is started as for scripts/test,
-//! unless `DATABASE_URL` is set. cargo-mutants (the version pinned below) is installed once,
-//! with `cargo install --locked`, into the tools folder scripts/audit uses. Without
-//! `--in-place`, cargo-mutants copies the tree (target/ left out) and builds in
+//! unless `DATABASE_URL` is set. The tests run under cargo-nextest, which stops at the first
+//! failure. cargo-mutants (the version pinned below), and cargo-nextest when none is on the
+//! `PATH`, are installed once, with `cargo install --locked`, into the tools folder scripts/audit
+//! uses. Without `--in-place`, cargo-mutants copies the tree (target/ left out) and builds in
 //! `target/mutants`, so the developer's `target/debug` never holds a mutant. Results go to
 //! `target/mutants.out/<file or "diff">/mutants.out/`. `MUTANTS_OPTIONS` adds options for
 //! cargo-mutants, e.g. `MUTANTS_OPTIONS="--timeout 900"` on a very loaded machine.
@@ -35,6 +36,8 @@ use crate::test::start_test_postgres;
 use crate::tools::{cargo_install, tools_on_path, version_of};
 
 const MUTANTS_VERSION: &str = "27.1.0";
+/// Installed when no cargo-nextest is on the `PATH`.
+const NEXTEST_VERSION: &str = "0.9.143";
 
 /// The security modules (docs/security.md, "Threats"): sessions, throttling, CSRF, sign-in, test
 /// mode, DBSC (crates/core/src/session/dbsc.rs and proof.rs). store.rs is the SQL, tested through every
@@ -114,7 +117,7 @@ pub fn main(args: &[String]) -> Outcome {
         args.remove(0);
     }
     let mut context = Context::default();
-    ensure_cargo_mutants(&mut context)?;
+    ensure_tools(&mut context)?;
     let bin = ensure_postgres()?;
     context.set("PG_BIN", &bin);
     ensure_pg_stat_statements(&bin)?;
@@ -193,6 +196,9 @@ fn run_mutants(context: &Context, name: &str, tests: &str, options: &[String]) -
             // A mutant in the core (crates/core) is tested by the app's integration tests too,
             // not only by its own crate's.
             .arg("--test-workspace=true")
+            // nextest runs each test in a process of its own and stops at the first failure: a
+            // caught mutant costs its build and a few seconds, not the whole suite.
+            .arg("--test-tool=nextest")
             .args(&cargo_args)
             .args(options)
             .args(extra.split_whitespace())
@@ -201,23 +207,41 @@ fn run_mutants(context: &Context, name: &str, tests: &str, options: &[String]) -
     )
 }
 
-/// Makes sure cargo-mutants of the pinned version is on the `PATH`, building it once into the
-/// tools folder (a few minutes of CPU).
-fn ensure_cargo_mutants(context: &mut Context) -> Result<(), Failure> {
+/// Makes sure cargo-mutants of the pinned version, and a cargo-nextest, are on the `PATH`,
+/// building what is missing once into the tools folder (a few minutes of CPU each).
+fn ensure_tools(context: &mut Context) -> Result<(), Failure> {
     let dir = tools_on_path(context);
-    let wanted = Some(format!("cargo-mutants {MUTANTS_VERSION}"));
-    if version_of(context, "cargo-mutants", &["mutants"]) != wanted {
+    // Any cargo-nextest will do: it is run only with options it has long had.
+    let tools = [
+        ("cargo-mutants", "mutants", MUTANTS_VERSION, true),
+        ("cargo-nextest", "nextest", NEXTEST_VERSION, false),
+    ];
+    for (program, subcommand, version, pinned) in tools {
+        let usable = |context: &Context| {
+            let found = version_of(context, program, &[subcommand]);
+            if pinned {
+                found == Some(format!("{program} {version}"))
+            } else {
+                found.is_some()
+            }
+        };
+        if usable(context) {
+            continue;
+        }
         say(format!(
-            "installing cargo-mutants {MUTANTS_VERSION} into {} (once)",
+            "installing {program} {version} into {} (once)",
             dir.display()
         ));
-        let crates = [format!("cargo-mutants@{MUTANTS_VERSION}")];
-        context.status(&mut cargo_install(context, &dir, &crates))?;
-    }
-    if version_of(context, "cargo-mutants", &["mutants"]) != wanted {
-        return fail(format!(
-            "cargo-mutants {MUTANTS_VERSION} is not usable after installing"
-        ));
+        context.status(&mut cargo_install(
+            context,
+            &dir,
+            &[format!("{program}@{version}")],
+        ))?;
+        if !usable(context) {
+            return fail(format!(
+                "{program} {version} is not usable after installing"
+            ));
+        }
     }
     Ok(())
 }
