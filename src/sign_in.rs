@@ -5,10 +5,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::events::{self, EventKind, NewEvent};
 use crate::session::AuthenticatedUser;
 use crate::throttle::{self, Admission, Attempt, RetryAfter};
+use crate::users::hashing::HashingError;
 use crate::users::{self, CheckedCredentials, Password, Username};
 
 /// What a sign-in's password check found (`check_password`).
@@ -85,7 +86,10 @@ pub async fn check_password(
     let stored_hash = account
         .as_ref()
         .map(|account| account.password_hash.clone());
-    let password_matches = admitted.verify(&password, stored_hash).await?;
+    let password_matches = match admitted.verify(&password, stored_hash).await {
+        Ok(matches) => matches,
+        Err(unchecked) => return Err(take_back(ctx, attempt, unchecked).await),
+    };
     match account {
         Some(account) if password_matches && account.disabled => Ok(SignInVerdict::Disabled),
         Some(account) if password_matches => Ok(SignInVerdict::Accepted {
@@ -159,7 +163,10 @@ pub async fn check_session_password(
         .as_ref()
         .map(|account| account.password_hash.clone());
     let matches = match Password::parse(password) {
-        Ok(password) => admitted.verify(&password, stored_hash).await?,
+        Ok(password) => match admitted.verify(&password, stored_hash).await {
+            Ok(matches) => matches,
+            Err(unchecked) => return Err(take_back(ctx, attempt, unchecked).await),
+        },
         Err(_) => false,
     };
     if let Some(account) = account.filter(|_| matches) {
@@ -176,4 +183,24 @@ pub async fn check_session_password(
     );
     events::record(&mut *ctx.connection().await?, event, now).await?;
     Ok(Verdict::Rejected)
+}
+
+/// The server could not check the password (`unchecked`: it is shutting down, or its hashing
+/// process is gone): the attempt is taken back from the throttle's budgets, since it taught
+/// nothing. The answer stays the hashing error (503), even if taking it back could not be
+/// written; then the attempt stays counted, as a wrong password would be.
+async fn take_back(
+    ctx: &RequestContext<'_>,
+    attempt: Attempt,
+    unchecked: HashingError,
+) -> AppError {
+    let taken_back: AppResult<()> = async {
+        throttle::not_checked(&mut *ctx.connection().await?, attempt).await?;
+        Ok(())
+    }
+    .await;
+    if let Err(error) = taken_back {
+        rocket::warn!("an attempt whose password was not checked stays counted: {error}");
+    }
+    AppError::Hashing(unchecked)
 }

@@ -176,7 +176,9 @@ async fn sigterm_finishes_sign_ins_in_flight_refuses_new_connections_closes_the_
 /// grace period (its default, 2 s): those it cannot reach are answered 503 while their
 /// connections can still carry it, none is left without an answer, and the process still exits
 /// 0 in time. (Before, they waited past the grace period: their connections were closed
-/// unanswered, and the process exited 1, "Shutdown failed: outstanding background I/O".)
+/// unanswered, and the process exited 1, "Shutdown failed: outstanding background I/O".) No
+/// password of theirs was checked, so they count against no one's budget: after the restart,
+/// the person is not made to wait for the attempts the restart cut off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_answers_503_to_the_sign_ins_the_grace_period_cannot_hash_and_exits_0() {
     const GRACE: u64 = 2;
@@ -241,4 +243,22 @@ async fn sigterm_answers_503_to_the_sign_ins_the_grace_period_cannot_hash_and_ex
         "the log says so once: {}",
         app.log()
     );
+
+    // The next process allows this address only as many failures as sign-ins were refused:
+    // had the refused ones stayed counted, the next sign-in from it would have to wait (429).
+    let strict = settings.with(
+        "ROCKET_SESSIONS",
+        &format!("{{seed_demo_users=false,throttle_ip_failures={refused}}}"),
+    );
+    let next = AppProcess::start(&strict).await;
+    let again = send_sign_ins(next.port, &users[..1], 1).await;
+    for sign_in in again {
+        let (status, cookie, _) = sign_in.await.unwrap().unwrap();
+        assert_eq!(
+            (status, cookie.is_some()),
+            (303, true),
+            "after the restart, the {refused} sign-ins it refused unchecked cost nothing: {}",
+            next.log()
+        );
+    }
 }

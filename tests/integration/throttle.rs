@@ -820,3 +820,56 @@ async fn parallel_sign_ups_from_one_address_cannot_slip_past_the_limit() {
     );
     assert_eq!(user_count(&app).await, 10);
 }
+
+/// A password the server could not check (here a damaged stored hash, answered 500; at a
+/// restart, a sign-in cut off unhashed, answered 503: the faults suite) taught nothing, so it
+/// counts against no budget: once the hash is repaired, the owner's re-check and sign-in go
+/// through, though each budget allows a single failure.
+#[rocket::async_test]
+async fn a_password_the_server_could_not_check_counts_against_no_budget() {
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.throttle_session_failures", 1))
+            .merge(("sessions.throttle_account_failures", 1))
+    })
+    .await;
+    let alice_id = app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let laptop = Device::new(&client);
+    assert_eq!(
+        laptop.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
+    let set_hash = |hash: String| {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(alice_id)
+            .execute(&app.pool)
+    };
+    let good: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(alice_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    set_hash("not a phc string".to_owned()).await.unwrap();
+    let phone = Device::with(
+        &client,
+        crate::support::http::FIREFOX_WINDOWS,
+        "198.51.100.1",
+    );
+    assert_eq!(
+        laptop.confirm(PASSWORD).await.status,
+        Status::InternalServerError
+    );
+    assert_eq!(
+        phone.sign_in("alice", PASSWORD).await.status,
+        Status::InternalServerError
+    );
+
+    set_hash(good).await.unwrap();
+    let confirmed = laptop.confirm(PASSWORD).await;
+    assert_eq!(confirmed.status, Status::SeeOther, "{}", confirmed.body);
+    assert_eq!(
+        phone.sign_in("alice", PASSWORD).await.location(),
+        "/account"
+    );
+}

@@ -228,15 +228,16 @@ fn flat_wait(
     (until > now).then(|| until - now)
 }
 
-/// An attempt let through, counted as a failure until `succeeded` says otherwise. Dropping it
-/// (a wrong password) leaves the failure counted.
+/// An attempt let through, counted as a failure until `succeeded` (a right password) or
+/// `not_checked` (no password was checked) says otherwise. Dropping it (a wrong password) leaves
+/// the failure counted.
 #[must_use = "a right password must call throttle::succeeded"]
 pub struct Attempt {
     /// The budget a right password resets: the account's at sign-in (none for a name that cannot
     /// be an account), the session's at a re-check.
     resets: Option<Subject>,
-    /// This attempt's row in its address's budget, taken back by a right password.
-    address_row: Option<i64>,
+    /// This attempt's rows, one in each budget it was counted against.
+    rows: Vec<i64>,
 }
 
 pub enum Admission<T = Attempt> {
@@ -277,10 +278,9 @@ pub async fn begin_sign_in(
     ));
     let admission = admit(conn, &limits, Budget::SignIn, config.throttle_window(), now).await?;
     Ok(match admission {
-        // The address's row is the last one counted.
         Admission::Admitted(rows) => Admission::Admitted(Attempt {
             resets: account,
-            address_row: rows.last().copied(),
+            rows,
         }),
         Admission::Throttled(retry_after) => Admission::Throttled(retry_after),
     })
@@ -312,9 +312,9 @@ pub async fn begin_recheck(
         )
         .await?
         {
-            Admission::Admitted(_) => Admission::Admitted(Attempt {
+            Admission::Admitted(rows) => Admission::Admitted(Attempt {
                 resets: Some(session),
-                address_row: None,
+                rows,
             }),
             Admission::Throttled(retry_after) => Admission::Throttled(retry_after),
         },
@@ -394,10 +394,24 @@ async fn admit(
 pub async fn succeeded(conn: &mut PgConnection, attempt: Attempt) -> sqlx::Result<()> {
     let resets = attempt.resets.as_ref();
     sqlx::query!(
-        "DELETE FROM sign_in_failures WHERE (scope = $1 AND subject = $2) OR id = $3",
+        "DELETE FROM sign_in_failures WHERE (scope = $1 AND subject = $2) OR id = ANY($3)",
         resets.map(|subject| subject.scope) as _,
         resets.map(|subject| &subject.digest[..]),
-        attempt.address_row,
+        &attempt.rows,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// No password was checked: the server could not hash it (it is shutting down, or its hashing
+/// process is gone) and answered 503. The attempt taught its sender nothing, so it is taken back
+/// from every budget it was counted against, and nothing else is: a person signing in during a
+/// restart is not locked out by the attempts the restart cut off.
+pub async fn not_checked(conn: &mut PgConnection, attempt: Attempt) -> sqlx::Result<()> {
+    sqlx::query!(
+        "DELETE FROM sign_in_failures WHERE id = ANY($1)",
+        &attempt.rows
     )
     .execute(conn)
     .await?;
