@@ -81,11 +81,6 @@ impl AuthenticatedUser {
         self.confirmed.is_some()
     }
 
-    /// The level of the confirmation in force, if one is.
-    pub fn confirmed_level(&self) -> Option<Aal> {
-        self.confirmed
-    }
-
     /// The session's level now (`Aal`).
     pub fn aal(&self) -> Aal {
         self.session.aal
