@@ -193,6 +193,9 @@ fn run_mutants(context: &Context, name: &str, tests: &str, options: &[String]) -
         context
             .cargo()
             .args(["mutants", "--output", &format!("target/mutants.out/{name}")])
+            // Every package's files: without it, cargo-mutants looks only in the root package,
+            // and a file of crates/core has no mutants.
+            .arg("--workspace")
             // A mutant in the core (crates/core) is tested by the app's integration tests too,
             // not only by its own crate's.
             .arg("--test-workspace=true")
