@@ -83,6 +83,9 @@ pub fn tests_for(file: &str) -> &'static str {
         }
         "crates/core/src/throttle.rs" => "--lib --test integration -- throttle::",
         "crates/core/src/session/dbsc.rs" => "--lib --test integration -- session::dbsc:: dbsc::",
+        "src/session/reaper.rs" => {
+            "--lib --test integration -- session::reaper:: retention:: endings:: passkeys::"
+        }
         "crates/core/src/session/api.rs" => {
             "--lib --test integration -- session::api:: api:: api_devices:: anomalies:: races::"
         }
