@@ -124,7 +124,8 @@ async fn the_retention_periods_are_settings() {
 
 /// Every retention setting at the top of its range: a whole reaper round computes its cut-offs
 /// inside the calendar, keeps what is younger than them and fails nothing (before the ranges, a
-/// retention of 4294967295 days made the reaper's task panic, and every clean-up stopped).
+/// retention of 4294967295 days made the reaper's task panic, and every clean-up stopped). Once
+/// all of it is older than every retention, one round deletes it all.
 #[rocket::async_test]
 async fn a_reaper_round_with_every_retention_at_its_maximum_keeps_what_is_young() {
     let app = TestApp::with(|figment| {
@@ -145,12 +146,9 @@ async fn a_reaper_round_with_every_retention_at_its_maximum_keeps_what_is_young(
     let before = events(&app, alice_id).await;
 
     let db = Db::fetch(client.rocket()).expect("the app's pool");
-    reaper::round(
-        db.pool(),
-        &app.config(),
-        &AppClock::movable(app.clock.clone()),
-    )
-    .await;
+    let (config, clock) = (app.config(), AppClock::movable(app.clock.clone()));
+    let round = || reaper::round(db.pool(), &config, &clock);
+    round().await;
 
     assert_eq!(
         events(&app, alice_id).await,
@@ -158,4 +156,19 @@ async fn a_reaper_round_with_every_retention_at_its_maximum_keeps_what_is_young(
         "nothing is old enough to go"
     );
     assert_eq!(expire(&app).await, Retention::default());
+
+    app.advance_secs(3650 * DAY);
+    round().await;
+    assert!(events(&app, alice_id).await.is_empty());
+    let left: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM sign_in_failures)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        (0, 0),
+        "the signed-out session and the counted failure are gone too"
+    );
 }
