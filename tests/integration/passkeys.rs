@@ -6,6 +6,7 @@
 use rocket::futures::future::join_all;
 use rocket::http::Status;
 use secure_sessions::clock::AppClock;
+use secure_sessions::config::SessionConfig;
 use secure_sessions::users::Role;
 use serde_json::Value;
 
@@ -272,9 +273,14 @@ async fn a_sign_in_ceremony_is_used_once_by_the_browser_that_started_it_before_i
     let mut conn = app.pool.acquire().await.unwrap();
     sign_in_options(&late).await;
     app.advance_secs(i64::from(app.config().passkey_ceremony_secs) + 1);
+    // In batches of one: the reaper goes on while a batch comes back full.
+    let batches_of_one = SessionConfig {
+        reaper_batch_size: 1,
+        ..app.config()
+    };
     let reaped = secure_sessions::session::reaper::expire_passkey_ceremonies(
         &mut conn,
-        &app.config(),
+        &batches_of_one,
         &AppClock::new(app.clock.clone()),
     )
     .await
