@@ -1342,6 +1342,65 @@ async fn a_challenge_altered_in_any_part_is_refused() {
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
 }
 
+/// A refresh challenge is signed with a key only this deployment has (made at random on first
+/// use and kept in the database). A thief who has the cookie and, for a moment, the device's key
+/// could otherwise mint challenges dated in the future and sign them in advance, to refresh long
+/// after losing the device: minted with any key a server might fall back on, each is refused.
+/// The same minting with the deployment's own key is accepted, so the refusals are the key's.
+#[rocket::async_test]
+async fn a_challenge_minted_without_the_deployments_secret_key_is_refused() {
+    use hmac::{Hmac, Mac};
+    let app = TestApp::with(|f| f.merge(("sessions.idle_timeout_secs", 3600))).await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    let key = DbscKey::generate();
+    let session_id = sign_in_bound(&alice, &key).await;
+    alice.forget_cookie("__Host-sid");
+    challenge(&alice, &session_id).await;
+    let token_key: Vec<u8> = sqlx::query_scalar("SELECT key FROM sessions WHERE public_id = $1")
+        .bind(Uuid::parse_str(&session_id).unwrap())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    // The layout of crates/core/src/session/dbsc.rs (`RefreshChallenge`), an hour ahead.
+    let mint = |mac_key: &[u8]| {
+        let issued_at = (app.clock_now().unix_timestamp() + 3600).to_be_bytes();
+        let nonce = [7u8; 16];
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(mac_key).unwrap();
+        mac.update(b"secure-sessions DBSC refresh challenge v1");
+        mac.update(Uuid::parse_str(&session_id).unwrap().as_bytes());
+        mac.update(&token_key);
+        mac.update(&issued_at);
+        mac.update(&nonce);
+        let mut bytes = issued_at.to_vec();
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&mac.finalize().into_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    };
+    for guess in [&[][..], &[0], &[1], &[0; 32]] {
+        let reply = refresh(
+            &alice,
+            Some(&session_id),
+            Some(&key.refresh_proof(&mint(guess))),
+        )
+        .await;
+        assert_refused(&reply, Status::Forbidden, "invalid_challenge");
+    }
+    let secret: Vec<u8> = sqlx::query_scalar("SELECT key FROM dbsc_challenge_key")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(secret.len(), 32, "a key of 32 random bytes");
+    let reply = refresh(
+        &alice,
+        Some(&session_id),
+        Some(&key.refresh_proof(&mint(&secret))),
+    )
+    .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+}
+
 #[rocket::async_test]
 async fn a_high_s_signature_refreshes_once_like_its_low_s_twin() {
     // (r, s) and (r, n - s) both verify. Signers make either, so neither is refused,
