@@ -281,7 +281,12 @@ impl TestApp {
         let pool = PgPool::connect(&database_url)
             .await
             .expect("connect to the test database");
-        let clock = TestClock::new(OffsetDateTime::now_utc());
+        // On a whole second: PostgreSQL keeps microseconds, so a clock with nanoseconds would
+        // store every deadline a fraction early, and no test could stand on its very instant.
+        let start = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("0 is a valid nanosecond");
+        let clock = TestClock::new(start);
         TestApp {
             figment,
             clock,
