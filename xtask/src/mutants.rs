@@ -87,7 +87,8 @@ pub fn tests_for(file: &str) -> &'static str {
             "--lib --test integration -- session::reaper:: retention:: endings:: passkeys::"
         }
         "crates/core/src/session/api.rs" => {
-            "--lib --test integration -- session::api:: api:: api_devices:: anomalies:: races::"
+            "--lib --test integration -- session::api:: api:: api_devices:: anomalies:: races:: \
+             request_path::a_bearer"
         }
         "src/session/cookie.rs" => {
             "--lib --test integration -- session::cookie:: dbsc:: foundation::"
