@@ -81,6 +81,29 @@ async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
         .await;
     assert_eq!(signed_out.status, 303);
 
+    // Another session, its cookie then sent by a browser with another User-Agent: ended as
+    // taken, and the log says so by the token's log id.
+    let form = chrome(RawRequest::get("/login")).send(port).await;
+    let taken = chrome(RawRequest::post("/login"))
+        .header(format!(
+            "Cookie: __Host-csrf={}",
+            form.cookie("__Host-csrf")
+        ))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("csrf_token", &form.html().csrf_token()),
+        ])
+        .send(port)
+        .await
+        .cookie("__Host-sid");
+    let elsewhere = RawRequest::get("/account")
+        .header("User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/133.0")
+        .header(format!("Cookie: __Host-sid={taken}"))
+        .send(port)
+        .await;
+    assert_eq!(elsewhere.status, 303, "{}", elsewhere.head);
+
     app_process.stop();
     let logged = app_process.log();
     assert!(
@@ -97,8 +120,22 @@ async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
         "seed_demo_users=false from the environment"
     );
 
+    let taken_id = SessionToken::parse(&taken).unwrap().key().log_id();
+    assert!(
+        logged.contains(&format!(
+            "session {taken_id} ended: binding fingerprint changed"
+        )),
+        "{logged}"
+    );
+    assert_eq!(
+        logged.matches("binding fingerprint changed").count(),
+        1,
+        "only the taken session's end is logged so: {logged}"
+    );
+
     let secrets = [
         ("the session token", session.clone()),
+        ("the taken session's token", taken.clone()),
         ("the sign-in form's CSRF cookie", csrf_cookie),
         ("the sign-in form's CSRF token", csrf_field),
         ("the session's CSRF token", session_csrf),
