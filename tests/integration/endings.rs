@@ -543,6 +543,41 @@ async fn stay_signed_in_extends_the_session_and_needs_the_csrf_token() {
     );
 }
 
+/// A page opened before last-seen is due to be written again counts down from the last time it
+/// was written, which is what the session's idle timeout counts from: the warning never promises
+/// more time than the session has.
+#[rocket::async_test]
+async fn a_page_opened_between_writes_of_last_seen_counts_down_from_the_last_write() {
+    let app = TestApp::with(|f| {
+        f.merge(("sessions.idle_timeout_secs", 120))
+            .merge(("sessions.absolute_timeout_secs", 3600))
+            .merge(("sessions.touch_interval_secs", 60))
+            .merge(("sessions.idle_warning_secs", 30))
+    })
+    .await;
+    app.create_user("alice", Role::User).await;
+    let client = app.client().await;
+    let alice = Device::new(&client);
+    alice.sign_in("alice", PASSWORD).await;
+    let seconds_left = |page: &crate::support::http::Reply| {
+        page.html().testids("idle-warning")[0]
+            .value()
+            .attr("data-idle-seconds-left")
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        seconds_left(&alice.get("/account").await).as_deref(),
+        Some("120")
+    );
+    app.advance_secs(40);
+    assert_eq!(
+        seconds_left(&alice.get("/account").await).as_deref(),
+        Some("80")
+    );
+    app.advance_secs(79);
+    assert_eq!(alice.get("/account").await.status, Status::Ok);
+}
+
 #[rocket::async_test]
 async fn stay_signed_in_extends_the_session_even_when_it_was_touched_within_the_touch_interval() {
     // A touch interval longer than the time the warning gives: when the person presses "Stay
