@@ -511,11 +511,7 @@ async fn stay_signed_in_extends_the_session_and_needs_the_csrf_token() {
     alice.sign_in("alice", PASSWORD).await;
     let idle = i64::from(app.config().idle_timeout_secs);
     let page = alice.get("/account").await;
-    let seconds_left = page.html().testids("idle-warning")[0]
-        .value()
-        .attr("data-idle-seconds-left")
-        .map(str::to_owned);
-    assert_eq!(seconds_left, Some(idle.to_string()));
+    assert_eq!(page.idle_seconds_left(), Some(idle.to_string()));
     assert_eq!(page.count_testid("idle-warning"), 1);
     let csrf = page.csrf_token();
 
@@ -559,19 +555,13 @@ async fn a_page_opened_between_writes_of_last_seen_counts_down_from_the_last_wri
     let client = app.client().await;
     let alice = Device::new(&client);
     alice.sign_in("alice", PASSWORD).await;
-    let seconds_left = |page: &crate::support::http::Reply| {
-        page.html().testids("idle-warning")[0]
-            .value()
-            .attr("data-idle-seconds-left")
-            .map(str::to_owned)
-    };
     assert_eq!(
-        seconds_left(&alice.get("/account").await).as_deref(),
+        alice.get("/account").await.idle_seconds_left().as_deref(),
         Some("120")
     );
     app.advance_secs(40);
     assert_eq!(
-        seconds_left(&alice.get("/account").await).as_deref(),
+        alice.get("/account").await.idle_seconds_left().as_deref(),
         Some("80")
     );
     app.advance_secs(79);

@@ -8,12 +8,29 @@ use serde_json::json;
 
 use crate::support::binary::RunningApp;
 use crate::support::http::{CHROME_LINUX, form_encode};
-use crate::support::raw::RawRequest;
+use crate::support::raw::{RawRequest, RawResponse};
 use crate::support::{PASSWORD, TestApp};
 
 /// A request as Chrome on Linux sends it (the fingerprint binds the User-Agent).
 fn chrome(request: RawRequest) -> RawRequest {
     request.header(format!("User-Agent: {CHROME_LINUX}"))
+}
+
+/// Alice signs in through the form, as Chrome: the form's CSRF cookie and field, and the answer.
+async fn sign_in(port: u16) -> (String, String, RawResponse) {
+    let form = chrome(RawRequest::get("/login")).send(port).await;
+    let csrf_cookie = form.cookie("__Host-csrf");
+    let csrf_field = form.html().csrf_token();
+    let signed_in = chrome(RawRequest::post("/login"))
+        .header(format!("Cookie: __Host-csrf={csrf_cookie}"))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf_field),
+        ])
+        .send(port)
+        .await;
+    (csrf_cookie, csrf_field, signed_in)
 }
 
 #[rocket::async_test]
@@ -31,18 +48,7 @@ async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
 
     // A browser: the sign-in form, signing in, the account page, signing out.
     let port = app_process.port;
-    let form = chrome(RawRequest::get("/login")).send(port).await;
-    let csrf_cookie = form.cookie("__Host-csrf");
-    let csrf_field = form.html().csrf_token();
-    let signed_in = chrome(RawRequest::post("/login"))
-        .header(format!("Cookie: __Host-csrf={csrf_cookie}"))
-        .form(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("csrf_token", &csrf_field),
-        ])
-        .send(port)
-        .await;
+    let (csrf_cookie, csrf_field, signed_in) = sign_in(port).await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.head);
     let session = signed_in.cookie("__Host-sid");
     let account = chrome(RawRequest::get("/account"))
@@ -83,20 +89,8 @@ async fn no_token_password_or_csrf_value_ever_reaches_the_log() {
 
     // Another session, its cookie then sent by a browser with another User-Agent: ended as
     // taken, and the log says so by the token's log id.
-    let form = chrome(RawRequest::get("/login")).send(port).await;
-    let taken = chrome(RawRequest::post("/login"))
-        .header(format!(
-            "Cookie: __Host-csrf={}",
-            form.cookie("__Host-csrf")
-        ))
-        .form(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("csrf_token", &form.html().csrf_token()),
-        ])
-        .send(port)
-        .await
-        .cookie("__Host-sid");
+    let (_, _, signed_in_again) = sign_in(port).await;
+    let taken = signed_in_again.cookie("__Host-sid");
     let elsewhere = RawRequest::get("/account")
         .header("User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/133.0")
         .header(format!("Cookie: __Host-sid={taken}"))

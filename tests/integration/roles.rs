@@ -46,16 +46,6 @@ fn assert_signed_out(reply: &Reply, reason: &str) {
     );
 }
 
-/// Where the page's idle warning starts counting down from (`data-idle-seconds-left`).
-fn idle_seconds_left(page: &Reply) -> Option<String> {
-    page.html()
-        .testids("idle-warning")
-        .first()?
-        .value()
-        .attr("data-idle-seconds-left")
-        .map(str::to_owned)
-}
-
 #[rocket::async_test]
 async fn an_administrator_idle_for_fifteen_minutes_is_signed_out_and_a_user_is_not() {
     let app = app_with_production_timeouts().await;
@@ -70,7 +60,7 @@ async fn an_administrator_idle_for_fifteen_minutes_is_signed_out_and_a_user_is_n
     // The page's idle warning counts down from the administrator's own timeout.
     let page = admin.get("/account").await;
     assert_eq!(
-        idle_seconds_left(&page).as_deref(),
+        page.idle_seconds_left().as_deref(),
         Some("900"),
         "{}",
         page.body
@@ -213,7 +203,7 @@ async fn an_administrator_demoted_mid_session_gets_a_user_idle_limit_but_not_a_l
     assert_eq!(page.status, Status::Ok);
     assert_eq!(page.testid_text("account-role").as_deref(), None);
     assert_eq!(
-        idle_seconds_left(&page).as_deref(),
+        page.idle_seconds_left().as_deref(),
         Some("1800"),
         "a user's countdown again"
     );

@@ -82,6 +82,16 @@ impl Reply {
     pub fn csrf_token(&self) -> String {
         self.html().csrf_token()
     }
+
+    /// Where the page's idle warning starts counting down from (`data-idle-seconds-left`).
+    pub fn idle_seconds_left(&self) -> Option<String> {
+        self.html()
+            .testids("idle-warning")
+            .first()?
+            .value()
+            .attr("data-idle-seconds-left")
+            .map(str::to_owned)
+    }
 }
 
 /// One browser: cookies persist between its requests, as a browser's would.
