@@ -429,16 +429,17 @@ pub async fn rotate(
 }
 
 /// Raises a live session to `aal2`: a confirmation with a passkey, with user verification, has
-/// just proved as much as a passkey sign-in. Nothing lowers a level. Whether it was still live.
-pub async fn raise_to_aal2(conn: &mut PgConnection, public_id: Uuid) -> sqlx::Result<bool> {
-    let result = sqlx::query!(
+/// just proved as much as a passkey sign-in. Nothing lowers a level, and an ended session stays
+/// as it was: the confirmation's rotation, in the same transaction, finds it ended and refuses.
+pub async fn raise_to_aal2(conn: &mut PgConnection, public_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
         "UPDATE sessions SET aal = $2 WHERE public_id = $1 AND revoked_at IS NULL",
         public_id,
         Aal::Aal2 as _,
     )
     .execute(conn)
     .await?;
-    Ok(result.rows_affected() == 1)
+    Ok(())
 }
 
 /// The session that rotated away from this key less than its grace ago, ended or not.
@@ -469,14 +470,15 @@ pub async fn find_rotated_from(
 }
 
 /// Records the sensitive action a live session asked for until its confirmation (replacing any
-/// earlier one). `false`: the session ended meanwhile.
+/// earlier one). A session that ended meanwhile records nothing: the confirmation page the
+/// request is sent to finds it ended.
 pub async fn set_pending_action(
     conn: &mut PgConnection,
     public_id: Uuid,
     action: &str,
     now: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query!(
+) -> sqlx::Result<()> {
+    sqlx::query!(
         "UPDATE sessions SET pending_action = $2, pending_action_at = $3
          WHERE public_id = $1 AND revoked_at IS NULL",
         public_id,
@@ -485,7 +487,7 @@ pub async fn set_pending_action(
     )
     .execute(conn)
     .await?;
-    Ok(result.rows_affected() == 1)
+    Ok(())
 }
 
 /// The action a live session is waiting to confirm, recorded after `since`, without taking it
