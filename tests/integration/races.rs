@@ -780,6 +780,43 @@ async fn an_api_sign_in_counts_against_the_family_cap_only_after_the_one_before_
     assert_eq!(live_rows(&app, user_id, "api").await, cap);
 }
 
+/// The throttle's locks are per account and per address: a sign-in waits for an attempt at the
+/// same account, or from the same address, to be counted, and for no other. One lock for every
+/// account would still count right, but every sign-in would take its turn behind every other.
+#[rocket::async_test]
+async fn a_sign_in_waits_for_an_attempt_at_its_account_or_from_its_address_and_for_no_other() {
+    let app = TestApp::new().await;
+    for username in ["alice", "bob", "carol"] {
+        app.create_user(username, Role::User).await;
+    }
+    let client = app.client().await;
+    let config = app.config();
+    let alice = users::Username::parse("alice").unwrap();
+    let (home, office) = ("198.51.100.7", "203.0.113.9");
+    // An attempt at alice from home, counted and not yet committed.
+    let counting = async || {
+        let mut holder = app.pool.begin().await.unwrap();
+        let admitted =
+            throttle::begin_sign_in(&mut holder, &config, Some(&alice), home, app.clock_now())
+                .await
+                .unwrap();
+        assert!(matches!(admitted, Admission::Admitted(_)));
+        holder
+    };
+    let cases = [
+        ("bob", office, false),
+        ("alice", office, true),
+        ("carol", home, true),
+    ];
+    for (username, address, must_wait) in cases {
+        let device = Device::with(&client, CHROME_LINUX, address);
+        let holder = counting().await;
+        let (reply, waited) = while_held(&app, holder, device.sign_in(username, PASSWORD)).await;
+        assert_eq!(reply.location(), "/account", "{username} from {address}");
+        assert_eq!(waited, must_wait, "{username} from {address} waited");
+    }
+}
+
 #[rocket::async_test]
 async fn a_sign_up_counts_against_the_limit_only_after_the_one_before_it_commits() {
     let app = TestApp::new().await;

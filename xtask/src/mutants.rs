@@ -81,7 +81,9 @@ pub fn tests_for(file: &str) -> &'static str {
         "src/csrf.rs" => {
             "--lib --test integration -- csrf:: contract:: foundation::forms_without bad_input::"
         }
-        "crates/core/src/throttle.rs" => "--lib --test integration -- throttle::",
+        "crates/core/src/throttle.rs" => {
+            "--lib --test integration -- throttle:: races::a_sign_in_waits races::a_sign_up_counts"
+        }
         "crates/core/src/session/dbsc.rs" => "--lib --test integration -- session::dbsc:: dbsc::",
         "src/session/reaper.rs" => {
             "--lib --test integration -- session::reaper:: retention:: endings:: passkeys::"
@@ -267,7 +269,14 @@ mod tests {
             cargo_args,
             ["--cargo-arg=--lib", "--cargo-arg=--test=integration"]
         );
-        assert_eq!(filters, ["throttle::"]);
+        assert_eq!(
+            filters,
+            [
+                "throttle::",
+                "races::a_sign_in_waits",
+                "races::a_sign_up_counts"
+            ]
+        );
     }
 
     #[test]
